@@ -1,0 +1,1 @@
+"""Downstream evaluation: corpus preparation, fold protocols, linear probes, metrics and reports."""
