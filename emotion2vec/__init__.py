@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 from .config import PRESETS, Emotion2VecConfig, preset  # noqa: E402
 from .models import Emotion2VecModel  # noqa: E402
 
-__all__ = ["Emotion2VecConfig", "Emotion2VecModel", "PRESETS", "preset", "Emotion2Vec", "__version__"]
+__all__ = ["Emotion2VecConfig", "Emotion2VecModel", "PRESETS", "preset", "Emotion2Vec", "fairseq_user_dir", "__version__"]
 
 
 def __getattr__(name: str):  # lazy: the extraction API pulls in audio I/O
@@ -14,3 +14,10 @@ def __getattr__(name: str):  # lazy: the extraction API pulls in audio I/O
 
         return Emotion2Vec
     raise AttributeError(name)
+
+
+def fairseq_user_dir() -> str:
+    """Path to pass as ``common.user_dir`` to ``fairseq-hydra-train``."""
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent / "_fairseq" / "emotion2vec_fairseq")

@@ -21,6 +21,7 @@ __all__ = [
     "AudioError",
     "AudioInfo",
     "audio_info",
+    "read_audio",
     "load_audio",
     "resample",
     "resampled_length",
@@ -87,12 +88,11 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE, quality: st
     return np.asarray(out, dtype=np.float32)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE, channel: int | None = None,
-               min_samples: int = 0) -> np.ndarray:
-    """Read a file as mono float32 at ``sample_rate`` (None keeps the file's rate).
+def read_audio(path: str | os.PathLike, channel: int | None = None) -> tuple[np.ndarray, int]:
+    """Read a file as mono float32 at its own rate. -> (samples (N,), sample_rate).
 
     Multi-channel audio is averaged over channels, or ``channel`` (0-based) is selected.
-    Raises :class:`AudioError` for missing/corrupt/empty/non-finite audio or fewer than ``min_samples``.
+    Raises :class:`AudioError` for missing, corrupt, empty or non-finite audio.
     """
     import soundfile as sf
 
@@ -110,11 +110,20 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE, c
         wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(wav).all():
         raise AudioError(path, "audio contains NaN or infinite samples")
+    return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE, channel: int | None = None,
+               min_samples: int = 0) -> np.ndarray:
+    """Read a file as mono float32 resampled to ``sample_rate`` (None keeps the file's rate).
+
+    Raises :class:`AudioError` as :func:`read_audio`, and for fewer than ``min_samples`` samples after resampling.
+    """
+    wav, sr = read_audio(path, channel)
     if sample_rate is not None and sr != sample_rate:
         wav = resample(wav, sr, sample_rate)
-    wav = np.ascontiguousarray(wav, dtype=np.float32)
+    rate = sample_rate or sr
     if len(wav) < min_samples:
-        rate = sample_rate or sr
         raise AudioError(path, f"too short: {len(wav)} samples at {rate} Hz (< {min_samples}, "
                                f"{min_samples / rate * 1000:.0f} ms)")
     return wav
