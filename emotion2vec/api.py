@@ -1,0 +1,96 @@
+"""The Python API: ``Emotion2Vec.from_checkpoint(path).extract(wav, sample_rate)``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from .audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio, resample
+from .extract import DTYPES, ExtractionError, FeatureExtractor, ModelBackend, parse_layers, pool
+
+__all__ = ["Emotion2Vec"]
+
+AudioLike = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+
+
+class Emotion2Vec:
+    """A loaded model ready for feature extraction.
+
+    >>> model = Emotion2Vec.from_checkpoint("checkpoints/emotion2vec_base.pt")
+    >>> emb = model.extract("speech.wav")                            # (768,) utterance embedding, last layer
+    >>> frames = model.extract(wav, sample_rate=44100, granularity="frame", layers="all")   # (12, T, 768)
+    """
+
+    def __init__(self, model, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
+                 max_tokens: int = 1_000_000, chunk_seconds: float = 30.0):
+        if isinstance(dtype, str):
+            if dtype not in DTYPES:
+                raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+            dtype = DTYPES[dtype]
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available")
+        self.backend = ModelBackend(model, device, dtype)
+        self.model, self.config = self.backend.model, model.cfg
+        self.max_tokens, self.chunk_seconds = max_tokens, chunk_seconds
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+                        dtype: str | torch.dtype = "float32", trust: bool = False, preset: str | None = None,
+                        **kwargs) -> "Emotion2Vec":
+        """Load an official emotion2vec / data2vec 2.0 / FunASR checkpoint or one of ours (see ``emotion2vec convert``)."""
+        from .checkpoint import load_model
+
+        model, _ = load_model(path, trust=trust, preset_name=preset, with_decoder=False)
+        return cls(model, device=device, dtype=dtype, **kwargs)
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_layers
+
+    def _waveform(self, x: AudioLike, sample_rate: int | None) -> np.ndarray:
+        if isinstance(x, (str, os.PathLike)):
+            if sample_rate is not None:
+                raise ValueError("sample_rate is only for waveforms; files are read at their own rate")
+            return load_audio(x, SAMPLE_RATE, min_samples=MIN_SAMPLES)
+        wav = x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+        if wav.ndim == 2:  # (channels, N) or (N, channels): average the shorter axis
+            wav = wav.mean(axis=0 if wav.shape[0] < wav.shape[1] else 1)
+        if wav.ndim != 1:
+            raise ValueError(f"waveform must be 1-D (or 2-D multi-channel), got shape {tuple(wav.shape)}")
+        if sample_rate is None:
+            raise ValueError("pass sample_rate= for a waveform (it is resampled to 16 kHz when different)")
+        if sample_rate != SAMPLE_RATE:
+            wav = resample(wav, int(sample_rate), SAMPLE_RATE)
+        if len(wav) < MIN_SAMPLES:
+            raise AudioError("<waveform>", f"too short: {len(wav)} samples at 16 kHz (< {MIN_SAMPLES})")
+        if not np.isfinite(wav).all():
+            raise AudioError("<waveform>", "waveform contains NaN or infinite samples")
+        return wav
+
+    def extract(self, audio: AudioLike | Sequence[AudioLike], sample_rate: int | None = None,
+                granularity: str = "utterance", layers: int | str | Sequence[int] = -1):
+        """Features of one input or a list of inputs (batched by length internally).
+
+        audio: a path, a waveform (numpy/torch, 1-D) or a list of those; sample_rate: of the waveforms.
+        granularity: "utterance" (mean over frames) or "frame"; layers: -1 (last), "all", an index or a list.
+        Returns numpy float32: frame (T, D) per layer, utterance (D,); with several layers a leading layer axis.
+        """
+        if granularity not in ("frame", "utterance"):
+            raise ValueError(f"granularity={granularity!r}: choose 'frame' or 'utterance'")
+        try:
+            layer_ids = parse_layers(layers, self.num_layers)
+        except ExtractionError as e:
+            raise ValueError(str(e)) from None
+        single_input = isinstance(audio, (str, os.PathLike, torch.Tensor)) or (
+            isinstance(audio, np.ndarray) and audio.dtype != object)
+        inputs = [audio] if single_input else list(audio)
+        engine = FeatureExtractor(self.backend, layer_ids, self.max_tokens, self.chunk_seconds)
+        feats = engine([engine.prepare(self._waveform(x, sample_rate)) for x in inputs])
+        single_layer = isinstance(layers, int) or (isinstance(layers, str) and layers.strip().lstrip("-").isdigit())
+        outs = [pool(f, granularity, single_layer) for f in feats]
+        return outs[0] if single_input else outs

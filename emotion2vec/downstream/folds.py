@@ -1,0 +1,461 @@
+"""Evaluation protocols: train/valid/test folds over the rows of a ``data.tsv``.
+
+``folds.json`` (and ``folds_<protocol>.json``)::
+
+    {"corpus": "urdu", "protocol": "random-kfold", "seed": 0, "speaker_independent": false,
+     "labels": ["angry", "happy", "neutral", "sad"], "options": {"folds": 10, "stratify": true},
+     "folds": [{"name": "fold1", "train": [keys], "valid": [keys], "test": [keys]}, ...]}
+
+Protocols (all deterministic for a seed and independent of the row order: keys are sorted before any shuffle,
+and every random draw comes from ``random.Random`` seeded with the seed):
+
+``loso-session``  leave-one-session-out (IEMOCAP; needs a ``session`` column): one fold per session, test = that
+                  session, valid = a seeded random ``valid_fraction`` (0.2) of the other sessions' utterances, train =
+                  the rest. Test speakers never occur in train/valid, but valid shares speakers with train, so the
+                  folds are not marked speaker-independent.
+``loso-speaker``  leave-one-speaker-out: one fold per speaker (>= 3 speakers); speakers in a seeded order, fold i tests
+                  speaker i, validates on speaker i+1 (cyclic), trains on the rest. Speaker-independent.
+``random-kfold``  the paper's "10-fold" 80/10/10: keys are dealt into K seeded partitions (option ``folds``, default 10,
+                  >= 3), stratified by label (``stratify``, default true: each label is shuffled and dealt round-robin,
+                  continuing where the previous label stopped, so partitions differ by at most one item overall and
+                  per label). Fold i: test = partition i, valid = partition i+1 (mod K), train = the other K-2.
+                  For other K the proportions are (K-2)/K, 1/K, 1/K: K=5 (RAVDESS-song) gives 60/20/20.
+``speaker-kfold`` K speaker-disjoint groups (option ``folds``, default min(5, number of speakers), >= 3): speakers
+                  are shuffled with the seed, then placed largest first into the group with the fewest utterances.
+                  Fold i: test = group i, valid = group i+1 (mod K), train = the rest. Speaker-independent.
+``original``      the corpus's official split from the ``split`` column (one fold). When the corpus has no official
+                  valid set (RESD), valid = a seeded label-stratified ``valid_fraction`` (0.1) of train.
+                  ``speaker_independent`` is computed from the data (true only when no speaker crosses sets).
+``emobox``        folds imported from EmoBox (columns ``fold1``, ``fold2``, ... holding train/valid/test or empty);
+                  a fold without valid keys gets a seeded stratified ``valid_fraction`` (0.2) of its train keys, as
+                  the EmoBox recipe does. ``speaker_independent`` computed from the data.
+
+Invariants (:func:`check_folds`, run before every save and after every load): train/valid/test disjoint within a
+fold; every key exists in data.tsv; every fold has train and test keys; for the k-fold and leave-one-out protocols
+every key is in exactly one test set and in every fold; when ``speaker_independent`` is true no speaker appears in
+two of a fold's train/valid/test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from ..fileio import atomic_write_text
+from .manifest import DATA_TSV, read_data_tsv
+
+__all__ = ["PROTOCOLS", "PARTITION_PROTOCOLS", "FoldsError", "make_folds", "check_folds", "save_folds", "load_folds",
+           "folds_filename", "infer_protocol"]
+
+PROTOCOLS = ("loso-session", "loso-speaker", "random-kfold", "speaker-kfold", "original", "emobox")
+#: protocols whose test sets partition the corpus and whose folds each cover every key
+PARTITION_PROTOCOLS = ("loso-session", "loso-speaker", "random-kfold", "speaker-kfold")
+SPLIT_NAMES = ("train", "valid", "test")
+FOLDS_JSON = "folds.json"
+
+_OPTIONS = {
+    "loso-session": {"valid_fraction": 0.2},
+    "loso-speaker": {},
+    "random-kfold": {"folds": 10, "stratify": True},
+    "speaker-kfold": {"folds": None},
+    "original": {"valid_fraction": 0.1},
+    "emobox": {"valid_fraction": 0.2},
+}
+
+
+class FoldsError(ValueError):
+    """Folds that cannot be made or that break an invariant; the message names the fold and the keys."""
+
+
+def folds_filename(protocol: str | None) -> str:
+    return FOLDS_JSON if protocol is None else f"folds_{protocol}.json"
+
+
+def _few(items: Iterable, n: int = 10) -> str:
+    items = list(items)
+    shown = ", ".join(repr(x) for x in items[:n])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def _rng(seed: int, *salt) -> random.Random:
+    # str seeds are hashed with SHA-512 by random.Random: stable across runs and Python versions
+    return random.Random(":".join(str(x) for x in (int(seed),) + salt))
+
+
+def _rows_by_key(rows: Sequence[Mapping]) -> dict[str, Mapping]:
+    out: dict[str, Mapping] = {}
+    for row in rows:
+        key = row["key"]
+        if key in out:
+            raise FoldsError(f"duplicate key {key!r} in the rows")
+        out[key] = row
+    if not out:
+        raise FoldsError("no rows to make folds from")
+    return out
+
+
+def _stratified_sample(keys: Sequence[str], labels: Mapping[str, str], fraction: float, rng: random.Random) -> set[str]:
+    """About ``fraction`` of ``keys`` (at least one when there are >= 2 keys), the same fraction of every label."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for k in sorted(keys):
+        by_label[labels[k]].append(k)
+    chosen: list[str] = []
+    carry = 0.0
+    for label in sorted(by_label):
+        ks = by_label[label]
+        rng.shuffle(ks)
+        exact = fraction * len(ks) + carry
+        n = int(exact + 0.5)
+        carry = exact - n
+        chosen.extend(ks[:n])
+    if not chosen and len(keys) >= 2 and fraction > 0:
+        chosen = [rng.choice(sorted(keys))]
+    return set(chosen)
+
+
+def _random_sample(keys: Sequence[str], fraction: float, rng: random.Random) -> set[str]:
+    ks = sorted(keys)
+    rng.shuffle(ks)
+    n = int(round(fraction * len(ks)))
+    if n == 0 and len(ks) >= 2 and fraction > 0:
+        n = 1
+    return set(ks[:n])
+
+
+def _fold(name: str, train, valid, test) -> dict:
+    return {"name": name, "train": sorted(train), "valid": sorted(valid), "test": sorted(test)}
+
+
+def _need_speakers(rows: Mapping[str, Mapping], protocol: str) -> dict[str, list[str]]:
+    missing = [k for k, r in rows.items() if not str(r.get("speaker", "")).strip()]
+    if missing:
+        raise FoldsError(f"protocol {protocol} needs a speaker for every row; {len(missing)} row(s) have none: "
+                         f"{_few(sorted(missing))}")
+    by_speaker: dict[str, list[str]] = defaultdict(list)
+    for k in sorted(rows):
+        by_speaker[rows[k]["speaker"]].append(k)
+    return by_speaker
+
+
+def _check_fraction(value, name: str = "valid_fraction") -> float:
+    f = float(value)
+    if not 0.0 <= f < 1.0:
+        raise FoldsError(f"{name} must be in [0, 1), got {value}")
+    return f
+
+
+def _check_k(value, n: int, what: str) -> int:
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise FoldsError(f"folds must be an integer, got {value!r}") from None
+    if k < 3:
+        raise FoldsError(f"folds must be >= 3 (each fold needs distinct test, valid and train parts), got {k}")
+    if k > n:
+        raise FoldsError(f"folds={k} but there are only {n} {what}")
+    return k
+
+
+def _speaker_independent(folds: list[dict], rows: Mapping[str, Mapping]) -> bool:
+    for fold in folds:
+        sets = [{rows[k].get("speaker", "") for k in fold[s]} for s in SPLIT_NAMES]
+        if any("" in s for s in sets):
+            return False
+        if (sets[0] & sets[1]) or (sets[0] & sets[2]) or (sets[1] & sets[2]):
+            return False
+    return True
+
+
+def make_folds(rows: list[dict], protocol: str, seed: int = 0, corpus: str = "", **options) -> dict:
+    """Folds for ``rows`` (data.tsv rows) under ``protocol``. -> the folds.json dict (see the module docstring).
+
+    Options: ``folds`` (random-kfold, speaker-kfold), ``stratify`` (random-kfold), ``valid_fraction``
+    (loso-session, original, emobox). Unknown options raise. The result has passed :func:`check_folds`.
+    """
+    if protocol not in PROTOCOLS:
+        raise FoldsError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    unknown = sorted(set(options) - set(_OPTIONS[protocol]))
+    if unknown:
+        raise FoldsError(f"protocol {protocol} takes no option(s) {', '.join(unknown)} "
+                         f"(it takes: {', '.join(_OPTIONS[protocol]) or 'none'})")
+    opts = {**_OPTIONS[protocol], **{k: v for k, v in options.items() if v is not None}}
+    seed = int(seed)
+    by_key = _rows_by_key(rows)
+    keys = sorted(by_key)
+    labels = {k: str(by_key[k]["label"]) for k in keys}
+    speaker_independent = False
+
+    if protocol == "loso-session":
+        frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
+        missing = [k for k in keys if not str(by_key[k].get("session", "")).strip()]
+        if missing:
+            raise FoldsError(f"protocol loso-session needs a 'session' column (IEMOCAP); {len(missing)} row(s) "
+                             f"have none: {_few(missing)}")
+        sessions = sorted({by_key[k]["session"] for k in keys})
+        if len(sessions) < 2:
+            raise FoldsError(f"protocol loso-session needs >= 2 sessions, found {sessions}")
+        folds = []
+        for i, sess in enumerate(sessions):
+            test = [k for k in keys if by_key[k]["session"] == sess]
+            rest = [k for k in keys if by_key[k]["session"] != sess]
+            valid = _random_sample(rest, frac, _rng(seed, protocol, sess))
+            folds.append(_fold(f"fold{i + 1}", [k for k in rest if k not in valid], valid, test))
+
+    elif protocol == "loso-speaker":
+        by_speaker = _need_speakers(by_key, protocol)
+        speakers = sorted(by_speaker)
+        if len(speakers) < 3:
+            raise FoldsError(f"protocol loso-speaker needs >= 3 speakers, found {len(speakers)}: {speakers}")
+        _rng(seed, protocol).shuffle(speakers)
+        folds = []
+        for i, spk in enumerate(speakers):
+            vspk = speakers[(i + 1) % len(speakers)]
+            train = [k for s in speakers if s not in (spk, vspk) for k in by_speaker[s]]
+            folds.append(_fold(f"fold{i + 1}", train, by_speaker[vspk], by_speaker[spk]))
+        speaker_independent = True
+
+    elif protocol == "random-kfold":
+        k_folds = opts["folds"] = _check_k(opts["folds"], len(keys), "rows")
+        opts["stratify"] = bool(opts["stratify"])
+        rng = _rng(seed, protocol)
+        parts: list[list[str]] = [[] for _ in range(k_folds)]
+        groups = ({lab: [k for k in keys if labels[k] == lab] for lab in sorted(set(labels.values()))}
+                  if opts["stratify"] else {"": list(keys)})
+        offset = 0
+        for lab in sorted(groups):
+            ks = groups[lab]
+            rng.shuffle(ks)
+            for j, key in enumerate(ks):
+                parts[(offset + j) % k_folds].append(key)
+            offset = (offset + len(ks)) % k_folds
+        folds = []
+        for i in range(k_folds):
+            v = (i + 1) % k_folds
+            train = [key for p in range(k_folds) if p not in (i, v) for key in parts[p]]
+            folds.append(_fold(f"fold{i + 1}", train, parts[v], parts[i]))
+
+    elif protocol == "speaker-kfold":
+        by_speaker = _need_speakers(by_key, protocol)
+        n_spk = len(by_speaker)
+        if opts["folds"] is None:
+            opts["folds"] = min(5, n_spk)
+        k_folds = opts["folds"] = _check_k(opts["folds"], n_spk, "speakers")
+        speakers = sorted(by_speaker)
+        _rng(seed, protocol).shuffle(speakers)
+        speakers.sort(key=lambda s: -len(by_speaker[s]))  # stable: equal sizes keep the seeded order
+        groups: list[list[str]] = [[] for _ in range(k_folds)]
+        sizes = [0] * k_folds
+        for s in speakers:
+            g = min(range(k_folds), key=lambda i: (sizes[i], len(groups[i]), i))
+            groups[g].append(s)
+            sizes[g] += len(by_speaker[s])
+        folds = []
+        for i in range(k_folds):
+            v = (i + 1) % k_folds
+            test = [k for s in groups[i] for k in by_speaker[s]]
+            valid = [k for s in groups[v] for k in by_speaker[s]]
+            train = [k for g in range(k_folds) if g not in (i, v) for s in groups[g] for k in by_speaker[s]]
+            folds.append(_fold(f"fold{i + 1}", train, valid, test))
+        speaker_independent = True
+
+    elif protocol == "original":
+        frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
+        split = {k: str(by_key[k].get("split", "")).strip() for k in keys}
+        bad = [k for k in keys if split[k] not in SPLIT_NAMES]
+        if bad:
+            raise FoldsError(f"protocol original needs a 'split' column with train/valid/test for every row; "
+                             f"{len(bad)} row(s) have {sorted({split[k] for k in bad})}: {_few(bad)}")
+        parts = {s: [k for k in keys if split[k] == s] for s in SPLIT_NAMES}
+        if not parts["train"] or not parts["test"]:
+            raise FoldsError(f"protocol original: the split column has {len(parts['train'])} train and "
+                             f"{len(parts['test'])} test rows; both must be non-empty")
+        if not parts["valid"]:
+            valid = _stratified_sample(parts["train"], labels, frac, _rng(seed, protocol))
+            parts = {"train": [k for k in parts["train"] if k not in valid], "valid": sorted(valid),
+                     "test": parts["test"]}
+            opts["valid_from_train"] = True
+        folds = [_fold("fold1", parts["train"], parts["valid"], parts["test"])]
+        speaker_independent = _speaker_independent(folds, by_key)
+
+    else:  # emobox
+        frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
+        columns = sorted({c for r in by_key.values() for c in r if c.startswith("fold") and c[4:].isdigit()},
+                         key=lambda c: int(c[4:]))
+        if not columns:
+            raise FoldsError("protocol emobox needs fold1, fold2, ... columns (written by `prepare emobox`)")
+        folds = []
+        for col in columns:
+            val = {k: str(by_key[k].get(col, "")).strip() for k in keys}
+            bad = [k for k in keys if val[k] not in SPLIT_NAMES + ("",)]
+            if bad:
+                raise FoldsError(f"column {col}: values must be train/valid/test or empty; bad rows: {_few(bad)}")
+            parts = {s: [k for k in keys if val[k] == s] for s in SPLIT_NAMES}
+            if not parts["valid"]:
+                valid = _stratified_sample(parts["train"], labels, frac, _rng(seed, protocol, col))
+                parts["train"] = [k for k in parts["train"] if k not in valid]
+                parts["valid"] = sorted(valid)
+            folds.append(_fold(col, parts["train"], parts["valid"], parts["test"]))
+        speaker_independent = _speaker_independent(folds, by_key)
+
+    result = {
+        "corpus": corpus,
+        "protocol": protocol,
+        "seed": seed,
+        "speaker_independent": bool(speaker_independent),
+        "labels": sorted(set(labels.values())),
+        "options": opts,
+        "folds": folds,
+    }
+    check_folds(result, rows)
+    return result
+
+
+def check_folds(folds: Mapping, rows: Sequence[Mapping]) -> None:
+    """Raise :class:`FoldsError` (a ValueError) naming the fold and the keys on any violated invariant."""
+    if not isinstance(folds, Mapping) or not isinstance(folds.get("folds"), list) or not folds["folds"]:
+        raise FoldsError("folds must be a dict with a non-empty 'folds' list")
+    by_key = {r["key"]: r for r in rows}
+    protocol = folds.get("protocol", "")
+    labels = folds.get("labels")
+    if labels is not None:
+        unknown = sorted({str(r["label"]) for r in rows} - set(labels))
+        if unknown:
+            raise FoldsError(f"labels {unknown} occur in data.tsv but not in the folds' label list {labels}")
+    names = [f.get("name") for f in folds["folds"]]
+    if len(set(names)) != len(names):
+        raise FoldsError(f"duplicate fold names: {names}")
+    in_test: Counter = Counter()
+    for fold in folds["folds"]:
+        name = fold.get("name", "?")
+        parts = {}
+        for s in SPLIT_NAMES:
+            if not isinstance(fold.get(s), list):
+                raise FoldsError(f"fold {name}: '{s}' must be a list of keys")
+            parts[s] = fold[s]
+            dups = sorted(k for k, c in Counter(fold[s]).items() if c > 1)
+            if dups:
+                raise FoldsError(f"fold {name}: keys listed twice in {s}: {_few(dups)}")
+            missing = [k for k in fold[s] if k not in by_key]
+            if missing:
+                raise FoldsError(f"fold {name}: {len(missing)} {s} key(s) not in data.tsv: {_few(missing)}")
+        if not parts["train"] or not parts["test"]:
+            raise FoldsError(f"fold {name}: empty {'train' if not parts['train'] else 'test'} set")
+        for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+            both = sorted(set(parts[a]) & set(parts[b]))
+            if both:
+                raise FoldsError(f"fold {name}: {len(both)} key(s) in both {a} and {b}: {_few(both)}")
+        if protocol in PARTITION_PROTOCOLS:
+            covered = set(parts["train"]) | set(parts["valid"]) | set(parts["test"])
+            left = sorted(set(by_key) - covered)
+            if left:
+                raise FoldsError(f"fold {name}: {len(left)} key(s) of data.tsv in none of train/valid/test: "
+                                 f"{_few(left)}")
+        in_test.update(parts["test"])
+        if folds.get("speaker_independent"):
+            spk = {s: defaultdict(list) for s in SPLIT_NAMES}
+            for s in SPLIT_NAMES:
+                for k in parts[s]:
+                    spk[s][str(by_key[k].get("speaker", ""))].append(k)
+            for s in SPLIT_NAMES:
+                if "" in spk[s]:
+                    raise FoldsError(f"fold {name}: marked speaker-independent but {s} keys have no speaker: "
+                                     f"{_few(spk[s][''])}")
+            for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+                shared = sorted(set(spk[a]) & set(spk[b]))
+                if shared:
+                    s0 = shared[0]
+                    raise FoldsError(f"fold {name}: not speaker-independent: speaker {s0!r} is in {a} "
+                                     f"({_few(spk[a][s0], 3)}) and {b} ({_few(spk[b][s0], 3)})"
+                                     + (f"; {len(shared)} shared speakers: {_few(shared)}" if len(shared) > 1 else ""))
+    if protocol in PARTITION_PROTOCOLS:
+        twice = sorted(k for k, c in in_test.items() if c > 1)
+        if twice:
+            raise FoldsError(f"{len(twice)} key(s) are in more than one test set: {_few(twice)}")
+        never = sorted(set(by_key) - set(in_test))
+        if never:
+            raise FoldsError(f"the test sets do not cover the corpus: {len(never)} key(s) never tested: {_few(never)}")
+
+
+def save_folds(folds: Mapping, path: str | os.PathLike) -> None:
+    """Write a folds dict atomically as JSON."""
+    atomic_write_text(path, json.dumps(folds, indent=1, ensure_ascii=False) + "\n")
+
+
+def infer_protocol(rows: Sequence[Mapping]) -> str:
+    """A sensible protocol for rows without a stored folds.json: the official split when there is one, IEMOCAP's
+    sessions, imported EmoBox folds, speaker-kfold with >= 4 known speakers, else random-kfold."""
+    if rows and all(str(r.get("split", "")).strip() for r in rows):
+        return "original"
+    if rows and all(str(r.get("session", "")).strip() for r in rows):
+        return "loso-session"
+    if rows and "fold1" in rows[0]:
+        return "emobox"
+    speakers = {str(r.get("speaker", "")).strip() for r in rows}
+    if "" not in speakers and len(speakers) >= 4:
+        return "speaker-kfold"
+    return "random-kfold"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise FoldsError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(data, dict) or "folds" not in data:
+        raise FoldsError(f"{path}: not a folds file (no 'folds' list)")
+    return data
+
+
+def load_folds(data_dir, protocol: str | None = None, seed: int = 0) -> dict:
+    """The folds of a prepared corpus directory (the ``--out`` of ``emotion2vec prepare``).
+
+    ``protocol=None``: ``folds.json`` as written by prepare (``seed`` is then ignored). A protocol name:
+    ``folds_<protocol>.json`` when it exists and was made with ``seed``; otherwise the folds are computed from
+    data.tsv with :func:`make_folds` (reusing the stored options, e.g. the number of folds, when a stored file for
+    that protocol exists) and not written. Without any folds.json, ``protocol=None`` computes
+    :func:`infer_protocol`'s choice. The result is always checked against data.tsv.
+    """
+    data_dir = Path(data_dir)
+    rows = read_data_tsv(data_dir / DATA_TSV)
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise FoldsError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    main = data_dir / FOLDS_JSON
+    corpus = data_dir.name
+    stored_options: dict = {}
+    if protocol is None:
+        if main.exists():
+            folds = _read_json(main)
+            try:
+                check_folds(folds, rows)
+            except FoldsError as e:
+                raise FoldsError(f"{main}: does not match {data_dir / DATA_TSV} (re-run prepare): {e}") from None
+            return folds
+        protocol = infer_protocol(rows)
+    else:
+        path = data_dir / folds_filename(protocol)
+        candidates = [path] + ([main] if main.exists() else [])
+        for cand in candidates:
+            if not cand.exists():
+                continue
+            folds = _read_json(cand)
+            if folds.get("protocol") != protocol:
+                continue
+            corpus = folds.get("corpus") or corpus
+            stored_options = {k: v for k, v in (folds.get("options") or {}).items() if k in _OPTIONS[protocol]}
+            if int(folds.get("seed", -1)) == int(seed):
+                try:
+                    check_folds(folds, rows)
+                except FoldsError as e:
+                    raise FoldsError(f"{cand}: does not match {data_dir / DATA_TSV} (re-run prepare): {e}") from None
+                return folds
+            break
+    if main.exists() and not stored_options:
+        try:
+            corpus = _read_json(main).get("corpus") or corpus
+        except FoldsError:
+            pass
+    return make_folds(rows, protocol, seed=seed, corpus=corpus, **stored_options)
