@@ -28,7 +28,7 @@ from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["METRICS", "METRIC_NAMES", "compute_metrics", "summarize"]
+__all__ = ["METRICS", "METRIC_NAMES", "compute_metrics", "metrics_from_confusion", "summarize"]
 
 #: the scalar metrics, in report order
 METRICS = ("wa", "ua", "wf1", "macro_f1")
@@ -98,6 +98,30 @@ def compute_metrics(y_true: Sequence[Hashable], y_pred: Sequence[Hashable], labe
         "n": int(len(t)),
         "confusion": confusion_matrix(t, p, labels=list(range(len(labels)))).tolist(),
         "per_class": per_class,
+    }
+
+
+def metrics_from_confusion(confusion: np.ndarray) -> dict[str, float]:
+    """WA, UA, WF1 and macro-F1 from a confusion matrix (rows = true), with the same definitions as
+    :func:`compute_metrics` but without scikit-learn's per-call overhead (the probe scores every epoch)."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    n = cm.sum()
+    if n == 0:
+        raise ValueError("no samples to score")
+    tp = np.diag(cm)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    in_true = support > 0
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=in_true)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = in_true | (predicted > 0)
+    return {
+        "wa": float(tp.sum() / n),
+        "ua": float(recall[in_true].mean()),
+        "wf1": float((f1 * support).sum() / n),
+        "macro_f1": float(f1[present].mean()),
     }
 
 

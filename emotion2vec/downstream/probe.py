@@ -1,0 +1,683 @@
+"""``emotion2vec probe``: the downstream classifier of the emotion2vec paper, trained per fold on frozen features.
+
+Model (paper section 4.2 and the official ``iemocap_downstream`` recipe): Linear(D -> 256) -> ReLU applied to
+every frame -> mean over the valid frames -> Linear(256 -> C); 197,892 parameters at D = 768, C = 4 (the
+"0.20M" of the paper). Utterance-level features (D,) are one frame.
+
+Training, per fold of ``folds.json`` (defaults = the official recipe): cross-entropy, batch 128, 100 epochs,
+RMSprop (lr 5e-4, momentum 0.9) with a triangular CyclicLR between lr and 2 lr (10 epochs up, 10 down,
+stepped per epoch; torch's defaults, which also cycle the momentum 0.9 -> 0.8), seed 42. After every epoch the
+model is scored on the fold's ``valid`` keys; the epoch with the best ``--select-metric`` (val WA by default,
+as the official recipe; the first epoch wins ties) is restored and scored on ``test``. A fold without valid
+keys gets a seeded random ``--valid-fraction`` (0.2) of its train keys as valid, as the official recipe's 80/20
+split; ``--valid-fraction 0`` then keeps the last epoch. ``--valid-is-test`` selects on the test keys and trains
+on train + valid (the optimistic "*" rows of the paper; the official ``eval_is_test``).
+
+Speed: all features of the corpus are loaded once into one packed (frames, D) tensor; a batch gathers its
+frames and pools them with a segment sum (no padding), so frame-level probes cost only their real frames.
+The same seed gives identical results on the same device and thread count (CUDA's ``index_add_`` may differ in
+the last bits).
+
+Outputs in ``--out`` (all written atomically): ``results.json``, ``results.md``, ``predictions.tsv``,
+``confusion.png`` -- see :mod:`emotion2vec.downstream.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import METRIC_NAMES, METRICS, compute_metrics, metrics_from_confusion, summarize
+
+__all__ = [
+    "ProbeConfig",
+    "ProbeError",
+    "ProbeModel",
+    "PackedFeatures",
+    "load_features",
+    "train_fold",
+    "run_probe",
+    "add_arguments",
+    "run",
+    "main",
+]
+
+RESULTS_FORMAT = "emotion2vec-probe-results"
+DEFAULT_LR = {"rmsprop": 5e-4, "adam": 1e-3}
+SELECT_METRICS = ("wa", "ua", "wf1", "macro_f1", "loss")
+
+
+class ProbeError(RuntimeError):
+    """A user-facing error (bad inputs); the CLI prints it without a traceback."""
+
+
+# ----------------------------------------------------------------------------------------------------- model
+class ProbeModel(nn.Module):
+    """Linear(D -> hidden) -> ReLU per frame -> masked mean over time -> Linear(hidden -> C)."""
+
+    def __init__(self, input_dim: int, num_classes: int, hidden: int = 256):
+        super().__init__()
+        self.proj = nn.Linear(input_dim, hidden)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, T, D) padded frames with ``lengths`` (B,) valid frames (None: all valid), or (B, D)."""
+        h = F.relu(self.proj(x))
+        if x.dim() == 2:
+            return self.head(h)
+        if lengths is None:
+            return self.head(h.mean(dim=1))
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        pooled = (h * mask[..., None]).sum(dim=1) / lengths.clamp(min=1)[:, None].to(h.dtype)
+        return self.head(pooled)
+
+    def forward_packed(self, frames: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``frames`` (F, D) of len(lengths) utterances back to back; ``segments`` (F,) the utterance of each frame."""
+        h = F.relu(self.proj(frames))
+        pooled = h.new_zeros(len(lengths), h.shape[1]).index_add_(0, segments, h)
+        return self.head(pooled / lengths.clamp(min=1)[:, None].to(h.dtype))
+
+
+# ----------------------------------------------------------------------------------------------------- data
+@dataclass
+class PackedFeatures:
+    """Features of N utterances: ``x`` (sum T, D) with ``offsets``/``lengths`` (N,), or (N, D) when not ``frame``."""
+
+    keys: list[str]
+    x: torch.Tensor
+    offsets: torch.Tensor
+    lengths: torch.Tensor
+    frame: bool
+
+    @property
+    def dim(self) -> int:
+        return int(self.x.shape[1])
+
+    def to(self, device: torch.device | str) -> "PackedFeatures":
+        return PackedFeatures(self.keys, self.x.to(device), self.offsets.to(device), self.lengths.to(device), self.frame)
+
+    def frame_index(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows of ``x`` of utterances ``idx``, the position in ``idx`` of each row, and their lengths."""
+        lengths = self.lengths[idx]
+        total = int(lengths.sum())
+        segments = torch.repeat_interleave(torch.arange(len(idx), device=idx.device), lengths, output_size=total)
+        starts = self.offsets[idx] - (torch.cumsum(lengths, 0) - lengths)
+        rows = starts[segments] + torch.arange(total, device=idx.device)
+        return rows, segments, lengths
+
+
+def parse_layer(spec: str | int | None) -> int | list[int] | str | None:
+    """``None`` | int | ``"mean"`` (average of all stored layers) | ``"a,b,c"`` (average of those layers)."""
+    if spec is None or isinstance(spec, int):
+        return spec
+    spec = str(spec).strip()
+    if spec.lower() in ("mean", "all"):
+        return "mean"
+    try:
+        values = [int(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise ProbeError(f"--layer {spec!r}: expected an integer, a comma-separated list of integers, or 'mean'") from None
+    if not values:
+        raise ProbeError(f"--layer {spec!r}: empty")
+    return values[0] if len(values) == 1 else values
+
+
+def _select_layer(x: np.ndarray, stored: list[int], layer, key: str) -> np.ndarray:
+    if len(stored) <= 1:
+        if layer not in (None, "mean") and (layer if isinstance(layer, list) else [layer]) != stored:
+            raise ProbeError(f"--layer {layer}: these features hold only layer {stored}")
+        return x
+    if layer is None:
+        raise ProbeError(f"the features hold layers {stored}: pick one with --layer N, or average with --layer mean / --layer a,b")
+    if layer == "mean":
+        return x.mean(axis=0)
+    wanted = layer if isinstance(layer, list) else [layer]
+    missing = [w for w in wanted if w not in stored]
+    if missing:
+        raise ProbeError(f"--layer: layer(s) {missing} not stored (stored: {stored})")
+    if len(wanted) == 1:
+        return x[stored.index(wanted[0])]
+    return x[[stored.index(w) for w in wanted]].mean(axis=0)
+
+
+def _missing_error(missing: Sequence[str], store, what: str) -> ProbeError:
+    lines = []
+    for key in list(missing)[:20]:
+        reason = store.errors.get(key) if hasattr(store, "errors") else None
+        lines.append(f"  {key}" + (f"  ({reason})" if reason else "  (not in index.tsv)"))
+    more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+    return ProbeError(f"{len(missing)} key(s) of the folds have no features in {what}:\n" + "\n".join(lines) + more)
+
+
+def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None) -> tuple[PackedFeatures, dict[str, Any]]:
+    """Load the features of ``keys`` into one packed float32 tensor. Returns (features, info about the store)."""
+    from ..features import FeatureStore, FeatureStoreError
+
+    try:
+        store = FeatureStore(directory)
+    except FeatureStoreError as e:
+        raise ProbeError(str(e)) from None
+    missing = [k for k in keys if k not in store]
+    if missing:
+        raise _missing_error(missing, store, str(directory))
+    layer = parse_layer(layer)
+    stored = store.layers
+    frame = store.granularity == "frame"
+    if store.granularity not in ("frame", "utterance"):
+        raise ProbeError(f"{directory}: unknown granularity {store.granularity!r}")
+    arrays = []
+    for key in keys:
+        x = _select_layer(store.get(key), stored, layer, key)
+        want = 2 if frame else 1
+        if x.ndim != want:
+            raise ProbeError(f"{directory}: features of {key!r} have shape {x.shape}, expected {want} dims "
+                             f"for {store.granularity}-level features (layers {stored})")
+        if not np.all(np.isfinite(x)):
+            raise ProbeError(f"{directory}: features of {key!r} contain NaN or inf")
+        arrays.append(x)
+    dims = {a.shape[-1] for a in arrays}
+    if len(dims) != 1:
+        raise ProbeError(f"{directory}: feature dimensions differ between keys: {sorted(dims)}")
+    if frame:
+        lengths = np.asarray([a.shape[0] for a in arrays], dtype=np.int64)
+        x = torch.from_numpy(np.concatenate(arrays, axis=0).astype(np.float32, copy=False))
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    else:
+        lengths = np.ones(len(arrays), dtype=np.int64)
+        x = torch.from_numpy(np.stack(arrays).astype(np.float32, copy=False))
+        offsets = np.arange(len(arrays), dtype=np.int64)
+    del arrays
+    info = {"granularity": store.granularity, "dim": int(x.shape[1]), "stored_layers": stored,
+            "layer": layer, "frames": int(lengths.sum()), "empty": [k for k, n in zip(keys, lengths) if n == 0]}
+    return PackedFeatures(list(keys), x, torch.from_numpy(offsets), torch.from_numpy(lengths), frame), info
+
+
+# -------------------------------------------------------------------------------------------------- training
+@dataclass
+class ProbeConfig:
+    hidden: int = 256
+    epochs: int = 100
+    batch_size: int = 128
+    optimizer: str = "rmsprop"
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "cyclic"
+    select_metric: str = "wa"
+    patience: int | None = None
+    seed: int = 42
+    standardize: bool = False
+    valid_fraction: float = 0.2
+    valid_is_test: bool = False
+    eval_frames: int = 1 << 16  # frames per forward pass when scoring
+
+    def __post_init__(self):
+        if self.optimizer not in DEFAULT_LR:
+            raise ProbeError(f"optimizer must be one of {sorted(DEFAULT_LR)}, got {self.optimizer!r}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
+        if self.scheduler not in ("cyclic", "none"):
+            raise ProbeError(f"scheduler must be 'cyclic' or 'none', got {self.scheduler!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ProbeError(f"select metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
+        for name in ("hidden", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ProbeError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.patience is not None and self.patience < 1:
+            raise ProbeError(f"patience must be positive, got {self.patience}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ProbeError(f"valid fraction must lie in [0, 1), got {self.valid_fraction}")
+
+
+@dataclass
+class FoldResult:
+    name: str
+    n_train: int
+    n_valid: int
+    n_test: int
+    best_epoch: int
+    epochs_run: int
+    valid: dict[str, float]
+    test: dict[str, Any]
+    probabilities: np.ndarray  # (n_test, C)
+    test_keys: list[str]
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _chunks(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> list[torch.Tensor]:
+    if not feats.frame:
+        return list(idx.split(max(1, max_frames // 64)))
+    lengths = feats.lengths[idx].cpu().numpy()
+    out, start, acc = [], 0, 0
+    for i, n in enumerate(lengths):
+        if acc and acc + n > max_frames:
+            out.append(idx[start:i])
+            start, acc = i, 0
+        acc += int(n)
+    out.append(idx[start:])
+    return [c for c in out if len(c)]
+
+
+def _forward(model: ProbeModel, feats: PackedFeatures, idx: torch.Tensor, norm) -> torch.Tensor:
+    if not feats.frame:
+        x = feats.x[idx]
+        return model(x if norm is None else (x - norm[0]) * norm[1])
+    rows, segments, lengths = feats.frame_index(idx)
+    x = feats.x[rows]
+    if norm is not None:
+        x = (x - norm[0]) * norm[1]
+    return model.forward_packed(x, segments, lengths)
+
+
+@torch.no_grad()
+def _logits(model: ProbeModel, feats: PackedFeatures, idx: torch.Tensor, norm, max_frames: int) -> torch.Tensor:
+    model.eval()
+    return torch.cat([_forward(model, feats, c, norm) for c in _chunks(feats, idx, max_frames)])
+
+
+def _train_stats(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and 1/std over the training frames (for --standardize)."""
+    total = torch.zeros(feats.dim, dtype=torch.float64, device=feats.x.device)
+    square = torch.zeros_like(total)
+    count = 0
+    for c in _chunks(feats, idx, max_frames):
+        x = feats.x[feats.frame_index(c)[0]] if feats.frame else feats.x[c]
+        x = x.double()
+        total += x.sum(0)
+        square += (x * x).sum(0)
+        count += x.shape[0]
+    mean = total / max(count, 1)
+    std = (square / max(count, 1) - mean * mean).clamp(min=0).sqrt()
+    return mean.float(), (1.0 / std.clamp(min=1e-5)).float()
+
+
+def _better(score: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    return score < best if metric == "loss" else score > best
+
+
+def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: Sequence[int], valid: Sequence[int],
+               test: Sequence[int], config: ProbeConfig, name: str = "fold") -> FoldResult:
+    """Train one probe on ``train`` (indices into ``feats``/``y``), select its epoch on ``valid`` (empty: the
+    last epoch), score it on ``test``."""
+    start_time = time.perf_counter()
+    device = feats.x.device
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_idx = torch.as_tensor(list(train), dtype=torch.long)
+    valid_idx = torch.as_tensor(list(valid), dtype=torch.long, device=device)
+    test_idx = torch.as_tensor(list(test), dtype=torch.long, device=device)
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise ProbeError(f"{name}: empty train ({len(train_idx)}) or test ({len(test_idx)}) set")
+    norm = _train_stats(feats, train_idx.to(device), config.eval_frames) if config.standardize else None
+
+    model = ProbeModel(feats.dim, num_classes, config.hidden).to(device)
+    if config.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                        weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = None
+    if config.scheduler == "cyclic":
+        scheduler = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=config.lr, max_lr=2 * config.lr,
+                                                      step_size_up=10)
+
+    y = y.to(device)
+    history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
+    if config.select_metric != "loss":
+        history[f"valid_{config.select_metric}"] = []
+    best_score, best_epoch, best_state, best_valid, bad = None, 0, None, {}, 0
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=generator)].to(device)
+        loss_sum = torch.zeros((), device=device)
+        for batch in order.split(config.batch_size):
+            loss = F.cross_entropy(_forward(model, feats, batch, norm), y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(batch)
+        if scheduler is not None:
+            scheduler.step()
+        history["train_loss"].append(float(loss_sum) / len(train_idx))
+        if len(valid_idx) == 0:
+            continue
+        logits = _logits(model, feats, valid_idx, norm, config.eval_frames)
+        target = y[valid_idx]
+        valid_loss = float(F.cross_entropy(logits, target))
+        cm = torch.bincount(target * num_classes + logits.argmax(1), minlength=num_classes ** 2)
+        scores = metrics_from_confusion(cm.view(num_classes, num_classes).cpu().numpy())
+        scores["loss"] = valid_loss
+        score = scores[config.select_metric]
+        history["valid_loss"].append(valid_loss)
+        if config.select_metric != "loss":
+            history[f"valid_{config.select_metric}"].append(score)
+        if _better(score, best_score, config.select_metric):
+            best_score, best_epoch, bad = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            best_valid = {m: float(scores[m]) for m in (*METRICS, "loss")}
+        else:
+            bad += 1
+            if config.patience is not None and bad >= config.patience:
+                break
+    if best_state is None:  # no validation: keep the last epoch
+        best_epoch = epoch
+    else:
+        model.load_state_dict(best_state)
+
+    logits = _logits(model, feats, test_idx, norm, config.eval_frames)
+    probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    y_test = y[test_idx].cpu().numpy()
+    pred = probs.argmax(1)
+    test_metrics = compute_metrics(y_test.tolist(), pred.tolist(), list(range(num_classes)))
+    return FoldResult(name=name, n_train=len(train_idx), n_valid=len(valid_idx), n_test=len(test_idx),
+                      best_epoch=best_epoch, epochs_run=epoch, valid=best_valid, test=test_metrics,
+                      probabilities=probs, test_keys=[feats.keys[i] for i in test_idx.tolist()],
+                      history={k: [round(v, 6) for v in vals] for k, vals in history.items() if vals},
+                      seconds=time.perf_counter() - start_time)
+
+
+# ------------------------------------------------------------------------------------------- inputs & CLI
+def _read_data(data_dir: Path) -> list[dict[str, str]]:
+    path = data_dir / "data.tsv"
+    if not path.is_file():
+        raise ProbeError(f"{path}: not found (run `emotion2vec prepare` first)")
+    try:
+        from .manifest import read_data_tsv
+    except ImportError:  # the manifest module is not there yet: read the documented format directly
+        read_data_tsv = None
+    if read_data_tsv is not None:
+        return read_data_tsv(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if rows and not {"key", "label"} <= set(rows[0]):
+        raise ProbeError(f"{path}: header must contain key and label")
+    return rows
+
+
+def _read_folds(data_dir: Path, protocol: str | None, seed: int) -> dict[str, Any]:
+    try:
+        from .folds import load_folds
+    except ImportError:  # the folds module is not there yet: read the stored folds file directly
+        load_folds = None
+    if load_folds is not None:
+        return load_folds(data_dir, protocol=protocol, seed=seed)
+    path = data_dir / (f"folds_{protocol}.json" if protocol else "folds.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProbeError(f"{path}: not found (run `emotion2vec prepare` first)") from None
+    except json.JSONDecodeError as e:
+        raise ProbeError(f"{path}: invalid JSON: {e}") from None
+
+
+def _pick_folds(folds: list[dict], spec: str | None) -> list[dict]:
+    if not spec:
+        return folds
+    by_name = {f["name"]: f for f in folds}
+    out = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item in by_name:
+            out.append(by_name[item])
+        elif item.isdigit() and 1 <= int(item) <= len(folds):
+            out.append(folds[int(item) - 1])
+        else:
+            raise ProbeError(f"--folds: no fold {item!r} (folds: {', '.join(by_name)})")
+    return out
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ProbeError(f"--device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ProbeError(f"--device {name}: CUDA is not available")
+    return device
+
+
+def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None,
+              config: ProbeConfig | None = None, protocol: str | None = None, layer=None, device: str = "cpu",
+              folds: str | None = None, name: str | None = None, fold_seed: int = 0, verbose: bool = True) -> dict[str, Any]:
+    """Train and score the probe on every fold; write the outputs to ``out`` (when given); return results.json's dict."""
+    from . import report
+
+    config = config or ProbeConfig()
+    t0 = time.perf_counter()
+    log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
+    data_dir = Path(data)
+    if data_dir.is_file():
+        data_dir = data_dir.parent
+    features = Path(features)
+    rows = _read_data(data_dir)
+    label_of = {r["key"]: r["label"] for r in rows}
+    fold_spec = _read_folds(data_dir, protocol, fold_seed)
+    labels = [str(label) for label in fold_spec.get("labels") or sorted({r["label"] for r in rows})]
+    selected = _pick_folds(list(fold_spec.get("folds", [])), folds)
+    if not selected:
+        raise ProbeError(f"{data_dir}: the folds file lists no folds")
+
+    keys: list[str] = []
+    seen: set[str] = set()
+    for f in selected:
+        for split in ("train", "valid", "test"):
+            for key in f.get(split) or []:
+                if key not in seen:
+                    seen.add(key)
+                    keys.append(key)
+        overlap = set(f.get("train") or []) & (set(f.get("test") or []) | set(f.get("valid") or []))
+        if overlap:
+            raise ProbeError(f"fold {f['name']}: {len(overlap)} key(s) both in train and valid/test, e.g. {sorted(overlap)[:3]}")
+    unknown_keys = [k for k in keys if k not in label_of]
+    if unknown_keys:
+        raise ProbeError(f"{len(unknown_keys)} key(s) of the folds are not in {data_dir / 'data.tsv'}, e.g. {unknown_keys[:5]}")
+    label_index = {label: i for i, label in enumerate(labels)}
+    bad = sorted({label_of[k] for k in keys if label_of[k] not in label_index})
+    if bad:
+        raise ProbeError(f"label(s) {bad} of {data_dir / 'data.tsv'} are not among the folds' labels {labels}")
+
+    log(f"probe: loading {len(keys)} feature files from {features}")
+    packed, info = load_features(features, keys, layer)
+    if info["empty"]:
+        log(f"probe: warning: {len(info['empty'])} utterance(s) have 0 frames (their pooled vector is 0), "
+            f"e.g. {info['empty'][:3]}")
+    dev = _resolve_device(device)
+    packed = packed.to(dev)
+    y = torch.as_tensor([label_index[label_of[k]] for k in keys], dtype=torch.long)
+    position = {k: i for i, k in enumerate(keys)}
+    load_s = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in ProbeModel(packed.dim, len(labels), config.hidden).parameters())
+    log(f"probe: {info['granularity']}-level features, dim {packed.dim}, {info['frames']} frames, "
+        f"{len(labels)} classes {labels}, {n_params:,} parameters, device {dev} (loaded in {load_s:.1f}s)")
+
+    fold_results: list[FoldResult] = []
+    for i, f in enumerate(selected):
+        train, valid, test = list(f.get("train") or []), list(f.get("valid") or []), list(f.get("test") or [])
+        note = ""
+        if config.valid_is_test:
+            train, valid, note = train + valid, test, " (selecting on test)"
+        elif not valid and config.valid_fraction > 0:
+            rng = np.random.default_rng([config.seed, i])
+            order = rng.permutation(len(train))
+            n_valid = max(1, int(round(config.valid_fraction * len(train))))
+            valid = [train[j] for j in sorted(order[:n_valid])]
+            train = [train[j] for j in sorted(order[n_valid:])]
+            note = f" (valid = random {config.valid_fraction:.0%} of train)"
+        elif not valid:
+            note = " (no valid: last epoch)"
+        result = train_fold(packed, y, len(labels), [position[k] for k in train], [position[k] for k in valid],
+                            [position[k] for k in test], config, name=f.get("name", f"fold{i + 1}"))
+        fold_results.append(result)
+        t = result.test
+        log(f"probe: {result.name}: train {result.n_train} valid {result.n_valid} test {result.n_test}{note}; "
+            f"best epoch {result.best_epoch}/{result.epochs_run}; test WA {100 * t['wa']:.2f} UA {100 * t['ua']:.2f} "
+            f"WF1 {100 * t['wf1']:.2f} ({result.seconds:.1f}s)")
+    train_s = time.perf_counter() - t0 - load_s
+
+    result = _results_dict(fold_results, labels, fold_spec, info, config, packed, features, data_dir, protocol,
+                           dev, n_params, name, load_s, train_s, time.perf_counter() - t0)
+    predictions = []
+    for fr in fold_results:
+        for key, p in zip(fr.test_keys, fr.probabilities):
+            predictions.append({"fold": fr.name, "key": key, "label": label_of[key],
+                                "prediction": labels[int(p.argmax())], "probabilities": p})
+    if out is not None:
+        report.write_outputs(out, result, predictions)
+        log(f"probe: wrote {', '.join(report.OUTPUT_FILES)} to {out}")
+    log(report.summary_markdown(result))
+    return result
+
+
+def _results_dict(fold_results, labels, fold_spec, info, config, packed, features, data_dir, protocol, device,
+                  n_params, name, load_s, train_s, total_s) -> dict[str, Any]:
+    import datetime
+
+    from .. import __version__
+
+    def relabel(metrics: dict) -> dict:
+        metrics = dict(metrics)
+        metrics["per_class"] = {labels[int(k)]: v for k, v in metrics["per_class"].items()}
+        return metrics
+
+    folds_out = []
+    for fr in fold_results:
+        folds_out.append({"name": fr.name, "n_train": fr.n_train, "n_valid": fr.n_valid, "n_test": fr.n_test,
+                          "best_epoch": fr.best_epoch, "epochs_run": fr.epochs_run, "valid": fr.valid,
+                          "test": relabel(fr.test), "seconds": round(fr.seconds, 3), "history": fr.history})
+    confusion = np.sum([fr.test["confusion"] for fr in fold_results], axis=0).tolist()
+    return {
+        "format": RESULTS_FORMAT,
+        "version": 1,
+        "corpus": fold_spec.get("corpus") or data_dir.name,
+        "protocol": fold_spec.get("protocol", protocol),
+        "speaker_independent": fold_spec.get("speaker_independent"),
+        "source": name or features.name,
+        "features": str(features),
+        "data": str(data_dir),
+        "granularity": info["granularity"],
+        "dim": packed.dim,
+        "stored_layers": info["stored_layers"],
+        "layer": info["layer"],
+        "labels": labels,
+        "parameters": n_params,
+        "config": asdict(config),
+        "device": str(device),
+        "folds": folds_out,
+        "summary": summarize([fr.test for fr in fold_results]),
+        "confusion": confusion,
+        "timing": {"load_s": round(load_s, 3), "train_s": round(train_s, 3), "total_s": round(total_s, 3)},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "emotion2vec_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.description = (
+        "Train the emotion2vec downstream probe (Linear(D->256), ReLU, mean over frames, Linear(256->C)) on "
+        "extracted features, one model per fold of folds.json, select each fold's epoch on its valid keys and "
+        "report test WA / UA / WF1 / macro-F1 (mean +- std over folds). Defaults follow the official recipe.")
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--features", required=True, metavar="DIR",
+                    help="feature directory written by `emotion2vec extract` (features.json, index.tsv, .npy)")
+    io.add_argument("--data", required=True, metavar="DIR",
+                    help="corpus manifest directory written by `emotion2vec prepare` (data.tsv, folds.json)")
+    io.add_argument("--out", required=True, metavar="DIR",
+                    help="output directory: results.json, results.md, predictions.tsv, confusion.png")
+    io.add_argument("--protocol", default=None,
+                    help="fold protocol: reads folds_<P>.json instead of folds.json (computed when missing)")
+    io.add_argument("--fold-seed", type=int, default=0, help="seed for folds computed on the fly")
+    io.add_argument("--folds", default=None, metavar="LIST",
+                    help="only these folds: comma-separated names or 1-based numbers (default: all)")
+    io.add_argument("--layer", default=None, metavar="L",
+                    help="when the features hold several layers: a block index as stored (e.g. -1), 'a,b,c' to "
+                         "average those layers, or 'mean' to average all stored layers")
+    io.add_argument("--name", default=None, help="feature-source name in reports (default: the --features folder name)")
+    model = parser.add_argument_group("model and training")
+    model.add_argument("--hidden", type=int, default=256, help="hidden size of the first linear layer")
+    model.add_argument("--epochs", type=int, default=100, help="maximum training epochs per fold")
+    model.add_argument("--batch-size", type=int, default=128, help="utterances per batch")
+    model.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="rmsprop",
+                       help="rmsprop (momentum --momentum) as the official recipe, or adam")
+    model.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default: 5e-4 for rmsprop as the official recipe, 1e-3 for adam)")
+    model.add_argument("--momentum", type=float, default=0.9, help="RMSprop momentum")
+    model.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
+    model.add_argument("--scheduler", choices=("cyclic", "none"), default="cyclic",
+                       help="cyclic: triangular CyclicLR from lr to 2*lr, 10 epochs up / 10 down (official); none: constant")
+    model.add_argument("--select-metric", choices=SELECT_METRICS, default="wa",
+                       help="validation metric that picks the best epoch (official recipe: wa)")
+    model.add_argument("--patience", type=int, default=None,
+                       help="stop a fold after this many epochs without validation improvement (default: run all epochs)")
+    model.add_argument("--valid-fraction", type=float, default=0.2,
+                       help="for folds without valid keys: seeded random fraction of train used as valid "
+                            "(0: no validation, keep the last epoch)")
+    model.add_argument("--valid-is-test", action="store_true",
+                       help="select the epoch on the test keys and train on train+valid (optimistic; the paper's '*' rows)")
+    model.add_argument("--standardize", action="store_true",
+                       help="standardise each feature dimension with the mean/std of the fold's training frames")
+    model.add_argument("--seed", type=int, default=42, help="random seed (model init, shuffling, valid split)")
+    run_group = parser.add_argument_group("execution")
+    run_group.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1")
+    run_group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    run_group.add_argument("--quiet", action="store_true", help="print only the final table")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..features import FeatureStoreError
+
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ProbeError(f"--threads must be positive, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        config = ProbeConfig(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
+                             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                             weight_decay=args.weight_decay, scheduler=args.scheduler,
+                             select_metric=args.select_metric, patience=args.patience, seed=args.seed,
+                             standardize=args.standardize, valid_fraction=args.valid_fraction,
+                             valid_is_test=args.valid_is_test)
+        result = run_probe(args.features, args.data, args.out, config, protocol=args.protocol, layer=args.layer,
+                           device=args.device, folds=args.folds, name=args.name, fold_seed=args.fold_seed,
+                           verbose=not args.quiet)
+    except (ProbeError, FeatureStoreError) as e:
+        print(f"emotion2vec probe: error: {e}", file=sys.stderr)
+        return 1
+    if args.quiet:
+        from .report import summary_markdown
+
+        print(summary_markdown(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="emotion2vec probe")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
