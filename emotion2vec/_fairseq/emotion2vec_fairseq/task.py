@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import hashlib
 from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
 
 from fairseq.data import FairseqDataset
 from fairseq.dataclass import FairseqDataclass
@@ -34,6 +38,9 @@ class Emotion2VecPretrainingConfig(FairseqDataclass):
     precompute_mask: bool = field(default=True, metadata={
         "help": "dataset-level block masks with exactly mask_prob masked frames (the official runs); "
                 "false = model-side span masks"})
+    param_checksum_dir: Optional[str] = field(default=None, metadata={
+        "help": "debugging: after every update append a SHA-256 of the student and teacher weights to "
+                "DIR/param_checksums.rank<R>.tsv (compare ranks to prove data-parallel replicas stay identical)"})
     seed: int = II("common.seed")
 
 
@@ -73,6 +80,20 @@ class Emotion2VecPretrainingTask(FairseqTask):
         while not hasattr(model, "ema_step") and hasattr(model, "module"):
             model = model.module  # unwrap DDP / fairseq wrappers
         model.ema_step(update_num + 1)  # EMA after optimizer step number update_num + 1 (1-based)
+        if self.cfg.param_checksum_dir:
+            self._write_checksum(model, update_num + 1)
+
+    def _write_checksum(self, model, update: int) -> None:
+        state = model.state_dict()
+        teacher = state.pop("_ema", {})
+        h = hashlib.sha256()
+        for tensors in (state, teacher):
+            for name in sorted(tensors):
+                h.update(tensors[name].detach().float().cpu().numpy().tobytes())
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        os.makedirs(self.cfg.param_checksum_dir, exist_ok=True)
+        with open(os.path.join(self.cfg.param_checksum_dir, f"param_checksums.rank{rank}.tsv"), "a") as f:
+            f.write(f"{update}\t{h.hexdigest()}\n")
 
     def max_positions(self):
         return None
