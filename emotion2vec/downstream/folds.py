@@ -48,8 +48,8 @@ from typing import Iterable, Mapping, Sequence
 from ..fileio import atomic_write_text
 from .manifest import DATA_TSV, read_data_tsv
 
-__all__ = ["PROTOCOLS", "PARTITION_PROTOCOLS", "FoldsError", "make_folds", "check_folds", "save_folds", "load_folds",
-           "folds_filename", "infer_protocol"]
+__all__ = ["PROTOCOLS", "PROTOCOL_OPTIONS", "PARTITION_PROTOCOLS", "FoldsError", "make_folds", "check_folds",
+           "save_folds", "load_folds", "folds_filename", "infer_protocol"]
 
 PROTOCOLS = ("loso-session", "loso-speaker", "random-kfold", "speaker-kfold", "original", "emobox")
 #: protocols whose test sets partition the corpus and whose folds each cover every key
@@ -57,7 +57,7 @@ PARTITION_PROTOCOLS = ("loso-session", "loso-speaker", "random-kfold", "speaker-
 SPLIT_NAMES = ("train", "valid", "test")
 FOLDS_JSON = "folds.json"
 
-_OPTIONS = {
+PROTOCOL_OPTIONS = {
     "loso-session": {"valid_fraction": 0.2},
     "loso-speaker": {},
     "random-kfold": {"folds": 10, "stratify": True},
@@ -178,11 +178,11 @@ def make_folds(rows: list[dict], protocol: str, seed: int = 0, corpus: str = "",
     """
     if protocol not in PROTOCOLS:
         raise FoldsError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    unknown = sorted(set(options) - set(_OPTIONS[protocol]))
+    unknown = sorted(set(options) - set(PROTOCOL_OPTIONS[protocol]))
     if unknown:
         raise FoldsError(f"protocol {protocol} takes no option(s) {', '.join(unknown)} "
-                         f"(it takes: {', '.join(_OPTIONS[protocol]) or 'none'})")
-    opts = {**_OPTIONS[protocol], **{k: v for k, v in options.items() if v is not None}}
+                         f"(it takes: {', '.join(PROTOCOL_OPTIONS[protocol]) or 'none'})")
+    opts = {**PROTOCOL_OPTIONS[protocol], **{k: v for k, v in options.items() if v is not None}}
     seed = int(seed)
     by_key = _rows_by_key(rows)
     keys = sorted(by_key)
@@ -410,52 +410,49 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def _checked(folds: dict, rows, path: Path, data_tsv: Path) -> dict:
+    try:
+        check_folds(folds, rows)
+    except FoldsError as e:
+        raise FoldsError(f"{path}: does not match {data_tsv} (re-run prepare): {e}") from None
+    return folds
+
+
 def load_folds(data_dir, protocol: str | None = None, seed: int = 0) -> dict:
     """The folds of a prepared corpus directory (the ``--out`` of ``emotion2vec prepare``).
 
-    ``protocol=None``: ``folds.json`` as written by prepare (``seed`` is then ignored). A protocol name:
-    ``folds_<protocol>.json`` when it exists and was made with ``seed``; otherwise the folds are computed from
-    data.tsv with :func:`make_folds` (reusing the stored options, e.g. the number of folds, when a stored file for
-    that protocol exists) and not written. Without any folds.json, ``protocol=None`` computes
-    :func:`infer_protocol`'s choice. The result is always checked against data.tsv.
+    ``protocol=None`` reads ``folds.json``; a protocol name reads ``folds_<protocol>.json`` (or ``folds.json`` when
+    that one is of this protocol). A stored file is returned as written, whatever ``seed``. When there is no such
+    file the folds are computed from data.tsv with :func:`make_folds` and ``seed`` (with the corpus's default
+    options, e.g. 5 folds for RAVDESS-song, when folds.json names the corpus) and not written; without any
+    folds.json and ``protocol=None``, :func:`infer_protocol` chooses. The result is always checked against data.tsv
+    (a stale file raises, naming it).
     """
     data_dir = Path(data_dir)
-    rows = read_data_tsv(data_dir / DATA_TSV)
+    data_tsv = data_dir / DATA_TSV
+    rows = read_data_tsv(data_tsv)
     if protocol is not None and protocol not in PROTOCOLS:
         raise FoldsError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     main = data_dir / FOLDS_JSON
-    corpus = data_dir.name
-    stored_options: dict = {}
+    main_folds = _read_json(main) if main.exists() else None
     if protocol is None:
-        if main.exists():
-            folds = _read_json(main)
-            try:
-                check_folds(folds, rows)
-            except FoldsError as e:
-                raise FoldsError(f"{main}: does not match {data_dir / DATA_TSV} (re-run prepare): {e}") from None
-            return folds
+        if main_folds is not None:
+            return _checked(main_folds, rows, main, data_tsv)
         protocol = infer_protocol(rows)
     else:
         path = data_dir / folds_filename(protocol)
-        candidates = [path] + ([main] if main.exists() else [])
-        for cand in candidates:
-            if not cand.exists():
-                continue
-            folds = _read_json(cand)
-            if folds.get("protocol") != protocol:
-                continue
-            corpus = folds.get("corpus") or corpus
-            stored_options = {k: v for k, v in (folds.get("options") or {}).items() if k in _OPTIONS[protocol]}
-            if int(folds.get("seed", -1)) == int(seed):
-                try:
-                    check_folds(folds, rows)
-                except FoldsError as e:
-                    raise FoldsError(f"{cand}: does not match {data_dir / DATA_TSV} (re-run prepare): {e}") from None
-                return folds
-            break
-    if main.exists() and not stored_options:
-        try:
-            corpus = _read_json(main).get("corpus") or corpus
-        except FoldsError:
-            pass
-    return make_folds(rows, protocol, seed=seed, corpus=corpus, **stored_options)
+        if path.exists():
+            return _checked(_read_json(path), rows, path, data_tsv)
+        if main_folds is not None and main_folds.get("protocol") == protocol:
+            return _checked(main_folds, rows, main, data_tsv)
+    corpus = (main_folds or {}).get("corpus") or data_dir.name
+    options: dict = {}
+    try:
+        from .corpora import ALIASES, CORPORA
+
+        spec = CORPORA.get(ALIASES.get(corpus, corpus))
+        if spec is not None:
+            options = {k: v for k, v in spec.fold_options.items() if k in PROTOCOL_OPTIONS[protocol]}
+    except ImportError:  # pragma: no cover - corpora is part of the package
+        pass
+    return make_folds(rows, protocol, seed=seed, corpus=corpus, **options)
