@@ -145,8 +145,8 @@ class EMATeacher:
         self._sync()
         return missing
 
-    def __call__(self, feats: Tensor, collect_ffn: list[int]):
-        return self.module(feats, collect_layers=(), collect_ffn=collect_ffn)
+    def __call__(self, feats: Tensor, collect_ffn: list[int], reference: bool = False):
+        return self.module(feats, reference=reference, collect_layers=(), collect_ffn=collect_ffn)
 
 
 @dataclass
@@ -213,12 +213,12 @@ class Emotion2VecPretrainer(Emotion2VecModel):
         return loss * scale
 
     @torch.no_grad()
-    def teacher_targets(self, feats: Tensor) -> Tensor:
+    def teacher_targets(self, feats: Tensor, reference: bool = False) -> Tensor:
         """Teacher targets from the student's local features. (B, T, D) -> (B, T, D) fp32."""
         self.teacher.to(feats.device, feats.dtype)
         P, L = self.cfg.prenet_depth, self.cfg.depth
         top = list(range(P + L - self.distill.average_top_k_layers, P + L))
-        out = self.teacher(feats.detach(), collect_ffn=top)
+        out = self.teacher(feats.detach(), collect_ffn=top, reference=reference)
         E = self.cfg.num_extra_tokens
         y = None
         for i in top:
@@ -228,8 +228,9 @@ class Emotion2VecPretrainer(Emotion2VecModel):
             y = t if y is None else y + t
         return y / len(top)
 
-    def forward(self, source: Tensor, mask: Tensor | None = None) -> PretrainOutput:
-        """source (B, N) equal-length normalised waveforms; mask (B*C, T) bool, True = masked (None: span masks).
+    def forward(self, source: Tensor, mask: Tensor | None = None, reference: bool = False) -> PretrainOutput:
+        """source (B, N) equal-length normalised waveforms; mask (B*C, T) bool, True = masked (None: span masks);
+        reference: explicit fp32-softmax attention instead of SDPA.
 
         -> :class:`PretrainOutput`. Divide ``sum(losses)`` by ``sample_size`` for the per-frame objective.
         """
@@ -246,14 +247,15 @@ class Emotion2VecPretrainer(Emotion2VecModel):
             raise ValueError(f"mask shape {tuple(mask.shape)} != (batch * clone_batch, frames) = ({B * C}, {T})")
         info = mask_info(mask.to(feats.device))
 
-        enc = self.encoder(feats.repeat_interleave(C, dim=0), mask=info, collect_layers=(), collect_ffn=())
+        enc = self.encoder(feats.repeat_interleave(C, dim=0), mask=info, reference=reference, collect_layers=(),
+                           collect_ffn=())
         x = F.dropout(enc.x, cfg.decoder_input_dropout, self.training)  # (B*C, E+K, D), shared by both heads
         frames = x[:, E:]
         noise = frames.new_empty(B * C, T - frames.shape[1], D).normal_(0.0, d.mask_noise_std)
         full = torch.gather(torch.cat([frames, noise], dim=1), 1, info.ids_restore[..., None].expand(-1, -1, D))
         pred = self.decoder(full)  # (B*C, T, D)
 
-        y = self.teacher_targets(feats)  # (B, T, D) fp32
+        y = self.teacher_targets(feats, reference)  # (B, T, D) fp32
         masked = info.mask
         p_masked = pred[masked]
         y_masked = y.repeat_interleave(C, dim=0)[masked]
