@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from emotion2vec.downstream import report
-from emotion2vec.downstream.probe import ProbeConfig, ProbeError, ProbeModel, main, run_probe
+from emotion2vec.downstream.probe import ProbeConfig, ProbeError, ProbeModel, load_features, main, run_probe
 
 LABELS = ["ang", "hap", "neu", "sad"]
 
@@ -69,7 +69,7 @@ def synthetic_corpus(tmp_path: Path, granularity: str, n: int = 80, dim: int = 2
     keys = list(feats)
     folds = []
     for f in range(n_folds):
-        test = keys[f::n_folds]
+        test = [k for i, k in enumerate(keys) if (i // len(LABELS)) % n_folds == f]  # every class in every fold
         rest = [k for k in keys if k not in test]
         valid = rest[: len(rest) // 8] if with_valid else []
         folds.append({"name": f"fold{f + 1}", "train": [k for k in rest if k not in valid], "valid": valid, "test": test})
@@ -190,7 +190,11 @@ def test_folds_without_valid_use_a_fraction_of_train_and_patience_stops(tmp_path
 
 
 def test_several_layers_need_a_choice(tmp_path):
-    fdir, ddir, *_ = synthetic_corpus(tmp_path, "utterance", n=40, n_folds=2, layers=(6, 7))
+    fdir, ddir, feats, *_ = synthetic_corpus(tmp_path, "utterance", n=40, n_folds=2, layers=(6, 7))
+    keys = list(feats)[:5]
+    stacked = np.stack([feats[k] for k in keys])  # (N, L, D)
+    np.testing.assert_array_equal(load_features(fdir, keys, "7")[0].x.numpy(), stacked[:, 1])
+    np.testing.assert_allclose(load_features(fdir, keys, "mean")[0].x.numpy(), stacked.mean(1), rtol=1e-6)
     cfg = ProbeConfig(epochs=2)
     with pytest.raises(ProbeError, match=r"hold layers \[6, 7\]"):
         run_probe(fdir, ddir, None, cfg, device="cpu", verbose=False)
@@ -198,6 +202,34 @@ def test_several_layers_need_a_choice(tmp_path):
         run_probe(fdir, ddir, None, cfg, layer="5", device="cpu", verbose=False)
     for layer in ("7", "mean", "6,7"):
         assert run_probe(fdir, ddir, None, cfg, layer=layer, device="cpu", verbose=False)["dim"] == 24
+    # negative indices count from the model's last block when features.json records num_layers
+    meta = json.loads((fdir / "features.json").read_text())
+    (fdir / "features.json").write_text(json.dumps({**meta, "num_layers": 8}))
+    r = run_probe(fdir, ddir, None, cfg, layer="-1", device="cpu", verbose=False)
+    assert r["layer"] == 7 and r["stored_layers"] == [6, 7]
+    assert run_probe(fdir, ddir, None, cfg, layer="-2,-1", device="cpu", verbose=False)["layer"] == [6, 7]
+
+
+def test_packed_feature_store_loads_like_per_file(tmp_path):
+    fdir, ddir, feats, *_ = synthetic_corpus(tmp_path, "frame", n=12, n_folds=3)
+    packed_dir = tmp_path / "packed"
+    packed_dir.mkdir()
+    meta = json.loads((fdir / "features.json").read_text())
+    (packed_dir / "features.json").write_text(json.dumps({**meta, "packed": True}))
+    rows, offset = ["key\tpath\tframes\tstatus\toutput\toffset"], 0
+    for key, x in feats.items():
+        rows.append(f"{key}\t/a.wav\t{len(x)}\tok\tfeatures.npy\t{offset}")
+        offset += len(x)
+    (packed_dir / "index.tsv").write_text("\n".join(rows) + "\n")
+    np.save(packed_dir / "features.npy", np.concatenate(list(feats.values())))
+    keys = list(feats)[::-1]
+    a, info = load_features(fdir, keys)
+    b, _ = load_features(packed_dir, keys)
+    torch.testing.assert_close(a.x, b.x, rtol=0, atol=0)
+    assert a.lengths.tolist() == b.lengths.tolist() == [len(feats[k]) for k in keys]
+    assert info["frames"] == sum(len(x) for x in feats.values())
+    rows_of_third, segments, _ = a.frame_index(torch.tensor([2]))
+    torch.testing.assert_close(a.x[rows_of_third], torch.from_numpy(feats[keys[2]]))
 
 
 def test_missing_features_are_listed_with_extraction_errors(tmp_path, capsys):
@@ -221,7 +253,7 @@ def test_missing_features_are_listed_with_extraction_errors(tmp_path, capsys):
 def test_label_outside_the_folds_labels_is_an_error(tmp_path):
     fdir, ddir, feats, labels_of, folds = synthetic_corpus(tmp_path, "utterance", n=40, n_folds=2)
     write_manifest(ddir, labels_of, folds, labels=["ang", "hap", "neu"])
-    with pytest.raises(ProbeError, match=r"label\(s\) \['sad'\].*not among the folds' labels"):
+    with pytest.raises(ProbeError, match=r"labels \['sad'\] occur in data.tsv but not in the folds' label list"):
         run_probe(fdir, ddir, None, ProbeConfig(epochs=1), device="cpu", verbose=False)
 
 

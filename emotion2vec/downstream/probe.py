@@ -25,12 +25,11 @@ Outputs in ``--out`` (all written atomically): ``results.json``, ``results.md``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import csv
-import json
-import math
 import os
 import sys
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import METRIC_NAMES, METRICS, compute_metrics, metrics_from_confusion, summarize
+from .metrics import METRICS, compute_metrics, metrics_from_confusion, summarize
 
 __all__ = [
     "ProbeConfig",
@@ -59,6 +58,8 @@ __all__ = [
 RESULTS_FORMAT = "emotion2vec-probe-results"
 DEFAULT_LR = {"rmsprop": 5e-4, "adam": 1e-3}
 SELECT_METRICS = ("wa", "ua", "wf1", "macro_f1", "loss")
+#: first-layer multiply-adds of an average batch below which training runs on one CPU thread
+SMALL_BATCH_WORK = 1 << 28
 
 
 class ProbeError(RuntimeError):
@@ -136,6 +137,15 @@ def parse_layer(spec: str | int | None) -> int | list[int] | str | None:
     return values[0] if len(values) == 1 else values
 
 
+def _resolve_negative(layer, num_layers: int | None):
+    """-1 = the model's last block etc., when features.json records the model's ``num_layers``."""
+    if not num_layers or layer is None or layer == "mean":
+        return layer
+    if isinstance(layer, list):
+        return [v + num_layers if v < 0 else v for v in layer]
+    return layer + num_layers if layer < 0 else layer
+
+
 def _select_layer(x: np.ndarray, stored: list[int], layer, key: str) -> np.ndarray:
     if len(stored) <= 1:
         if layer not in (None, "mean") and (layer if isinstance(layer, list) else [layer]) != stored:
@@ -174,33 +184,25 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
     missing = [k for k in keys if k not in store]
     if missing:
         raise _missing_error(missing, store, str(directory))
-    layer = parse_layer(layer)
     stored = store.layers
+    layer = _resolve_negative(parse_layer(layer), store.meta.get("num_layers"))
     frame = store.granularity == "frame"
     if store.granularity not in ("frame", "utterance"):
         raise ProbeError(f"{directory}: unknown granularity {store.granularity!r}")
-    arrays = []
-    for key in keys:
+    # one preallocated (sum T, D) array, sized from index.tsv's frame counts (no second copy of the corpus)
+    lengths = np.asarray([store.frames(k) if frame else 1 for k in keys], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    data = np.empty((int(lengths.sum()), store.dim), dtype=np.float32)
+    for key, start, n in zip(keys, offsets, lengths):
         x = _select_layer(store.get(key), stored, layer, key)
-        want = 2 if frame else 1
-        if x.ndim != want:
-            raise ProbeError(f"{directory}: features of {key!r} have shape {x.shape}, expected {want} dims "
-                             f"for {store.granularity}-level features (layers {stored})")
+        want = (n, store.dim) if frame else (store.dim,)
+        if x.shape != want:
+            raise ProbeError(f"{directory}: features of {key!r} have shape {x.shape}, expected {want} "
+                             f"({store.granularity}-level, dim {store.dim} and {n} frames per features.json/index.tsv)")
         if not np.all(np.isfinite(x)):
             raise ProbeError(f"{directory}: features of {key!r} contain NaN or inf")
-        arrays.append(x)
-    dims = {a.shape[-1] for a in arrays}
-    if len(dims) != 1:
-        raise ProbeError(f"{directory}: feature dimensions differ between keys: {sorted(dims)}")
-    if frame:
-        lengths = np.asarray([a.shape[0] for a in arrays], dtype=np.int64)
-        x = torch.from_numpy(np.concatenate(arrays, axis=0).astype(np.float32, copy=False))
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    else:
-        lengths = np.ones(len(arrays), dtype=np.int64)
-        x = torch.from_numpy(np.stack(arrays).astype(np.float32, copy=False))
-        offsets = np.arange(len(arrays), dtype=np.int64)
-    del arrays
+        data[start:start + n] = x
+    x = torch.from_numpy(data)
     info = {"granularity": store.granularity, "dim": int(x.shape[1]), "stored_layers": stored,
             "layer": layer, "frames": int(lengths.sum()), "empty": [k for k, n in zip(keys, lengths) if n == 0]}
     return PackedFeatures(list(keys), x, torch.from_numpy(offsets), torch.from_numpy(lengths), frame), info
@@ -395,37 +397,15 @@ def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: 
 
 
 # ------------------------------------------------------------------------------------------- inputs & CLI
-def _read_data(data_dir: Path) -> list[dict[str, str]]:
-    path = data_dir / "data.tsv"
-    if not path.is_file():
-        raise ProbeError(f"{path}: not found (run `emotion2vec prepare` first)")
-    try:
-        from .manifest import read_data_tsv
-    except ImportError:  # the manifest module is not there yet: read the documented format directly
-        read_data_tsv = None
-    if read_data_tsv is not None:
-        return read_data_tsv(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if rows and not {"key", "label"} <= set(rows[0]):
-        raise ProbeError(f"{path}: header must contain key and label")
-    return rows
+def _read_inputs(data_dir: Path, protocol: str | None, seed: int) -> tuple[list[dict], dict[str, Any]]:
+    """data.tsv rows and the checked folds (the manifest and folds modules own the formats and their checks)."""
+    from .folds import load_folds
+    from .manifest import read_data_tsv
 
-
-def _read_folds(data_dir: Path, protocol: str | None, seed: int) -> dict[str, Any]:
     try:
-        from .folds import load_folds
-    except ImportError:  # the folds module is not there yet: read the stored folds file directly
-        load_folds = None
-    if load_folds is not None:
-        return load_folds(data_dir, protocol=protocol, seed=seed)
-    path = data_dir / (f"folds_{protocol}.json" if protocol else "folds.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProbeError(f"{path}: not found (run `emotion2vec prepare` first)") from None
-    except json.JSONDecodeError as e:
-        raise ProbeError(f"{path}: invalid JSON: {e}") from None
+        return read_data_tsv(data_dir / "data.tsv"), load_folds(data_dir, protocol=protocol, seed=seed)
+    except ValueError as e:  # ManifestError, FoldsError
+        raise ProbeError(str(e)) from None
 
 
 def _pick_folds(folds: list[dict], spec: str | None) -> list[dict]:
@@ -457,10 +437,55 @@ def _resolve_device(name: str) -> torch.device:
     return device
 
 
+@contextlib.contextmanager
+def _cpu_settings(threads: int | None):
+    """Torch CPU threads for the duration of training, and denormals flushed to zero: near-converged probes
+    push RMSprop's running averages into the denormal range, where CPU float math is several times slower."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(previous)
+
+
+def _run_fold(packed: PackedFeatures, y: torch.Tensor, labels: list[str], position: dict[str, int], f: dict,
+              i: int, config: ProbeConfig, log) -> FoldResult:
+    train, valid, test = list(f["train"]), list(f["valid"]), list(f["test"])
+    note = ""
+    if config.valid_is_test:
+        train, valid, note = train + valid, test, " (selecting on test)"
+    elif not valid and config.valid_fraction > 0:
+        rng = np.random.default_rng([config.seed, i])
+        order = rng.permutation(len(train))
+        n_valid = max(1, int(round(config.valid_fraction * len(train))))
+        valid = [train[j] for j in sorted(order[:n_valid])]
+        train = [train[j] for j in sorted(order[n_valid:])]
+        note = f" (valid = random {config.valid_fraction:.0%} of train)"
+    elif not valid:
+        note = " (no valid: last epoch)"
+    result = train_fold(packed, y, len(labels), [position[k] for k in train], [position[k] for k in valid],
+                        [position[k] for k in test], config, name=f["name"])
+    t = result.test
+    log(f"probe: {result.name}: train {result.n_train} valid {result.n_valid} test {result.n_test}{note}; "
+        f"best epoch {result.best_epoch}/{result.epochs_run}; test WA {100 * t['wa']:.2f} UA {100 * t['ua']:.2f} "
+        f"WF1 {100 * t['wf1']:.2f} ({result.seconds:.1f}s)")
+    return result
+
+
 def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None,
               config: ProbeConfig | None = None, protocol: str | None = None, layer=None, device: str = "cpu",
-              folds: str | None = None, name: str | None = None, fold_seed: int = 0, verbose: bool = True) -> dict[str, Any]:
-    """Train and score the probe on every fold; write the outputs to ``out`` (when given); return results.json's dict."""
+              folds: str | None = None, name: str | None = None, fold_seed: int = 0, verbose: bool = True,
+              threads: int | None = None) -> dict[str, Any]:
+    """Train and score the probe on every fold; write the outputs to ``out`` (when given); return results.json's dict.
+
+    ``threads``: torch CPU threads while training; None = 1 when a batch is small (< SMALL_BATCH_WORK
+    multiply-adds in the first layer, e.g. any utterance-level features: the matmuls only lose to thread
+    synchronisation, badly so on a busy machine), else torch's default.
+    """
     from . import report
 
     config = config or ProbeConfig()
@@ -470,32 +495,12 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     if data_dir.is_file():
         data_dir = data_dir.parent
     features = Path(features)
-    rows = _read_data(data_dir)
+    rows, fold_spec = _read_inputs(data_dir, protocol, fold_seed)
     label_of = {r["key"]: r["label"] for r in rows}
-    fold_spec = _read_folds(data_dir, protocol, fold_seed)
     labels = [str(label) for label in fold_spec.get("labels") or sorted({r["label"] for r in rows})]
-    selected = _pick_folds(list(fold_spec.get("folds", [])), folds)
-    if not selected:
-        raise ProbeError(f"{data_dir}: the folds file lists no folds")
-
-    keys: list[str] = []
-    seen: set[str] = set()
-    for f in selected:
-        for split in ("train", "valid", "test"):
-            for key in f.get(split) or []:
-                if key not in seen:
-                    seen.add(key)
-                    keys.append(key)
-        overlap = set(f.get("train") or []) & (set(f.get("test") or []) | set(f.get("valid") or []))
-        if overlap:
-            raise ProbeError(f"fold {f['name']}: {len(overlap)} key(s) both in train and valid/test, e.g. {sorted(overlap)[:3]}")
-    unknown_keys = [k for k in keys if k not in label_of]
-    if unknown_keys:
-        raise ProbeError(f"{len(unknown_keys)} key(s) of the folds are not in {data_dir / 'data.tsv'}, e.g. {unknown_keys[:5]}")
+    selected = _pick_folds(list(fold_spec["folds"]), folds)
+    keys = list(dict.fromkeys(k for f in selected for split in ("train", "valid", "test") for k in f[split]))
     label_index = {label: i for i, label in enumerate(labels)}
-    bad = sorted({label_of[k] for k in keys if label_of[k] not in label_index})
-    if bad:
-        raise ProbeError(f"label(s) {bad} of {data_dir / 'data.tsv'} are not among the folds' labels {labels}")
 
     log(f"probe: loading {len(keys)} feature files from {features}")
     packed, info = load_features(features, keys, layer)
@@ -511,28 +516,11 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     log(f"probe: {info['granularity']}-level features, dim {packed.dim}, {info['frames']} frames, "
         f"{len(labels)} classes {labels}, {n_params:,} parameters, device {dev} (loaded in {load_s:.1f}s)")
 
-    fold_results: list[FoldResult] = []
-    for i, f in enumerate(selected):
-        train, valid, test = list(f.get("train") or []), list(f.get("valid") or []), list(f.get("test") or [])
-        note = ""
-        if config.valid_is_test:
-            train, valid, note = train + valid, test, " (selecting on test)"
-        elif not valid and config.valid_fraction > 0:
-            rng = np.random.default_rng([config.seed, i])
-            order = rng.permutation(len(train))
-            n_valid = max(1, int(round(config.valid_fraction * len(train))))
-            valid = [train[j] for j in sorted(order[:n_valid])]
-            train = [train[j] for j in sorted(order[n_valid:])]
-            note = f" (valid = random {config.valid_fraction:.0%} of train)"
-        elif not valid:
-            note = " (no valid: last epoch)"
-        result = train_fold(packed, y, len(labels), [position[k] for k in train], [position[k] for k in valid],
-                            [position[k] for k in test], config, name=f.get("name", f"fold{i + 1}"))
-        fold_results.append(result)
-        t = result.test
-        log(f"probe: {result.name}: train {result.n_train} valid {result.n_valid} test {result.n_test}{note}; "
-            f"best epoch {result.best_epoch}/{result.epochs_run}; test WA {100 * t['wa']:.2f} UA {100 * t['ua']:.2f} "
-            f"WF1 {100 * t['wf1']:.2f} ({result.seconds:.1f}s)")
+    batch_work = config.batch_size * info["frames"] / max(len(keys), 1) * packed.dim * config.hidden
+    if threads is None and batch_work < SMALL_BATCH_WORK:
+        threads = 1
+    with _cpu_settings(threads):
+        fold_results = [_run_fold(packed, y, labels, position, f, i, config, log) for i, f in enumerate(selected)]
     train_s = time.perf_counter() - t0 - load_s
 
     result = _results_dict(fold_results, labels, fold_spec, info, config, packed, features, data_dir, protocol,
@@ -594,55 +582,68 @@ def _results_dict(fold_results, labels, fold_spec, info, config, packed, feature
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.description = (
-        "Train the emotion2vec downstream probe (Linear(D->256), ReLU, mean over frames, Linear(256->C)) on "
-        "extracted features, one model per fold of folds.json, select each fold's epoch on its valid keys and "
-        "report test WA / UA / WF1 / macro-F1 (mean +- std over folds). Defaults follow the official recipe.")
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.description = textwrap.fill(
+        "Train the emotion2vec downstream probe -- Linear(D->256), ReLU, mean over frames, Linear(256->C) -- on "
+        "extracted features, one model per fold of folds.json; pick each fold's epoch on its valid keys and "
+        "report test WA / UA / WF1 / macro-F1 as mean +- std over folds. Defaults follow the official recipe "
+        "(RMSprop 5e-4, momentum 0.9, CyclicLR 5e-4..1e-3, batch 128, 100 epochs, best valid WA, seed 42).", 100)
+    parser.epilog = textwrap.fill(
+        "outputs in --out: results.json (config, per-fold metrics, best epochs, curves, mean/std), results.md "
+        "(per-fold table), predictions.tsv (fold, key, label, prediction, p_<label>), confusion.png (summed "
+        "over folds, row-normalised).", 100) + ("\n\nexample:\n  emotion2vec probe --features features/urdu/emotion2vec_base "
+        "--data manifests/urdu --out results/urdu/emotion2vec_base")
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--features", required=True, metavar="DIR",
                     help="feature directory written by `emotion2vec extract` (features.json, index.tsv, .npy)")
     io.add_argument("--data", required=True, metavar="DIR",
-                    help="corpus manifest directory written by `emotion2vec prepare` (data.tsv, folds.json)")
+                    help="corpus directory written by `emotion2vec prepare` (data.tsv, folds.json)")
     io.add_argument("--out", required=True, metavar="DIR",
-                    help="output directory: results.json, results.md, predictions.tsv, confusion.png")
-    io.add_argument("--protocol", default=None,
-                    help="fold protocol: reads folds_<P>.json instead of folds.json (computed when missing)")
-    io.add_argument("--fold-seed", type=int, default=0, help="seed for folds computed on the fly")
+                    help="output directory (created; existing outputs are replaced)")
+    io.add_argument("--protocol", default=None, metavar="P",
+                    help="use folds_<P>.json (computed from data.tsv when missing) instead of folds.json")
+    io.add_argument("--fold-seed", type=int, default=0, help="seed of folds computed on the fly (default 0)")
     io.add_argument("--folds", default=None, metavar="LIST",
                     help="only these folds: comma-separated names or 1-based numbers (default: all)")
     io.add_argument("--layer", default=None, metavar="L",
-                    help="when the features hold several layers: a block index as stored (e.g. -1), 'a,b,c' to "
-                         "average those layers, or 'mean' to average all stored layers")
-    io.add_argument("--name", default=None, help="feature-source name in reports (default: the --features folder name)")
-    model = parser.add_argument_group("model and training")
-    model.add_argument("--hidden", type=int, default=256, help="hidden size of the first linear layer")
-    model.add_argument("--epochs", type=int, default=100, help="maximum training epochs per fold")
-    model.add_argument("--batch-size", type=int, default=128, help="utterances per batch")
-    model.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="rmsprop",
-                       help="rmsprop (momentum --momentum) as the official recipe, or adam")
-    model.add_argument("--lr", type=float, default=None,
-                       help="learning rate (default: 5e-4 for rmsprop as the official recipe, 1e-3 for adam)")
-    model.add_argument("--momentum", type=float, default=0.9, help="RMSprop momentum")
-    model.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
-    model.add_argument("--scheduler", choices=("cyclic", "none"), default="cyclic",
-                       help="cyclic: triangular CyclicLR from lr to 2*lr, 10 epochs up / 10 down (official); none: constant")
-    model.add_argument("--select-metric", choices=SELECT_METRICS, default="wa",
-                       help="validation metric that picks the best epoch (official recipe: wa)")
-    model.add_argument("--patience", type=int, default=None,
-                       help="stop a fold after this many epochs without validation improvement (default: run all epochs)")
-    model.add_argument("--valid-fraction", type=float, default=0.2,
-                       help="for folds without valid keys: seeded random fraction of train used as valid "
-                            "(0: no validation, keep the last epoch)")
-    model.add_argument("--valid-is-test", action="store_true",
-                       help="select the epoch on the test keys and train on train+valid (optimistic; the paper's '*' rows)")
-    model.add_argument("--standardize", action="store_true",
-                       help="standardise each feature dimension with the mean/std of the fold's training frames")
-    model.add_argument("--seed", type=int, default=42, help="random seed (model init, shuffling, valid split)")
-    run_group = parser.add_argument_group("execution")
-    run_group.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1")
-    run_group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    run_group.add_argument("--quiet", action="store_true", help="print only the final table")
+                    help="with features of several layers: a block index (-1 = last), 'a,b,c' to average those "
+                         "layers, or 'mean' to average all stored layers (default: the only stored layer)")
+    io.add_argument("--name", default=None,
+                    help="feature-source name in reports and tables (default: the --features folder name)")
+    train = parser.add_argument_group("model and training")
+    train.add_argument("--hidden", type=int, default=256, help="hidden size (default 256)")
+    train.add_argument("--epochs", type=int, default=100, help="training epochs per fold (default 100)")
+    train.add_argument("--batch-size", type=int, default=128, help="utterances per batch (default 128)")
+    train.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="rmsprop",
+                       help="rmsprop (default, as the official recipe) or adam")
+    train.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default 5e-4 for rmsprop, 1e-3 for adam)")
+    train.add_argument("--momentum", type=float, default=0.9, help="RMSprop momentum (default 0.9)")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default 0)")
+    train.add_argument("--scheduler", choices=("cyclic", "none"), default="cyclic",
+                       help="cyclic (default): triangular CyclicLR between lr and 2*lr, 10 epochs up and 10 down, "
+                            "as the official recipe; none: constant lr")
+    train.add_argument("--select-metric", choices=SELECT_METRICS, default="wa",
+                       help="validation metric that picks each fold's best epoch (default wa, as the official "
+                            "recipe; ties keep the earlier epoch)")
+    train.add_argument("--patience", type=int, default=None,
+                       help="stop a fold after this many epochs without validation improvement "
+                            "(default: train all epochs, keep the best)")
+    train.add_argument("--valid-fraction", type=float, default=0.2,
+                       help="folds without valid keys use this seeded random fraction of train as valid "
+                            "(default 0.2; 0 = no validation, keep the last epoch)")
+    train.add_argument("--valid-is-test", action="store_true",
+                       help="select epochs on the test keys and train on train+valid (optimistic, the paper's "
+                            "'*' rows)")
+    train.add_argument("--standardize", action="store_true",
+                       help="standardise every feature dimension with the fold's training mean/std")
+    train.add_argument("--seed", type=int, default=42, help="seed of init, shuffling, valid split (default 42)")
+    execution = parser.add_argument_group("execution")
+    execution.add_argument("--device", default="auto",
+                           help="auto (default: cuda when available), cpu, cuda, cuda:N")
+    execution.add_argument("--threads", type=int, default=None,
+                           help="CPU threads while training (default: 1 when batches are small, e.g. "
+                                "utterance-level features, where threads only add synchronisation; else torch's)")
+    execution.add_argument("--quiet", action="store_true", help="print only the final mean +- std table")
     return parser
 
 
@@ -650,10 +651,8 @@ def run(args: argparse.Namespace) -> int:
     from ..features import FeatureStoreError
 
     try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise ProbeError(f"--threads must be positive, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        if args.threads is not None and args.threads < 1:
+            raise ProbeError(f"--threads must be positive, got {args.threads}")
         config = ProbeConfig(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
                              optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                              weight_decay=args.weight_decay, scheduler=args.scheduler,
@@ -662,7 +661,7 @@ def run(args: argparse.Namespace) -> int:
                              valid_is_test=args.valid_is_test)
         result = run_probe(args.features, args.data, args.out, config, protocol=args.protocol, layer=args.layer,
                            device=args.device, folds=args.folds, name=args.name, fold_seed=args.fold_seed,
-                           verbose=not args.quiet)
+                           verbose=not args.quiet, threads=args.threads)
     except (ProbeError, FeatureStoreError) as e:
         print(f"emotion2vec probe: error: {e}", file=sys.stderr)
         return 1

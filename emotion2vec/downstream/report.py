@@ -45,7 +45,7 @@ OUTPUT_FILES = ("results.json", "results.md", "predictions.tsv", "confusion.png"
 TABLE_METRICS = ("wa", "ua", "wf1")
 #: how the paper spells the corpora (falls back to the name as stored)
 CORPUS_NAMES = {
-    "iemocap": "IEMOCAP", "meld": "MELD", "ravdess": "RAVDESS", "ravdess_song": "RAVDESS-Song",
+    "iemocap": "IEMOCAP", "meld": "MELD", "ravdess": "RAVDESS", "ravdess-song": "RAVDESS-Song",
     "savee": "SAVEE", "emodb": "EmoDB", "emovo": "EMOVO", "cafe": "CaFE", "subesco": "SUBESCO",
     "shemo": "ShEMO", "urdu": "URDU", "aesdd": "AESDD", "resd": "RESD", "m3ed": "M3ED",
     "mosi": "CMU-MOSI", "mosei": "CMU-MOSEI",
@@ -166,7 +166,7 @@ def write_outputs(out: str | os.PathLike, result: dict[str, Any], predictions: I
 def load_result(path: str | os.PathLike) -> dict[str, Any]:
     """A probe's results.json, given the file or its directory."""
     path = Path(path)
-    if path.is_dir():
+    if path.suffix != ".json":
         path = path / "results.json"
     try:
         result = json.loads(path.read_text(encoding="utf-8"))

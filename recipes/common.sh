@@ -1,0 +1,130 @@
+# Shared by recipes/<corpus>.sh (source it, do not run it): prepare -> extract -> probe for ONE corpus and ONE
+# feature source, with every step skipped when its outputs exist (re-running resumes).
+#
+# Environment (all optional except ROOT on the first run of a corpus):
+#   ROOT          the corpus folder as distributed (default: $ROOT_<CORPUS>, else $DATA/<usual folder name>)
+#   DATA          folder holding the corpora under their usual names (default: data)
+#   CHECKPOINT    checkpoint (.pt, FunASR or converted folder) or "fbank" for the log-mel baseline (default fbank)
+#   NAME          feature-source name used in paths and tables (default: fbank, else the checkpoint's file or
+#                 folder name without extension)
+#   OUT           base folder of manifests/, features/, results/ (default: .)
+#   DEVICE        cpu | cuda | cuda:N for extraction and probe (default: cuda when torch sees one, else cpu)
+#   PROTOCOL      fold protocol for the probe (default: folds.json = the corpus's paper protocol, written by
+#                 `emotion2vec prepare`); other protocols' folds are computed from data.tsv by the probe, and
+#                 get their own results folder results/<corpus>-<protocol>/
+#   GRANULARITY   frame | utterance (default frame: the official probe pools frames itself)
+#   LAYERS        --layers for extract (default -1 = last block; MOSI/MOSEI: the last 4, averaged by the probe)
+#   PROBE_LAYER   --layer for probe when several layers are extracted (e.g. mean)
+#   PREPARE_ARGS, EXTRACT_ARGS, PROBE_ARGS   extra arguments for each step (word-split)
+#   PYTHON        interpreter with emotion2vec installed (default: $VIRTUAL_ENV's, else the repo's .venv, else python3)
+#   E2V           how to run the CLI (default: "$PYTHON -m emotion2vec")
+#   FORCE=1       redo every step even when its outputs exist
+#
+# Layout:  $OUT/manifests/<corpus>/{data.tsv,folds.json}   $OUT/features/<corpus>/<name>/
+#          $OUT/results/<corpus>[-<protocol>]/<name>/{results.json,results.md,predictions.tsv,confusion.png}
+
+RECIPES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [[ -z ${PYTHON:-} ]]; then
+  if [[ -n ${VIRTUAL_ENV:-} && -x $VIRTUAL_ENV/bin/python ]]; then PYTHON=$VIRTUAL_ENV/bin/python
+  elif [[ -x $RECIPES_DIR/../.venv/bin/python ]]; then PYTHON=$RECIPES_DIR/../.venv/bin/python
+  else PYTHON=python3; fi
+fi
+E2V=${E2V:-"$PYTHON -m emotion2vec"}
+OUT=${OUT:-.}
+DATA=${DATA:-data}
+CHECKPOINT=${CHECKPOINT:-fbank}
+GRANULARITY=${GRANULARITY:-frame}
+FORCE=${FORCE:-0}
+
+say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Print a command, then run it.
+run() {
+  printf '[%s] +' "$(date +%H:%M:%S)" >&2
+  printf ' %q' "$@" >&2
+  printf '\n' >&2
+  "$@"
+}
+
+default_device() {
+  if $PYTHON -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+    echo cuda
+  else
+    echo cpu
+  fi
+}
+
+source_name() {  # NAME, or derived from CHECKPOINT
+  if [[ -n ${NAME:-} ]]; then echo "$NAME"; return; fi
+  if [[ $CHECKPOINT == fbank ]]; then echo fbank; return; fi
+  local base
+  base=$(basename "${CHECKPOINT%/}")
+  echo "${base%.*}"
+}
+
+results_dir() {  # results_dir CORPUS NAME
+  echo "$OUT/results/$1${PROTOCOL:+-$PROTOCOL}/$2"
+}
+
+# Extraction is complete when index.tsv exists, lists every key of data.tsv and records no error.
+extraction_complete() {
+  local index=$1/index.tsv data=$2
+  [[ -f $index && -f $1/features.json ]] || return 1
+  [[ $(wc -l <"$index") -eq $(wc -l <"$data") ]] || return 1
+  ! cut -f4 "$index" | grep -q '^error'
+}
+
+# recipe_main CORPUS [DEFAULT_ROOT_DIR] [DEFAULT_LAYERS] [DEFAULT_PROBE_LAYER]
+recipe_main() {
+  local corpus=$1 default_root=${2:-$1} default_layers=${3:--1} default_probe_layer=${4:-}
+  local var="ROOT_${corpus^^}"
+  var=${var//-/_}
+  local root=${ROOT:-${!var:-$DATA/$default_root}}
+  local name device manifests features results
+  name=$(source_name)
+  device=${DEVICE:-$(default_device)}
+  manifests=$OUT/manifests/$corpus
+  features=$OUT/features/$corpus/$name
+  results=$(results_dir "$corpus" "$name")
+  local -a prepare_args extract_args probe_args layer_args=() probe_layer_args=()
+  read -r -a prepare_args <<<"${PREPARE_ARGS:-}"
+  read -r -a extract_args <<<"${EXTRACT_ARGS:-}"
+  read -r -a probe_args <<<"${PROBE_ARGS:-}"
+  if [[ $CHECKPOINT != fbank ]]; then
+    layer_args=("--layers=${LAYERS:-$default_layers}")  # "=": values like -4,-3 look like options
+    local probe_layer=${PROBE_LAYER:-$default_probe_layer}
+    [[ -n $probe_layer ]] && probe_layer_args=("--layer=$probe_layer")
+  fi
+  local -a force_extract=()
+  [[ $FORCE == 1 ]] && force_extract=(--overwrite)
+
+  say "== $corpus: features '$name' ($CHECKPOINT), device $device, protocol ${PROTOCOL:-default}, out $OUT"
+
+  # 1. prepare: data.tsv + folds.json (the paper protocol)
+  if [[ $FORCE != 1 && -f $manifests/data.tsv && -f $manifests/folds.json ]]; then
+    say "prepare: $manifests exists, skipping"
+  else
+    if [[ ! -e $root ]]; then
+      say "error: corpus folder '$root' not found: set ROOT (or $var, or DATA) to where $corpus lives"
+      return 1
+    fi
+    run $E2V prepare "$corpus" --root "$root" --out "$manifests" "${prepare_args[@]}"
+  fi
+
+  # 2. extract: features/<corpus>/<name> (the extractor itself also resumes file by file)
+  if [[ $FORCE != 1 ]] && extraction_complete "$features" "$manifests/data.tsv"; then
+    say "extract: $features is complete, skipping"
+  else
+    run $E2V extract --checkpoint "$CHECKPOINT" --input "$manifests/data.tsv" --out "$features" \
+      --granularity "$GRANULARITY" "${layer_args[@]}" --device "$device" "${force_extract[@]}" "${extract_args[@]}"
+  fi
+
+  # 3. probe: results/<corpus>/<name>
+  if [[ $FORCE != 1 && -f $results/results.json ]]; then
+    say "probe: $results/results.json exists, skipping"
+  else
+    run $E2V probe --features "$features" --data "$manifests" --out "$results" --name "$name" \
+      ${PROTOCOL:+--protocol "$PROTOCOL"} --device "$device" "${probe_layer_args[@]}" "${probe_args[@]}"
+  fi
+  say "== $corpus / $name done: $results/results.md"
+}

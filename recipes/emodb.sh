@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# EmoDB (German): 7 classes, 535 utterances, 10 speakers; random 10-fold 80/10/10.
+#
+# Usage:  ROOT=/data/EmoDB CHECKPOINT=checkpoints/emotion2vec_base.pt recipes/emodb.sh
+#         ROOT=/data/EmoDB recipes/emodb.sh            # log-mel fbank baseline (CHECKPOINT=fbank)
+# Steps: emotion2vec prepare -> extract -> probe, each skipped when its outputs exist. All settings
+# (OUT, DEVICE, NAME, PROTOCOL, GRANULARITY, LAYERS, *_ARGS, FORCE, ...) are described in recipes/common.sh.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+recipe_main emodb EmoDB

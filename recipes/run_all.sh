@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Run the recipes of several corpora for every feature source -- the log-mel fbank baseline and each checkpoint
+# in CHECKPOINTS -- then write one markdown table across corpora in the layout of the paper's Tables 2-4:
+# rows = feature sources, per corpus the columns WA / UA / WF1, cells mean ± std over folds in percent.
+#
+# Usage:  DATA=/data CHECKPOINTS="checkpoints/emotion2vec_base.pt checkpoints/data2vec2_base.pt" recipes/run_all.sh
+#         CORPORA="iemocap urdu" ROOT_IEMOCAP=/corpora/IEMOCAP_full_release recipes/run_all.sh
+#
+# Environment (plus everything of recipes/common.sh except ROOT and NAME, which are per corpus / per source):
+#   CORPORA       recipe names (default: all 16: iemocap meld ravdess ravdess_song savee emodb emovo cafe subesco
+#                 shemo urdu aesdd resd m3ed mosi mosei)
+#   CHECKPOINTS   space-separated checkpoints (default: none, i.e. only the fbank baseline)
+#   FBANK=0       leave out the fbank baseline
+#   ROOT_<CORPUS> a corpus's folder (e.g. ROOT_IEMOCAP, ROOT_RAVDESS_SONG), else $DATA/<usual name>
+#   TABLE         the table file (default: $OUT/results/table.md)
+#   TABLE_METRICS metrics of each corpus group (default: wa,ua,wf1; also macro_f1)
+# A failing corpus/source is reported and skipped; the table covers what finished; exit status 1 if any failed.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+CORPORA=${CORPORA:-"iemocap meld ravdess ravdess_song savee emodb emovo cafe subesco shemo urdu aesdd resd m3ed mosi mosei"}
+read -r -a checkpoints <<<"${CHECKPOINTS:-}"
+sources=()
+[[ ${FBANK:-1} == 1 ]] && sources+=(fbank)
+sources+=("${checkpoints[@]}")
+if [[ ${#sources[@]} -eq 0 ]]; then
+  say "error: nothing to run (FBANK=0 and no CHECKPOINTS)"
+  exit 2
+fi
+TABLE=${TABLE:-$OUT/results/table.md}
+
+failed=()
+dirs=()
+names=()
+corpus_names=()
+for recipe in $CORPORA; do
+  if [[ ! -x $RECIPES_DIR/$recipe.sh || $recipe == common || $recipe == run_all ]]; then
+    say "error: no recipe '$recipe' in $RECIPES_DIR"
+    failed+=("$recipe")
+    continue
+  fi
+  corpus=${recipe//_/-}  # the corpus name of the CLI (ravdess_song -> ravdess-song)
+  corpus_names+=("$corpus")
+  for checkpoint in "${sources[@]}"; do
+    name=$(NAME="" CHECKPOINT=$checkpoint source_name)
+    if ! (unset ROOT NAME; CHECKPOINT=$checkpoint "$RECIPES_DIR/$recipe.sh"); then
+      say "FAILED: $recipe with $checkpoint (continuing)"
+      failed+=("$recipe/$name")
+    fi
+    dirs+=("$(results_dir "$corpus" "$name")")
+  done
+done
+for checkpoint in "${sources[@]}"; do
+  names+=("$(NAME="" CHECKPOINT=$checkpoint source_name)")
+done
+
+if [[ ${#corpus_names[@]} -gt 0 ]]; then
+  join() { local IFS=,; echo "$*"; }
+  run $PYTHON -m emotion2vec.downstream.report table "${dirs[@]}" --skip-missing \
+    --sources "$(join "${names[@]}")" \
+    --metrics "${TABLE_METRICS:-wa,ua,wf1}" --out "$TABLE" || failed+=("table")
+  say "table: $TABLE"
+fi
+if [[ ${#failed[@]} -gt 0 ]]; then
+  say "failed: ${failed[*]}"
+  exit 1
+fi
