@@ -44,6 +44,7 @@ __all__ = [
     "load_state_strict",
     "official_to_ours",
     "convert_checkpoint",
+    "save_checkpoint_dir",
     "adapt_layout",
     "sha256_file",
 ]
@@ -426,35 +427,42 @@ def adapt_layout(state: Mapping[str, Tensor], src: Emotion2VecConfig, dst: Emoti
 
 
 # ---------------------------------------------------------------------- conversion
-def convert_checkpoint(path: str | os.PathLike, out_dir: str | os.PathLike, trust: bool = False,
-                       preset_name: str | None = None) -> dict[str, str]:
-    """Write ``config.json`` + ``model.safetensors`` (+ ``teacher.safetensors``) into ``out_dir``.
+def save_checkpoint_dir(out_dir: str | os.PathLike, config: Emotion2VecConfig, model: Mapping[str, Tensor],
+                        teacher: Mapping[str, Tensor] | None = None, source: dict[str, Any] | None = None
+                        ) -> dict[str, str]:
+    """Write our format: ``config.json`` + ``model.safetensors`` (+ ``teacher.safetensors``), each atomically.
 
-    Returns {file name: SHA-256}. Each file is written atomically.
+    ``model`` is a student state dict in our key names. Returns {file name: SHA-256}.
     """
     from safetensors.torch import save
 
-    ckpt = read_checkpoint(path, trust=trust, preset_name=preset_name)
-    build_model(ckpt)  # validates the weights against the architecture before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hashes: dict[str, str] = {}
 
     def write(name: str, tensors: Mapping[str, Tensor]) -> None:
-        data = save({k: v.detach().contiguous().clone() for k, v in tensors.items()})
+        data = save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
         atomic_write_bytes(out / name, data)
         hashes[name] = hashlib.sha256(data).hexdigest()
 
-    write("model.safetensors", ckpt.model)
-    if ckpt.teacher:
-        write("teacher.safetensors", ckpt.teacher)
+    write("model.safetensors", {k: v for k, v in model.items() if isinstance(v, Tensor)})
+    if teacher:
+        write("teacher.safetensors", teacher)
     elif (out / "teacher.safetensors").exists():
         (out / "teacher.safetensors").unlink()
-    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": ckpt.config.to_dict(),
-            "converted_from": {"path": str(Path(path).resolve()), "source": ckpt.source,
-                               "num_updates": ckpt.meta.get("num_updates")},
-            "sha256": dict(hashes)}
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": config.to_dict(),
+            "converted_from": source or {}, "sha256": dict(hashes)}
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     atomic_write_text(out / "config.json", text)
     hashes["config.json"] = hashlib.sha256(text.encode()).hexdigest()
     return hashes
+
+
+def convert_checkpoint(path: str | os.PathLike, out_dir: str | os.PathLike, trust: bool = False,
+                       preset_name: str | None = None) -> dict[str, str]:
+    """Convert any supported checkpoint into our format in ``out_dir``. Returns {file name: SHA-256}."""
+    ckpt = read_checkpoint(path, trust=trust, preset_name=preset_name)
+    build_model(ckpt)  # validates the weights against the architecture before anything is written
+    return save_checkpoint_dir(out_dir, ckpt.config, ckpt.model, ckpt.teacher,
+                               {"path": str(Path(path).resolve()), "source": ckpt.source,
+                                "num_updates": ckpt.meta.get("num_updates")})

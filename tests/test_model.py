@@ -68,7 +68,7 @@ def test_frame_count_formula(n, frames):
     assert int(m.feature_extractor.output_lengths(torch.tensor([n]))[0]) == frames
     if n >= 400:
         with torch.no_grad():
-            assert m.feature_extractor(torch.zeros(1, n)).shape[-1] == frames
+            assert m.feature_extractor(torch.zeros(1, n)).shape[1] == frames
 
 
 def test_conv_spec_parser_refuses_code():

@@ -37,9 +37,12 @@ def _layer_norm_channels(x: Tensor, norm: nn.Module | None, eps: float = 1e-5) -
 
 
 class ConvLayerBlock(nn.Module):
-    """Conv1d (no bias, no padding) -> LayerNorm over channels (fp32) -> GELU.
+    """Conv1d (no bias, no padding) -> LayerNorm over channels (fp32) -> GELU, computed channels-last.
 
-    (B, C_in, L) -> (B, C_out, floor((L - kernel) / stride) + 1)
+    (B, L, C_in) -> (B, floor((L - kernel) / stride) + 1, C_out)
+
+    The convolution is an unfold + matrix multiply on the (time, channel) layout, so the per-frame LayerNorm and
+    GELU run on contiguous rows and no transpose copies are needed (the weight keeps the Conv1d layout).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int):
@@ -49,11 +52,14 @@ class ConvLayerBlock(nn.Module):
         self.norm = nn.LayerNorm(out_channels, eps=1e-5)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.gelu(_layer_norm_channels(self.conv(x), self.norm))
+        cols = x.unfold(1, self.kernel_size, self.stride).flatten(2)  # (B, L', C_in * kernel), (c, k) order
+        y = F.linear(cols, self.conv.weight.flatten(1))
+        y = F.layer_norm(y.float(), y.shape[-1:], self.norm.weight.float(), self.norm.bias.float(), self.norm.eps)
+        return F.gelu(y.to(x.dtype))
 
 
 class ConvFeatureExtractor(nn.Module):
-    """Waveform -> CNN features. (B, N) -> (B, C, T).
+    """Waveform -> CNN features, channels-last. (B, N) -> (B, T, C).
 
     Convolutions have no padding, so a valid output frame only ever reads valid input samples: right-padding a
     waveform does not change the frames computed from its real samples.
@@ -69,7 +75,7 @@ class ConvFeatureExtractor(nn.Module):
         self.out_channels = in_channels
 
     def forward(self, waveform: Tensor) -> Tensor:
-        x = waveform.unsqueeze(1)
+        x = waveform.unsqueeze(-1)
         for layer in self.layers:
             x = layer(x)
         return x
@@ -94,7 +100,7 @@ def frames_padding_mask(extractor: ConvFeatureExtractor, sample_padding_mask: Te
 
 
 class FeatureProjection(nn.Module):
-    """LayerNorm + Linear from CNN channels to the model width. (B, C, T) -> (B, T, D)."""
+    """LayerNorm + Linear from CNN channels to the model width. (B, T, C) -> (B, T, D)."""
 
     def __init__(self, in_channels: int, embed_dim: int):
         super().__init__()
@@ -102,7 +108,7 @@ class FeatureProjection(nn.Module):
         self.linear = nn.Linear(in_channels, embed_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(self.norm(x.transpose(1, 2)))
+        return self.linear(self.norm(x))
 
 
 class PositionalConvLayer(nn.Module):

@@ -1,7 +1,7 @@
 """The audio data2vec 2.0 / emotion2vec encoder, readable top to bottom.
 
     waveform (B, N)
-      -> feature_extractor (CNN)            (B, C, T)
+      -> feature_extractor (CNN)            (B, T, C)
       -> feature_projection                 (B, T, D)         "local features"
       -> encoder: + pos_conv(x); ALiBi bias; [extra tokens | frames]; context_norm; prenet blocks; main blocks
       -> x (B, T, D) with the extra tokens removed, plus every block's output and FFN output
