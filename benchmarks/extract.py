@@ -45,7 +45,9 @@ if a["strategy"] == "naive":
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, feats.mean(0).cpu().numpy())
 else:
-    summary = run_extraction([it.path for it in items] if a["limit"] else [a["corpus"]], out, backend, [-1 % model.cfg.num_layers],
+    scp = Path(str(out) + ".scp")  # the same keys as the naive run
+    scp.write_text("".join(f"{it.key} {it.path}\n" for it in items))
+    summary = run_extraction([scp], out, backend, [-1 % model.cfg.num_layers],
                              granularity="utterance", num_workers=a["workers"], max_tokens=a["max_tokens"],
                              progress=False, log=lambda m: None)
     audio = summary["audio_seconds"]

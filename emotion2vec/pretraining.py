@@ -36,6 +36,7 @@ __all__ = ["DistillationConfig", "EMATeacher", "Emotion2VecPretrainer", "Pretrai
 logger = logging.getLogger(__name__)
 
 UTTERANCE_LOSSES = ("token", "chunk", "global")
+UTTERANCE_TARGETS = ("instance_norm", "layer_norm")
 
 
 class CollapseError(RuntimeError):
@@ -54,6 +55,11 @@ class DistillationConfig:
     frame_loss_weight: float = 1.0  # fairseq d2v_loss
     utterance_loss: str = "chunk"  # token: last extra token; chunk: mean of extra tokens; global: mean of frames
     utterance_loss_weight: float = 1.0  # alpha (fairseq cls_loss)
+    # Utterance target. "instance_norm" (official): the time-mean of the frame targets, which is identically zero
+    # when instance_norm_target_layer is on (each target channel is normalised over time). "layer_norm": the time-mean
+    # of the top-k teacher FFN outputs, each layer-normalised over channels per frame, so it keeps utterance-level
+    # information (level, voice quality) that the instance norm removes.
+    utterance_target: str = "instance_norm"
     mask_prob: float = 0.5
     mask_prob_adjust: float = 0.05
     mask_length: int = 5
@@ -68,6 +74,8 @@ class DistillationConfig:
     def validate(self, model_cfg: Emotion2VecConfig) -> None:
         if self.utterance_loss not in UTTERANCE_LOSSES:
             raise ConfigError(f"utterance_loss={self.utterance_loss!r}; choose one of {', '.join(UTTERANCE_LOSSES)}")
+        if self.utterance_target not in UTTERANCE_TARGETS:
+            raise ConfigError(f"utterance_target={self.utterance_target!r}; choose one of {', '.join(UTTERANCE_TARGETS)}")
         if self.utterance_loss_weight and self.utterance_loss != "global" and model_cfg.num_extra_tokens == 0:
             raise ConfigError(f"utterance_loss={self.utterance_loss!r} needs num_extra_tokens > 0")
         if not 1 <= self.average_top_k_layers <= model_cfg.depth:
@@ -213,20 +221,27 @@ class Emotion2VecPretrainer(Emotion2VecModel):
         return loss * scale
 
     @torch.no_grad()
-    def teacher_targets(self, feats: Tensor, reference: bool = False) -> Tensor:
-        """Teacher targets from the student's local features. (B, T, D) -> (B, T, D) fp32."""
+    def teacher_targets(self, feats: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
+        """Teacher targets from the student's local features.
+
+        (B, T, D) -> frame targets (B, T, D) fp32 and utterance targets (B, D) fp32 (see ``utterance_target``).
+        """
         self.teacher.to(feats.device, feats.dtype)
         P, L = self.cfg.prenet_depth, self.cfg.depth
         top = list(range(P + L - self.distill.average_top_k_layers, P + L))
         out = self.teacher(feats.detach(), collect_ffn=top, reference=reference)
         E = self.cfg.num_extra_tokens
-        y = None
+        frame_layers, utt_layers = [], []
         for i in top:
             t = out.ffn_outputs[i][:, E:].float()
+            if self.distill.utterance_target == "layer_norm":
+                utt_layers.append(F.layer_norm(t, t.shape[-1:]).mean(1))
             if self.distill.instance_norm_target_layer:
                 t = F.instance_norm(t.transpose(1, 2)).transpose(1, 2)
-            y = t if y is None else y + t
-        return y / len(top)
+            frame_layers.append(t)
+        y = torch.stack(frame_layers).mean(0)
+        utt = torch.stack(utt_layers).mean(0) if utt_layers else y.mean(1)
+        return y, utt
 
     def forward(self, source: Tensor, mask: Tensor | None = None, reference: bool = False) -> PretrainOutput:
         """source (B, N) equal-length normalised waveforms; mask (B*C, T) bool, True = masked (None: span masks);
@@ -255,7 +270,7 @@ class Emotion2VecPretrainer(Emotion2VecModel):
         full = torch.gather(torch.cat([frames, noise], dim=1), 1, info.ids_restore[..., None].expand(-1, -1, D))
         pred = self.decoder(full)  # (B*C, T, D)
 
-        y = self.teacher_targets(feats, reference)  # (B, T, D) fp32
+        y, y_utt = self.teacher_targets(feats, reference)  # (B, T, D), (B, D) fp32
         masked = info.mask
         p_masked = pred[masked]
         y_masked = y.repeat_interleave(C, dim=0)[masked]
@@ -264,7 +279,7 @@ class Emotion2VecPretrainer(Emotion2VecModel):
         if d.utterance_loss_weight:
             utt_pred = {"token": lambda: x[:, E - 1], "chunk": lambda: x[:, :E].mean(1),
                         "global": lambda: frames.mean(1)}[d.utterance_loss]()
-            utt_target = y.mean(1).repeat_interleave(C, dim=0)
+            utt_target = y_utt.repeat_interleave(C, dim=0)
             losses["utt"] = self.regression(utt_pred, utt_target).sum() * d.utterance_loss_weight * M
         else:
             losses["utt"] = torch.zeros((), device=x.device)

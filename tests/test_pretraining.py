@@ -101,9 +101,21 @@ def hand_targets(model, feats):
     return sum(ys) / k
 
 
-@pytest.mark.parametrize("mode", ["token", "chunk", "global"])
-def test_losses_equal_a_hand_computation(mode):
-    model = make(utterance_loss=mode, utterance_loss_weight=0.7)
+def test_official_utterance_target_is_the_zero_vector_and_layer_norm_is_not():
+    """With instance-normalised targets the time-mean the official run regresses the chunk tokens onto is 0."""
+    model = make()
+    feats, _ = model.local_features(batch(model)[0])
+    y, utt = model.teacher_targets(feats)
+    assert utt.abs().max() < 1e-5 and y.std() > 0.3
+    model.distill.utterance_target = "layer_norm"
+    y2, utt2 = model.teacher_targets(feats)
+    assert torch.equal(y, y2) and utt2.std() > 0.01 and not torch.allclose(utt2[0], utt2[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("mode,target", [("token", "instance_norm"), ("chunk", "instance_norm"),
+                                         ("global", "instance_norm"), ("chunk", "layer_norm")])
+def test_losses_equal_a_hand_computation(mode, target):
+    model = make(utterance_loss=mode, utterance_loss_weight=0.7, utterance_target=target)
     src, mask = batch(model)
     captured = {}
 
@@ -118,6 +130,14 @@ def test_losses_equal_a_hand_computation(mode):
     feats, _ = model.local_features(src)
     with torch.no_grad():
         y = hand_targets(model, feats)
+        if target == "layer_norm":  # per-frame layer norm of each top-k teacher FFN output, averaged, time-mean
+            E, P, L, k = 4, 1, 3, 2
+            ffn = model.teacher.module(feats).ffn_outputs
+            layers = [ffn[i][:, E:] for i in range(P + L - k, P + L)]
+            y_utt = sum((t - t.mean(-1, keepdim=True)) / torch.sqrt(t.var(-1, unbiased=False, keepdim=True) + 1e-5)
+                        for t in layers).mean(1) / k
+        else:
+            y_utt = y.mean(1)
     C, E, D = model.distill.clone_batch, model.cfg.num_extra_tokens, model.cfg.embed_dim
     x, pred, dec_in = captured["enc"], captured["pred"], captured["dec_in"]
     frame, utt, M = 0.0, 0.0, 0
@@ -131,10 +151,10 @@ def test_losses_equal_a_hand_computation(mode):
             frame += float(((pred[r, t] - y[b, t]) ** 2).sum()) / math.sqrt(D)
             M += 1
         u = {"token": x[r, E - 1], "chunk": x[r, :E].mean(0), "global": x[r, E:].mean(0)}[mode]
-        utt += float(((u - y[b].mean(0)) ** 2).sum()) / math.sqrt(D)
+        utt += float(((u - y_utt[b]) ** 2).sum()) / math.sqrt(D)
     assert out.sample_size == M == int(mask.sum())
-    assert float(out.losses["frame"]) == pytest.approx(frame, rel=1e-4)
-    assert float(out.losses["utt"]) == pytest.approx(utt * 0.7 * M, rel=1e-4)
+    assert out.losses["frame"].item() == pytest.approx(frame, rel=1e-4)
+    assert out.losses["utt"].item() == pytest.approx(utt * 0.7 * M, rel=1e-4)
     assert out.logs["masked_pct"] == pytest.approx(int(mask[0].sum()) / mask.shape[1])
 
 
