@@ -90,9 +90,13 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args) -> int:
-    from .demo.pipeline import run_demo
+    from .demo.pipeline import DemoError, run_demo
 
-    return run_demo(args.out, fast=args.fast, seed=args.seed)
+    try:
+        return run_demo(args.out, fast=args.fast, seed=args.seed)
+    except DemoError as e:
+        print(f"emotion2vec demo: error: {e}", file=sys.stderr)
+        return 1
 
 
 def _lazy(module: str, attr: str):

@@ -407,7 +407,19 @@ def _collate(samples):
     return samples
 
 
-_SETTINGS = ("checkpoint", "granularity", "layers", "packed", "dim")
+_SETTINGS = ("checkpoint", "checkpoint_stamp", "granularity", "layers", "packed", "dim")
+
+
+def checkpoint_stamp(checkpoint: str) -> str:
+    """Size and modification time of the checkpoint's weights: a re-trained file at the same path is noticed."""
+    p = Path(checkpoint)
+    if p.is_dir():
+        p = next((p / n for n in ("model.safetensors", "model.pt") if (p / n).exists()), p)
+    try:
+        st = p.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}-{st.st_mtime_ns}"
 
 
 def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: Backend, layers: list[int],
@@ -421,7 +433,8 @@ def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: B
         raise ExtractionError(f"--granularity {granularity!r}: choose frame or utterance")
     out = Path(out_dir)
     items = discover_inputs(inputs)
-    meta = {"format": FEATURES_FORMAT, "version": 1, "checkpoint": checkpoint_name, "model": backend.description,
+    meta = {"format": FEATURES_FORMAT, "version": 1, "checkpoint": checkpoint_name,
+            "checkpoint_stamp": checkpoint_stamp(checkpoint_name), "model": backend.description,
             "granularity": granularity, "layers": layers, "dim": backend.dim, "frame_rate": backend.frame_rate,
             "packed": packed, "dtype": "float32", "normalize": backend.normalize, "sample_rate": SAMPLE_RATE,
             "num_layers": backend.num_layers}

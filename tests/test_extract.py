@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,12 @@ def test_resume_writes_nothing_twice(tiny, golden_wavs, tmp_path, capsys):
     assert not list(out.glob(".*.tmp"))
     # other settings in the same folder are refused instead of mixing features
     assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out, "--granularity", "utterance") == 2
+    assert "other settings" in capsys.readouterr().err
+    copy = tmp_path / "model.pt"  # so is a checkpoint that changed at the same path (e.g. training went on)
+    copy.write_bytes(tiny.read_bytes())
+    assert run("extract", "--checkpoint", copy, "--input", d, "--out", tmp_path / "g") == 0
+    os.utime(copy, ns=(time.time_ns(), time.time_ns() + 10 ** 9))
+    assert run("extract", "--checkpoint", copy, "--input", d, "--out", tmp_path / "g") == 2
     assert "other settings" in capsys.readouterr().err
 
 

@@ -1,0 +1,260 @@
+"""``emotion2vec demo`` / ``make demo``: the real product end to end on an embedded synthetic corpus, on a CPU.
+
+    1. synthesise a labelled emotional-speech corpus (12 speakers x 4 emotions) and an unlabelled pool from other
+       speakers                                                                  -> OUT/corpus, OUT/unlabelled
+    2. `emotion2vec prepare folder` (speaker-independent folds) and `emotion2vec manifest` (pretraining list)
+    3. write the random initialisation of the demo model                          -> OUT/models/init
+    4. pretrain it with `fairseq-hydra-train` through the plugin                  -> OUT/pretrain (+ tb/)
+    5. `emotion2vec extract` for the pretrained model, the same model before pretraining, and log-mel fbank
+    6. `emotion2vec probe` on each, speaker-independent                           -> OUT/results/<source>/
+    7. one table (WA / UA / WF1) + plots: training curves, confusion matrix, t-SNE -> OUT/results/table.md, plots/
+
+Every step is skipped when its outputs exist, so a re-run reuses them (``make demo-clean`` starts over).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DemoError", "DemoSettings", "run_demo"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message says which and where its log is."""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    speakers: int = 12
+    utterances_per_emotion: int = 10
+    unlabelled_speakers: int = 8
+    unlabelled_utterances: int = 400
+    folds: int = 6  # speaker-independent folds of 2 speakers each
+    max_update: int = 600
+    lr: float = 1e-3
+    warmup: int = 60
+    max_tokens: int = 96000
+    ema_decay: float = 0.99
+    ema_end_decay: float = 0.999
+    probe_epochs: int = 100
+    layer: int = -1
+
+
+FAST = DemoSettings(speakers=8, utterances_per_emotion=4, unlabelled_speakers=2, unlabelled_utterances=16, folds=4,
+                    max_update=8, warmup=2, probe_epochs=5)
+
+
+def _log(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _cli(*args: str) -> None:
+    from ..cli import main
+
+    code = main([str(a) for a in args])
+    if code:
+        raise DemoError(f"`emotion2vec {' '.join(map(str, args))}` failed with exit status {code} (its error is "
+                        f"printed above)")
+
+
+def _pretrain(out: Path, s: DemoSettings, seed: int) -> Path:
+    """fairseq-hydra-train with the tiny CPU config; resumes from checkpoint_last.pt when interrupted."""
+    from .. import fairseq_user_dir
+    from ..checkpoint import read_checkpoint
+
+    save_dir = out / "pretrain"
+    last = save_dir / "checkpoint_last.pt"
+    if last.exists() and (read_checkpoint(last).meta.get("num_updates") or 0) >= s.max_update:
+        _log(f"pretraining: reusing {last}")
+        return last
+    config_dir = REPO / "configs"
+    if not (config_dir / "emotion2vec_tiny_cpu.yaml").exists():
+        raise FileNotFoundError(f"{config_dir}/emotion2vec_tiny_cpu.yaml not found: run the demo from a clone of "
+                                f"the repository (make demo)")
+    trainer = Path(sys.executable).with_name("fairseq-hydra-train")
+    cmd = [str(trainer if trainer.exists() else "fairseq-hydra-train"), "--config-dir", str(config_dir),
+           "--config-name", "emotion2vec_tiny_cpu", f"task.data={out / 'manifests' / 'pretrain'}",
+           f"common.user_dir={fairseq_user_dir()}", f"common.seed={seed + 1}", f"checkpoint.save_dir={save_dir}",
+           f"common.log_interval={max(1, s.max_update // 60)}",
+           f"checkpoint.save_interval_updates={max(s.max_update // 4, 1)}",
+           f"optimization.max_update={s.max_update}", f"optimization.lr=[{s.lr}]",
+           f"lr_scheduler.warmup_updates={s.warmup}", f"dataset.max_tokens={s.max_tokens}",
+           f"model.init_from={out / 'models' / 'init'}", f"model.ema_decay={s.ema_decay}",
+           f"model.ema_end_decay={s.ema_end_decay}", f"model.ema_anneal_end_step={s.max_update}"]
+    _log(f"pretraining {s.max_update} updates with fairseq-hydra-train (log: {save_dir / 'train.log'})")
+    save_dir.mkdir(parents=True, exist_ok=True)
+    with open(save_dir / "train.log", "a") as logf:
+        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO,
+                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    if proc.returncode != 0:
+        raise DemoError(f"pretraining failed (exit {proc.returncode}); see {save_dir / 'train.log'}")
+    return last
+
+
+def _write_init(out: Path, seed: int) -> Path:
+    """The demo model at its random initialisation, saved so that the pretraining run starts from it and the
+    "before pretraining" row of the table uses exactly these weights."""
+    import torch
+
+    from ..checkpoint import save_checkpoint_dir
+    from ..config import preset
+    from ..pretraining import DistillationConfig, Emotion2VecPretrainer
+
+    target = out / "models" / "init"
+    if (target / "model.safetensors").exists():
+        return target
+    torch.manual_seed(seed)
+    model = Emotion2VecPretrainer(preset("small"), DistillationConfig(clone_batch=4, average_top_k_layers=3))
+    state = {k: v for k, v in model.state_dict().items() if k != "_ema"}
+    save_checkpoint_dir(target, model.cfg, state, model.teacher.state_dict(), {"source": "demo random init"})
+    return target
+
+
+def _training_curves(out: Path) -> Path:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    events = EventAccumulator(str(out / "pretrain" / "tb" / "train_inner")).Reload()
+    keys = ["loss", "loss_frame", "loss_utt", "target_var"]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    for ax, key in zip(axes, keys):
+        if key in events.Tags()["scalars"]:
+            points = events.Scalars(key)
+            ax.plot([p.step for p in points], [p.value for p in points])
+        ax.set_title(key)
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+    fig.suptitle("pretraining (read back from the TensorBoard logs)")
+    fig.tight_layout()
+    return _save_png(fig, out / "plots" / "training_curves.png")
+
+
+def _save_png(fig, path: Path) -> Path:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from ..fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _tsne(out: Path, sources: list[str], seed: int) -> Path:
+    """2-D t-SNE of utterance features (mean over frames), coloured by emotion, as the paper's Fig. 3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.manifold import TSNE
+    from sklearn.preprocessing import StandardScaler
+
+    from ..downstream.manifest import read_data_tsv
+    from ..features import FeatureStore
+
+    rows = read_data_tsv(out / "manifests" / "demo" / "data.tsv")
+    labels = sorted({r["label"] for r in rows})
+    fig, axes = plt.subplots(1, len(sources), figsize=(5 * len(sources), 4.6))
+    for ax, name in zip(np.atleast_1d(axes), sources):
+        store = FeatureStore(out / "features" / name)
+        x = np.stack([store[r["key"]].mean(0) for r in rows])
+        emb = TSNE(2, init="pca", perplexity=30, random_state=seed).fit_transform(StandardScaler().fit_transform(x))
+        for label in labels:
+            sel = np.array([r["label"] == label for r in rows])
+            ax.scatter(emb[sel, 0], emb[sel, 1], s=8, label=label)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    np.atleast_1d(axes)[0].legend(markerscale=2, fontsize=8)
+    fig.suptitle("t-SNE of utterance features (mean over frames), coloured by emotion")
+    fig.tight_layout()
+    return _save_png(fig, out / "plots" / "tsne.png")
+
+
+def run_demo(out_dir: str | os.PathLike = "demo_out", fast: bool = False, seed: int = 0) -> int:
+    from ..checkpoint import read_checkpoint
+    from ..downstream.report import make_table
+    from ..fileio import atomic_write_text
+    from .synth import build_corpus, build_unlabelled
+
+    s = FAST if fast else DemoSettings()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    workers = min(2, os.cpu_count() or 1)
+
+    _log(f"1/7 corpus: {s.speakers} speakers x 4 emotions x {s.utterances_per_emotion} utterances, plus "
+         f"{s.unlabelled_utterances} unlabelled from {s.unlabelled_speakers} other speakers")
+    build_corpus(out / "corpus", seed=seed, num_speakers=s.speakers, utterances_per_emotion=s.utterances_per_emotion,
+                 num_workers=workers)
+    build_unlabelled(out / "unlabelled", seed=seed, num_speakers=s.unlabelled_speakers,
+                     num_utterances=s.unlabelled_utterances, num_workers=workers)
+
+    _log("2/7 emotion2vec prepare folder (speaker-independent folds) + emotion2vec manifest")
+    manifests = out / "manifests"
+    if not (manifests / "demo" / "folds.json").exists():
+        _cli("prepare", "folder", "--root", out / "corpus", "--out", manifests / "demo", "--speaker-regex",
+             r"^(spk\d+)_", "--protocol", "speaker-kfold", "--folds", s.folds, "--seed", seed, "--quiet")
+    if not (manifests / "pretrain" / "train.tsv").exists():
+        _cli("manifest", out / "corpus", out / "unlabelled", "--out", manifests / "pretrain")
+
+    _log("3/7 the demo model's random initialisation")
+    init = _write_init(out, seed)
+
+    _log("4/7 pretraining")
+    checkpoint = _pretrain(out, s, seed)
+    num_updates = read_checkpoint(checkpoint).meta.get("num_updates")
+
+    _log("5/7 emotion2vec extract: pretrained, before pretraining, fbank")
+    sources = {"pretrained": checkpoint, "before_pretraining": init, "fbank": "fbank"}
+    for name, ckpt in sources.items():
+        feats = out / "features" / name
+        if (feats / "features.json").exists() and Path(ckpt).exists() and \
+                Path(ckpt).stat().st_mtime > (feats / "features.json").stat().st_mtime:
+            _log(f"{ckpt} is newer than its features: redoing {name}")  # e.g. pretraining was resumed
+            shutil.rmtree(feats)
+            shutil.rmtree(out / "results" / name, ignore_errors=True)
+        _cli("extract", "--checkpoint", ckpt, "--input", manifests / "demo" / "data.tsv", "--out", feats,
+             "--num-workers", "0", "--quiet")
+
+    _log("6/7 emotion2vec probe (speaker-independent folds)")
+    results = []
+    for name in sources:
+        res = out / "results" / name
+        if not (res / "results.json").exists():
+            layer = [] if name == "fbank" else ["--layer", str(s.layer)]
+            _cli("probe", "--features", out / "features" / name, "--data", manifests / "demo", "--out", res,
+                 "--epochs", s.probe_epochs, "--standardize", "--name", name, "--quiet", *layer)
+        results.append(res / "results.json")
+
+    _log("7/7 table and plots")
+    from ..downstream.report import load_result
+
+    table = make_table([dict(load_result(r), corpus="synthetic") for r in results], metrics=("wa", "ua", "wf1"))
+    atomic_write_text(out / "results" / "table.md", table + "\n")
+    plots = [_training_curves(out), _tsne(out, list(sources), seed)]
+    plots += [out / "results" / name / "confusion.png" for name in sources]
+    print()
+    print(f"Emotion recognition on held-out synthetic speakers ({s.folds} speaker-independent folds, "
+          f"mean ± std over folds, %); pretrained = {num_updates} updates of emotion2vec distillation:")
+    print(table)
+    print("\nplots:\n" + "\n".join(f"  {p}" for p in plots))
+    print(f"\ntable: {out / 'results' / 'table.md'}   total time {time.time() - t0:.0f} s")
+    return 0
