@@ -49,7 +49,8 @@ class DistillationConfig:
 
     clone_batch: int = 8  # masked copies of every utterance per step
     average_top_k_layers: int = 8  # teacher main blocks averaged into the frame targets
-    instance_norm_target_layer: bool = True
+    instance_norm_target_layer: bool = True  # each target layer normalised over time, per utterance and channel
+    layer_norm_target_layer: bool = False  # each target layer normalised over channels, per frame (after the above)
     loss_beta: float = 0.0  # 0 = MSE, > 0 = smooth-L1 with this beta
     loss_scale: float | None = None  # None = 1 / sqrt(D)
     frame_loss_weight: float = 1.0  # fairseq d2v_loss
@@ -238,6 +239,8 @@ class Emotion2VecPretrainer(Emotion2VecModel):
                 utt_layers.append(F.layer_norm(t, t.shape[-1:]).mean(1))
             if self.distill.instance_norm_target_layer:
                 t = F.instance_norm(t.transpose(1, 2)).transpose(1, 2)
+            if self.distill.layer_norm_target_layer:
+                t = F.layer_norm(t, t.shape[-1:])
             frame_layers.append(t)
         y = torch.stack(frame_layers).mean(0)
         utt = torch.stack(utt_layers).mean(0) if utt_layers else y.mean(1)

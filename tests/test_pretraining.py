@@ -96,8 +96,11 @@ def hand_targets(model, feats):
     ys = []
     for i in range(P + L - k, P + L):
         t = out.ffn_outputs[i][:, E:].float()
-        mu, var = t.mean(1, keepdim=True), t.var(1, unbiased=False, keepdim=True)
-        ys.append((t - mu) / torch.sqrt(var + 1e-5))
+        if model.distill.instance_norm_target_layer:  # over time, per utterance and channel
+            t = (t - t.mean(1, keepdim=True)) / torch.sqrt(t.var(1, unbiased=False, keepdim=True) + 1e-5)
+        if model.distill.layer_norm_target_layer:  # over channels, per frame
+            t = (t - t.mean(2, keepdim=True)) / torch.sqrt(t.var(2, unbiased=False, keepdim=True) + 1e-5)
+        ys.append(t)
     return sum(ys) / k
 
 
@@ -112,10 +115,13 @@ def test_official_utterance_target_is_the_zero_vector_and_layer_norm_is_not():
     assert torch.equal(y, y2) and utt2.std() > 0.01 and not torch.allclose(utt2[0], utt2[1], atol=1e-3)
 
 
-@pytest.mark.parametrize("mode,target", [("token", "instance_norm"), ("chunk", "instance_norm"),
-                                         ("global", "instance_norm"), ("chunk", "layer_norm")])
-def test_losses_equal_a_hand_computation(mode, target):
-    model = make(utterance_loss=mode, utterance_loss_weight=0.7, utterance_target=target)
+@pytest.mark.parametrize("mode,target,norms", [("token", "instance_norm", (True, False)),
+                                               ("chunk", "instance_norm", (True, False)),
+                                               ("global", "instance_norm", (True, True)),
+                                               ("chunk", "layer_norm", (False, True))])
+def test_losses_equal_a_hand_computation(mode, target, norms):
+    model = make(utterance_loss=mode, utterance_loss_weight=0.7, utterance_target=target,
+                 instance_norm_target_layer=norms[0], layer_norm_target_layer=norms[1])
     src, mask = batch(model)
     captured = {}
 
