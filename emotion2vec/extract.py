@@ -422,6 +422,17 @@ def checkpoint_stamp(checkpoint: str) -> str:
     return f"{st.st_size}-{st.st_mtime_ns}"
 
 
+def _write_if_changed(path: Path, text: str) -> None:
+    """Atomic write, skipped when the file already holds ``text`` (a resumed run that had nothing to do touches
+    nothing)."""
+    try:
+        if path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
+
+
 def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: Backend, layers: list[int],
                    granularity: str = "frame", max_tokens: int = 1_000_000, num_workers: int = 0,
                    chunk_seconds: float = 30.0, packed: bool = False, overwrite: bool = False,
@@ -457,7 +468,7 @@ def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: B
         for name in ("features.json", "index.tsv", "features.npy", "features.lengths"):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    _write_if_changed(meta_path, json.dumps(meta, indent=2) + "\n")
     parts = out / ".parts" if packed else out
 
     def npy_path(it: Item) -> Path:
@@ -522,7 +533,7 @@ def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: B
             rows.append([it.key, it.path, str(n), "ok", path.relative_to(out).as_posix(), ""])
     if packed:
         _pack(out, parts, [it for it in items if it.error is None], offset, layers, backend.dim, granularity)
-    atomic_write_text(out / "index.tsv", "\t".join(INDEX_COLUMNS) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+    _write_if_changed(out / "index.tsv", "\t".join(INDEX_COLUMNS) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
     elapsed = time.perf_counter() - t0
     summary = {"total": len(items), "extracted": len(frames) - skipped,
                "skipped": skipped, "failed": len(failed), "audio_seconds": done_audio, "seconds": elapsed,

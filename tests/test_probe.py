@@ -88,6 +88,17 @@ def test_parameter_count_matches_paper():
     assert sum(p.numel() for p in ProbeModel(768, 4, hidden=128).parameters()) == 768 * 128 + 128 + 128 * 4 + 4
 
 
+def test_input_norm_is_folded_into_the_first_layer():
+    torch.manual_seed(0)
+    model = ProbeModel(8, 3, hidden=5)
+    x, lengths = torch.randn(3, 4, 8) * 7 + 3, torch.tensor([4, 2, 3])
+    mean, inv_std = torch.randn(8), torch.rand(8) + 0.1
+    plain = model(((x - mean) * inv_std), lengths)
+    model.set_input_norm(mean, inv_std)
+    torch.testing.assert_close(model(x, lengths), plain, rtol=1e-5, atol=1e-5)
+    assert "input_mean" in model.state_dict() and not any(p is model.input_mean for p in model.parameters())
+
+
 def test_padded_masked_mean_equals_packed_and_ignores_padding():
     torch.manual_seed(0)
     model = ProbeModel(8, 3, hidden=5)

@@ -68,16 +68,32 @@ class ProbeError(RuntimeError):
 
 # ----------------------------------------------------------------------------------------------------- model
 class ProbeModel(nn.Module):
-    """Linear(D -> hidden) -> ReLU per frame -> masked mean over time -> Linear(hidden -> C)."""
+    """Linear(D -> hidden) -> ReLU per frame -> masked mean over time -> Linear(hidden -> C).
+
+    With :meth:`set_input_norm` the inputs are standardised, ``(x - mean) * inv_std``, folded into the first layer
+    (``W diag(inv_std)`` and ``b - W diag(inv_std) mean``) so that no normalised copy of the frames is ever made.
+    """
 
     def __init__(self, input_dim: int, num_classes: int, hidden: int = 256):
         super().__init__()
         self.proj = nn.Linear(input_dim, hidden)
         self.head = nn.Linear(hidden, num_classes)
+        self.register_buffer("input_mean", torch.zeros(input_dim))
+        self.register_buffer("input_inv_std", torch.ones(input_dim))
+
+    def set_input_norm(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
+        """``mean``, ``inv_std`` (D,): the per-dimension statistics of the training frames."""
+        self.input_mean.copy_(mean)
+        self.input_inv_std.copy_(inv_std)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., hidden) = proj((x - mean) * inv_std)."""
+        weight = self.proj.weight * self.input_inv_std
+        return F.linear(x, weight, self.proj.bias - weight @ self.input_mean)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, T, D) padded frames with ``lengths`` (B,) valid frames (None: all valid), or (B, D)."""
-        h = F.relu(self.proj(x))
+        h = F.relu(self._project(x))
         if x.dim() == 2:
             return self.head(h)
         if lengths is None:
@@ -88,7 +104,7 @@ class ProbeModel(nn.Module):
 
     def forward_packed(self, frames: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``frames`` (F, D) of len(lengths) utterances back to back; ``segments`` (F,) the utterance of each frame."""
-        h = F.relu(self.proj(frames))
+        h = F.relu(self._project(frames))
         pooled = h.new_zeros(len(lengths), h.shape[1]).index_add_(0, segments, h)
         return self.head(pooled / lengths.clamp(min=1)[:, None].to(h.dtype))
 
@@ -275,21 +291,17 @@ def _chunks(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> list[t
     return [c for c in out if len(c)]
 
 
-def _forward(model: ProbeModel, feats: PackedFeatures, idx: torch.Tensor, norm) -> torch.Tensor:
+def _forward(model: ProbeModel, feats: PackedFeatures, idx: torch.Tensor) -> torch.Tensor:
     if not feats.frame:
-        x = feats.x[idx]
-        return model(x if norm is None else (x - norm[0]) * norm[1])
+        return model(feats.x[idx])
     rows, segments, lengths = feats.frame_index(idx)
-    x = feats.x[rows]
-    if norm is not None:
-        x = (x - norm[0]) * norm[1]
-    return model.forward_packed(x, segments, lengths)
+    return model.forward_packed(feats.x[rows], segments, lengths)
 
 
 @torch.no_grad()
-def _logits(model: ProbeModel, feats: PackedFeatures, idx: torch.Tensor, norm, max_frames: int) -> torch.Tensor:
+def _logits(model: ProbeModel, feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> torch.Tensor:
     model.eval()
-    return torch.cat([_forward(model, feats, c, norm) for c in _chunks(feats, idx, max_frames)])
+    return torch.cat([_forward(model, feats, c) for c in _chunks(feats, idx, max_frames)])
 
 
 def _train_stats(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,9 +339,9 @@ def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: 
     test_idx = torch.as_tensor(list(test), dtype=torch.long, device=device)
     if len(train_idx) == 0 or len(test_idx) == 0:
         raise ProbeError(f"{name}: empty train ({len(train_idx)}) or test ({len(test_idx)}) set")
-    norm = _train_stats(feats, train_idx.to(device), config.eval_frames) if config.standardize else None
-
     model = ProbeModel(feats.dim, num_classes, config.hidden).to(device)
+    if config.standardize:
+        model.set_input_norm(*_train_stats(feats, train_idx.to(device), config.eval_frames))
     if config.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr, momentum=config.momentum,
                                         weight_decay=config.weight_decay)
@@ -351,7 +363,7 @@ def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: 
         order = train_idx[torch.randperm(len(train_idx), generator=generator)].to(device)
         loss_sum = torch.zeros((), device=device)
         for batch in order.split(config.batch_size):
-            loss = F.cross_entropy(_forward(model, feats, batch, norm), y[batch])
+            loss = F.cross_entropy(_forward(model, feats, batch), y[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -361,7 +373,7 @@ def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: 
         history["train_loss"].append(float(loss_sum) / len(train_idx))
         if len(valid_idx) == 0:
             continue
-        logits = _logits(model, feats, valid_idx, norm, config.eval_frames)
+        logits = _logits(model, feats, valid_idx, config.eval_frames)
         target = y[valid_idx]
         valid_loss = float(F.cross_entropy(logits, target))
         cm = torch.bincount(target * num_classes + logits.argmax(1), minlength=num_classes ** 2)
@@ -384,7 +396,7 @@ def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: 
     else:
         model.load_state_dict(best_state)
 
-    logits = _logits(model, feats, test_idx, norm, config.eval_frames)
+    logits = _logits(model, feats, test_idx, config.eval_frames)
     probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
     y_test = y[test_idx].cpu().numpy()
     pred = probs.argmax(1)
