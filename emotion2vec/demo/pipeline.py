@@ -39,7 +39,7 @@ class DemoSettings:
     unlabelled_speakers: int = 8
     unlabelled_utterances: int = 400
     folds: int = 6  # speaker-independent folds of 2 speakers each
-    max_update: int = 600
+    max_update: int = 450
     lr: float = 1e-3
     warmup: int = 60
     max_tokens: int = 180000  # about 4 utterances per update
@@ -50,7 +50,7 @@ class DemoSettings:
     utterance_loss: str = "global"
     utterance_target: str = "layer_norm"
     utterance_loss_weight: float = 0.1
-    probe_epochs: int = 40
+    probe_epochs: int = 30
     layer: int = -1
 
 
