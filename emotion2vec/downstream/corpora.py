@@ -221,6 +221,37 @@ def _entry(path: Path, key: str, label: str, speaker: str, gender: str = "", **e
             **extra}
 
 
+class _Misfit(Exception):
+    """A file whose name or folder does not fit the corpus's naming scheme; the message says how."""
+
+
+def _scan_named(corpus: str, root, parse: Callable[[Path], tuple[str, str, str, str | None] | None],
+                exts: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[dict]:
+    """The preparer of a corpus whose labels and speakers are in its file and folder names.
+
+    ``parse(path)`` -> (label, speaker, gender, utterance id or None), None to leave a file out on purpose, or raises
+    _Misfit(reason): every misfit is listed in one CorpusError, never dropped. Utterance ids catch two copies of
+    the corpus under one root.
+    """
+    root = _check_root(corpus, root)
+    problems = _Problems(corpus, root)
+    entries, utt_ids = [], {}
+    for path in _walk(root, exts):
+        try:
+            parsed = parse(path)
+        except _Misfit as why:
+            problems.add(path.relative_to(root), str(why))
+            continue
+        if parsed is None:
+            continue
+        label, speaker, gender, utt_id = parsed
+        key = _rel_key(path, root)
+        if utt_id is not None:
+            utt_ids[key] = utt_id
+        entries.append(_entry(path, key, label, speaker, gender))
+    return _finish(corpus, root, entries, problems, utt_ids=utt_ids or None)
+
+
 def _finish(corpus: str, root: Path, entries: list[dict], problems: _Problems, *,
             multichannel_channel: int | None = None, utt_ids: Mapping[str, str] | None = None) -> list[dict]:
     """Check collected problems, duplicates and audio; add durations. -> rows sorted by key."""
@@ -452,19 +483,18 @@ _RAV_NAME = re.compile(r"(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})
 
 
 def _ravdess(root, corpus: str, vocal: str) -> list[dict]:
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries, utt_ids, other = [], {}, 0
     allowed = set(_RAV_EMO) if vocal == "01" else {"01", "02", "03", "04", "05", "06"}
-    for path in _walk(root, AUDIO_EXTENSIONS):
+    other = 0
+
+    def parse(path: Path):
+        nonlocal other
         m = _RAV_NAME.fullmatch(path.stem)
         if not m:
-            problems.add(path.relative_to(root), "name is not MM-VV-EE-II-SS-RR-AA (7 two-digit fields)")
-            continue
+            raise _Misfit("name is not MM-VV-EE-II-SS-RR-AA (7 two-digit fields)")
         modality, channel, emo, intensity, statement, rep, actor = m.groups()
         if channel in ("01", "02") and channel != vocal:
             other += 1
-            continue
+            return None
         reasons = []
         if modality != "03":
             reasons.append(f"modality {modality} (03 = audio-only expected)")
@@ -480,15 +510,14 @@ def _ravdess(root, corpus: str, vocal: str) -> list[dict]:
         if pm and pm.group(1) != actor:
             reasons.append(f"actor {actor} inside folder {path.parent.name}")
         if reasons:
-            problems.add(path.relative_to(root), "; ".join(reasons))
-            continue
-        key = _rel_key(path, root)
-        utt_ids[key] = path.stem
-        entries.append(_entry(path, key, _RAV_EMO[emo], f"Actor_{actor}", "M" if int(actor) % 2 else "F"))
+            raise _Misfit("; ".join(reasons))
+        return _RAV_EMO[emo], f"Actor_{actor}", "M" if int(actor) % 2 else "F", path.stem
+
+    rows = _scan_named(corpus, root, parse)
     if other:
         log.info("%s: ignored %d file(s) of the other vocal channel (%s)", corpus, other,
                  "song: use ravdess-song" if vocal == "01" else "speech: use ravdess")
-    return _finish(corpus, root, entries, problems, utt_ids=utt_ids)
+    return rows
 
 
 def prepare_ravdess(root) -> list[dict]:
@@ -511,25 +540,19 @@ _SAVEE_ORIG = re.compile(r"(a|d|f|h|n|sa|su)(\d{2})")
 
 def prepare_savee(root) -> list[dict]:
     """SAVEE: original AudioData/<SPK>/<e>NN.wav or Kaggle's flat <SPK>_<e>NN.wav; 7 labels, 4 male speakers."""
-    corpus = "savee"
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries, utt_ids = [], {}
-    for path in _walk(root, AUDIO_EXTENSIONS):
+    def parse(path: Path):
         m = _SAVEE_FLAT.fullmatch(path.stem)
         if m:
             spk, emo, num = m.groups()
         else:
             m = _SAVEE_ORIG.fullmatch(path.stem)
             if not m or path.parent.name not in _SAVEE_SPK:
-                problems.add(path.relative_to(root), "expected <SPK>/<e>NN.wav or <SPK>_<e>NN.wav with SPK in "
-                                                     "DC/JE/JK/KL and e in a/d/f/h/n/sa/su")
-                continue
+                raise _Misfit("expected <SPK>/<e>NN.wav or <SPK>_<e>NN.wav with SPK in DC/JE/JK/KL and e in "
+                              "a/d/f/h/n/sa/su")
             spk, (emo, num) = path.parent.name, m.groups()
-        key = _rel_key(path, root)
-        utt_ids[key] = f"{spk}_{emo}{num}"
-        entries.append(_entry(path, key, _SAVEE_EMO[emo], spk, "M"))
-    return _finish(corpus, root, entries, problems, utt_ids=utt_ids)
+        return _SAVEE_EMO[emo], spk, "M", f"{spk}_{emo}{num}"
+
+    return _scan_named("savee", root, parse)
 
 
 # ------------------------------------------------------------------------------------------------ EmoDB
@@ -541,24 +564,18 @@ _EMODB_NAME = re.compile(r"(\d{2})([ab]\d{2})([A-Z])([a-z])")
 
 def prepare_emodb(root) -> list[dict]:
     """EmoDB (Berlin): wav/SSTTTEV.wav, 7 labels, 10 speakers with known genders."""
-    corpus = "emodb"
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries, utt_ids = [], {}
-    for path in _walk(root, AUDIO_EXTENSIONS):
+    def parse(path: Path):
         m = _EMODB_NAME.fullmatch(path.stem)
         if not m:
-            problems.add(path.relative_to(root), "name is not SSTTTEV (e.g. 03a01Wa)")
-            continue
+            raise _Misfit("name is not SSTTTEV (e.g. 03a01Wa)")
         spk, _text, emo, _ver = m.groups()
-        if spk not in _EMODB_SPK or emo not in _EMODB_EMO:
-            problems.add(path.relative_to(root), f"unknown speaker {spk}" if spk not in _EMODB_SPK
-                         else f"unknown emotion letter {emo} (W/L/E/A/F/T/N)")
-            continue
-        key = _rel_key(path, root)
-        utt_ids[key] = path.stem
-        entries.append(_entry(path, key, _EMODB_EMO[emo], spk, _EMODB_SPK[spk]))
-    return _finish(corpus, root, entries, problems, utt_ids=utt_ids)
+        if spk not in _EMODB_SPK:
+            raise _Misfit(f"unknown speaker {spk}")
+        if emo not in _EMODB_EMO:
+            raise _Misfit(f"unknown emotion letter {emo} (W/L/E/A/F/T/N)")
+        return _EMODB_EMO[emo], spk, _EMODB_SPK[spk], path.stem
+
+    return _scan_named("emodb", root, parse)
 
 
 # ------------------------------------------------------------------------------------------------ EMOVO
@@ -569,24 +586,17 @@ _EMOVO_NAME = re.compile(r"(neu|dis|gio|pau|rab|sor|tri)-([fm][1-3])-([a-z]\d)")
 
 def prepare_emovo(root) -> list[dict]:
     """EMOVO (Italian): <spk>/<emo>-<spk>-<sentence>.wav, 7 labels, speakers f1-f3/m1-m3."""
-    corpus = "emovo"
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries, utt_ids = [], {}
-    for path in _walk(root, AUDIO_EXTENSIONS):
+    def parse(path: Path):
         m = _EMOVO_NAME.fullmatch(path.stem.lower())
         if not m:
-            problems.add(path.relative_to(root), "name is not <emo>-<spk>-<sentence> (e.g. rab-f1-b1)")
-            continue
+            raise _Misfit("name is not <emo>-<spk>-<sentence> (e.g. rab-f1-b1)")
         emo, spk, _sent = m.groups()
         parent = path.parent.name.lower()
         if re.fullmatch(r"[fm][1-3]", parent) and parent != spk:
-            problems.add(path.relative_to(root), f"speaker {spk} inside folder {path.parent.name}")
-            continue
-        key = _rel_key(path, root)
-        utt_ids[key] = path.stem.lower()
-        entries.append(_entry(path, key, _EMOVO_EMO[emo], spk, spk[0].upper()))
-    return _finish(corpus, root, entries, problems, utt_ids=utt_ids)
+            raise _Misfit(f"speaker {spk} inside folder {path.parent.name}")
+        return _EMOVO_EMO[emo], spk, spk[0].upper(), path.stem.lower()
+
+    return _scan_named("emovo", root, parse)
 
 
 # ------------------------------------------------------------------------------------------------ CaFE
@@ -606,15 +616,10 @@ def prepare_cafe(root) -> list[dict]:
     """CaFE (Canadian French): <Émotion>/<Faible|Fort>/AA-E-I-S.wav, Neutre/AA-N-1-S.wav; 7 labels, 12 actors
     (odd = M). Folder names are compared accent-insensitively (NFC/NFD and zip-mangled accents accepted) and must
     agree with the emotion and intensity in the file name."""
-    corpus = "cafe"
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries, utt_ids = [], {}
-    for path in _walk(root, AUDIO_EXTENSIONS + _AIFF):
+    def parse(path: Path):
         m = _CAFE_NAME.fullmatch(path.stem)
         if not m:
-            problems.add(path.relative_to(root), "name is not AA-E-I-S (e.g. 01-C-1-1)")
-            continue
+            raise _Misfit("name is not AA-E-I-S (e.g. 01-C-1-1)")
         actor, emo, intensity, _sent = m.groups()
         label, emo_folder = _CAFE_EMO[emo]
         parent, grand = path.parent.name, path.parent.parent.name
@@ -626,15 +631,12 @@ def prepare_cafe(root) -> list[dict]:
             ok = _same_folder(grand, emo_folder) and _same_folder(parent, _CAFE_INTENSITY[intensity])
             where = f"{emo_folder}/{_CAFE_INTENSITY[intensity]}/"
         if not ok:
-            problems.add(path.relative_to(root), f"emotion {emo}, intensity {intensity} belongs in {where}")
-            continue
+            raise _Misfit(f"emotion {emo}, intensity {intensity} belongs in {where}")
         if not 1 <= int(actor) <= 12:
-            problems.add(path.relative_to(root), f"actor {actor} (01-12)")
-            continue
-        key = _rel_key(path, root)
-        utt_ids[key] = path.stem
-        entries.append(_entry(path, key, label, actor, "M" if int(actor) % 2 else "F"))
-    return _finish(corpus, root, entries, problems, utt_ids=utt_ids)
+            raise _Misfit(f"actor {actor} (01-12)")
+        return label, actor, "M" if int(actor) % 2 else "F", path.stem
+
+    return _scan_named("cafe", root, parse, AUDIO_EXTENSIONS + _AIFF)
 
 
 # ------------------------------------------------------------------------------------------------ SUBESCO
@@ -644,20 +646,14 @@ _SUBESCO_NAME = re.compile(r"([FM])_(\d{2})_([A-Za-z]+)_S_(\d{1,2})_(ANGRY|DISGU
 
 def prepare_subesco(root) -> list[dict]:
     """SUBESCO (Bangla): F_01_OISHI_S_1_ANGRY_1.wav, 7 labels, speaker ``F_01`` (gender + number)."""
-    corpus = "subesco"
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries, utt_ids = [], {}
-    for path in _walk(root, AUDIO_EXTENSIONS):
+    def parse(path: Path):
         m = _SUBESCO_NAME.fullmatch(path.stem)
         if not m:
-            problems.add(path.relative_to(root), "name is not G_NN_NAME_S_n_EMOTION_t")
-            continue
+            raise _Misfit("name is not G_NN_NAME_S_n_EMOTION_t")
         g, num, _name, _sent, emo, _take = m.groups()
-        key = _rel_key(path, root)
-        utt_ids[key] = path.stem.upper()
-        entries.append(_entry(path, key, canonical_label(emo), f"{g.upper()}_{num}", g.upper()))
-    return _finish(corpus, root, entries, problems, utt_ids=utt_ids)
+        return canonical_label(emo), f"{g.upper()}_{num}", g.upper(), path.stem.upper()
+
+    return _scan_named("subesco", root, parse)
 
 
 # ------------------------------------------------------------------------------------------------ ShEMO
@@ -667,24 +663,17 @@ _SHEMO_NAME = re.compile(r"([FM])(\d{2})([AHNSWF])(\d{2})")
 
 def prepare_shemo(root) -> list[dict]:
     """ShEMO (Persian): {male,female}/M36S02.wav; 6 labels; speaker = first 3 characters (``M36``)."""
-    corpus = "shemo"
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries, utt_ids = [], {}
-    for path in _walk(root, AUDIO_EXTENSIONS):
+    def parse(path: Path):
         m = _SHEMO_NAME.fullmatch(path.stem.upper())
         if not m:
-            problems.add(path.relative_to(root), "name is not GNNENN (e.g. M36S02; emotion A/H/N/S/W/F)")
-            continue
+            raise _Misfit("name is not GNNENN (e.g. M36S02; emotion A/H/N/S/W/F)")
         g, num, emo, _n = m.groups()
         parent = path.parent.name.lower()
         if parent in ("male", "female") and parent[0] != g.lower():
-            problems.add(path.relative_to(root), f"gender {g} inside folder {path.parent.name}")
-            continue
-        key = _rel_key(path, root)
-        utt_ids[key] = path.stem.upper()
-        entries.append(_entry(path, key, _SHEMO_EMO[emo], f"{g}{num}", g))
-    return _finish(corpus, root, entries, problems, utt_ids=utt_ids)
+            raise _Misfit(f"gender {g} inside folder {path.parent.name}")
+        return _SHEMO_EMO[emo], f"{g}{num}", g, path.stem.upper()
+
+    return _scan_named("shemo", root, parse)
 
 
 # ------------------------------------------------------------------------------------------------ URDU
@@ -695,25 +684,19 @@ _URDU_NAME = re.compile(r"(S([MF])\d+)_[^_]+_([AHNS])\d+")
 def prepare_urdu(root) -> list[dict]:
     """URDU: {Angry,Happy,Neutral,Sad}/SM1_F10_A010.wav; label = folder (its letter must start the last token),
     speaker = token before the first '_', gender = its second letter."""
-    corpus = "urdu"
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries = []
-    for path in _walk(root, AUDIO_EXTENSIONS):
+    def parse(path: Path):
         folder = path.parent.name.lower()
-        m = _URDU_NAME.fullmatch(path.stem)
         if folder not in _URDU_FOLDERS:
-            problems.add(path.relative_to(root), f"folder {path.parent.name!r} is not Angry/Happy/Neutral/Sad")
-            continue
+            raise _Misfit(f"folder {path.parent.name!r} is not Angry/Happy/Neutral/Sad")
+        m = _URDU_NAME.fullmatch(path.stem)
         if not m:
-            problems.add(path.relative_to(root), "name is not S<M|F><n>_<...>_<E><nnn>")
-            continue
+            raise _Misfit("name is not S<M|F><n>_<...>_<E><nnn>")
         spk, g, letter = m.groups()
         if letter != _URDU_FOLDERS[folder]:
-            problems.add(path.relative_to(root), f"emotion letter {letter} inside folder {path.parent.name}")
-            continue
-        entries.append(_entry(path, _rel_key(path, root), folder, spk, g))
-    return _finish(corpus, root, entries, problems)
+            raise _Misfit(f"emotion letter {letter} inside folder {path.parent.name}")
+        return folder, spk, g, None
+
+    return _scan_named("urdu", root, parse)
 
 
 # ------------------------------------------------------------------------------------------------ AESDD
@@ -724,26 +707,19 @@ _AESDD_NAME = re.compile(r"([adfhs])(\d{2})\s*\((\d+)\)\s*([a-z]?)")
 def prepare_aesdd(root) -> list[dict]:
     """AESDD (Greek): {anger,...}/a03 (3).wav; label = folder (must agree with the first letter), speaker =
     the actor number in parentheses, gender unknown."""
-    corpus = "aesdd"
-    root = _check_root(corpus, root)
-    problems = _Problems(corpus, root)
-    entries = []
-    for path in _walk(root, AUDIO_EXTENSIONS):
+    def parse(path: Path):
         folder = path.parent.name.lower()
-        m = _AESDD_NAME.fullmatch(path.stem.strip())
         if folder not in _AESDD_FOLDERS:
-            problems.add(path.relative_to(root), f"folder {path.parent.name!r} is not one of "
-                                                 f"{', '.join(_AESDD_FOLDERS)}")
-            continue
+            raise _Misfit(f"folder {path.parent.name!r} is not one of {', '.join(_AESDD_FOLDERS)}")
+        m = _AESDD_NAME.fullmatch(path.stem.strip())
         if not m:
-            problems.add(path.relative_to(root), "name is not <e><nn> (<actor>) (e.g. 'a03 (3)')")
-            continue
+            raise _Misfit("name is not <e><nn> (<actor>) (e.g. 'a03 (3)')")
         letter, _utt, actor, _suffix = m.groups()
         if letter != _AESDD_FOLDERS[folder]:
-            problems.add(path.relative_to(root), f"emotion letter {letter} inside folder {path.parent.name}")
-            continue
-        entries.append(_entry(path, _rel_key(path, root), canonical_label(folder), str(int(actor)), ""))
-    return _finish(corpus, root, entries, problems)
+            raise _Misfit(f"emotion letter {letter} inside folder {path.parent.name}")
+        return canonical_label(folder), str(int(actor)), "", None
+
+    return _scan_named("aesdd", root, parse)
 
 
 # ------------------------------------------------------------------------------------------------ RESD
