@@ -60,6 +60,9 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
+    from _machine import machine_line
+
+    print(machine_line()[0])
     setups = [("cpu", "float32")]
     if torch.cuda.is_available():
         setups += [("cuda", "float32"), ("cuda", "bfloat16")]

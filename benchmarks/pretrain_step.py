@@ -61,6 +61,10 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = p.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    from _machine import machine_line
+
+    line, scale = machine_line()
+    print(line)
     print(f"# pretraining step benchmark: {args.device} {args.dtype}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, median of {args.steps} updates after one warm-up")
     print("| config | batch x seconds | clone | SDPA s/update | SDPA s per audio s | reference s/update | "
@@ -73,6 +77,11 @@ def main() -> None:
         ref = step_time(name, True, args.steps, device, dtype)
         print(f"| {name} | {c['batch']} x {c['seconds']:g} s | {c['distill']['clone_batch']} | {sdpa:.3f} | "
               f"{sdpa / audio:.3f} | {ref:.3f} | {ref / audio:.3f} | {ref / sdpa:.2f}x |", flush=True)
+        if name == "base" and device.type == "cpu":
+            base = sdpa / audio
+    if "base" in args.configs and device.type == "cpu":
+        print(f"\nbase, anchor-machine equivalent (x {scale:.2f}): {base * scale:.3f} s per audio s; fairseq's own "
+              f"data2vec 2.0 step there: 1.375 ({1.375 / (base * scale):.2f}x ours)")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ class Emotion2Vec:
     """
 
     def __init__(self, model, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
-                 max_tokens: int = 1_000_000, chunk_seconds: float = 30.0):
+                 max_tokens: int | None = None, chunk_seconds: float = 30.0):
         if isinstance(dtype, str):
             if dtype not in DTYPES:
                 raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")

@@ -40,6 +40,7 @@ class ExtractionError(RuntimeError):
 class Backend:
     """What the engine needs from a feature model."""
 
+    device: torch.device = torch.device("cpu")
     num_layers: int
     dim: int
     frame_rate: float
@@ -305,18 +306,30 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, long_samples: int) -> 
 
 
 # ---------------------------------------------------------------------------------------------------- engine
+def default_max_tokens(device: str | torch.device) -> int:
+    """Padded samples per batch when --max-tokens is not given.
+
+    On a CPU, batching buys no compute: the convolutional front end and the elementwise ops are memory-bound, and
+    benchmarks/forward.py measures batch 8 slower per second of audio than batch 1. Batches stay at 10 s of audio,
+    which halves peak memory at the same speed (benchmarks/extract.py). On a GPU, large batches are the point.
+    """
+    return 1_000_000 if torch.device(device).type == "cuda" else 160_000
+
+
 class FeatureExtractor:
     """Waveforms -> features with batching and chunking. Outputs per item: (L, T, D) float32 tensors."""
 
-    def __init__(self, backend: Backend, layers: list[int], max_tokens: int = 1_000_000, chunk_seconds: float = 30.0):
+    def __init__(self, backend: Backend, layers: list[int], max_tokens: int | None = None,
+                 chunk_seconds: float = 30.0):
+        """``max_tokens``: padded samples per batch (default: :func:`default_max_tokens` of the backend's device); a
+        batch always holds at least one input or window, so peak memory follows max(max_tokens, chunk)."""
         self.backend, self.layers = backend, layers
-        self.max_tokens = int(max_tokens)
+        self.max_tokens = int(max_tokens if max_tokens is not None else default_max_tokens(backend.device))
         self.chunk_samples = int(chunk_seconds * SAMPLE_RATE)
         if self.chunk_samples < 2 * SAMPLE_RATE:
             raise ExtractionError(f"--chunk-seconds {chunk_seconds} is too small (>= 2 s)")
-        if self.max_tokens < self.chunk_samples:
-            raise ExtractionError(f"--max-tokens {max_tokens} must be at least --chunk-seconds worth of samples "
-                                  f"({self.chunk_samples})")
+        if self.max_tokens < 1:
+            raise ExtractionError(f"--max-tokens {max_tokens} must be positive")
 
     def prepare(self, wav: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
@@ -434,7 +447,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: Backend, layers: list[int],
-                   granularity: str = "frame", max_tokens: int = 1_000_000, num_workers: int = 0,
+                   granularity: str = "frame", max_tokens: int | None = None, num_workers: int = 0,
                    chunk_seconds: float = 30.0, packed: bool = False, overwrite: bool = False,
                    skip_errors: bool = False, checkpoint_name: str = "", progress: bool = True,
                    log=None) -> dict[str, Any]:
