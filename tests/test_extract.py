@@ -170,6 +170,9 @@ def test_bad_options_name_the_value(tiny, golden_wavs, tmp_path, capsys):
     assert "missing.pt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run("extract", "--checkpoint", tiny, "--input", d, "--out", tmp_path / "x", "--dtype", "int8")
+    assert run("extract", "--checkpoint", tiny, "--input", d, "--out", tmp_path / "x", "--max-tokens", "0") == 2
+    assert "--max-tokens 0 must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "index.tsv").exists()
 
 
 def test_multichannel_audio_is_averaged_or_selected(tiny, tmp_path):
@@ -229,3 +232,19 @@ def test_batch_plan_bounds_padded_tokens():
     for b in batches:
         if b != [4]:
             assert len(b) * max(lengths[i] for i in b) <= 64000
+    # a budget below an input's length: every input still runs, alone
+    assert sorted(plan_batches(lengths, max_tokens=10000, long_samples=320000)) == [[i] for i in range(6)]
+
+
+def test_small_batches_give_the_same_features(tiny, golden_wavs):
+    from emotion2vec import Emotion2Vec
+    from emotion2vec.extract import default_max_tokens
+
+    assert default_max_tokens("cpu") == 160_000 and default_max_tokens("cuda") == 1_000_000
+    d, _ = golden_wavs
+    files = sorted(d.glob("*.wav"))
+    one = Emotion2Vec.from_checkpoint(tiny, max_tokens=1).extract(files, granularity="frame")
+    big = Emotion2Vec.from_checkpoint(tiny, max_tokens=10 ** 7).extract(files, granularity="frame")
+    assert len(one) == len(files) >= 2
+    for a, b in zip(one, big):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
