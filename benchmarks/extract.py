@@ -88,14 +88,14 @@ def main() -> None:
         common = dict(preset=args.preset, corpus=args.corpus, limit=args.limit or None, device=args.device,
                       dtype=args.dtype, workers=args.workers, max_tokens=args.max_tokens)
         naive = batched = None
-        for _ in range(args.repeats):
-            n = run(strategy="naive", out=f"{tmp}/naive", **common)
-            b = run(strategy="batched", out=f"{tmp}/batched", **common)
+        for k in range(args.repeats):  # fresh output folders: a second batched run must not resume the first
+            n = run(strategy="naive", out=f"{tmp}/naive{k}", **common)
+            b = run(strategy="batched", out=f"{tmp}/batched{k}", **common)
             naive = n if naive is None or n["seconds"] < naive["seconds"] else naive
             batched = b if batched is None or b["seconds"] < batched["seconds"] else batched
         diffs = []
-        for f in Path(tmp, "naive").rglob("*.npy"):
-            b = np.load(Path(tmp, "batched") / f.relative_to(Path(tmp, "naive")))
+        for f in Path(tmp, "naive0").rglob("*.npy"):
+            b = np.load(Path(tmp, "batched0") / f.relative_to(Path(tmp, "naive0")))
             diffs.append(float(np.abs(np.load(f) - b).max()))
     from _machine import machine_line
 

@@ -41,22 +41,13 @@ def _compare(out, ref, i, cfg, rows=None):
     return max(errs)
 
 
-@pytest.mark.parametrize("ckpt,ref_name,normalize", FIXTURES)
-@pytest.mark.parametrize("reference", [False, True], ids=["sdpa", "reference"])
-def test_golden_vectors_one_by_one(fixtures_dir, ckpt, ref_name, normalize, reference):
-    model, info = load_model(fixtures_dir / ckpt)
-    assert info.config.normalize is normalize  # comes from the checkpoint's task config
-    ref = np.load(fixtures_dir / ref_name)
-    for i, wav in enumerate(_inputs(ref, normalize)):
-        with torch.no_grad():
-            out = model.extract_features(wav[None], reference=reference, ffn=None)
-        assert _compare(out, ref, i, info.config) < TOL
+def _one_by_one_error(model, info, ref, normalize, reference: bool) -> float:
+    with torch.no_grad():
+        return max(_compare(model.extract_features(w[None], reference=reference, ffn=None), ref, i, info.config)
+                   for i, w in enumerate(_inputs(ref, normalize)))
 
 
-@pytest.mark.parametrize("ckpt,ref_name,normalize", FIXTURES)
-def test_golden_vectors_batched(fixtures_dir, ckpt, ref_name, normalize):
-    model, info = load_model(fixtures_dir / ckpt)
-    ref = np.load(fixtures_dir / ref_name)
+def _batched_error(model, info, ref, normalize) -> float:
     wavs = _inputs(ref, normalize)  # normalised one by one, then padded
     n = max(len(w) for w in wavs)
     batch, pad = torch.zeros(4, n), torch.ones(4, n, dtype=torch.bool)
@@ -66,7 +57,21 @@ def test_golden_vectors_batched(fixtures_dir, ckpt, ref_name, normalize):
         out = model.extract_features(batch, pad, ffn=None)
     for i in range(4):
         assert int((~out.padding_mask[i]).sum()) == ref[f"x{i}"].shape[0]
-        assert _compare(out, ref, i, info.config, rows=i) < TOL
+    return max(_compare(out, ref, i, info.config, rows=i) for i in range(4))
+
+
+@pytest.mark.parametrize("ckpt,ref_name,normalize", FIXTURES)
+@pytest.mark.parametrize("reference", [False, True], ids=["sdpa", "reference"])
+def test_golden_vectors_one_by_one(fixtures_dir, ckpt, ref_name, normalize, reference):
+    model, info = load_model(fixtures_dir / ckpt)
+    assert info.config.normalize is normalize  # comes from the checkpoint's task config
+    assert _one_by_one_error(model, info, np.load(fixtures_dir / ref_name), normalize, reference) < TOL
+
+
+@pytest.mark.parametrize("ckpt,ref_name,normalize", FIXTURES)
+def test_golden_vectors_batched(fixtures_dir, ckpt, ref_name, normalize):
+    model, info = load_model(fixtures_dir / ckpt)
+    assert _batched_error(model, info, np.load(fixtures_dir / ref_name), normalize) < TOL
 
 
 def test_formats_and_metadata(fixtures_dir):
@@ -182,3 +187,21 @@ def test_remap_policy_preserves_the_encoder_function():
     assert set(same) == set(src.state_dict())  # names kept: blocks.3 has no home in a 1+3 model
     with pytest.raises(ValueError, match="layout policy"):
         adapt_layout(src.state_dict(), src_cfg, dst_cfg, "bogus")
+
+
+def golden_table(fixtures) -> str:
+    """The measured tolerance per fixture as a markdown table (`python tests/test_checkpoint.py`)."""
+    rows = ["| fixture | one by one, SDPA | one by one, reference | batched (4, padded) |", "|---|---:|---:|---:|"]
+    for ckpt, ref_name, normalize in FIXTURES:
+        model, info = load_model(fixtures / ckpt)
+        ref = np.load(fixtures / ref_name)
+        errs = [_one_by_one_error(model, info, ref, normalize, reference) for reference in (False, True)]
+        errs.append(_batched_error(model, info, ref, normalize))
+        rows.append(f"| {ckpt} | " + " | ".join(f"{e:.2e}" for e in errs) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    from conftest import FIXTURES as FIXTURES_DIR
+
+    print(golden_table(FIXTURES_DIR))
