@@ -13,6 +13,7 @@ official script and FunASR do); wall time includes the process start-up and the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def _make_inputs(corpus: Path, minutes: list[float], out: Path) -> dict[float, P
         sys.exit(f"error: no wav/flac files under {corpus}")
     need = int(max(minutes) * 60 * 16000)
     parts, total = [], 0
-    for path in clips * (1 + need // 16000):  # cycles through the corpus until long enough
+    for path in itertools.cycle(clips):  # through the corpus, again if need be, until long enough
         wav = load_audio(path)
         parts.append(wav)
         total += len(wav)
