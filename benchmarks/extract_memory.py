@@ -4,8 +4,9 @@ Frame-level features of the last layer with the base preset (random weights, sav
 one file of each duration made by concatenating clips of a corpus (URDU by default) and resampled to 16 kHz. Each run
 is a fresh `emotion2vec extract` process; its peak RSS is the largest of that process and its decoding worker. The
 baseline is the same command with `--chunk-seconds` longer than the file (one forward over the whole file, what the
-official script and FunASR do); wall time includes the process start-up and the model load. The ratio column is baseline peak / chunked peak. Durations above
-`--unchunked-max-minutes` skip the baseline (attention over a whole 10-minute file needs tens of GiB).
+official script and FunASR do); wall time includes the process start-up and the model load. The ratio column is
+baseline peak / chunked peak. Durations above `--unchunked-max-minutes` skip the baseline (attention over a whole
+10-minute file needs tens of GiB).
 
     python benchmarks/extract_memory.py [--minutes 0.5 2 10] [--unchunked-max-minutes 2] [--corpus DIR]
 """

@@ -70,6 +70,7 @@ def main() -> None:
     print("| config | batch x seconds | clone | SDPA s/update | SDPA s per audio s | reference s/update | "
           "reference s per audio s | reference/SDPA |")
     print("|---|---|---|---|---|---|---|---|")
+    sdpa_per_audio = {}
     for name in args.configs:
         c = CONFIGS[name]
         audio = c["batch"] * c["seconds"]
@@ -77,9 +78,9 @@ def main() -> None:
         ref = step_time(name, True, args.steps, device, dtype)
         print(f"| {name} | {c['batch']} x {c['seconds']:g} s | {c['distill']['clone_batch']} | {sdpa:.3f} | "
               f"{sdpa / audio:.3f} | {ref:.3f} | {ref / audio:.3f} | {ref / sdpa:.2f}x |", flush=True)
-        if name == "base" and device.type == "cpu":
-            base = sdpa / audio
-    if "base" in args.configs and device.type == "cpu":
+        sdpa_per_audio[name] = sdpa / audio
+    if "base" in sdpa_per_audio and device.type == "cpu":
+        base = sdpa_per_audio["base"]
         print(f"\nbase, anchor-machine equivalent (x {scale:.2f}): {base * scale:.3f} s per audio s; fairseq's own "
               f"data2vec 2.0 step there: 1.375 ({1.375 / (base * scale):.2f}x ours)")
 
