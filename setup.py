@@ -33,7 +33,7 @@ setup(
     ],
     extras_require={
         "train": ["fairseq-fixed==0.12.3.1", "tensorboard>=2.10"],
-        "test": ["pytest>=7", "tensorboard>=2.10"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10"],
     },
     entry_points={"console_scripts": ["emotion2vec=emotion2vec.cli:main"]},
     classifiers=[

@@ -1,21 +1,16 @@
-"""The machine's fp32 GEMM rate, printed by every benchmark so that figures from different CPUs can be compared.
-
-The brief's anchors (FunASR extraction 0.164 s per audio second, fairseq's data2vec 2.0 training step 1.375 s per
-audio second, base forward floor 0.076) were measured on a 2-core CPU doing 181 GFLOP/s; ``anchor_scale`` is the
-factor that maps a figure measured here onto that machine, assuming compute-bound scaling (an approximation).
-"""
+"""The machine line every benchmark prints: CPU model, the instruction sets that decide bf16 speed, threads, and the
+measured fp32 and bf16 GEMM rates, so that a table from one machine is never mistaken for another's."""
 
 from __future__ import annotations
 
+import platform
 import time
 
 import torch
 
-ANCHOR_GFLOPS = 181.0
 
-
-def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def gemm_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(2):
         a @ b
     t = time.perf_counter()
@@ -24,9 +19,25 @@ def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
 
 
-def machine_line() -> tuple[str, float]:
-    """('# machine: ...' line, anchor_scale = this machine's GFLOP/s / the anchor machine's)."""
-    g = gemm_gflops()
-    return (f"# machine: {torch.get_num_threads()} threads, fp32 GEMM {g:.0f} GFLOP/s "
-            f"(anchor machine {ANCHOR_GFLOPS:.0f}; figures x {g / ANCHOR_GFLOPS:.2f} = anchor-machine equivalent)",
-            g / ANCHOR_GFLOPS)
+def cpu_flags() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def machine_line() -> str:
+    """'# machine: ...' with the CPU, its AMX / AVX512-BF16 support and the measured GEMM rates."""
+    model, flags = cpu_flags()
+    isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags) or "no AVX-512/AMX"
+    fp32, bf16 = gemm_gflops(torch.float32), gemm_gflops(torch.bfloat16)
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"# machine: {model} ({isa}), {torch.get_num_threads()} threads, torch {torch.__version__}; GEMM fp32 "
+            f"{fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s ({bf16 / fp32:.1f}x){gpu}")

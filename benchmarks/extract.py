@@ -21,10 +21,12 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
 from pathlib import Path
-from emotion2vec.config import preset
-from emotion2vec.models import Emotion2VecModel
-from emotion2vec.extract import ModelBackend, discover_inputs, run_extraction, FeatureExtractor
-from emotion2vec.audio import load_audio, normalize_waveform
+from emotion2vec.models.config import preset
+from emotion2vec.models.encoder import Emotion2VecModel
+from emotion2vec.extract.backends import ModelBackend
+from emotion2vec.extract.inputs import discover_inputs
+from emotion2vec.extract.run import run_extraction
+from emotion2vec.io.audio import load_audio, normalize_waveform
 a = json.loads(sys.argv[1])
 torch.manual_seed(0)
 model = Emotion2VecModel(preset(a["preset"]), with_decoder=False)
@@ -82,7 +84,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from emotion2vec.extract import default_max_tokens
+    from emotion2vec.extract.engine import default_max_tokens
 
     with tempfile.TemporaryDirectory() as tmp:
         common = dict(preset=args.preset, corpus=args.corpus, limit=args.limit or None, device=args.device,
@@ -99,8 +101,7 @@ def main() -> None:
             diffs.append(float(np.abs(np.load(f) - b).max()))
     from _machine import machine_line
 
-    line, scale = machine_line()
-    print(line)
+    print(machine_line())
     print(f"# extraction benchmark: {naive['files']} files, {naive['audio'] / 60:.1f} min of audio from {args.corpus}; "
           f"preset {args.preset}, {args.device} {args.dtype}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.workers} decode worker(s), max_tokens "
@@ -114,10 +115,6 @@ def main() -> None:
               + (f" {r['gpu_peak_mib']:.0f} |" if args.device == "cuda" else ""))
     print(f"\nspeed-up batched / naive: {naive['seconds'] / batched['seconds']:.2f}x; "
           f"max abs feature difference over {len(diffs)} files: {max(diffs):.2e}")
-    if args.device == "cpu":
-        print(f"anchor-machine equivalent (x {scale:.2f}): naive {naive['seconds'] / naive['audio'] * scale:.4f}, "
-              f"batched {batched['seconds'] / batched['audio'] * scale:.4f} s per audio s "
-              f"(FunASR one at a time: 0.164; forward floor 0.076)")
 
 
 if __name__ == "__main__":

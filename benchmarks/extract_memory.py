@@ -35,7 +35,7 @@ def _make_inputs(corpus: Path, minutes: list[float], out: Path) -> dict[float, P
     import numpy as np
     import soundfile as sf
 
-    from emotion2vec.audio import load_audio
+    from emotion2vec.io.audio import load_audio
 
     clips = sorted(p for p in corpus.rglob("*") if p.suffix.lower() in {".wav", ".flac"})
     if not clips:
@@ -75,9 +75,9 @@ def main() -> None:
 
     import torch
 
-    from emotion2vec.checkpoint import save_checkpoint_dir
-    from emotion2vec.config import preset
-    from emotion2vec.models import Emotion2VecModel
+    from emotion2vec.models.checkpoint import save_checkpoint_dir
+    from emotion2vec.models.config import preset
+    from emotion2vec.models.encoder import Emotion2VecModel
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -88,7 +88,7 @@ def main() -> None:
         files = _make_inputs(Path(args.corpus), args.minutes, tmp)
         from _machine import machine_line
 
-        print(machine_line()[0])
+        print(machine_line())
         print(f"# extract memory: preset {args.preset}, frame-level last layer, fp32 CPU, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         print("| input | chunked (30 s windows) peak MiB | wall s / s audio | whole file peak MiB | wall s / s audio | "

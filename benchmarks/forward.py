@@ -1,8 +1,8 @@
 """Forward time per second of audio and peak memory of the base preset (random weights).
 
-Inputs of 2 s, 10 s and 30 s, batch 1 and 8, SDPA vs the reference (explicit fp32 softmax) attention; fp32 on CPU,
+Inputs of 2 s, 10 s and 30 s, batch 1 and 8, SDPA vs the eager (explicit fp32 softmax) attention; fp32 on CPU,
 and fp32 + bf16 on a GPU when one is present. Each configuration runs in a fresh subprocess so that its peak RSS is
-its own. Prints a markdown table; the ratio column is reference time / SDPA time measured in the same run.
+its own. Prints a markdown table; the ratio column is eager time / SDPA time measured in the same run.
 
     python benchmarks/forward.py [--preset emotion2vec_base] [--durations 2 10 30] [--batches 1 8] [--repeats 3]
 """
@@ -17,18 +17,18 @@ import time
 
 CHILD = r"""
 import json, resource, sys, time, torch
-from emotion2vec.config import preset
-from emotion2vec.models import Emotion2VecModel
+from emotion2vec.models.config import preset
+from emotion2vec.models.encoder import Emotion2VecModel
 args = json.loads(sys.argv[1])
 torch.manual_seed(0)
 device = torch.device(args["device"])
 model = Emotion2VecModel(preset(args["preset"]), with_decoder=False).eval().to(device)
+model.set_attention_implementation(args["attention"])
 dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args["dtype"]]
 x = torch.randn(args["batch"], int(args["seconds"] * 16000), device=device)
-ref = args["attention"] == "reference"
 def run():
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        model.extract_features(x, reference=ref, layers=[-1], ffn=())
+        model.extract_features(x, layers=[-1], ffn=())
     if device.type == "cuda":
         torch.cuda.synchronize()
 base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -62,25 +62,25 @@ def main() -> None:
 
     from _machine import machine_line
 
-    print(machine_line()[0])
+    print(machine_line())
     setups = [("cpu", "float32")]
     if torch.cuda.is_available():
         setups += [("cuda", "float32"), ("cuda", "bfloat16")]
     print(f"# forward benchmark: preset {args.preset}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads{', ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}")
-    print("| device | dtype | input | batch | SDPA s/s audio | reference s/s audio | reference/SDPA | "
-          "SDPA peak MiB | reference peak MiB |")
+    print("| device | dtype | input | batch | SDPA s/s audio | eager s/s audio | eager/SDPA | "
+          "SDPA peak MiB | eager peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     t0 = time.time()
     for device, dtype in setups:
         for seconds in args.durations:
             for batch in args.batches:
                 row = {}
-                for attention in ("sdpa", "reference"):
+                for attention in ("sdpa", "eager"):
                     r = measure(preset=args.preset, device=device, dtype=dtype, seconds=seconds, batch=batch,
                                 attention=attention, repeats=args.repeats)
                     row[attention] = (r["seconds"] / (seconds * batch), r["peak_mib"])
-                s, rf = row["sdpa"], row["reference"]
+                s, rf = row["sdpa"], row["eager"]
                 print(f"| {device} | {dtype} | {seconds:g} s | {batch} | {s[0]:.4f} | {rf[0]:.4f} | "
                       f"{rf[0] / s[0]:.2f}x | {s[1]:.0f} | {rf[1]:.0f} |", flush=True)
     print(f"\n(s/s audio = compute seconds per second of audio, best of {args.repeats}; CPU peak = process max RSS, "

@@ -2,9 +2,7 @@
 
 Configurations: the tiny CPU config (the `small` preset, batch 2 x 2 s, clone 4) and the base config in emotion2vec
 geometry (4 prenet + 8 main blocks, 10 utterance tokens, clone 8, batch 2 x 4 s), each with SDPA and with the
-reference attention (baseline measured in the same run). Dropout/layerdrop as in training. The brief's anchor for
-fairseq's own data2vec 2.0 step in the base geometry on a 2-core CPU is 1.375 s per second of audio (fairseq's
-examples/data2vec cannot be imported on Python 3.11, so it is quoted, not re-measured here).
+eager attention (baseline measured in the same run). Dropout/layerdrop as in training.
 
     python benchmarks/pretrain_step.py [--configs tiny base] [--steps 3] [--device cpu]
 """
@@ -17,9 +15,9 @@ import time
 import numpy as np
 import torch
 
-from emotion2vec.config import preset
-from emotion2vec.masking import block_mask
-from emotion2vec.pretraining import DistillationConfig, Emotion2VecPretrainer
+from emotion2vec.models.config import preset
+from emotion2vec.pretrain.distill import DistillationConfig, Emotion2VecPretrainer
+from emotion2vec.pretrain.masking import block_mask
 
 CONFIGS = {
     "tiny": dict(preset="small", distill=dict(clone_batch=4, average_top_k_layers=3), batch=2, seconds=2.0),
@@ -27,10 +25,11 @@ CONFIGS = {
 }
 
 
-def step_time(name: str, reference: bool, steps: int, device: torch.device, dtype: torch.dtype) -> float:
+def step_time(name: str, attention: str, steps: int, device: torch.device, dtype: torch.dtype) -> float:
     c = CONFIGS[name]
     torch.manual_seed(0)
     model = Emotion2VecPretrainer(preset(c["preset"]), DistillationConfig(**c["distill"])).to(device).train()
+    model.set_attention_implementation(attention)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
     n = int(c["seconds"] * 16000)
     src = torch.randn(c["batch"], n, device=device)
@@ -40,7 +39,7 @@ def step_time(name: str, reference: bool, steps: int, device: torch.device, dtyp
     for i in range(steps + 1):
         t = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            out = model(src, mask, reference=reference)
+            out = model(src, mask)
         loss = sum(out.losses.values()) / out.sample_size
         loss.backward()
         opt.step()
@@ -63,26 +62,21 @@ def main() -> None:
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     from _machine import machine_line
 
-    line, scale = machine_line()
-    print(line)
+    print(machine_line())
     print(f"# pretraining step benchmark: {args.device} {args.dtype}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, median of {args.steps} updates after one warm-up")
-    print("| config | batch x seconds | clone | SDPA s/update | SDPA s per audio s | reference s/update | "
-          "reference s per audio s | reference/SDPA |")
+    print("| config | batch x seconds | clone | SDPA s/update | SDPA s per audio s | eager s/update | "
+          "eager s per audio s | eager/SDPA |")
     print("|---|---|---|---|---|---|---|---|")
     sdpa_per_audio = {}
     for name in args.configs:
         c = CONFIGS[name]
         audio = c["batch"] * c["seconds"]
-        sdpa = step_time(name, False, args.steps, device, dtype)
-        ref = step_time(name, True, args.steps, device, dtype)
+        sdpa = step_time(name, "sdpa", args.steps, device, dtype)
+        ref = step_time(name, "eager", args.steps, device, dtype)
         print(f"| {name} | {c['batch']} x {c['seconds']:g} s | {c['distill']['clone_batch']} | {sdpa:.3f} | "
               f"{sdpa / audio:.3f} | {ref:.3f} | {ref / audio:.3f} | {ref / sdpa:.2f}x |", flush=True)
         sdpa_per_audio[name] = sdpa / audio
-    if "base" in sdpa_per_audio and device.type == "cpu":
-        base = sdpa_per_audio["base"]
-        print(f"\nbase, anchor-machine equivalent (x {scale:.2f}): {base * scale:.3f} s per audio s; fairseq's own "
-              f"data2vec 2.0 step there: 1.375 ({1.375 / (base * scale):.2f}x ours)")
 
 
 if __name__ == "__main__":

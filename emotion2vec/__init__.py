@@ -1,23 +1,42 @@
-"""emotion2vec: self-supervised pretraining, feature extraction and probing of speech emotion representations."""
+"""emotion2vec: self-supervised pretraining, feature extraction and evaluation of speech emotion representations.
+
+The package follows the data flow::
+
+    io/          audio reading and resampling, atomic writes, every list format (manifests)
+    models/      the encoder, its configuration, checkpoints in every supported layout, the fbank baseline
+    pretrain/    the distillation objective, its data and masks, initialisation, the fairseq plugin
+    extract/     input discovery, feature backends, the batching engine, resumable runs, the feature store
+    downstream/  corpora, folds, probes, metrics, reports
+    demo/        the synthetic corpus and ``make demo``
+    api.py       ``Emotion2Vec.from_checkpoint(path).extract(wav, sample_rate)``
+    cli/         the ``emotion2vec`` command
+
+Importing the package is cheap (nothing heavy is imported until used), so ``emotion2vec --help`` answers at once.
+"""
 
 __version__ = "0.1.0"
 
-from .config import PRESETS, Emotion2VecConfig, preset  # noqa: E402
-from .models import Emotion2VecModel  # noqa: E402
+__all__ = ["Emotion2Vec", "Emotion2VecConfig", "Emotion2VecModel", "PRESETS", "preset", "fairseq_user_dir",
+           "__version__"]
 
-__all__ = ["Emotion2VecConfig", "Emotion2VecModel", "PRESETS", "preset", "Emotion2Vec", "fairseq_user_dir", "__version__"]
+_LAZY = {
+    "Emotion2Vec": ("emotion2vec.api", "Emotion2Vec"),
+    "Emotion2VecConfig": ("emotion2vec.models.config", "Emotion2VecConfig"),
+    "PRESETS": ("emotion2vec.models.config", "PRESETS"),
+    "preset": ("emotion2vec.models.config", "preset"),
+    "Emotion2VecModel": ("emotion2vec.models.encoder", "Emotion2VecModel"),
+    "fairseq_user_dir": ("emotion2vec.pretrain", "fairseq_user_dir"),
+}
 
 
-def __getattr__(name: str):  # lazy: the extraction API pulls in audio I/O
-    if name == "Emotion2Vec":
-        from .api import Emotion2Vec
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-        return Emotion2Vec
-    raise AttributeError(name)
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'emotion2vec' has no attribute {name!r}")
 
 
-def fairseq_user_dir() -> str:
-    """Path to pass as ``common.user_dir`` to ``fairseq-hydra-train``."""
-    from pathlib import Path
-
-    return str(Path(__file__).resolve().parent / "_fairseq" / "emotion2vec_fairseq")
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -9,8 +9,10 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from .audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio, resample
-from .extract import DTYPES, ExtractionError, FeatureExtractor, ModelBackend, parse_layers, pool
+from .extract import ExtractionError
+from .extract.backends import ModelBackend, resolve_dtype
+from .extract.engine import BatchedForward, parse_layers, pool
+from .io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio, resample
 
 __all__ = ["Emotion2Vec"]
 
@@ -26,11 +28,9 @@ class Emotion2Vec:
     """
 
     def __init__(self, model, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
-                 max_tokens: int | None = None, chunk_seconds: float = 30.0):
-        if isinstance(dtype, str):
-            if dtype not in DTYPES:
-                raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-            dtype = DTYPES[dtype]
+                 max_tokens: int | None = None, chunk_seconds: float = 30.0, attention: str = "sdpa"):
+        dtype = resolve_dtype(dtype)
+        model.set_attention_implementation(attention)
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
@@ -43,7 +43,7 @@ class Emotion2Vec:
                         dtype: str | torch.dtype = "float32", trust: bool = False, preset: str | None = None,
                         **kwargs) -> "Emotion2Vec":
         """Load an official emotion2vec / data2vec 2.0 / FunASR checkpoint or one of ours (see ``emotion2vec convert``)."""
-        from .checkpoint import load_model
+        from .models.checkpoint import load_model
 
         model, _ = load_model(path, trust=trust, preset_name=preset, with_decoder=False)
         return cls(model, device=device, dtype=dtype, **kwargs)
@@ -81,15 +81,12 @@ class Emotion2Vec:
         Returns numpy float32: frame (T, D) per layer, utterance (D,); with several layers a leading layer axis.
         """
         if granularity not in ("frame", "utterance"):
-            raise ValueError(f"granularity={granularity!r}: choose 'frame' or 'utterance'")
-        try:
-            layer_ids = parse_layers(layers, self.num_layers)
-        except ExtractionError as e:
-            raise ValueError(str(e)) from None
+            raise ExtractionError(f"granularity={granularity!r}: choose 'frame' or 'utterance'")
+        layer_ids = parse_layers(layers, self.num_layers)
         single_input = isinstance(audio, (str, os.PathLike, torch.Tensor)) or (
             isinstance(audio, np.ndarray) and audio.dtype != object)
         inputs = [audio] if single_input else list(audio)
-        engine = FeatureExtractor(self.backend, layer_ids, self.max_tokens, self.chunk_seconds)
+        engine = BatchedForward(self.backend, layer_ids, self.max_tokens, self.chunk_seconds)
         feats = engine([engine.prepare(self._waveform(x, sample_rate)) for x in inputs])
         single_layer = isinstance(layers, int) or (isinstance(layers, str) and layers.strip().lstrip("-").isdigit())
         outs = [pool(f, granularity, single_layer) for f in feats]

@@ -1,8 +1,9 @@
-# Shared by recipes/<corpus>.sh (source it, do not run it): prepare -> extract -> probe for ONE corpus and ONE
-# feature source, with every step skipped when its outputs exist (re-running resumes).
+# Shared by recipes/corpus.sh and recipes/run_all.sh (source it, do not run it): prepare -> extract -> probe for
+# ONE corpus and ONE feature source, with every step skipped when its outputs exist (re-running resumes).
 #
 # Environment (all optional except ROOT on the first run of a corpus):
-#   ROOT          the corpus folder as distributed (default: $ROOT_<CORPUS>, else $DATA/<usual folder name>)
+#   ROOT          the corpus folder as distributed (default: $ROOT_<CORPUS>, e.g. ROOT_URDU or ROOT_RAVDESS_SONG,
+#                 else $DATA/<usual folder name> as listed in corpus_defaults below)
 #   DATA          folder holding the corpora under their usual names (default: data)
 #   CHECKPOINT    checkpoint (.pt, FunASR or converted folder) or "fbank" for the log-mel baseline (default fbank)
 #   NAME          feature-source name used in paths and tables (default: fbank, else the checkpoint's file or
@@ -30,6 +31,7 @@ if [[ -z ${PYTHON:-} ]]; then
   else PYTHON=python3; fi
 fi
 E2V=${E2V:-"$PYTHON -m emotion2vec"}
+CORPORA_ALL="iemocap meld ravdess ravdess-song savee emodb emovo cafe subesco shemo urdu aesdd resd m3ed mosi mosei"
 OUT=${OUT:-.}
 DATA=${DATA:-data}
 CHECKPOINT=${CHECKPOINT:-fbank}
@@ -74,9 +76,40 @@ extraction_complete() {
   ! cut -f4 "$index" | grep -q '^error'
 }
 
-# recipe_main CORPUS [DEFAULT_ROOT_DIR] [DEFAULT_LAYERS] [DEFAULT_PROBE_LAYER]
+# corpus_defaults CORPUS -> "USUAL_FOLDER LAYERS PROBE_LAYER" (what differs between the paper's corpora):
+#   the folder name the corpus is distributed under; the layers to extract (-1 = last block); how the probe
+#   combines them. CMU-MOSI / MOSEI average the last 4 layers, as the paper does for sentiment (section 5.4).
+corpus_defaults() {
+  case $1 in
+    iemocap) echo "IEMOCAP_full_release -1 -" ;;   # 4 classes, leave-one-session-out (PROTOCOL=loso-speaker: 10-fold)
+    meld) echo "MELD.Raw -1 -" ;;                  # official split; convert the .mp4 first (prepare prints how)
+    ravdess|ravdess-song) echo "RAVDESS -1 -" ;;   # speech: random 10-fold; song: random 5-fold
+    savee) echo "SAVEE -1 -" ;;
+    emodb) echo "EmoDB -1 -" ;;
+    emovo) echo "EMOVO -1 -" ;;
+    cafe) echo "CaFE -1 -" ;;
+    subesco) echo "SUBESCO -1 -" ;;
+    shemo) echo "ShEMO -1 -" ;;
+    urdu) echo "URDU -1 -" ;;
+    aesdd) echo "AESDD -1 -" ;;
+    resd) echo "RESD -1 -" ;;                      # official 1116 / 280, 10 % of train as valid
+    m3ed) echo "M3ED -1 -" ;;                      # official movie-level split
+    mosi) echo "CMU-MOSI -4,-3,-2,-1 mean" ;;      # binary sentiment, last 4 layers averaged
+    mosei) echo "CMU-MOSEI -4,-3,-2,-1 mean" ;;
+    *) return 1 ;;
+  esac
+}
+
+# recipe_main CORPUS
 recipe_main() {
-  local corpus=$1 default_root=${2:-$1} default_layers=${3:--1} default_probe_layer=${4:-}
+  local corpus=${1//_/-}
+  local defaults default_root default_layers default_probe_layer
+  if ! defaults=$(corpus_defaults "$corpus"); then
+    say "error: unknown corpus '$1'; choose one of: $CORPORA_ALL"
+    return 2
+  fi
+  read -r default_root default_layers default_probe_layer <<<"$defaults"
+  [[ $default_probe_layer == - ]] && default_probe_layer=""
   local var="ROOT_${corpus^^}"
   var=${var//-/_}
   local root=${ROOT:-${!var:-$DATA/$default_root}}

@@ -7,7 +7,7 @@
 #         CORPORA="iemocap urdu" ROOT_IEMOCAP=/corpora/IEMOCAP_full_release recipes/run_all.sh
 #
 # Environment (plus everything of recipes/common.sh except ROOT and NAME, which are per corpus / per source):
-#   CORPORA       recipe names (default: all 16: iemocap meld ravdess ravdess_song savee emodb emovo cafe subesco
+#   CORPORA       corpus names (default: all 16: iemocap meld ravdess ravdess-song savee emodb emovo cafe subesco
 #                 shemo urdu aesdd resd m3ed mosi mosei)
 #   CHECKPOINTS   space-separated checkpoints (default: none, i.e. only the fbank baseline)
 #   FBANK=0       leave out the fbank baseline
@@ -18,7 +18,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-CORPORA=${CORPORA:-"iemocap meld ravdess ravdess_song savee emodb emovo cafe subesco shemo urdu aesdd resd m3ed mosi mosei"}
+CORPORA=${CORPORA:-$CORPORA_ALL}
 read -r -a checkpoints <<<"${CHECKPOINTS:-}"
 sources=()
 [[ ${FBANK:-1} == 1 ]] && sources+=(fbank)
@@ -33,19 +33,19 @@ failed=()
 dirs=()
 names=()
 corpus_names=()
-for recipe in $CORPORA; do
-  if [[ ! -x $RECIPES_DIR/$recipe.sh || $recipe == common || $recipe == run_all ]]; then
-    say "error: no recipe '$recipe' in $RECIPES_DIR"
-    failed+=("$recipe")
+for corpus in $CORPORA; do
+  corpus=${corpus//_/-}  # ravdess_song -> ravdess-song, as the CLI spells it
+  if ! corpus_defaults "$corpus" >/dev/null; then
+    say "error: unknown corpus '$corpus'; choose from: $CORPORA_ALL"
+    failed+=("$corpus")
     continue
   fi
-  corpus=${recipe//_/-}  # the corpus name of the CLI (ravdess_song -> ravdess-song)
   corpus_names+=("$corpus")
   for checkpoint in "${sources[@]}"; do
     name=$(NAME="" CHECKPOINT=$checkpoint source_name)
-    if ! (unset ROOT NAME; CHECKPOINT=$checkpoint "$RECIPES_DIR/$recipe.sh"); then
-      say "FAILED: $recipe with $checkpoint (continuing)"
-      failed+=("$recipe/$name")
+    if ! (unset ROOT NAME; CHECKPOINT=$checkpoint "$RECIPES_DIR/corpus.sh" "$corpus"); then
+      say "FAILED: $corpus with $checkpoint (continuing)"
+      failed+=("$corpus/$name")
     fi
     dirs+=("$(results_dir "$corpus" "$name")")
   done
@@ -56,7 +56,7 @@ done
 
 if [[ ${#corpus_names[@]} -gt 0 ]]; then
   join() { local IFS=,; echo "$*"; }
-  run $PYTHON -m emotion2vec.downstream.report table "${dirs[@]}" --skip-missing \
+  run $E2V report "${dirs[@]}" --skip-missing \
     --sources "$(join "${names[@]}")" \
     --metrics "${TABLE_METRICS:-wa,ua,wf1}" --out "$TABLE" || failed+=("table")
   say "table: $TABLE"

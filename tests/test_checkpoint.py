@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from emotion2vec.audio import normalize_waveform
-from emotion2vec.checkpoint import (CheckpointError, UntrustedCheckpointError, adapt_layout, build_model,
+from emotion2vec.io.audio import normalize_waveform
+from emotion2vec.pretrain.init import adapt_layout
+from emotion2vec.models.checkpoint import (CheckpointError, UntrustedCheckpointError, build_model,
                                     convert_checkpoint, load_model, read_checkpoint)
-from emotion2vec.config import preset
+from emotion2vec.models.config import preset
 from emotion2vec.models import Emotion2VecModel
 
 TOL = 1e-5
@@ -43,7 +44,7 @@ def _compare(out, ref, i, cfg, rows=None):
 
 def _one_by_one_error(model, info, ref, normalize, reference: bool) -> float:
     with torch.no_grad():
-        return max(_compare(model.extract_features(w[None], reference=reference, ffn=None), ref, i, info.config)
+        return max(_compare(model.set_attention_implementation("eager" if reference else "sdpa").extract_features(w[None], ffn=None), ref, i, info.config)
                    for i, w in enumerate(_inputs(ref, normalize)))
 
 
@@ -91,7 +92,7 @@ def test_formats_and_metadata(fixtures_dir):
 
 def test_evil_pickle_is_refused_and_never_executed(fixtures_dir):
     evil = fixtures_dir / "evil.pt"
-    code = ("import os, sys\nfrom emotion2vec.checkpoint import read_checkpoint, UntrustedCheckpointError\n"
+    code = ("import os, sys\nfrom emotion2vec.models.checkpoint import read_checkpoint, UntrustedCheckpointError\n"
             f"try:\n    read_checkpoint({str(evil)!r})\nexcept UntrustedCheckpointError as e:\n    print('REFUSED', e)\n"
             "print('EXECUTED' if os.environ.get('E2V_PICKLE_EXECUTED') else 'CLEAN')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -122,6 +123,58 @@ def test_missing_or_mismatched_tensors_are_named(fixtures_dir, tmp_path):
     path = _fairseq_like(fixtures_dir, tmp_path, lambda m: m.__setitem__("something.else", torch.zeros(1)))
     with pytest.raises(CheckpointError, match="something.else"):
         load_model(path)
+
+
+def test_a_full_model_teacher_keeps_its_names_and_its_cnn_is_reported(fixtures_dir, tmp_path):
+    """A teacher saved with ema_local_encoder holds the CNN too. Its keys used to be re-prefixed by slicing off
+    'encoder.', turning feature_extractor.* into 'extractor.*' that init_from then dropped without a word."""
+    from emotion2vec.models.config import preset as make_preset
+    from emotion2vec.pretrain.distill import DistillationConfig, Emotion2VecPretrainer
+    from emotion2vec.pretrain.init import init_from_checkpoint
+
+    def add_cnn_to_teacher(m):  # the whole model but the decoder, as ema_local_encoder=True saves it
+        m["_ema"] = {k: v.clone() for k, v in m.items() if ".decoder." not in k}
+
+    path = _fairseq_like(fixtures_dir, tmp_path, add_cnn_to_teacher)
+    ckpt = read_checkpoint(path)
+    assert ckpt.teacher and not [k for k in ckpt.teacher if not k.startswith(("pos_conv", "alibi", "extra", "context",
+                                                                                "prenet", "blocks"))]
+    unused = ckpt.meta["teacher_unused"]
+    assert unused and all(k.startswith(("feature_extractor.", "feature_projection.")) for k in unused)
+    model = Emotion2VecPretrainer(ckpt.config, DistillationConfig(average_top_k_layers=ckpt.config.depth))
+    report = init_from_checkpoint(model, str(path))
+    assert any("outside the context encoder and not used" in line and "feature_extractor.layers.0" in line
+               for line in report), report
+
+
+def test_key_rules_map_every_family_and_refuse_unknown_keys():
+    from emotion2vec.models.checkpoint import KEY_RULES, official_to_ours
+
+    examples = {
+        "modality_encoders.AUDIO.local_encoder.conv_layers.3.0.weight": "feature_extractor.layers.3.conv.weight",
+        "modality_encoders.AUDIO.local_encoder.conv_layers.3.2.1.bias": "feature_extractor.layers.3.norm.bias",
+        "modality_encoders.AUDIO.project_features.1.weight": "feature_projection.norm.weight",
+        "modality_encoders.AUDIO.project_features.2.bias": "feature_projection.linear.bias",
+        "modality_encoders.AUDIO.relative_positional_encoder.1.0.weight": "encoder.pos_conv.layers.0.conv.weight",
+        "modality_encoders.AUDIO.relative_positional_encoder.0.weight": "encoder.pos_conv.pre_norm.weight",
+        "modality_encoders.AUDIO.relative_positional_encoder.1.1.0.weight": "encoder.pos_conv.layers.0.conv.weight",
+        "modality_encoders.AUDIO.alibi_scale": "encoder.alibi_scale",
+        "modality_encoders.AUDIO.extra_tokens": "encoder.extra_tokens",
+        "modality_encoders.AUDIO.context_encoder.norm.bias": "encoder.context_norm.bias",
+        "modality_encoders.AUDIO.context_encoder.blocks.2.attn.qkv.weight": "encoder.prenet.2.attention.qkv.weight",
+        "blocks.7.mlp.fc2.bias": "encoder.blocks.7.feed_forward.fc2.bias",
+        "module.blocks.0.norm1.weight": "encoder.blocks.0.attention_norm.weight",
+        "modality_encoders.AUDIO.decoder.blocks.1.0.weight": "decoder.layers.1.conv.weight",
+        "modality_encoders.AUDIO.decoder.proj.weight": "decoder.proj.weight",
+    }
+    for theirs, ours in examples.items():
+        assert official_to_ours(theirs) == ours, theirs
+    # every rule is exercised by an example above
+    used = {i for i, (pattern, _) in enumerate(KEY_RULES) for k in examples
+            if pattern.match(k.removeprefix("module."))}
+    assert used == set(range(len(KEY_RULES)))
+    for unknown in ("blocks.0.attn.q_proj.weight", "modality_encoders.AUDIO.mask_emb", "final_proj.weight"):
+        assert official_to_ours(unknown) is None
 
 
 def test_only_the_decoder_may_be_missing(fixtures_dir, tmp_path):

@@ -15,10 +15,11 @@ import soundfile as sf
 import torch
 
 from emotion2vec import Emotion2Vec
-from emotion2vec.audio import resampled_length
+from emotion2vec.io.audio import resampled_length
 from emotion2vec.cli import main as cli
-from emotion2vec.extract import FeatureExtractor, discover_inputs, plan_batches
-from emotion2vec.features import FeatureStore
+from emotion2vec.extract.engine import BatchedForward, plan_batches
+from emotion2vec.extract.inputs import discover_inputs
+from emotion2vec.extract.store import FeatureStore
 
 TOL = 1e-5
 
@@ -120,6 +121,42 @@ def test_resume_writes_nothing_twice(tiny, golden_wavs, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
+def test_resume_refuses_other_compute_settings_naming_both_values(tiny, golden_wavs, tmp_path, capsys):
+    d, _ = golden_wavs
+    out = tmp_path / "f"
+    assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out, "--dtype", "bfloat16",
+               "--num-workers", "0") == 0
+    meta = json.loads((out / "features.json").read_text())
+    assert (meta["dtype"], meta["attention"], meta["backend"], meta["chunk_seconds"]) == ("bfloat16", "sdpa",
+                                                                                           "emotion2vec", 30.0)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    for option, value, old in (("--dtype", "float32", "bfloat16"), ("--attention", "eager", "sdpa"),
+                               ("--chunk-seconds", "20", "30.0")):
+        capsys.readouterr()
+        assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out, "--dtype", "bfloat16", option,
+                   value) == 2
+        err = capsys.readouterr().err
+        setting = option.lstrip("-").replace("-", "_")
+        assert f"{setting} is {old!r} there" in err or f"{setting} is {old} there" in err, err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps  # nothing touched
+    # --overwrite redoes the folder with the new settings
+    assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out, "--overwrite", "--num-workers", "0") == 0
+    assert json.loads((out / "features.json").read_text())["dtype"] == "float32"
+
+
+def test_a_folder_from_before_settings_were_recorded_is_refused(tiny, golden_wavs, tmp_path, capsys):
+    d, _ = golden_wavs
+    out = tmp_path / "f"
+    assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out, "--num-workers", "0") == 0
+    meta = json.loads((out / "features.json").read_text())
+    meta["version"] = 1
+    for k in ("backend", "attention", "chunk_seconds"):
+        del meta[k]
+    (out / "features.json").write_text(json.dumps(meta))
+    assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out) == 2
+    assert "older emotion2vec" in capsys.readouterr().err
+
+
 def test_packed_output_matches_per_file(tiny, golden_wavs, tmp_path):
     d, ref = golden_wavs
     assert run("extract", "--checkpoint", tiny, "--input", d, "--out", tmp_path / "p", "--packed") == 0
@@ -212,8 +249,8 @@ def test_chunked_long_input_matches_the_unchunked_grid(tiny):
     t = np.arange(16000 * 50) / 16000
     wav = (0.3 * np.sin(2 * np.pi * (150 + 30 * np.sin(np.pi * t)) * t) * (0.5 + 0.5 * np.sin(6 * np.pi * t))
            + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
-    full = FeatureExtractor(model.backend, [-1 % model.num_layers], max_tokens=10 ** 8, chunk_seconds=120)
-    chunked = FeatureExtractor(model.backend, [-1 % model.num_layers], max_tokens=10 ** 8, chunk_seconds=10)
+    full = BatchedForward(model.backend, [-1 % model.num_layers], max_tokens=10 ** 8, chunk_seconds=120)
+    chunked = BatchedForward(model.backend, [-1 % model.num_layers], max_tokens=10 ** 8, chunk_seconds=10)
     x = full.prepare(wav)
     a, b = full([x])[0][0], chunked([x])[0][0]
     assert a.shape == b.shape == (model.config.num_frames(len(wav)), 96)
@@ -238,7 +275,7 @@ def test_batch_plan_bounds_padded_tokens():
 
 def test_small_batches_give_the_same_features(tiny, golden_wavs):
     from emotion2vec import Emotion2Vec
-    from emotion2vec.extract import default_max_tokens
+    from emotion2vec.extract.engine import default_max_tokens
 
     assert default_max_tokens("cpu") == 160_000 and default_max_tokens("cuda") == 1_000_000
     d, _ = golden_wavs

@@ -18,10 +18,10 @@ import soundfile as sf
 import torch
 
 import emotion2vec
-from emotion2vec.checkpoint import load_model, read_checkpoint
-from emotion2vec.config import preset
-from emotion2vec.manifest import build_manifest
-from emotion2vec.pretrain_data import read_manifest
+from emotion2vec.models.checkpoint import load_model, read_checkpoint
+from emotion2vec.models.config import preset
+from emotion2vec.pretrain.manifest import build_manifest
+from emotion2vec.io.manifests import read_pretrain_manifest as read_manifest
 
 pytest.importorskip("fairseq", reason="the fairseq extra is not installed (pip install -e .[train])")
 
@@ -155,25 +155,34 @@ def test_init_from_data2vec_checkpoint_via_config(corpus, tmp_path, fixtures_dir
     assert "left 1 at random init (encoder.extra_tokens)" in log
 
 
+def _compose(name: str):
+    """The config fairseq-hydra-train would see for ``--config-name name`` (before command-line overrides)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        return compose(config_name=name)
+
+
 def test_configs_hold_the_official_values():
     from fairseq import utils
-    from fairseq.dataclass.utils import merge_with_parent
     from fairseq.models import MODEL_DATACLASS_REGISTRY
     from omegaconf import OmegaConf
     import argparse
 
     utils.import_user_module(argparse.Namespace(user_dir=emotion2vec.fairseq_user_dir()))
     split_config = sys.modules["emotion2vec_fairseq.model"].split_config
-    cfg = OmegaConf.load(REPO / "configs" / "emotion2vec_base.yaml")
+    cfg = _compose("emotion2vec_base")
     assert cfg.optimization.lr == [7.5e-5] and cfg.optimization.max_update == 100000
     assert cfg.optimization.update_freq == [6] and cfg.dataset.max_tokens == 600000
     assert cfg.distributed_training.distributed_world_size == 4 and cfg.lr_scheduler.warmup_updates == 5000
     assert cfg.optimizer.adam_betas == [0.9, 0.98] and cfg.optimizer.weight_decay == 0.01 and cfg.common.fp16
+    assert OmegaConf.is_missing(cfg.model, "init_from")  # the official run needs base_libri.pt
     dataclass = MODEL_DATACLASS_REGISTRY["emotion2vec"]
+    common = OmegaConf.load(REPO / "configs" / "emotion2vec_common.yaml")
+    # every model field is listed once, in the shared file, so a plain `model.<field>=...` override works
+    assert set(common.model) == {f.name for f in dataclasses.fields(dataclass)}
     for name in ("emotion2vec_base", "emotion2vec_cold_start", "emotion2vec_tiny_cpu"):
-        listed = set(OmegaConf.load(REPO / "configs" / f"{name}.yaml").model)
-        # every model field is listed, so a plain `model.<field>=...` override works on the command line
-        assert listed == {f.name for f in dataclasses.fields(dataclass)}, name
+        assert set(_compose(name).model) == set(common.model), name
     model_cfg = OmegaConf.merge(OmegaConf.structured(dataclass),
                                 {k: v for k, v in OmegaConf.to_container(cfg.model).items() if k != "init_from"})
     arch, distill = split_config(model_cfg, normalize=cfg.task.normalize)
@@ -181,5 +190,9 @@ def test_configs_hold_the_official_values():
     assert (distill.ema_decay, distill.ema_end_decay, distill.ema_anneal_end_step) == (0.999, 0.99999, 20000)
     assert (distill.utterance_loss, distill.utterance_loss_weight, distill.average_top_k_layers) == ("chunk", 1.0, 8)
     assert distill.clone_batch == 8
-    cold = OmegaConf.load(REPO / "configs" / "emotion2vec_cold_start.yaml")
+    cold = _compose("emotion2vec_cold_start")
     assert cold.model.init_from is None and cold.optimization.lr == [7.5e-4]
+    assert cold.model.ema_anneal_end_step == 75000 and cold.dataset.max_tokens == 600000  # shared value kept
+    tiny = _compose("emotion2vec_tiny_cpu")
+    assert tiny.model.embed_dim == 128 and tiny.common.cpu and not tiny.common.fp16
+    assert tiny.criterion._name == "model" and tiny.optimizer.adam_betas == [0.9, 0.98]  # from the shared file

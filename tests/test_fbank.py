@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotion2vec.fbank import LogMelFbank
+from emotion2vec.models.fbank import LogMelFbank
 
 SR = 16000
 

@@ -10,7 +10,7 @@ import pytest
 
 from emotion2vec.downstream.folds import (PARTITION_PROTOCOLS, FoldsError, check_folds, infer_protocol, load_folds,
                                           make_folds, save_folds)
-from emotion2vec.downstream.manifest import read_data_tsv, write_data_tsv
+from emotion2vec.io.manifests import read_data_tsv, write_data_tsv
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 

@@ -16,10 +16,14 @@ import pytest
 import soundfile as sf
 
 from emotion2vec.downstream import corpora as C
-from emotion2vec.downstream.corpora import CorpusError, PREPARERS, prepare_corpus
+from emotion2vec.downstream.corpora import CORPORA, CorpusError, prepare_corpus
 from emotion2vec.downstream.folds import check_folds, load_folds, make_folds
-from emotion2vec.downstream.manifest import ManifestError, read_data_tsv, write_data_tsv
-from emotion2vec.downstream.prepare import add_arguments, main
+from emotion2vec.io.manifests import ManifestError, read_data_tsv, write_data_tsv
+from emotion2vec.cli import main as cli
+
+
+def main(argv):
+    return cli(["prepare", *argv])
 
 _WAV: dict = {}
 
@@ -633,7 +637,7 @@ def test_emobox_import(tmp_path):
 def test_registry_covers_every_corpus():
     expected = {"iemocap", "meld", "ravdess", "ravdess-song", "savee", "emodb", "emovo", "cafe", "subesco", "shemo",
                 "urdu", "aesdd", "resd", "m3ed", "mosi", "mosei", "folder", "emobox"}
-    assert set(PREPARERS) == expected and all(callable(f) for f in PREPARERS.values())
+    assert set(CORPORA) == expected and all(callable(s.prepare) for s in CORPORA.values())
     assert C.default_protocol("iemocap") == "loso-session"
     assert {C.default_protocol(c) for c in ("meld", "resd", "m3ed", "mosi", "mosei")} == {"original"}
     assert {C.default_protocol(c) for c in ("ravdess", "ravdess-song", "savee", "urdu", "emodb", "cafe")} == {
@@ -716,23 +720,24 @@ def test_cli_outputs_rerun_and_protocols(tmp_path, capsys):
 
 
 def test_cli_errors_and_help(tmp_path, capsys):
-    assert main(["urdu", "--root", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["urdu", "--root", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "emotion2vec prepare: error: urdu: root" in err and "does not exist" in err
     assert not (tmp_path / "o").exists()
     root = make_urdu(tmp_path / "urdu")
-    assert main(["urdu", "--root", str(root), "--all-labels"]) == 1
+    assert main(["urdu", "--root", str(root), "--all-labels"]) == 2
     assert "--all-labels do not apply" in capsys.readouterr().err
-    assert main(["urdu", "--root", str(root), "--protocol", "loso-session", "--out", str(tmp_path / "o")]) == 1
+    assert main(["urdu", "--root", str(root), "--protocol", "loso-session", "--out", str(tmp_path / "o")]) == 2
     assert "needs a 'session' column" in capsys.readouterr().err
-    assert main(["urdu", "--root", str(root), "--protocol", "original", "--folds", "4"]) == 1
+    assert main(["urdu", "--root", str(root), "--protocol", "original", "--folds", "4"]) == 2
     assert "--folds does not apply" in capsys.readouterr().err
 
-    parser = argparse.ArgumentParser(prog="emotion2vec prepare")
-    add_arguments(parser)
-    text = parser.format_help()
-    for name in list(PREPARERS) + ["loso-session", "loso-speaker", "random-kfold", "speaker-kfold", "original",
+    from emotion2vec.cli import build_parser
+
+    parser = build_parser("prepare")
+    text = parser._subparsers._group_actions[0].choices["prepare"].format_help()
+    for name in list(CORPORA) + ["loso-session", "loso-speaker", "random-kfold", "speaker-kfold", "original",
                                    "Actor_XX/03-01-EE-II-SS-RR-AA.wav", "--audio-dir", "--speaker-regex"]:
         assert name in text
-    args = parser.parse_args(["iemocap", "--root", "/x", "--all-labels", "--protocol", "loso-speaker"])
+    args = parser.parse_args(["prepare", "iemocap", "--root", "/x", "--all-labels", "--protocol", "loso-speaker"])
     assert args.corpus == "iemocap" and args.all_labels and args.protocol == ["loso-speaker"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from emotion2vec.config import ConfigError, preset
-from emotion2vec.masking import block_mask, crop_mask, mask_info, span_mask
-from emotion2vec.pretraining import (CollapseError, DistillationConfig, Emotion2VecPretrainer, ema_decay_at,
-                                     init_from_checkpoint)
+from emotion2vec.models.config import ConfigError, preset
+from emotion2vec.pretrain.masking import block_mask, crop_mask, mask_info, span_mask
+from emotion2vec.pretrain.distill import CollapseError, DistillationConfig, Emotion2VecPretrainer, ema_decay_at
+from emotion2vec.pretrain.init import init_from_checkpoint
 
 NO_DROPOUT = dict(encoder_dropout=0.0, attention_dropout=0.0, post_mlp_drop=0.0, layerdrop=0.0, prenet_layerdrop=0.0,
                   prenet_dropout=0.0, decoder_input_dropout=0.0, activation_dropout=0.0, dropout_input=0.0)
@@ -192,12 +192,15 @@ def test_no_utterance_gradient_when_alpha_is_zero():
     assert torch.allclose(g0, g1)  # the same frame-loss gradient: alpha = 0 adds nothing
 
 
-def test_state_dict_round_trip_keeps_the_teacher():
+def test_state_dict_holds_tensors_and_the_teacher_round_trips():
     model = make()
     state = model.state_dict()
-    assert "_ema" in state and set(state["_ema"]) == set(model.teacher.fp32)
+    assert all(isinstance(v, torch.Tensor) for v in state.values()) and "_ema" not in state
+    teacher = model.teacher_state_dict()
+    assert set(teacher) == set(model.teacher.fp32)
     other = make(seed=3)
     other.load_state_dict(state)
+    assert other.load_teacher_state_dict(teacher) == []
     for k, v in model.teacher.fp32.items():
         assert torch.equal(other.teacher.fp32[k], v)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other.parameters()))
@@ -234,7 +237,7 @@ def test_dropout_training_step_runs_and_masks_default_to_spans():
 @pytest.mark.parametrize("layout", ["fairseq", "remap"])
 def test_init_from_data2vec_style_checkpoint(fixtures_dir, layout):
     src = fixtures_dir / "legacy_data2vec2.pt"  # 3 main blocks, no prenet, no utterance tokens, with _ema
-    from emotion2vec.checkpoint import read_checkpoint
+    from emotion2vec.models.checkpoint import read_checkpoint
 
     ck = read_checkpoint(src)
     cfg = ck.config.replace(prenet_depth=1, depth=2, num_extra_tokens=2)
@@ -255,3 +258,48 @@ def test_init_from_data2vec_style_checkpoint(fixtures_dir, layout):
     assert torch.equal(own["feature_extractor.layers.0.conv.weight"], ck.model["feature_extractor.layers.0.conv.weight"])
     assert any("teacher: loaded" in line for line in report)
     assert any("left" in line and "extra_tokens" in line for line in report)
+
+
+def test_twenty_updates_on_the_demo_corpus_lower_the_loss_and_move_the_teacher(tmp_path):
+    """Without fairseq: the core objective, dataset and EMA trained for 20 updates on synthetic speech. A broken loss
+    (no gradient signal), a frozen teacher or a teacher that does not follow the student fails this."""
+    from emotion2vec.demo.synth import build_corpus
+    from emotion2vec.pretrain.data import MaskSettings, PretrainingDataset
+    from emotion2vec.pretrain.manifest import build_manifest
+
+    build_corpus(tmp_path / "corpus", seed=0, num_speakers=2, utterances_per_emotion=2)
+    build_manifest([tmp_path / "corpus"], tmp_path / "manifest", log=lambda m: None)
+    torch.manual_seed(0)
+    cfg = preset("small", **NO_DROPOUT)
+    d = DistillationConfig(clone_batch=4, average_top_k_layers=3, ema_decay=0.9, ema_end_decay=0.99,
+                           ema_anneal_end_step=20, utterance_loss="global", utterance_target="layer_norm")
+    model = Emotion2VecPretrainer(cfg, d).train()
+    ds = PretrainingDataset(tmp_path / "manifest" / "train.tsv", cfg.num_frames,
+                            masks=MaskSettings(4, d.mask_prob, d.mask_prob_adjust, d.mask_length), seed=1)
+    batches = [ds.collater([ds[i] for i in range(j, j + 4)]) for j in range(0, len(ds) - 3, 4)]
+    fixed = batches[0]["net_input"]
+
+    def loss_on_fixed() -> float:
+        torch.manual_seed(123)  # same noise tokens every time
+        with torch.no_grad():
+            out = model(fixed["source"], fixed["mask"])
+        return float(sum(out.losses.values())) / out.sample_size
+
+    teacher0 = {k: v.clone() for k, v in model.teacher.fp32.items()}
+    before = loss_on_fixed()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    for update in range(1, 21):
+        b = batches[update % len(batches)]["net_input"]
+        out = model(b["source"], b["mask"])
+        loss = sum(out.losses.values()) / out.sample_size
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        model.ema_step(update)
+    after = loss_on_fixed()
+    assert after < 0.7 * before, (before, after)
+    student = dict(model.encoder.named_parameters())
+    moved = sum(float((model.teacher.fp32[k] - teacher0[k]).norm()) for k in teacher0 if k in student)
+    gap_now = sum(float((model.teacher.fp32[k] - student[k].detach()).norm()) for k in teacher0 if k in student)
+    gap_if_frozen = sum(float((teacher0[k] - student[k].detach()).norm()) for k in teacher0 if k in student)
+    assert moved > 0 and gap_now < gap_if_frozen  # the teacher follows the student, slowly

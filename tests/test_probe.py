@@ -11,7 +11,16 @@ import pytest
 import torch
 
 from emotion2vec.downstream import report
-from emotion2vec.downstream.probe import ProbeConfig, ProbeError, ProbeModel, load_features, main, run_probe
+from emotion2vec.cli import main as cli
+from emotion2vec.downstream import ProbeError
+from emotion2vec.downstream.features import load_features
+from emotion2vec.downstream.heads import ProbeModel
+from emotion2vec.downstream.probe import run_probe
+from emotion2vec.downstream.training import ProbeConfig
+
+
+def main(argv):
+    return cli(["probe", *argv])
 
 LABELS = ["ang", "hap", "neu", "sad"]
 
@@ -256,15 +265,44 @@ def test_missing_features_are_listed_with_extraction_errors(tmp_path, capsys):
     assert "2 key(s)" in msg and gone[0] in msg and gone[1] in msg
     assert "error: audio too short" in msg and "not in index.tsv" in msg
     assert not (tmp_path / "out").exists()
-    # the CLI prints the same error and returns 1
+    # the CLI prints the same error and returns 2 (bad input)
     rc = main(["--features", str(bad_dir), "--data", str(ddir), "--out", str(tmp_path / "out"), "--epochs", "1"])
-    assert rc == 1 and "audio too short" in capsys.readouterr().err
+    assert rc == 2 and "audio too short" in capsys.readouterr().err
 
 
 def test_label_outside_the_folds_labels_is_an_error(tmp_path):
     fdir, ddir, feats, labels_of, folds = synthetic_corpus(tmp_path, "utterance", n=40, n_folds=2)
     write_manifest(ddir, labels_of, folds, labels=["ang", "hap", "neu"])
     with pytest.raises(ProbeError, match=r"labels \['sad'\] occur in data.tsv but not in the folds' label list"):
+        run_probe(fdir, ddir, None, ProbeConfig(epochs=1), device="cpu", verbose=False)
+
+
+def test_a_fold_whose_test_labels_never_occur_in_training_is_refused(tmp_path):
+    """A split where each 'speaker' holds one emotion puts the test emotion out of the training set: the probe used
+    to train, predict and report 0.00 everywhere without a word."""
+    fdir, ddir, feats, labels_of, folds = synthetic_corpus(tmp_path, "utterance", n=40, n_folds=2)
+    keys = list(labels_of)
+    sad = [k for k in keys if labels_of[k] == "sad"]
+    rest = [k for k in keys if labels_of[k] != "sad"]
+    bad = [{"name": "fold1", "train": rest[4:], "valid": rest[:4], "test": sad}]
+    write_manifest(ddir, labels_of, bad)
+    with pytest.raises(ProbeError, match=r"fold1: 10 test utterance\(s\) carry label\(s\) sad that never occur"):
+        run_probe(fdir, ddir, tmp_path / "out", ProbeConfig(epochs=1), device="cpu", verbose=False)
+    assert not (tmp_path / "out").exists()
+    assert main(["--features", str(fdir), "--data", str(ddir), "--out", str(tmp_path / "out"), "--epochs", "1"]) == 2
+    # cross-corpus work may allow it explicitly; results.md then says so
+    result = run_probe(fdir, ddir, tmp_path / "out", ProbeConfig(epochs=1), device="cpu", verbose=False,
+                       allow_unseen_test_labels=True)
+    assert result["warnings"] and "never occur" in result["warnings"][0]
+    assert "**Warnings:**" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_a_fold_with_one_training_label_is_refused(tmp_path):
+    fdir, ddir, feats, labels_of, folds = synthetic_corpus(tmp_path, "utterance", n=40, n_folds=2)
+    angry = [k for k in labels_of if labels_of[k] == "ang"]
+    write_manifest(ddir, labels_of, [{"name": "fold1", "train": angry[2:], "valid": angry[:2],
+                                      "test": [k for k in labels_of if k not in angry]}])
+    with pytest.raises(ProbeError, match=r"fold1: the training set holds 1 label\(s\) \(ang\)"):
         run_probe(fdir, ddir, None, ProbeConfig(epochs=1), device="cpu", verbose=False)
 
 
@@ -309,7 +347,7 @@ def test_make_table_layout(tmp_path):
         d.mkdir(parents=True)
         (d / "results.json").write_text(json.dumps(r))
     out = tmp_path / "table.md"
-    rc = report.main(["table", *(str(p) for p in sorted(tmp_path.glob("*/*"))), str(tmp_path / "nothing"),
+    rc = cli(["report", *(str(p) for p in sorted(tmp_path.glob("*/*"))), str(tmp_path / "nothing"),
                       "--skip-missing", "--metrics", "wa,macro_f1", "--corpora", "urdu,iemocap",
                       "--sources", "e2v,fbank", "--no-bold", "--out", str(out)])
     assert rc == 0
@@ -319,5 +357,5 @@ def test_make_table_layout(tmp_path):
     assert lines[3] == "| fbank | – | – | 55.00 ± 5.00 | 55.00 ± 5.00 |"
     with pytest.raises(ValueError, match="two results for source 'e2v' on corpus 'urdu'"):
         report.make_table(results + [fake_result("urdu", "e2v", [0.1])])
-    with pytest.raises(FileNotFoundError, match="results.json: not found"):
+    with pytest.raises(report.ReportError, match="results.json: not found"):
         report.make_table([tmp_path / "nothing"])

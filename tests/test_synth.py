@@ -13,7 +13,6 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emotion2vec.demo import synth
 from emotion2vec.demo.synth import (EMOTIONS, SAMPLE_RATE, Speaker, build_corpus, build_unlabelled, make_speakers,
                                     synthesize_utterance, utterance_length, utterance_rng)
 
@@ -176,7 +175,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 def test_build_corpus_files_rows_and_idempotence(tmp_path):
     out = tmp_path / "corpus"
-    rows = build_corpus(out, seed=5, num_speakers=2, utterances_per_emotion=2)
+    rows = build_corpus(out, seed=5, num_speakers=2, utterances_per_emotion=2)[0]
     assert len(rows) == 2 * 2 * 4
     assert [r["key"] for r in rows[:4]] == ["angry/spk00_angry_000", "angry/spk00_angry_001",
                                             "angry/spk01_angry_000", "angry/spk01_angry_001"]
@@ -200,57 +199,59 @@ def test_build_corpus_files_rows_and_idempotence(tmp_path):
 
     # re-run: nothing rewritten, same rows
     before = _snapshot(out)
-    assert build_corpus(out, seed=5, num_speakers=2, utterances_per_emotion=2) == rows
+    assert build_corpus(out, seed=5, num_speakers=2, utterances_per_emotion=2)[0] == rows
     assert _snapshot(out) == before
     # a truncated file is rewritten (and only that one)
     victim = Path(rows[3]["path"])
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
-    rows2, written = synth._build_corpus(out, 5, 2, 2, FOUR, 1, SAMPLE_RATE)
+    rows2, written = build_corpus(out, seed=5, num_speakers=2, utterances_per_emotion=2)
     assert rows2 == rows and written == 1 and victim.read_bytes() == data
 
 
 def test_subsets_and_workers_give_the_same_audio(tmp_path):
-    full = build_corpus(tmp_path / "a", seed=2, num_speakers=3, utterances_per_emotion=3, emotions=FOUR)
+    full = build_corpus(tmp_path / "a", seed=2, num_speakers=3, utterances_per_emotion=3, emotions=FOUR)[0]
     part = build_corpus(tmp_path / "b", seed=2, num_speakers=2, utterances_per_emotion=2, emotions=("sad",),
-                        num_workers=2)
+                        num_workers=2)[0]
     by_key = {r["key"]: r for r in full}
     for r in part:
         assert Path(r["path"]).read_bytes() == Path(by_key[r["key"]]["path"]).read_bytes()
-    other = build_corpus(tmp_path / "c", seed=3, num_speakers=1, utterances_per_emotion=1, emotions=("sad",))
+    other = build_corpus(tmp_path / "c", seed=3, num_speakers=1, utterances_per_emotion=1, emotions=("sad",))[0]
     assert Path(other[0]["path"]).read_bytes() != Path(by_key["sad/spk00_sad_000"]["path"]).read_bytes()
-    par = build_corpus(tmp_path / "d", seed=2, num_speakers=3, utterances_per_emotion=3, num_workers=2)
+    par = build_corpus(tmp_path / "d", seed=2, num_speakers=3, utterances_per_emotion=3, num_workers=2)[0]
     assert [r["duration"] for r in par] == [r["duration"] for r in full]
     assert all(Path(a["path"]).read_bytes() == Path(b["path"]).read_bytes() for a, b in zip(par, full))
 
 
 def test_build_corpus_rejects_unknown_emotions(tmp_path):
     with pytest.raises(ValueError, match="unknown emotion"):
-        build_corpus(tmp_path, emotions=("angry", "bored"), num_speakers=1, utterances_per_emotion=1)
+        build_corpus(tmp_path, emotions=("angry", "bored"), num_speakers=1, utterances_per_emotion=1)[0]
 
 
 def test_build_unlabelled(tmp_path):
-    paths = build_unlabelled(tmp_path / "u", seed=0, num_speakers=3, num_utterances=7)
+    paths = build_unlabelled(tmp_path / "u", seed=0, num_speakers=3, num_utterances=7)[0]
     assert len(paths) == 7 and all(os.path.isabs(p) and os.path.exists(p) for p in paths)
     names = [Path(p).name for p in paths]
     assert names[:4] == ["ext00_0000.wav", "ext01_0001.wav", "ext02_0002.wav", "ext00_0003.wav"]
     labelled = {s.id for s in make_speakers(12, seed=0)}
     assert not {n.split("_")[0] for n in names} & labelled
-    again = build_unlabelled(tmp_path / "v", seed=0, num_speakers=3, num_utterances=4)
+    again = build_unlabelled(tmp_path / "v", seed=0, num_speakers=3, num_utterances=4)[0]
     assert [Path(p).read_bytes() for p in again] == [Path(p).read_bytes() for p in paths[:4]]
 
 
-def test_main_writes_and_reports(tmp_path, capsys):
+def test_cli_writes_and_reports(tmp_path, capsys):
+    from emotion2vec.cli import main
+
     out = tmp_path / "demo"
-    assert synth.main([str(out), "--seed", "1", "--speakers", "2", "--per-emotion", "1", "--emotions",
+    assert main(["synth", str(out), "--seed", "1", "--speakers", "2", "--per-emotion", "1", "--emotions",
                        "angry,sad", "--unlabelled", "2"]) == 0
     text = capsys.readouterr().out
     assert "4 utterances (4 written, 0 already there)" in text and "unlabelled: 2 utterances (2 written)" in text
     assert sorted(p.name for p in (out / "sad").iterdir()) == ["spk00_sad_000.wav", "spk01_sad_000.wav"]
-    assert synth.main([str(out), "--seed", "1", "--speakers", "2", "--per-emotion", "1", "--emotions",
-                       "angry,sad"]) == 0
+    assert main(["synth", str(out), "--seed", "1", "--speakers", "2", "--per-emotion", "1", "--emotions",
+                 "angry,sad"]) == 0
     assert "(0 written, 4 already there)" in capsys.readouterr().out
-    assert synth.main([str(out), "--emotions", "bored"]) == 2
+    assert main(["synth", str(out), "--emotions", "bored"]) == 2
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -2,14 +2,15 @@
 
     1. synthesise a labelled emotional-speech corpus (12 speakers x 4 emotions) and an unlabelled pool from other
        speakers                                                                  -> OUT/corpus, OUT/unlabelled
-    2. `emotion2vec prepare folder` (speaker-independent folds) and `emotion2vec manifest` (pretraining list)
+    2. prepare the corpus with speaker-independent folds, build the pretraining manifest
     3. write the random initialisation of the demo model                          -> OUT/models/init
     4. pretrain it with `fairseq-hydra-train` through the plugin                  -> OUT/pretrain (+ tb/)
-    5. `emotion2vec extract` for the pretrained model, the same model before pretraining, and log-mel fbank
-    6. `emotion2vec probe` on each, speaker-independent                           -> OUT/results/<source>/
+    5. extract features of the pretrained model, the same model before pretraining, and log-mel fbank
+    6. probe each on held-out speakers                                            -> OUT/results/<source>/
     7. one table (WA / UA / WF1) + plots: training curves, confusion matrix, t-SNE -> OUT/results/table.md, plots/
 
-Every step is skipped when its outputs exist, so a re-run reuses them (``make demo-clean`` starts over).
+Each step calls the library function behind the matching ``emotion2vec`` command. Every step is skipped when its
+outputs exist, so a re-run reuses them (``make demo-clean`` starts over).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import Emotion2VecError
+
 __all__ = ["DemoError", "DemoSettings", "run_demo"]
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class DemoError(RuntimeError):
+class DemoError(Emotion2VecError, RuntimeError):
     """A demo step failed; the message says which and where its log is."""
 
 
@@ -62,19 +65,10 @@ def _log(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _cli(*args: str) -> None:
-    from ..cli import main
-
-    code = main([str(a) for a in args])
-    if code:
-        raise DemoError(f"`emotion2vec {' '.join(map(str, args))}` failed with exit status {code} (its error is "
-                        f"printed above)")
-
-
 def _pretrain(out: Path, s: DemoSettings, seed: int) -> Path:
     """fairseq-hydra-train with the tiny CPU config; resumes from checkpoint_last.pt when interrupted."""
-    from .. import fairseq_user_dir
-    from ..checkpoint import read_checkpoint
+    from ..models.checkpoint import read_checkpoint
+    from ..pretrain import fairseq_user_dir
 
     save_dir = out / "pretrain"
     last = save_dir / "checkpoint_last.pt"
@@ -112,17 +106,17 @@ def _write_init(out: Path, seed: int) -> Path:
     "before pretraining" row of the table uses exactly these weights."""
     import torch
 
-    from ..checkpoint import save_checkpoint_dir
-    from ..config import preset
-    from ..pretraining import DistillationConfig, Emotion2VecPretrainer
+    from ..models.checkpoint import save_checkpoint_dir
+    from ..models.config import preset
+    from ..pretrain.distill import DistillationConfig, Emotion2VecPretrainer
 
     target = out / "models" / "init"
     if (target / "model.safetensors").exists():
         return target
     torch.manual_seed(seed)
     model = Emotion2VecPretrainer(preset("small"), DistillationConfig(clone_batch=4, average_top_k_layers=3))
-    state = {k: v for k, v in model.state_dict().items() if k != "_ema"}
-    save_checkpoint_dir(target, model.cfg, state, model.teacher.state_dict(), {"source": "demo random init"})
+    save_checkpoint_dir(target, model.cfg, model.state_dict(), model.teacher_state_dict(),
+                        {"source": "demo random init"})
     return target
 
 
@@ -154,7 +148,7 @@ def _save_png(fig, path: Path) -> Path:
 
     import matplotlib.pyplot as plt
 
-    from ..fileio import atomic_write_bytes
+    from ..io.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -173,8 +167,8 @@ def _tsne(out: Path, sources: list[str], seed: int) -> Path:
     from sklearn.manifold import TSNE
     from sklearn.preprocessing import StandardScaler
 
-    from ..downstream.manifest import read_data_tsv
-    from ..features import FeatureStore
+    from ..extract.store import FeatureStore
+    from ..io.manifests import read_data_tsv
 
     rows = read_data_tsv(out / "manifests" / "demo" / "data.tsv")
     labels = sorted({r["label"] for r in rows})
@@ -195,10 +189,26 @@ def _tsne(out: Path, sources: list[str], seed: int) -> Path:
     return _save_png(fig, out / "plots" / "tsne.png")
 
 
+def _extract(checkpoint, data_tsv: Path, out: Path) -> None:
+    from ..extract.backends import load_backend
+    from ..extract.engine import parse_layers
+    from ..extract.run import run_extraction
+
+    backend = load_backend(str(checkpoint))
+    result = run_extraction([str(data_tsv)], out, backend, parse_layers(-1, backend.num_layers), "frame",
+                            checkpoint_name=str(checkpoint), progress=False, log=lambda m: None)
+    if result.failed:
+        raise DemoError(f"extraction into {out} failed for {len(result.failed)} file(s), e.g. {result.failed[0]}")
+
+
 def run_demo(out_dir: str | os.PathLike = "demo_out", fast: bool = False, seed: int = 0) -> int:
-    from ..checkpoint import read_checkpoint
-    from ..downstream.report import make_table
-    from ..fileio import atomic_write_text
+    from ..downstream.prepare import prepare
+    from ..downstream.probe import run_probe
+    from ..downstream.report import load_result, make_table
+    from ..downstream.training import ProbeConfig
+    from ..io.atomic import atomic_write_text
+    from ..models.checkpoint import read_checkpoint
+    from ..pretrain.manifest import build_manifest
     from .synth import build_corpus, build_unlabelled
 
     s = FAST if fast else DemoSettings()
@@ -214,13 +224,13 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", fast: bool = False, seed: 
     build_unlabelled(out / "unlabelled", seed=seed, num_speakers=s.unlabelled_speakers,
                      num_utterances=s.unlabelled_utterances, num_workers=workers)
 
-    _log("2/7 emotion2vec prepare folder (speaker-independent folds) + emotion2vec manifest")
+    _log("2/7 prepare (speaker-independent folds) + pretraining manifest")
     manifests = out / "manifests"
     if not (manifests / "demo" / "folds.json").exists():
-        _cli("prepare", "folder", "--root", out / "corpus", "--out", manifests / "demo", "--speaker-regex",
-             r"^(spk\d+)_", "--protocol", "speaker-kfold", "--folds", s.folds, "--seed", seed, "--quiet")
+        prepare("folder", out / "corpus", manifests / "demo", protocols=["speaker-kfold"], folds=s.folds, seed=seed,
+                speaker_regex=r"^(spk\d+)_")
     if not (manifests / "pretrain" / "train.tsv").exists():
-        _cli("manifest", out / "corpus", out / "unlabelled", "--out", manifests / "pretrain")
+        build_manifest([out / "corpus", out / "unlabelled"], manifests / "pretrain", log=lambda m: None)
 
     _log("3/7 the demo model's random initialisation")
     init = _write_init(out, seed)
@@ -229,7 +239,7 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", fast: bool = False, seed: 
     checkpoint = _pretrain(out, s, seed)
     num_updates = read_checkpoint(checkpoint).meta.get("num_updates")
 
-    _log("5/7 emotion2vec extract: pretrained, before pretraining, fbank")
+    _log("5/7 extract: pretrained, before pretraining, fbank")
     sources = {"pretrained": checkpoint, "before_pretraining": init, "fbank": "fbank"}
     for name, ckpt in sources.items():
         feats = out / "features" / name
@@ -238,22 +248,18 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", fast: bool = False, seed: 
             _log(f"{ckpt} is newer than its features: redoing {name}")  # e.g. pretraining was resumed
             shutil.rmtree(feats)
             shutil.rmtree(out / "results" / name, ignore_errors=True)
-        _cli("extract", "--checkpoint", ckpt, "--input", manifests / "demo" / "data.tsv", "--out", feats,
-             "--num-workers", "0", "--quiet")
+        _extract(ckpt, manifests / "demo" / "data.tsv", feats)
 
-    _log("6/7 emotion2vec probe (speaker-independent folds)")
+    _log("6/7 probe on held-out speakers")
     results = []
     for name in sources:
         res = out / "results" / name
         if not (res / "results.json").exists():
-            layer = [] if name == "fbank" else ["--layer", str(s.layer)]
-            _cli("probe", "--features", out / "features" / name, "--data", manifests / "demo", "--out", res,
-                 "--epochs", s.probe_epochs, "--standardize", "--name", name, "--quiet", *layer)
+            run_probe(out / "features" / name, manifests / "demo", res, ProbeConfig(epochs=s.probe_epochs,
+                      standardize=True), layer=None if name == "fbank" else s.layer, name=name, verbose=False)
         results.append(res / "results.json")
 
     _log("7/7 table and plots")
-    from ..downstream.report import load_result
-
     table = make_table([dict(load_result(r), corpus="synthetic") for r in results], metrics=("wa", "ua", "wf1"))
     atomic_write_text(out / "results" / "table.md", table + "\n")
     plots = [_training_curves(out), _tsne(out, list(sources), seed)]

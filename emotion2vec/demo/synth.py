@@ -39,10 +39,8 @@ bit between CPUs).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -51,7 +49,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import Emotion2VecError
+
 __all__ = [
+    "SynthError",
     "SAMPLE_RATE",
     "EMOTIONS",
     "GENDERS",
@@ -66,8 +67,13 @@ __all__ = [
     "utterance_length",
     "build_corpus",
     "build_unlabelled",
-    "main",
 ]
+
+
+
+class SynthError(Emotion2VecError, ValueError):
+    """An impossible corpus request (unknown emotion, no speakers, ...)."""
+
 
 SAMPLE_RATE = 16000
 EMOTIONS = ("angry", "happy", "neutral", "sad", "fear")
@@ -182,7 +188,7 @@ def make_speakers(n: int, seed: int) -> list[Speaker]:
     """``n`` speakers ``spk00``.. with alternating genders (M, F, ...); ``make_speakers(k, s)`` is a prefix of
     ``make_speakers(n, s)``."""
     if n < 1:
-        raise ValueError(f"need at least one speaker, got {n}")
+        raise SynthError(f"need at least one speaker, got {n}")
     return [make_speaker(seed, i) for i in range(n)]
 
 
@@ -274,7 +280,7 @@ _PROFILE_FIELDS = tuple(EmotionProfile.__dataclass_fields__)
 def _utterance_profile(speaker: Speaker, emotion: str, rng: np.random.Generator) -> tuple[EmotionProfile, float]:
     """Interpolate neutral -> ``emotion`` by a random intensity (times the speaker's expressiveness), add noise."""
     if emotion not in PROFILES:
-        raise ValueError(f"unknown emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}")
+        raise SynthError(f"unknown emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}")
     intensity = 0.0 if emotion == "neutral" else float(speaker.expressiveness * rng.uniform(0.35, 1.15))
     neutral, target = PROFILES["neutral"], PROFILES[emotion]
     noise = rng.standard_normal(len(_PROFILE_FIELDS))
@@ -742,7 +748,7 @@ def synthesize_utterance(speaker: Speaker, emotion: str, rng: np.random.Generato
                          sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """One utterance of ``speaker`` in ``emotion``: float32 mono in [-1, 1], 1.5-4 s at ``sample_rate``."""
     if sample_rate < 8000:
-        raise ValueError(f"sample_rate must be >= 8000, got {sample_rate}")
+        raise SynthError(f"sample_rate must be >= 8000, got {sample_rate}")
     plan = _plan(speaker, emotion, rng, sample_rate)
     return _render(plan, rng)
 
@@ -778,7 +784,7 @@ def _wav_bytes_ok(path: Path, n: int, sample_rate: int) -> bool:
 def _write_wav(path: Path, wav: np.ndarray, sample_rate: int) -> None:
     import soundfile as sf
 
-    from ..fileio import atomic_write  # temporary file in the same folder, fsync, os.replace
+    from ..io.atomic import atomic_write  # temporary file in the same folder, fsync, os.replace
 
     pcm = np.clip(np.round(wav.astype(np.float64) * 32767.0), -32768, 32767).astype(np.int16)
 
@@ -810,24 +816,22 @@ def _run_tasks(tasks: list[tuple], num_workers: int) -> list[tuple[float, bool]]
 
 def build_corpus(out_dir, seed: int = 0, num_speakers: int = 12, utterances_per_emotion: int = 10,
                  emotions: Sequence[str] = EMOTIONS[:4], num_workers: int = 1,
-                 sample_rate: int = SAMPLE_RATE) -> list[dict]:
+                 sample_rate: int = SAMPLE_RATE) -> tuple[list[dict], int]:
     """Write ``out_dir/<emotion>/<speaker>_<emotion>_<nnn>.wav`` (PCM_16) for every speaker x emotion x index.
 
     Files that exist with the right length are kept (re-runs are cheap and idempotent); new files are written
     atomically (temporary file in the same folder, then ``os.replace``). Returns manifest rows
     ``{key, path, label, speaker, gender, duration}`` in a fixed order (emotion, speaker, index); ``key`` is
-    ``<emotion>/<file stem>``, ``path`` is absolute, ``duration`` is in seconds (3 decimals)."""
-    return _build_corpus(out_dir, seed, num_speakers, utterances_per_emotion, emotions, num_workers, sample_rate)[0]
-
-
-def _build_corpus(out_dir, seed: int, num_speakers: int, utterances_per_emotion: int, emotions: Sequence[str],
-                  num_workers: int, sample_rate: int) -> tuple[list[dict], int]:
+    ``<emotion>/<file stem>``, ``path`` is absolute, ``duration`` is in seconds (3 decimals) -- and the number of
+    files this call wrote."""
     emotions = tuple(emotions)
     for e in emotions:
         if e not in PROFILES:
-            raise ValueError(f"unknown emotion {e!r}; expected one of {', '.join(EMOTIONS)}")
+            raise SynthError(f"unknown emotion {e!r}; expected one of {', '.join(EMOTIONS)}")
     if utterances_per_emotion < 1:
-        raise ValueError("utterances_per_emotion must be >= 1")
+        raise SynthError(f"utterances per emotion must be >= 1, got {utterances_per_emotion}")
+    if num_speakers < 1:
+        raise SynthError(f"number of speakers must be >= 1, got {num_speakers}")
     out = Path(out_dir).resolve()
     speakers = make_speakers(num_speakers, seed)
     tasks, rows = [], []
@@ -847,17 +851,13 @@ def _build_corpus(out_dir, seed: int, num_speakers: int, utterances_per_emotion:
 
 
 def build_unlabelled(out_dir, seed: int = 0, num_speakers: int = 8, num_utterances: int = 100,
-                     num_workers: int = 1, sample_rate: int = SAMPLE_RATE) -> list[str]:
+                     num_workers: int = 1, sample_rate: int = SAMPLE_RATE) -> tuple[list[str], int]:
     """An extra pool of unlabelled pretraining speech: ``num_utterances`` files from ``num_speakers`` speakers
     (``ext00``..) disjoint from the labelled ones, random emotions (all of :data:`EMOTIONS`). Written to
-    ``out_dir/<speaker>_<nnnn>.wav`` (same atomic, idempotent writing); returns the absolute paths in a fixed order."""
-    return _build_unlabelled(out_dir, seed, num_speakers, num_utterances, num_workers, sample_rate)[0]
-
-
-def _build_unlabelled(out_dir, seed: int, num_speakers: int, num_utterances: int, num_workers: int,
-                      sample_rate: int) -> tuple[list[str], int]:
+    ``out_dir/<speaker>_<nnnn>.wav`` (same atomic, idempotent writing); returns the absolute paths in a fixed order
+    and the number of files this call wrote."""
     if num_speakers < 1 or num_utterances < 0:
-        raise ValueError("need num_speakers >= 1 and num_utterances >= 0")
+        raise SynthError(f"need at least 1 speaker and 0 utterances, got {num_speakers} and {num_utterances}")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     speakers = [make_speaker(seed, i, prefix="ext", domain=_DOMAIN_EXTRA_SPEAKER) for i in range(num_speakers)]
@@ -871,53 +871,3 @@ def _build_unlabelled(out_dir, seed: int, num_speakers: int, num_utterances: int
         paths.append(str(path))
     results = _run_tasks(tasks, num_workers)
     return paths, sum(w for _, w in results)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# command line
-# --------------------------------------------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m emotion2vec.demo.synth",
-                                 description="Synthesize the embedded demo emotional-speech corpus.")
-    ap.add_argument("out_dir", help="output folder (<emotion>/<speaker>_<emotion>_<nnn>.wav)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--speakers", type=int, default=12, help="number of labelled speakers (default 12)")
-    ap.add_argument("--per-emotion", type=int, default=10, help="utterances per speaker and emotion (default 10)")
-    ap.add_argument("--emotions", default=",".join(EMOTIONS[:4]),
-                    help=f"comma-separated subset of {','.join(EMOTIONS)} (default the first four)")
-    ap.add_argument("--unlabelled", type=int, default=0,
-                    help="also write this many unlabelled utterances of other speakers to OUT_DIR/unlabelled")
-    ap.add_argument("--unlabelled-speakers", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--tsv", action="store_true", help="also write OUT_DIR/data.tsv")
-    args = ap.parse_args(argv)
-    emotions = [e.strip() for e in args.emotions.split(",") if e.strip()]
-    try:
-        rows, written = _build_corpus(args.out_dir, args.seed, args.speakers, args.per_emotion, emotions,
-                                      args.workers, SAMPLE_RATE)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    minutes = sum(r["duration"] for r in rows) / 60.0
-    print(f"{args.out_dir}: {len(rows)} utterances ({written} written, {len(rows) - written} already there), "
-          f"{len(emotions)} emotions ({', '.join(emotions)}), {args.speakers} speakers, {minutes:.1f} min of audio")
-    for e in emotions:
-        print(f"  {e}: {sum(r['label'] == e for r in rows)} files in {os.path.join(args.out_dir, e)}")
-    if args.tsv:
-        from ..downstream.manifest import write_data_tsv
-
-        tsv = os.path.join(args.out_dir, "data.tsv")
-        write_data_tsv(tsv, rows)
-        print(f"  manifest: {tsv}")
-    if args.unlabelled:
-        udir = os.path.join(args.out_dir, "unlabelled")
-        paths, written = _build_unlabelled(udir, args.seed, args.unlabelled_speakers, args.unlabelled,
-                                           args.workers, SAMPLE_RATE)
-        print(f"  unlabelled: {len(paths)} utterances ({written} written) in {udir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

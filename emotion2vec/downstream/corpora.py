@@ -1,7 +1,7 @@
-"""Corpus preparers: walk a corpus as distributed and return ``data.tsv`` rows (see :mod:`.manifest`).
+"""Corpus preparers: walk a corpus as distributed and return ``data.tsv`` rows (see :mod:`emotion2vec.io.manifests`).
 
-Every preparer is ``prepare_<corpus>(root, **options) -> list[dict]`` and is registered in :data:`PREPARERS`
-(``CORPORA`` adds the default protocol, the fold options and the expected layout shown by ``--help``).
+Every preparer is ``prepare_<corpus>(root, **options) -> list[dict]`` and is registered in :data:`CORPORA` by the
+``@_corpus`` line above it, which also gives its default protocol, fold options and expected layout (``--help``).
 Rows are sorted by key; each has ``key, path, label, speaker, gender, duration`` (+ ``channel``, ``split``,
 ``session`` or ``foldN`` where the corpus has them).
 
@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from ..audio import AUDIO_EXTENSIONS, AudioError, audio_info
+from ..errors import Emotion2VecError
+from ..io.audio import AUDIO_EXTENSIONS, AudioError, audio_info
 
-__all__ = ["CorpusError", "CorpusSpec", "CORPORA", "PREPARERS", "ALIASES", "canonical_label", "prepare_corpus",
-           "default_protocol", "parse_label_map", "LAYOUTS"] + [
+__all__ = ["CorpusError", "CorpusSpec", "CORPORA", "ALIASES", "canonical_label", "corpus_name", "prepare_corpus",
+           "default_protocol", "parse_label_map"] + [
     "prepare_iemocap", "prepare_meld", "prepare_ravdess", "prepare_ravdess_song", "prepare_savee", "prepare_emodb",
     "prepare_emovo", "prepare_cafe", "prepare_subesco", "prepare_shemo", "prepare_urdu", "prepare_aesdd",
     "prepare_resd", "prepare_m3ed", "prepare_mosi", "prepare_mosei", "prepare_folder", "prepare_emobox"]
@@ -42,45 +43,8 @@ _AIFF = (".aiff", ".aif")
 _SKIP_DIRS = {"__MACOSX", ".git", ".svn"}
 
 
-class CorpusError(ValueError):
+class CorpusError(Emotion2VecError, ValueError):
     """A corpus that cannot be prepared: missing root, empty corpus, unknown names or labels, unreadable audio."""
-
-
-# ------------------------------------------------------------------------------------------------ expected layouts
-LAYOUTS = {
-    "iemocap": "IEMOCAP_full_release/Session{1-5}/dialog/EmoEvaluation/<dialog>.txt (lines "
-               "'[start - end]<TAB>Ses01F_impro01_M000<TAB>neu<TAB>[V, A, D]') and "
-               "Session{1-5}/sentences/wav/<dialog>/<utterance>.wav; --root = IEMOCAP_full_release (or its parent)",
-    "meld": "MELD.Raw/{train,dev,test}_sent_emo.csv (Dialogue_ID, Utterance_ID, Speaker, Emotion) and the clips "
-            "train_splits/, dev_splits_complete/, output_repeated_splits_test/ as diaX_uttY.{wav,flac} (anywhere "
-            "up to 3 levels below --root, or below --audio-dir when the .mp4 were converted to a mirror tree)",
-    "ravdess": "Audio_Speech_Actors_01-24/Actor_XX/03-01-EE-II-SS-RR-AA.wav (modality-channel-emotion-intensity-"
-               "statement-repetition-actor; odd actor = male)",
-    "ravdess-song": "Audio_Song_Actors_01-24/Actor_XX/03-02-EE-II-SS-RR-AA.wav (emotions 01-06; no Actor_18)",
-    "savee": "AudioData/{DC,JE,JK,KL}/{a,d,f,h,n,sa,su}NN.wav (original) or flat DC_a01.wav (Kaggle)",
-    "emodb": "wav/03a01Wa.wav (speaker 2 digits, text a01..b10, emotion W/L/E/A/F/T/N, version letter)",
-    "emovo": "{f1,f2,f3,m1,m2,m3}/<emo>-<speaker>-<sentence>.wav, emo in neu/dis/gio/pau/rab/sor/tri",
-    "cafe": "CaFE_48k/<Émotion>/{Faible,Fort}/AA-E-I-S.wav and CaFE_48k/Neutre/AA-N-1-S.wav (E in C/D/J/N/P/S/T; "
-            "folder accents may be decomposed or mangled; .aiff of the 192 kHz release accepted)",
-    "subesco": "flat F_01_OISHI_S_1_ANGRY_1.wav (gender_speaker_NAME_S_sentence_EMOTION_take)",
-    "shemo": "{male,female}/M36S02.wav (gender+speaker number, emotion A/H/N/S/W/F, utterance number)",
-    "urdu": "{Angry,Happy,Neutral,Sad}/SM1_F10_A010.wav (speaker S<M|F><n> before the first '_', emotion letter "
-            "starts the last token)",
-    "aesdd": "{anger,disgust,fear,happiness,sadness}/a03 (3).wav (emotion letter, utterance, (actor))",
-    "resd": "train.csv and test.csv (columns path, emotion; path relative to train/ or test/) and "
-            "{train,test}/<e1>_<e2>_<id>/<id>_<e1>_<e2>_<letter>_<n>.wav",
-    "m3ed": "annotation.json (movie -> dialog -> Dialog -> utterance {Speaker, EmoAnnotation.final_main_emo}), "
-            "splitInfo/movie_list_{train,val,test}.txt and modality_speech/<SpeakerLetter>_<utterance_id>.wav",
-    "mosi": "MMSA layout: label.csv (video_id, clip_id, text, label, ..., mode in train/valid/test) and "
-            "wav/<video_id>/<clip_id>.wav (or --audio-dir DIR holding <video_id>/<clip_id>.wav)",
-    "mosei": "MMSA layout: label.csv (video_id, clip_id, text, label, ..., mode in train/valid/test) and "
-             "wav/<video_id>/<clip_id>.wav (or --audio-dir DIR holding <video_id>/<clip_id>.wav)",
-    "folder": "<label>/**/<file>.{wav,flac,ogg,mp3}: one sub-folder per label; speaker from the file name with "
-              "--speaker-regex (named group 'speaker' or the first group; optional group 'gender' = M/F)",
-    "emobox": "--emobox-data EmoBox/data/<ds> holding <ds>.jsonl (or <ds>.json), optional label_map.json and "
-              "data.seg.wrd.stm (speakers), fold_N/<ds>_{train,valid,test}_fold_N.jsonl (or .json); the 'wav' "
-              "paths (downloads/<ds>/...) are looked up under --root",
-}
 
 
 # ------------------------------------------------------------------------------------------------ labels
@@ -127,6 +91,38 @@ def parse_label_map(text: str | Mapping | None) -> dict[str, str]:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ registry
+@dataclass(frozen=True)
+class CorpusSpec:
+    name: str
+    prepare: Callable[..., list[dict]]
+    default_protocol: str                     # "auto" = decided from the rows (folder)
+    description: str
+    layout: str                               # the expected layout under --root, shown by `prepare --help`
+    fold_options: dict = field(default_factory=dict)   # defaults passed to make_folds for this corpus
+    options: tuple[str, ...] = ()             # corpus-specific keyword options of ``prepare``
+
+
+CORPORA: dict[str, CorpusSpec] = {}  # filled by @_corpus, in the order of the preparers below
+
+
+def _layout(corpus: str) -> str:
+    spec = CORPORA.get(corpus)
+    return spec.layout if spec else "?"
+
+
+def _corpus(name: str, default_protocol: str, description: str, layout: str, fold_options: dict | None = None,
+            options: tuple[str, ...] = ()):
+    """Register the decorated ``prepare_<corpus>(root, **options)`` with its protocol and expected layout."""
+
+    def register(fn: Callable[..., list[dict]]) -> Callable[..., list[dict]]:
+        CORPORA[name] = CorpusSpec(name, fn, default_protocol, description, layout, dict(fold_options or {}),
+                                   tuple(options))
+        return fn
+
+    return register
+
+
 # ------------------------------------------------------------------------------------------------ helpers
 class _Problems:
     """Collects every file that does not fit, then raises one error listing them."""
@@ -142,7 +138,7 @@ class _Problems:
             return
         raise CorpusError(_listing(f"{self.corpus}: {len(self.items)} item(s) under {self.root} {what}:",
                                    [f"{w}: {r}" for w, r in self.items])
-                          + f"\nExpected layout: {LAYOUTS.get(self.corpus, '?')}")
+                          + f"\nExpected layout: {_layout(self.corpus)}")
 
 
 def _listing(head: str, lines: list[str]) -> str:
@@ -153,12 +149,12 @@ def _listing(head: str, lines: list[str]) -> str:
 
 def _check_root(corpus: str, root) -> Path:
     if root is None or str(root) == "":
-        raise CorpusError(f"{corpus}: --root is required. Expected layout: {LAYOUTS[corpus]}")
+        raise CorpusError(f"{corpus}: --root is required. Expected layout: {_layout(corpus)}")
     path = Path(os.path.abspath(os.path.expanduser(str(root))))
     if not path.exists():
-        raise CorpusError(f"{corpus}: root {path} does not exist. Expected layout: {LAYOUTS[corpus]}")
+        raise CorpusError(f"{corpus}: root {path} does not exist. Expected layout: {_layout(corpus)}")
     if not path.is_dir():
-        raise CorpusError(f"{corpus}: root {path} is not a directory. Expected layout: {LAYOUTS[corpus]}")
+        raise CorpusError(f"{corpus}: root {path} is not a directory. Expected layout: {_layout(corpus)}")
     return path
 
 
@@ -257,7 +253,7 @@ def _finish(corpus: str, root: Path, entries: list[dict], problems: _Problems, *
     """Check collected problems, duplicates and audio; add durations. -> rows sorted by key."""
     problems.raise_if_any()
     if not entries:
-        raise CorpusError(f"{corpus}: no usable audio found under {root}. Expected layout: {LAYOUTS[corpus]}")
+        raise CorpusError(f"{corpus}: no usable audio found under {root}. Expected layout: {_layout(corpus)}")
     by_key: dict[str, list[dict]] = defaultdict(list)
     for e in entries:
         by_key[e["key"]].append(e)
@@ -330,6 +326,12 @@ _IEMOCAP_ALL = {"ang": "angry", "hap": "happy", "exc": "excited", "neu": "neutra
 _IEMOCAP_UTT = re.compile(r"Ses0([1-5])([FM])_(.+)_([FM])(\d{3})")
 
 
+@_corpus('iemocap', "loso-session", "IEMOCAP, 4 classes (5531 utt.), 10 speakers",
+         layout=("IEMOCAP_full_release/Session{1-5}/dialog/EmoEvaluation/<dialog>.txt (lines '[start - "
+                 "end]<TAB>Ses01F_impro01_M000<TAB>neu<TAB>[V, A, D]') and "
+                 'Session{1-5}/sentences/wav/<dialog>/<utterance>.wav; --root = IEMOCAP_full_release (or its '
+                 'parent)'),
+         options=("all_labels",))
 def prepare_iemocap(root, all_labels: bool = False) -> list[dict]:
     """IEMOCAP. 4 classes by default (ang, hap+exc -> happy, neu, sad: 5531 utterances); ``all_labels`` keeps
     every label (exc stays ``excited``, xxx -> ``unknown``, oth -> ``other``).
@@ -342,7 +344,7 @@ def prepare_iemocap(root, all_labels: bool = False) -> list[dict]:
         found = _find(root, [f"Session{i}" for i in range(1, 6)], want_dir=True, depth=2)
         if not found:
             raise CorpusError(f"{corpus}: no Session1..Session5 folder under {root}. Expected layout: "
-                              f"{LAYOUTS[corpus]}")
+                              f"{_layout(corpus)}")
         base = found[0].parent
     problems = _Problems(corpus, base)
     entries, utt_ids = [], {}
@@ -405,6 +407,12 @@ _MELD_SPLITS = (("train", "train", ("train_splits", "train")),
 _MELD_BROKEN = {("train", "dia125_utt3"), ("dev", "dia110_utt7")}
 
 
+@_corpus('meld', "original", "MELD (Friends), 7 classes, official train/dev/test",
+         layout=('MELD.Raw/{train,dev,test}_sent_emo.csv (Dialogue_ID, Utterance_ID, Speaker, Emotion) and the '
+                 'clips train_splits/, dev_splits_complete/, output_repeated_splits_test/ as diaX_uttY.{wav,flac} '
+                 '(anywhere up to 3 levels below --root, or below --audio-dir when the .mp4 were converted to a '
+                 'mirror tree)'),
+         options=("audio_dir",))
 def prepare_meld(root, audio_dir=None) -> list[dict]:
     """MELD: rows from {train,dev,test}_sent_emo.csv, 7 labels (joy -> happy, anger -> angry, sadness -> sad),
     speaker = the CSV's Speaker, split train/valid/test, key ``<train|dev|test>/diaX_uttY``. The two known broken
@@ -468,7 +476,7 @@ def prepare_meld(root, audio_dir=None) -> list[dict]:
             entries.append(_entry(audio, f"{prefix}/{name}", _MELD_LABELS[emo], speaker.replace("\t", " "), "",
                                   channel="", split=split))
     if not csv_found:
-        raise CorpusError(f"{corpus}: no *_sent_emo.csv under {root}. Expected layout: {LAYOUTS[corpus]}")
+        raise CorpusError(f"{corpus}: no *_sent_emo.csv under {root}. Expected layout: {_layout(corpus)}")
     if mp4_only:
         raise _mp4_error(corpus, root, mp4_only, "--out manifests/meld")
     if notes:
@@ -520,11 +528,17 @@ def _ravdess(root, corpus: str, vocal: str) -> list[dict]:
     return rows
 
 
+@_corpus('ravdess', "random-kfold", "RAVDESS speech, 8 classes, 24 actors",
+         layout=('Audio_Speech_Actors_01-24/Actor_XX/03-01-EE-II-SS-RR-AA.wav '
+                 '(modality-channel-emotion-intensity-statement-repetition-actor; odd actor = male)'))
 def prepare_ravdess(root) -> list[dict]:
     """RAVDESS speech (03-01-*): 8 labels, speaker ``Actor_XX``, odd actor = M. Song files are ignored (noted)."""
     return _ravdess(root, "ravdess", "01")
 
 
+@_corpus('ravdess-song', "random-kfold", "RAVDESS song, 6 classes, 23 actors",
+         layout=('Audio_Song_Actors_01-24/Actor_XX/03-02-EE-II-SS-RR-AA.wav (emotions 01-06; no Actor_18)'),
+         fold_options={"folds": 5})
 def prepare_ravdess_song(root) -> list[dict]:
     """RAVDESS song (03-02-*): 6 labels (neutral, calm, happy, sad, angry, fear)."""
     return _ravdess(root, "ravdess-song", "02")
@@ -538,6 +552,8 @@ _SAVEE_FLAT = re.compile(r"(DC|JE|JK|KL)_(a|d|f|h|n|sa|su)(\d{2})")
 _SAVEE_ORIG = re.compile(r"(a|d|f|h|n|sa|su)(\d{2})")
 
 
+@_corpus('savee', "random-kfold", "SAVEE, 7 classes, 4 male speakers",
+         layout=('AudioData/{DC,JE,JK,KL}/{a,d,f,h,n,sa,su}NN.wav (original) or flat DC_a01.wav (Kaggle)'))
 def prepare_savee(root) -> list[dict]:
     """SAVEE: original AudioData/<SPK>/<e>NN.wav or Kaggle's flat <SPK>_<e>NN.wav; 7 labels, 4 male speakers."""
     def parse(path: Path):
@@ -562,6 +578,8 @@ _EMODB_SPK = {"03": "M", "08": "F", "09": "F", "10": "M", "11": "M", "12": "M", 
 _EMODB_NAME = re.compile(r"(\d{2})([ab]\d{2})([A-Z])([a-z])")
 
 
+@_corpus('emodb', "random-kfold", "EmoDB (German), 7 classes, 10 speakers",
+         layout=('wav/03a01Wa.wav (speaker 2 digits, text a01..b10, emotion W/L/E/A/F/T/N, version letter)'))
 def prepare_emodb(root) -> list[dict]:
     """EmoDB (Berlin): wav/SSTTTEV.wav, 7 labels, 10 speakers with known genders."""
     def parse(path: Path):
@@ -584,6 +602,8 @@ _EMOVO_EMO = {"neu": "neutral", "dis": "disgust", "gio": "happy", "pau": "fear",
 _EMOVO_NAME = re.compile(r"(neu|dis|gio|pau|rab|sor|tri)-([fm][1-3])-([a-z]\d)")
 
 
+@_corpus('emovo', "random-kfold", "EMOVO (Italian), 7 classes, 6 speakers",
+         layout=('{f1,f2,f3,m1,m2,m3}/<emo>-<speaker>-<sentence>.wav, emo in neu/dis/gio/pau/rab/sor/tri'))
 def prepare_emovo(root) -> list[dict]:
     """EMOVO (Italian): <spk>/<emo>-<spk>-<sentence>.wav, 7 labels, speakers f1-f3/m1-m3."""
     def parse(path: Path):
@@ -612,6 +632,10 @@ def _same_folder(actual: str, expected: str) -> bool:
     return a[0] == e[0] or a[1] == e[1]
 
 
+@_corpus('cafe', "random-kfold", "CaFE (Canadian French), 7 classes, 12 actors",
+         layout=('CaFE_48k/<Émotion>/{Faible,Fort}/AA-E-I-S.wav and CaFE_48k/Neutre/AA-N-1-S.wav (E in '
+                 'C/D/J/N/P/S/T; folder accents may be decomposed or mangled; .aiff of the 192 kHz release '
+                 'accepted)'))
 def prepare_cafe(root) -> list[dict]:
     """CaFE (Canadian French): <Émotion>/<Faible|Fort>/AA-E-I-S.wav, Neutre/AA-N-1-S.wav; 7 labels, 12 actors
     (odd = M). Folder names are compared accent-insensitively (NFC/NFD and zip-mangled accents accepted) and must
@@ -644,6 +668,8 @@ _SUBESCO_NAME = re.compile(r"([FM])_(\d{2})_([A-Za-z]+)_S_(\d{1,2})_(ANGRY|DISGU
                            r"_(\d{1,2})", re.IGNORECASE)
 
 
+@_corpus('subesco', "random-kfold", "SUBESCO (Bangla), 7 classes, 20 speakers",
+         layout=('flat F_01_OISHI_S_1_ANGRY_1.wav (gender_speaker_NAME_S_sentence_EMOTION_take)'))
 def prepare_subesco(root) -> list[dict]:
     """SUBESCO (Bangla): F_01_OISHI_S_1_ANGRY_1.wav, 7 labels, speaker ``F_01`` (gender + number)."""
     def parse(path: Path):
@@ -661,6 +687,8 @@ _SHEMO_EMO = {"A": "angry", "H": "happy", "N": "neutral", "S": "sad", "W": "surp
 _SHEMO_NAME = re.compile(r"([FM])(\d{2})([AHNSWF])(\d{2})")
 
 
+@_corpus('shemo', "random-kfold", "ShEMO (Persian), 6 classes",
+         layout=('{male,female}/M36S02.wav (gender+speaker number, emotion A/H/N/S/W/F, utterance number)'))
 def prepare_shemo(root) -> list[dict]:
     """ShEMO (Persian): {male,female}/M36S02.wav; 6 labels; speaker = first 3 characters (``M36``)."""
     def parse(path: Path):
@@ -681,6 +709,9 @@ _URDU_FOLDERS = {"angry": "A", "happy": "H", "neutral": "N", "sad": "S"}
 _URDU_NAME = re.compile(r"(S([MF])\d+)_[^_]+_([AHNS])\d+")
 
 
+@_corpus('urdu', "random-kfold", "URDU, 4 classes, 29 speakers",
+         layout=("{Angry,Happy,Neutral,Sad}/SM1_F10_A010.wav (speaker S<M|F><n> before the first '_', emotion "
+                 'letter starts the last token)'))
 def prepare_urdu(root) -> list[dict]:
     """URDU: {Angry,Happy,Neutral,Sad}/SM1_F10_A010.wav; label = folder (its letter must start the last token),
     speaker = token before the first '_', gender = its second letter."""
@@ -704,6 +735,8 @@ _AESDD_FOLDERS = {"anger": "a", "disgust": "d", "fear": "f", "happiness": "h", "
 _AESDD_NAME = re.compile(r"([adfhs])(\d{2})\s*\((\d+)\)\s*([a-z]?)")
 
 
+@_corpus('aesdd', "random-kfold", "AESDD (Greek), 5 classes",
+         layout=('{anger,disgust,fear,happiness,sadness}/a03 (3).wav (emotion letter, utterance, (actor))'))
 def prepare_aesdd(root) -> list[dict]:
     """AESDD (Greek): {anger,...}/a03 (3).wav; label = folder (must agree with the first letter), speaker =
     the actor number in parentheses, gender unknown."""
@@ -728,6 +761,9 @@ _RESD_LABELS = {"anger": "angry", "disgust": "disgust", "enthusiasm": "enthusias
 _RESD_NAME = re.compile(r"(\d+)_([a-z]+)_([a-z]+)[ _]([a-z])_(\d+)")
 
 
+@_corpus('resd', "original", "RESD (Russian), 7 classes, official train/test",
+         layout=('train.csv and test.csv (columns path, emotion; path relative to train/ or test/) and '
+                 '{train,test}/<e1>_<e2>_<id>/<id>_<e1>_<e2>_<letter>_<n>.wav'))
 def prepare_resd(root) -> list[dict]:
     """RESD (Russian): train.csv/test.csv (path, emotion) + train/, test/ folders; split train/test (no official
     valid: the ``original`` protocol takes 10% of train). The corpus has no speaker ids: speaker = the scripted
@@ -769,6 +805,10 @@ _M3ED_LABELS = {"neutral": "neutral", "happy": "happy", "surprise": "surprise", 
 _GENDER_WORDS = {"m": "M", "male": "M", "man": "M", "男": "M", "f": "F", "female": "F", "woman": "F", "女": "F"}
 
 
+@_corpus('m3ed', "original", "M3ED (Chinese), 7 classes, official movie-level split",
+         layout=('annotation.json (movie -> dialog -> Dialog -> utterance {Speaker, '
+                 'EmoAnnotation.final_main_emo}), splitInfo/movie_list_{train,val,test}.txt and '
+                 'modality_speech/<SpeakerLetter>_<utterance_id>.wav'))
 def prepare_m3ed(root) -> list[dict]:
     """M3ED (Chinese TV): annotation.json + splitInfo/movie_list_{train,val,test}.txt + modality_speech/; 7 labels
     (final_main_emo), speaker = ``<movie>_<character name>``, split from the movie lists (speaker-disjoint)."""
@@ -777,7 +817,7 @@ def prepare_m3ed(root) -> list[dict]:
     problems = _Problems(corpus, root)
     ann = _find(root, ["annotation.json"], want_dir=False, depth=2)
     if not ann:
-        raise CorpusError(f"{corpus}: annotation.json not found under {root}. Expected layout: {LAYOUTS[corpus]}")
+        raise CorpusError(f"{corpus}: annotation.json not found under {root}. Expected layout: {_layout(corpus)}")
     base = ann[0].parent
     try:
         meta = json.loads(ann[0].read_text(encoding="utf-8"))
@@ -846,7 +886,7 @@ def _mmsa(root, corpus: str, audio_dir=None) -> list[dict]:
     problems = _Problems(corpus, root)
     labels = _find(root, ["label.csv"], want_dir=False, depth=2)
     if not labels:
-        raise CorpusError(f"{corpus}: label.csv not found under {root}. Expected layout: {LAYOUTS[corpus]}")
+        raise CorpusError(f"{corpus}: label.csv not found under {root}. Expected layout: {_layout(corpus)}")
     base = labels[0].parent
     wav_dir = _check_root(corpus, audio_dir) if audio_dir else base / "wav"
     raw_dir = base / "Raw"
@@ -891,18 +931,30 @@ def _mmsa(root, corpus: str, audio_dir=None) -> list[dict]:
     return _finish(corpus, root, entries, problems)
 
 
+@_corpus('mosi', "original", "CMU-MOSI, binary sentiment (neutral left out)",
+         layout=('MMSA layout: label.csv (video_id, clip_id, text, label, ..., mode in train/valid/test) and '
+                 'wav/<video_id>/<clip_id>.wav (or --audio-dir DIR holding <video_id>/<clip_id>.wav)'),
+         options=("audio_dir",))
 def prepare_mosi(root, audio_dir=None) -> list[dict]:
     """CMU-MOSI, MMSA layout: binary sentiment (label > 0 positive, < 0 negative, 0 left out), speaker = video_id,
     split from ``mode``."""
     return _mmsa(root, "mosi", audio_dir)
 
 
+@_corpus('mosei', "original", "CMU-MOSEI, binary sentiment (neutral left out)",
+         layout=('MMSA layout: label.csv (video_id, clip_id, text, label, ..., mode in train/valid/test) and '
+                 'wav/<video_id>/<clip_id>.wav (or --audio-dir DIR holding <video_id>/<clip_id>.wav)'),
+         options=("audio_dir",))
 def prepare_mosei(root, audio_dir=None) -> list[dict]:
     """CMU-MOSEI, MMSA layout: as :func:`prepare_mosi`."""
     return _mmsa(root, "mosei", audio_dir)
 
 
 # ------------------------------------------------------------------------------------------------ generic folder
+@_corpus('folder', "auto", "any <label>/ folder tree",
+         layout=('<label>/**/<file>.{wav,flac,ogg,mp3}: one sub-folder per label; speaker from the file name with '
+                 "--speaker-regex (named group 'speaker' or the first group; optional group 'gender' = M/F)"),
+         options=("speaker_regex", "label_map"))
 def prepare_folder(root, speaker_regex: str | None = None, label_map=None) -> list[dict]:
     """Any corpus with one sub-folder per label: ``<label>/**/<file>``. Label = folder name, lower-cased, common
     spellings made canonical, then ``label_map`` (matched on the folder name or the canonical label; an empty
@@ -980,6 +1032,11 @@ def _read_json_or_jsonl(path: Path) -> list[dict]:
     raise CorpusError(f"emobox: {path}: expected {{key: {{wav, emo, ...}}}} or a list of objects with 'key'")
 
 
+@_corpus('emobox', "emobox", "import an EmoBox data/<ds> folder with its folds",
+         layout=('--emobox-data EmoBox/data/<ds> holding <ds>.jsonl (or <ds>.json), optional label_map.json and '
+                 "data.seg.wrd.stm (speakers), fold_N/<ds>_{train,valid,test}_fold_N.jsonl (or .json); the 'wav' "
+                 'paths (downloads/<ds>/...) are looked up under --root'),
+         options=("emobox_data",))
 def prepare_emobox(root, emobox_data=None) -> list[dict]:
     """Import an EmoBox dataset: rows from ``<ds>.jsonl``/``<ds>.json`` (key = EmoBox key, label via label_map.json
     when present, speaker from data.seg.wrd.stm when present), audio = the ``wav`` path looked up under ``root``
@@ -989,10 +1046,10 @@ def prepare_emobox(root, emobox_data=None) -> list[dict]:
     root = _check_root(corpus, root)
     if not emobox_data:
         raise CorpusError("emobox: --emobox-data DIR is required (EmoBox's data/<ds> folder). "
-                          f"Expected layout: {LAYOUTS[corpus]}")
+                          f"Expected layout: {_layout(corpus)}")
     data_dir = Path(os.path.abspath(os.path.expanduser(str(emobox_data))))
     if not data_dir.is_dir():
-        raise CorpusError(f"emobox: --emobox-data {data_dir} is not a directory. Expected layout: {LAYOUTS[corpus]}")
+        raise CorpusError(f"emobox: --emobox-data {data_dir} is not a directory. Expected layout: {_layout(corpus)}")
     ds = data_dir.name
     meta_file = next((data_dir / f"{ds}{ext}" for ext in (".jsonl", ".json") if (data_dir / f"{ds}{ext}").is_file()),
                      None)
@@ -1001,7 +1058,7 @@ def prepare_emobox(root, emobox_data=None) -> list[dict]:
                                                           if p.name not in ("label_map.json", "label_dict.json"))
         if len(cands) != 1:
             raise CorpusError(f"emobox: {data_dir}: expected {ds}.jsonl or {ds}.json. Expected layout: "
-                              f"{LAYOUTS[corpus]}")
+                              f"{_layout(corpus)}")
         meta_file = cands[0]
     problems = _Problems(corpus, root)
     label_map: dict[str, str] = {}
@@ -1070,57 +1127,13 @@ def prepare_emobox(root, emobox_data=None) -> list[dict]:
     return _finish(corpus, root, entries, problems, multichannel_channel=2)
 
 
-# ------------------------------------------------------------------------------------------------ registry
-@dataclass(frozen=True)
-class CorpusSpec:
-    name: str
-    prepare: Callable[..., list[dict]]
-    default_protocol: str                     # "auto" = decided from the rows (folder)
-    description: str
-    fold_options: dict = field(default_factory=dict)   # defaults passed to make_folds for this corpus
-    options: tuple[str, ...] = ()             # corpus-specific keyword options of ``prepare``
-
-    @property
-    def layout(self) -> str:
-        return LAYOUTS[self.name]
-
-
-CORPORA: dict[str, CorpusSpec] = {s.name: s for s in [
-    CorpusSpec("iemocap", prepare_iemocap, "loso-session", "IEMOCAP, 4 classes (5531 utt.), 10 speakers",
-               options=("all_labels",)),
-    CorpusSpec("meld", prepare_meld, "original", "MELD (Friends), 7 classes, official train/dev/test",
-               options=("audio_dir",)),
-    CorpusSpec("ravdess", prepare_ravdess, "random-kfold", "RAVDESS speech, 8 classes, 24 actors"),
-    CorpusSpec("ravdess-song", prepare_ravdess_song, "random-kfold", "RAVDESS song, 6 classes, 23 actors",
-               fold_options={"folds": 5}),
-    CorpusSpec("savee", prepare_savee, "random-kfold", "SAVEE, 7 classes, 4 male speakers"),
-    CorpusSpec("emodb", prepare_emodb, "random-kfold", "EmoDB (German), 7 classes, 10 speakers"),
-    CorpusSpec("emovo", prepare_emovo, "random-kfold", "EMOVO (Italian), 7 classes, 6 speakers"),
-    CorpusSpec("cafe", prepare_cafe, "random-kfold", "CaFE (Canadian French), 7 classes, 12 actors"),
-    CorpusSpec("subesco", prepare_subesco, "random-kfold", "SUBESCO (Bangla), 7 classes, 20 speakers"),
-    CorpusSpec("shemo", prepare_shemo, "random-kfold", "ShEMO (Persian), 6 classes"),
-    CorpusSpec("urdu", prepare_urdu, "random-kfold", "URDU, 4 classes, 29 speakers"),
-    CorpusSpec("aesdd", prepare_aesdd, "random-kfold", "AESDD (Greek), 5 classes"),
-    CorpusSpec("resd", prepare_resd, "original", "RESD (Russian), 7 classes, official train/test"),
-    CorpusSpec("m3ed", prepare_m3ed, "original", "M3ED (Chinese), 7 classes, official movie-level split"),
-    CorpusSpec("mosi", prepare_mosi, "original", "CMU-MOSI, binary sentiment (neutral left out)",
-               options=("audio_dir",)),
-    CorpusSpec("mosei", prepare_mosei, "original", "CMU-MOSEI, binary sentiment (neutral left out)",
-               options=("audio_dir",)),
-    CorpusSpec("folder", prepare_folder, "auto", "any <label>/ folder tree",
-               options=("speaker_regex", "label_map")),
-    CorpusSpec("emobox", prepare_emobox, "emobox", "import an EmoBox data/<ds> folder with its folds",
-               options=("emobox_data",)),
-]}
-
-PREPARERS: dict[str, Callable[..., list[dict]]] = {name: spec.prepare for name, spec in CORPORA.items()}
 ALIASES = {"ravdess-speech": "ravdess", "cmu-mosi": "mosi", "cmu-mosei": "mosei", "emo-db": "emodb"}
 
 
 def default_protocol(corpus: str, rows: list[Mapping] | None = None) -> str:
     """The paper's protocol for ``corpus``; for ``folder``: speaker-kfold with >= 4 known speakers, else
     random-kfold."""
-    spec = CORPORA[ALIASES.get(corpus, corpus)]
+    spec = CORPORA[corpus_name(corpus)]
     if spec.default_protocol != "auto":
         return spec.default_protocol
     speakers = {str(r.get("speaker", "")) for r in (rows or [])}
@@ -1151,9 +1164,7 @@ def _apply_label_map(rows: list[dict], mapping: Mapping[str, str], corpus: str) 
 def prepare_corpus(corpus: str, root, label_map=None, exclude: Iterable[str] | None = None, **options) -> list[dict]:
     """Run the preparer of ``corpus`` with its ``options``, then ``label_map`` ("old=new,..."; for ``folder`` it is
     applied to folder names inside the preparer) and ``exclude`` (keys to leave out; unknown keys raise)."""
-    name = ALIASES.get(corpus, corpus)
-    if name not in CORPORA:
-        raise CorpusError(f"unknown corpus {corpus!r}; choose from {', '.join(CORPORA)}")
+    name = corpus_name(corpus)
     spec = CORPORA[name]
     bad = sorted(k for k, v in options.items() if v not in (None, False) and k not in spec.options)
     if bad:
@@ -1175,4 +1186,19 @@ def prepare_corpus(corpus: str, root, label_map=None, exclude: Iterable[str] | N
         log.info("%s: excluded %d key(s) on request", name, len(exclude))
         if not rows:
             raise CorpusError(f"{name}: --exclude removed every row")
+    labels = Counter(r["label"] for r in rows)
+    if len(labels) < 2:
+        found = ", ".join(f"{k} ({v})" for k, v in sorted(labels.items()))
+        raise CorpusError(f"{name}: {len(rows)} utterance(s) under {root} carry a single label: {found}. Emotion "
+                          f"recognition needs at least two labels; is --root one folder too deep? Expected layout: "
+                          f"{spec.layout}")
     return rows
+
+
+def corpus_name(corpus: str) -> str:
+    """The registered name of ``corpus``, whatever its case and spelling (``URDU``, ``cmu-mosi``, ``ravdess_song``)."""
+    name = str(corpus).strip().lower().replace("_", "-")
+    name = ALIASES.get(name, name)
+    if name not in CORPORA:
+        raise CorpusError(f"unknown corpus {corpus!r}; choose from {', '.join(CORPORA)}")
+    return name

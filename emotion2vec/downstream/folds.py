@@ -42,11 +42,13 @@ import json
 import os
 import random
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
-from ..fileio import atomic_write_text
-from .manifest import DATA_TSV, read_data_tsv
+from ..errors import Emotion2VecError
+from ..io.atomic import atomic_write_text
+from ..io.manifests import DATA_TSV, read_data_tsv
 
 __all__ = ["PROTOCOLS", "PROTOCOL_OPTIONS", "PARTITION_PROTOCOLS", "FoldsError", "make_folds", "check_folds",
            "save_folds", "load_folds", "folds_filename", "infer_protocol"]
@@ -67,7 +69,7 @@ PROTOCOL_OPTIONS = {
 }
 
 
-class FoldsError(ValueError):
+class FoldsError(Emotion2VecError, ValueError):
     """Folds that cannot be made or that break an invariant; the message names the fold and the keys."""
 
 
@@ -170,6 +172,153 @@ def _speaker_independent(folds: list[dict], rows: Mapping[str, Mapping]) -> bool
     return True
 
 
+@dataclass(frozen=True)
+class _Corpus:
+    """What a protocol sees: rows by key, sorted keys, labels by key."""
+
+    by_key: Mapping[str, Mapping]
+    keys: list[str]
+    labels: Mapping[str, str]
+
+
+#: protocol name -> function(corpus, options, seed) -> (folds, speaker_independent); see :func:`_protocol`
+_PROTOCOL_FUNCTIONS: dict[str, Callable[[_Corpus, dict, int], tuple[list[dict], bool]]] = {}
+
+
+def _protocol(name: str):
+    def register(fn):
+        _PROTOCOL_FUNCTIONS[name] = fn
+        return fn
+
+    return register
+
+
+@_protocol("loso-session")
+def _loso_session(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
+    missing = [k for k in c.keys if not str(c.by_key[k].get("session", "")).strip()]
+    if missing:
+        raise FoldsError(f"protocol loso-session needs a 'session' column (IEMOCAP); {len(missing)} row(s) "
+                         f"have none: {_few(missing)}")
+    sessions = sorted({c.by_key[k]["session"] for k in c.keys})
+    if len(sessions) < 2:
+        raise FoldsError(f"protocol loso-session needs >= 2 sessions, found {sessions}")
+    folds = []
+    for i, sess in enumerate(sessions):
+        test = [k for k in c.keys if c.by_key[k]["session"] == sess]
+        rest = [k for k in c.keys if c.by_key[k]["session"] != sess]
+        valid = _random_sample(rest, frac, _rng(seed, "loso-session", sess))
+        folds.append(_fold(f"fold{i + 1}", [k for k in rest if k not in valid], valid, test))
+    return folds, False
+
+
+@_protocol("loso-speaker")
+def _loso_speaker(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    by_speaker = _need_speakers(c.by_key, "loso-speaker")
+    speakers = sorted(by_speaker)
+    if len(speakers) < 3:
+        raise FoldsError(f"protocol loso-speaker needs >= 3 speakers, found {len(speakers)}: {speakers}")
+    _rng(seed, "loso-speaker").shuffle(speakers)
+    folds = []
+    for i, spk in enumerate(speakers):
+        vspk = speakers[(i + 1) % len(speakers)]
+        train = [k for s in speakers if s not in (spk, vspk) for k in by_speaker[s]]
+        folds.append(_fold(f"fold{i + 1}", train, by_speaker[vspk], by_speaker[spk]))
+    return folds, True
+
+
+@_protocol("random-kfold")
+def _random_kfold(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    k_folds = opts["folds"] = _check_k(opts["folds"], len(c.keys), "rows")
+    opts["stratify"] = bool(opts["stratify"])
+    rng = _rng(seed, "random-kfold")
+    parts: list[list[str]] = [[] for _ in range(k_folds)]
+    groups = ({lab: [k for k in c.keys if c.labels[k] == lab] for lab in sorted(set(c.labels.values()))}
+              if opts["stratify"] else {"": list(c.keys)})
+    offset = 0
+    for lab in sorted(groups):
+        ks = groups[lab]
+        rng.shuffle(ks)
+        for j, key in enumerate(ks):
+            parts[(offset + j) % k_folds].append(key)
+        offset = (offset + len(ks)) % k_folds
+    folds = []
+    for i in range(k_folds):
+        v = (i + 1) % k_folds
+        train = [key for p in range(k_folds) if p not in (i, v) for key in parts[p]]
+        folds.append(_fold(f"fold{i + 1}", train, parts[v], parts[i]))
+    return folds, False
+
+
+@_protocol("speaker-kfold")
+def _speaker_kfold(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    by_speaker = _need_speakers(c.by_key, "speaker-kfold")
+    n_spk = len(by_speaker)
+    if opts["folds"] is None:
+        opts["folds"] = min(5, n_spk)
+    k_folds = opts["folds"] = _check_k(opts["folds"], n_spk, "speakers")
+    speakers = sorted(by_speaker)
+    _rng(seed, "speaker-kfold").shuffle(speakers)
+    speakers.sort(key=lambda s: -len(by_speaker[s]))  # stable: equal sizes keep the seeded order
+    groups: list[list[str]] = [[] for _ in range(k_folds)]
+    sizes = [0] * k_folds
+    for s in speakers:
+        g = min(range(k_folds), key=lambda i: (sizes[i], len(groups[i]), i))
+        groups[g].append(s)
+        sizes[g] += len(by_speaker[s])
+    folds = []
+    for i in range(k_folds):
+        v = (i + 1) % k_folds
+        test = [k for s in groups[i] for k in by_speaker[s]]
+        valid = [k for s in groups[v] for k in by_speaker[s]]
+        train = [k for g in range(k_folds) if g not in (i, v) for s in groups[g] for k in by_speaker[s]]
+        folds.append(_fold(f"fold{i + 1}", train, valid, test))
+    return folds, True
+
+
+@_protocol("original")
+def _original(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
+    split = {k: str(c.by_key[k].get("split", "")).strip() for k in c.keys}
+    bad = [k for k in c.keys if split[k] not in SPLIT_NAMES]
+    if bad:
+        raise FoldsError(f"protocol original needs a 'split' column with train/valid/test for every row; "
+                         f"{len(bad)} row(s) have {sorted({split[k] for k in bad})}: {_few(bad)}")
+    parts = {s: [k for k in c.keys if split[k] == s] for s in SPLIT_NAMES}
+    if not parts["train"] or not parts["test"]:
+        raise FoldsError(f"protocol original: the split column has {len(parts['train'])} train and "
+                         f"{len(parts['test'])} test rows; both must be non-empty")
+    if not parts["valid"]:
+        valid = _stratified_sample(parts["train"], c.labels, frac, _rng(seed, "original"))
+        parts = {"train": [k for k in parts["train"] if k not in valid], "valid": sorted(valid),
+                 "test": parts["test"]}
+        opts["valid_from_train"] = True
+    folds = [_fold("fold1", parts["train"], parts["valid"], parts["test"])]
+    return folds, _speaker_independent(folds, c.by_key)
+
+
+@_protocol("emobox")
+def _emobox(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
+    columns = sorted({col for r in c.by_key.values() for col in r if col.startswith("fold") and col[4:].isdigit()},
+                     key=lambda col: int(col[4:]))
+    if not columns:
+        raise FoldsError("protocol emobox needs fold1, fold2, ... columns (written by `prepare emobox`)")
+    folds = []
+    for col in columns:
+        val = {k: str(c.by_key[k].get(col, "")).strip() for k in c.keys}
+        bad = [k for k in c.keys if val[k] not in SPLIT_NAMES + ("",)]
+        if bad:
+            raise FoldsError(f"column {col}: values must be train/valid/test or empty; bad rows: {_few(bad)}")
+        parts = {s: [k for k in c.keys if val[k] == s] for s in SPLIT_NAMES}
+        if not parts["valid"]:
+            valid = _stratified_sample(parts["train"], c.labels, frac, _rng(seed, "emobox", col))
+            parts["train"] = [k for k in parts["train"] if k not in valid]
+            parts["valid"] = sorted(valid)
+        folds.append(_fold(col, parts["train"], parts["valid"], parts["test"]))
+    return folds, _speaker_independent(folds, c.by_key)
+
+
 def make_folds(rows: list[dict], protocol: str, seed: int = 0, corpus: str = "", **options) -> dict:
     """Folds for ``rows`` (data.tsv rows) under ``protocol``. -> the folds.json dict (see the module docstring).
 
@@ -183,130 +332,16 @@ def make_folds(rows: list[dict], protocol: str, seed: int = 0, corpus: str = "",
         raise FoldsError(f"protocol {protocol} takes no option(s) {', '.join(unknown)} "
                          f"(it takes: {', '.join(PROTOCOL_OPTIONS[protocol]) or 'none'})")
     opts = {**PROTOCOL_OPTIONS[protocol], **{k: v for k, v in options.items() if v is not None}}
-    seed = int(seed)
     by_key = _rows_by_key(rows)
     keys = sorted(by_key)
-    labels = {k: str(by_key[k]["label"]) for k in keys}
-    speaker_independent = False
-
-    if protocol == "loso-session":
-        frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
-        missing = [k for k in keys if not str(by_key[k].get("session", "")).strip()]
-        if missing:
-            raise FoldsError(f"protocol loso-session needs a 'session' column (IEMOCAP); {len(missing)} row(s) "
-                             f"have none: {_few(missing)}")
-        sessions = sorted({by_key[k]["session"] for k in keys})
-        if len(sessions) < 2:
-            raise FoldsError(f"protocol loso-session needs >= 2 sessions, found {sessions}")
-        folds = []
-        for i, sess in enumerate(sessions):
-            test = [k for k in keys if by_key[k]["session"] == sess]
-            rest = [k for k in keys if by_key[k]["session"] != sess]
-            valid = _random_sample(rest, frac, _rng(seed, protocol, sess))
-            folds.append(_fold(f"fold{i + 1}", [k for k in rest if k not in valid], valid, test))
-
-    elif protocol == "loso-speaker":
-        by_speaker = _need_speakers(by_key, protocol)
-        speakers = sorted(by_speaker)
-        if len(speakers) < 3:
-            raise FoldsError(f"protocol loso-speaker needs >= 3 speakers, found {len(speakers)}: {speakers}")
-        _rng(seed, protocol).shuffle(speakers)
-        folds = []
-        for i, spk in enumerate(speakers):
-            vspk = speakers[(i + 1) % len(speakers)]
-            train = [k for s in speakers if s not in (spk, vspk) for k in by_speaker[s]]
-            folds.append(_fold(f"fold{i + 1}", train, by_speaker[vspk], by_speaker[spk]))
-        speaker_independent = True
-
-    elif protocol == "random-kfold":
-        k_folds = opts["folds"] = _check_k(opts["folds"], len(keys), "rows")
-        opts["stratify"] = bool(opts["stratify"])
-        rng = _rng(seed, protocol)
-        parts: list[list[str]] = [[] for _ in range(k_folds)]
-        groups = ({lab: [k for k in keys if labels[k] == lab] for lab in sorted(set(labels.values()))}
-                  if opts["stratify"] else {"": list(keys)})
-        offset = 0
-        for lab in sorted(groups):
-            ks = groups[lab]
-            rng.shuffle(ks)
-            for j, key in enumerate(ks):
-                parts[(offset + j) % k_folds].append(key)
-            offset = (offset + len(ks)) % k_folds
-        folds = []
-        for i in range(k_folds):
-            v = (i + 1) % k_folds
-            train = [key for p in range(k_folds) if p not in (i, v) for key in parts[p]]
-            folds.append(_fold(f"fold{i + 1}", train, parts[v], parts[i]))
-
-    elif protocol == "speaker-kfold":
-        by_speaker = _need_speakers(by_key, protocol)
-        n_spk = len(by_speaker)
-        if opts["folds"] is None:
-            opts["folds"] = min(5, n_spk)
-        k_folds = opts["folds"] = _check_k(opts["folds"], n_spk, "speakers")
-        speakers = sorted(by_speaker)
-        _rng(seed, protocol).shuffle(speakers)
-        speakers.sort(key=lambda s: -len(by_speaker[s]))  # stable: equal sizes keep the seeded order
-        groups: list[list[str]] = [[] for _ in range(k_folds)]
-        sizes = [0] * k_folds
-        for s in speakers:
-            g = min(range(k_folds), key=lambda i: (sizes[i], len(groups[i]), i))
-            groups[g].append(s)
-            sizes[g] += len(by_speaker[s])
-        folds = []
-        for i in range(k_folds):
-            v = (i + 1) % k_folds
-            test = [k for s in groups[i] for k in by_speaker[s]]
-            valid = [k for s in groups[v] for k in by_speaker[s]]
-            train = [k for g in range(k_folds) if g not in (i, v) for s in groups[g] for k in by_speaker[s]]
-            folds.append(_fold(f"fold{i + 1}", train, valid, test))
-        speaker_independent = True
-
-    elif protocol == "original":
-        frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
-        split = {k: str(by_key[k].get("split", "")).strip() for k in keys}
-        bad = [k for k in keys if split[k] not in SPLIT_NAMES]
-        if bad:
-            raise FoldsError(f"protocol original needs a 'split' column with train/valid/test for every row; "
-                             f"{len(bad)} row(s) have {sorted({split[k] for k in bad})}: {_few(bad)}")
-        parts = {s: [k for k in keys if split[k] == s] for s in SPLIT_NAMES}
-        if not parts["train"] or not parts["test"]:
-            raise FoldsError(f"protocol original: the split column has {len(parts['train'])} train and "
-                             f"{len(parts['test'])} test rows; both must be non-empty")
-        if not parts["valid"]:
-            valid = _stratified_sample(parts["train"], labels, frac, _rng(seed, protocol))
-            parts = {"train": [k for k in parts["train"] if k not in valid], "valid": sorted(valid),
-                     "test": parts["test"]}
-            opts["valid_from_train"] = True
-        folds = [_fold("fold1", parts["train"], parts["valid"], parts["test"])]
-        speaker_independent = _speaker_independent(folds, by_key)
-
-    else:  # emobox
-        frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
-        columns = sorted({c for r in by_key.values() for c in r if c.startswith("fold") and c[4:].isdigit()},
-                         key=lambda c: int(c[4:]))
-        if not columns:
-            raise FoldsError("protocol emobox needs fold1, fold2, ... columns (written by `prepare emobox`)")
-        folds = []
-        for col in columns:
-            val = {k: str(by_key[k].get(col, "")).strip() for k in keys}
-            bad = [k for k in keys if val[k] not in SPLIT_NAMES + ("",)]
-            if bad:
-                raise FoldsError(f"column {col}: values must be train/valid/test or empty; bad rows: {_few(bad)}")
-            parts = {s: [k for k in keys if val[k] == s] for s in SPLIT_NAMES}
-            if not parts["valid"]:
-                valid = _stratified_sample(parts["train"], labels, frac, _rng(seed, protocol, col))
-                parts["train"] = [k for k in parts["train"] if k not in valid]
-                parts["valid"] = sorted(valid)
-            folds.append(_fold(col, parts["train"], parts["valid"], parts["test"]))
-        speaker_independent = _speaker_independent(folds, by_key)
-
+    corpus_view = _Corpus(by_key, keys, {k: str(by_key[k]["label"]) for k in keys})
+    folds, speaker_independent = _PROTOCOL_FUNCTIONS[protocol](corpus_view, opts, int(seed))
     result = {
         "corpus": corpus,
         "protocol": protocol,
-        "seed": seed,
+        "seed": int(seed),
         "speaker_independent": bool(speaker_independent),
-        "labels": sorted(set(labels.values())),
+        "labels": sorted(set(corpus_view.labels.values())),
         "options": opts,
         "folds": folds,
     }
@@ -447,12 +482,9 @@ def load_folds(data_dir, protocol: str | None = None, seed: int = 0) -> dict:
             return _checked(main_folds, rows, main, data_tsv)
     corpus = (main_folds or {}).get("corpus") or data_dir.name
     options: dict = {}
-    try:
-        from .corpora import ALIASES, CORPORA
+    from .corpora import CORPORA, ALIASES
 
-        spec = CORPORA.get(ALIASES.get(corpus, corpus))
-        if spec is not None:
-            options = {k: v for k, v in spec.fold_options.items() if k in PROTOCOL_OPTIONS[protocol]}
-    except ImportError:  # pragma: no cover - corpora is part of the package
-        pass
+    spec = CORPORA.get(ALIASES.get(str(corpus).lower(), str(corpus).lower()))
+    if spec is not None:
+        options = {k: v for k, v in spec.fold_options.items() if k in PROTOCOL_OPTIONS[protocol]}
     return make_folds(rows, protocol, seed=seed, corpus=corpus, **options)

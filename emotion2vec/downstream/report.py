@@ -10,23 +10,22 @@ Files in a probe's output directory (written atomically, metrics stored as fract
 The cross-corpus table (layout of the paper's Tables 2-4: one row per feature source, per corpus a group of
 WA / UA / WF1 columns, cells "mean ± std" over folds in percent, best mean per column in bold):
 
-    python -m emotion2vec.downstream.report table results/*/* --out results/table.md
+    emotion2vec report results/*/* --out results/table.md
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes, atomic_write_text
+from ..errors import Emotion2VecError
+from ..io.atomic import atomic_write_bytes, atomic_write_text
 from .metrics import METRIC_NAMES, METRICS
 
 __all__ = [
@@ -38,8 +37,11 @@ __all__ = [
     "confusion_png",
     "load_result",
     "make_table",
-    "main",
 ]
+
+class ReportError(Emotion2VecError, ValueError):
+    """Results that cannot be read or tabulated; the message names the file."""
+
 
 OUTPUT_FILES = ("results.json", "results.md", "predictions.tsv", "confusion.png")
 TABLE_METRICS = ("wa", "ua", "wf1")
@@ -91,6 +93,8 @@ def results_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {f['name']} | {f['n_train']} | {f['n_valid']} | {f['n_test']} | {f['best_epoch']} | "
                      + " | ".join(_pct(f["test"][m]) for m in METRICS) + " |")
     lines.append("| **mean ± std** | | | | | " + " | ".join(_mean_std(result["summary"], m) for m in METRICS) + " |")
+    if result.get("warnings"):
+        lines += ["", "**Warnings:**", *(f"- {w}" for w in result["warnings"])]
     lines += ["", "Test metrics in percent; std over folds is the population std.", "",
               "![confusion matrix](confusion.png)", ""]
     return "\n".join(lines)
@@ -171,12 +175,12 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found (did the probe finish?)") from None
+        raise ReportError(f"{path}: not found (did the probe finish?)") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON: {e}") from None
+        raise ReportError(f"{path}: invalid JSON: {e}") from None
     for field in ("corpus", "source", "summary"):
         if field not in result:
-            raise ValueError(f"{path}: not a probe results.json (no {field!r})")
+            raise ReportError(f"{path}: not a probe results.json (no {field!r})")
     return result
 
 
@@ -191,7 +195,7 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     """
     for m in metrics:
         if m not in METRIC_NAMES or m == "loss":
-            raise ValueError(f"unknown metric {m!r} (choose from {', '.join(METRICS)})")
+            raise ReportError(f"unknown metric {m!r} (choose from {', '.join(METRICS)})")
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     seen_sources: list[str] = []
     seen_corpora: list[str] = []
@@ -199,7 +203,7 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
         r = item if isinstance(item, dict) else load_result(item)
         key = (str(r["source"]), str(r["corpus"]))
         if key in cells:
-            raise ValueError(f"two results for source {key[0]!r} on corpus {key[1]!r}")
+            raise ReportError(f"two results for source {key[0]!r} on corpus {key[1]!r}")
         cells[key] = r
         if key[0] not in seen_sources:
             seen_sources.append(key[0])
@@ -208,7 +212,7 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     row_names = list(sources) if sources else seen_sources
     col_names = list(corpora) if corpora else seen_corpora
     if not row_names or not col_names:
-        raise ValueError("no results to tabulate")
+        raise ReportError("no results to tabulate")
 
     best: dict[tuple[str, str], float] = {}
     for corpus in col_names:
@@ -243,45 +247,3 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     note = "Mean ± std over folds, in percent" + (f" (folds: {', '.join(folds)})" if folds else "")
     lines += ["", note + ("; best mean per column in bold." if bold_best else ".")]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emotion2vec.downstream.report",
-                                     description="Reports over probe results.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    table = sub.add_parser("table", help="markdown table across corpora (rows = feature sources)",
-                           description="Rows = feature sources, per corpus a group of metric columns, "
-                                       "cells mean ± std over folds in percent.")
-    table.add_argument("results", nargs="+", help="probe output directories or their results.json files")
-    table.add_argument("--out", default=None, help="write the table here (atomically) as well as printing it")
-    table.add_argument("--metrics", default=",".join(TABLE_METRICS), help="comma-separated: wa,ua,wf1,macro_f1")
-    table.add_argument("--corpora", default=None, help="comma-separated corpus order (default: first appearance)")
-    table.add_argument("--sources", default=None, help="comma-separated row order (default: first appearance)")
-    table.add_argument("--skip-missing", action="store_true",
-                       help="ignore given directories without results.json instead of failing")
-    table.add_argument("--no-bold", action="store_true", help="do not bold the best mean per column")
-    args = parser.parse_args(argv)
-
-    def split(text: str | None) -> list[str] | None:
-        return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-    paths = list(args.results)
-    if args.skip_missing:
-        kept = [p for p in paths if (Path(p) / "results.json").is_file() or (Path(p).is_file())]
-        for p in sorted(set(paths) - set(kept)):
-            print(f"table: skipping {p} (no results.json)", file=sys.stderr)
-        paths = kept
-    try:
-        text = make_table(paths, metrics=split(args.metrics) or TABLE_METRICS, corpora=split(args.corpora),
-                          sources=split(args.sources), bold_best=not args.no_bold)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"table: error: {e}", file=sys.stderr)
-        return 1
-    if args.out:
-        atomic_write_text(args.out, text)
-    print(text, end="")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

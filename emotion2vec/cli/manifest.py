@@ -1,0 +1,34 @@
+"""``emotion2vec manifest``: audio folders -> fairseq pretraining manifests (train.tsv / valid.tsv)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..io.audio import AUDIO_EXTENSIONS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("example:\n  emotion2vec manifest /data/IEMOCAP /data/podcasts --out manifests/pretrain "
+                "--resample-to /data/pretrain_16k --valid-fraction 0.01")
+    p.add_argument("audio_dirs", nargs="+", metavar="AUDIO_DIR", help="folders scanned recursively for "
+                   + "/".join(e.lstrip(".") for e in AUDIO_EXTENSIONS) + " files")
+    p.add_argument("--out", required=True, help="output folder for train.tsv (and valid.tsv), e.g. manifests/NAME")
+    p.add_argument("--valid-fraction", type=float, default=0.0, help="random fraction held out as valid.tsv (default 0)")
+    p.add_argument("--resample-to", metavar="DIR", help="convert files that are not 16 kHz mono into DIR "
+                   "(16 kHz mono FLAC); without it such files make the command fail with their list")
+    p.add_argument("--seed", type=int, default=0, help="seed of the valid split (default 0)")
+    p.add_argument("--verify", action="store_true", help="decode every file fully (slower; catches corrupt data "
+                   "behind a valid header)")
+    p.add_argument("--num-workers", type=int, default=1, help="processes for conversion (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pretrain.manifest import build_manifest
+
+    res = build_manifest(args.audio_dirs, args.out, args.valid_fraction, args.resample_to, args.seed, args.verify,
+                         args.num_workers, log=lambda m: print(m, file=sys.stderr))
+    converted = f"converted {res.converted}" + (f" (reused {res.reused} converted earlier)" if res.reused else "")
+    print(f"wrote {res.out / 'train.tsv'} ({res.train} files)" + (f" and valid.tsv ({res.valid})" if res.valid else "")
+          + f", {res.hours:.2f} h; {converted}; skipped {len(res.unreadable)} unreadable")
+    return 1 if res.unreadable else 0

@@ -1,0 +1,86 @@
+"""``emotion2vec prepare CORPUS --root DIR``: data.tsv + folds.json for a corpus as distributed."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..downstream.corpora import ALIASES, CORPORA
+
+
+def _epilog() -> str:
+    from ..downstream.folds import PROTOCOLS
+    from ..downstream.prepare import PROTOCOL_HELP
+
+    lines = ["corpora (default protocol; expected layout under --root; names are case-insensitive):"]
+    for name, spec in CORPORA.items():
+        proto = spec.default_protocol
+        if proto == "auto":
+            proto = "speaker-kfold with >= 4 speakers, else random-kfold"
+        elif spec.fold_options:
+            proto += " " + " ".join(f"{k}={v}" for k, v in spec.fold_options.items())
+        opts = " ".join("--" + o.replace("_", "-") for o in spec.options)
+        lines.append(f"  {name:<13} {spec.description} [{proto}]" + (f" options: {opts}" if opts else ""))
+        lines.append(f"  {'':<13}   {spec.layout}")
+    lines.append(f"  aliases: {', '.join(f'{a} = {b}' for a, b in ALIASES.items())}")
+    lines += ["", "protocols:"]
+    lines += [f"  {p:<13} {PROTOCOL_HELP[p]}" for p in PROTOCOLS]
+    lines += [
+        "",
+        "output (--out, default manifests/CORPUS):",
+        "  data.tsv              key path label speaker gender duration [channel] [split] [session|foldN]",
+        "  folds.json            the folds of the first --protocol (default: the corpus's protocol above)",
+        "  folds_<protocol>.json one per --protocol (the first one too)",
+        "",
+        "examples:",
+        "  emotion2vec prepare urdu --root ../shared/data/urdu --out manifests/urdu",
+        "  emotion2vec prepare iemocap --root IEMOCAP_full_release --protocol loso-session --protocol loso-speaker",
+        "  emotion2vec prepare meld --root MELD.Raw --audio-dir MELD.Raw_wav",
+        "  emotion2vec prepare folder --root my_corpus --speaker-regex '^(?P<speaker>[^_]+)_' --label-map wut=angry",
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Scan a speech-emotion corpus as distributed and write DIR/data.tsv (one row per\n"
+                          "utterance) and DIR/folds.json (train/valid/test folds of its evaluation protocol).")
+    parser.epilog = _epilog()
+    parser.add_argument("corpus", metavar="CORPUS", help=f"one of: {', '.join(CORPORA)}")
+    parser.add_argument("--root", required=True, metavar="DIR", help="the corpus folder as distributed")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: manifests/CORPUS)")
+    parser.add_argument("--protocol", action="append", metavar="P",
+                        help="fold protocol (see below); repeat or comma-separate for several: the first is "
+                             "written as folds.json, each as folds_<P>.json. Default: the corpus's protocol")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice in the folds (default 0)")
+    parser.add_argument("--folds", type=int, metavar="K", help="number of folds for random-kfold / speaker-kfold")
+    parser.add_argument("--valid-fraction", type=float, metavar="F",
+                        help="valid share for loso-session (0.2), original without official valid (0.1), emobox (0.2)")
+    parser.add_argument("--label-map", metavar="OLD=NEW,...",
+                        help="rename labels (an empty NEW drops the label); for folder: folder name -> label")
+    parser.add_argument("--exclude", metavar="KEYS", action="append",
+                        help="comma-separated keys to leave out (or @FILE with one key per line)")
+    group = parser.add_argument_group("corpus options")
+    group.add_argument("--all-labels", action="store_true", help="iemocap: keep every label, not only the 4 classes")
+    group.add_argument("--audio-dir", metavar="DIR",
+                       help="meld: wav/flac tree mirroring the release (converted from its .mp4); "
+                            "mosi/mosei: folder with <video_id>/<clip_id>.wav (default ROOT/wav)")
+    group.add_argument("--speaker-regex", metavar="RE",
+                       help="folder: regex searched in the file name (no extension); named group 'speaker' or the "
+                            "first group = speaker, optional group 'gender'")
+    group.add_argument("--emobox-data", metavar="DIR", help="emobox: EmoBox's data/<ds> folder")
+    parser.add_argument("--quiet", action="store_true", help="print only errors")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..downstream.prepare import prepare, read_key_list
+
+    if args.quiet:
+        logging.getLogger("emotion2vec").setLevel(logging.WARNING)
+    result = prepare(args.corpus, args.root, args.out, protocols=args.protocol, seed=args.seed, folds=args.folds,
+                     valid_fraction=args.valid_fraction, label_map=args.label_map,
+                     exclude=read_key_list(args.exclude), all_labels=args.all_labels, audio_dir=args.audio_dir,
+                     speaker_regex=args.speaker_regex, emobox_data=args.emobox_data)
+    if not args.quiet:
+        print(result.summary())
+    return 0

@@ -1,0 +1,128 @@
+"""Feature backends: what turns a padded batch of waveforms into per-layer features.
+
+A backend knows its geometry (layers, width, frame rate), whether waveforms are normalised, and the settings that
+make two feature folders comparable (:meth:`Backend.settings`, recorded in ``features.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..io.audio import SAMPLE_RATE
+from . import DTYPE_NAMES, ExtractionError
+
+__all__ = ["DTYPES", "Backend", "ModelBackend", "FbankBackend", "load_backend", "resolve_dtype"]
+
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ExtractionError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, d in DTYPES.items() if d == dtype)
+
+
+class Backend:
+    """What the engine needs from a feature model."""
+
+    name: str  # "emotion2vec", "fbank", ...
+    device: torch.device = torch.device("cpu")
+    num_layers: int
+    dim: int
+    frame_rate: float
+    normalize: bool
+    description: str
+
+    def num_frames(self, num_samples: int) -> int:
+        raise NotImplementedError
+
+    def forward(self, batch: torch.Tensor, lengths: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        """(B, N) padded waveforms, (B,) valid samples -> (L, B, T, D) float32 features of the requested layers."""
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """The computation settings that change features (a resume must not mix outputs of different ones)."""
+        return {"backend": self.name}
+
+
+class ModelBackend(Backend):
+    """An :class:`~emotion2vec.models.Emotion2VecModel` in eval mode; ``dtype`` other than float32 runs under autocast."""
+
+    name = "emotion2vec"
+
+    def __init__(self, model, device: torch.device, dtype: torch.dtype = torch.float32, description: str = ""):
+        self.model = model.eval().to(device)
+        self.cfg = model.cfg
+        self.device, self.dtype = device, dtype
+        self.num_layers, self.dim = self.cfg.num_layers, self.cfg.embed_dim
+        self.frame_rate = SAMPLE_RATE / self.cfg.frame_stride
+        self.normalize = self.cfg.normalize
+        self.description = description
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.cfg.num_frames(num_samples)
+
+    def forward(self, batch: torch.Tensor, lengths: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True)
+        lengths = lengths.to(self.device)
+        pad = None
+        if bool((lengths < batch.shape[1]).any()):
+            pad = torch.arange(batch.shape[1], device=self.device)[None, :] >= lengths[:, None]
+        autocast = self.dtype != torch.float32
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+            out = self.model.extract_features(batch, pad, layers=layers, ffn=())
+        return torch.stack([out.layer_outputs[i] for i in layers]).float()
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": self.name, "dtype": _dtype_name(self.dtype),
+                "attention": self.model.attention_implementation}
+
+
+class FbankBackend(Backend):
+    """80-dim log-mel filterbank baseline (100 frames/s), through the same pipeline."""
+
+    name = "fbank"
+
+    def __init__(self, device: torch.device):
+        from ..models.fbank import LogMelFbank
+
+        self.fbank = LogMelFbank().to(device)
+        self.device = device
+        self.num_layers, self.dim, self.frame_rate = 1, self.fbank.dim, float(self.fbank.frame_rate)
+        self.normalize = False
+        self.description = "fbank"
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.fbank.num_frames(num_samples)
+
+    def forward(self, batch: torch.Tensor, lengths: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        with torch.inference_mode():
+            feats, _ = self.fbank(batch.to(self.device), lengths.to(self.device))
+        return feats.float()[None]
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": self.name, "dtype": "float32"}
+
+
+def load_backend(checkpoint: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
+                 trust: bool = False, preset_name: str | None = None, attention: str = "sdpa") -> Backend:
+    """``checkpoint``: anything :func:`~emotion2vec.models.checkpoint.load_model` reads, or ``fbank``."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ExtractionError("--device cuda requested but CUDA is not available")
+    if checkpoint == "fbank":
+        return FbankBackend(device)
+    dtype = resolve_dtype(dtype)
+    from ..models.checkpoint import load_model
+
+    model, ckpt = load_model(checkpoint, trust=trust, preset_name=preset_name, with_decoder=False)
+    model.set_attention_implementation(attention)
+    return ModelBackend(model, device, dtype, description=f"{checkpoint} ({ckpt.source})")
