@@ -28,7 +28,8 @@ class Emotion2Vec:
     """
 
     def __init__(self, model, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
-                 max_tokens: int | None = None, chunk_seconds: float = 30.0, attention: str = "sdpa"):
+                 max_tokens: int | None = None, chunk_seconds: float = 30.0, attention: str = "sdpa",
+                 recognizer=None):
         dtype = resolve_dtype(dtype)
         model.set_attention_implementation(attention)
         device = torch.device(device)
@@ -37,20 +38,33 @@ class Emotion2Vec:
         self.backend = ModelBackend(model, device, dtype)
         self.model, self.config = self.backend.model, model.cfg
         self.max_tokens, self.chunk_seconds = max_tokens, chunk_seconds
+        self.recognizer = recognizer.to(device) if recognizer is not None else None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
                         dtype: str | torch.dtype = "float32", trust: bool = False, preset: str | None = None,
                         **kwargs) -> "Emotion2Vec":
-        """Load an official emotion2vec / data2vec 2.0 / FunASR checkpoint or one of ours (see ``emotion2vec convert``)."""
-        from .models.checkpoint import load_model
+        """Load an official emotion2vec / data2vec 2.0 / FunASR checkpoint, one of ours (see ``emotion2vec convert``),
+        a fairseq data2vec (v1) checkpoint or a Hugging Face model (``"hf:PATH"``): any upstream of
+        :func:`~emotion2vec.models.upstream.load_upstream`."""
+        from .models.upstream import load_upstream
 
-        model, _ = load_model(path, trust=trust, preset_name=preset, with_decoder=False)
-        return cls(model, device=device, dtype=dtype, **kwargs)
+        model, ckpt = load_upstream(path, trust=trust, preset_name=preset)
+        recognizer = None
+        if ckpt.classifier is not None:
+            from .recognize.recognizer import Recognizer
+
+            recognizer = Recognizer.from_spec(ckpt.classifier, model.cfg.num_layers, model.cfg.embed_dim, str(path))
+        return cls(model, device=device, dtype=dtype, recognizer=recognizer, **kwargs)
 
     @property
     def num_layers(self) -> int:
         return self.config.num_layers
+
+    @property
+    def labels(self) -> list[str]:
+        """The emotions this model recognises, in English (empty for a model without a classification head)."""
+        return self.recognizer.display_labels if self.recognizer is not None else []
 
     def _waveform(self, x: AudioLike, sample_rate: int | None) -> np.ndarray:
         if isinstance(x, (str, os.PathLike)):
@@ -91,3 +105,43 @@ class Emotion2Vec:
         single_layer = isinstance(layers, int) or (isinstance(layers, str) and layers.strip().lstrip("-").isdigit())
         outs = [pool(f, granularity, single_layer) for f in feats]
         return outs[0] if single_input else outs
+
+    def predict(self, audio: AudioLike | Sequence[AudioLike], sample_rate: int | None = None,
+                window: float | None = None, hop: float | None = None):
+        """Recognise emotions with the model's classification head (emotion2vec+ or a model fine-tuned here).
+
+        Per input: ``{"label": "angry", "scores": {"angry": 0.81, ...}, "label_raw": ..., "scores_raw": ...}``
+        (English labels; the checkpoint's own strings in the ``*_raw`` entries; ``unuse*`` labels never appear).
+        With ``window`` (seconds, ``hop`` default ``window``) a list of such dicts per input, one per window, each
+        with ``start`` and ``end`` in seconds. A list of inputs gives a list of results.
+        """
+        from .recognize import RecognitionError
+        from .recognize.recognizer import display_label
+        from .recognize.run import check_window, window_bounds
+
+        if self.recognizer is None:
+            raise RecognitionError("this model has no classification head: use an emotion2vec+ model or one "
+                                   "fine-tuned with `emotion2vec finetune` (features: .extract())")
+        check_window(window, hop)
+        single_input = isinstance(audio, (str, os.PathLike, torch.Tensor)) or (
+            isinstance(audio, np.ndarray) and audio.dtype != object)
+        inputs = [audio] if single_input else list(audio)
+        engine = BatchedForward(self.backend, [self.recognizer.layer], self.max_tokens, self.chunk_seconds)
+        segments, owners = [], []
+        for n, x in enumerate(inputs):
+            wav = self._waveform(x, sample_rate)
+            for a, b in (window_bounds(len(wav), window, hop) if window else [(0, len(wav))]):
+                segments.append(engine.prepare(wav[a:b]))
+                owners.append((n, a, b))
+        probs = self.recognizer.probabilities([f[0] for f in engine(segments)])
+        shown, raw = self.recognizer.shown, self.recognizer.labels
+        results: list[list[dict]] = [[] for _ in inputs]
+        for (n, a, b), p in zip(owners, probs):
+            best = shown[int(np.argmax(p[shown]))]
+            r = {"label": display_label(raw[best]), "scores": {display_label(raw[i]): float(p[i]) for i in shown},
+                 "label_raw": raw[best], "scores_raw": {raw[i]: float(p[i]) for i in shown}}
+            if window:
+                r.update(start=a / SAMPLE_RATE, end=b / SAMPLE_RATE)
+            results[n].append(r)
+        out = [r if window else r[0] for r in results]
+        return out[0] if single_input else out

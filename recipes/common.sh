@@ -5,9 +5,11 @@
 #   ROOT          the corpus folder as distributed (default: $ROOT_<CORPUS>, e.g. ROOT_URDU or ROOT_RAVDESS_SONG,
 #                 else $DATA/<usual folder name> as listed in corpus_defaults below)
 #   DATA          folder holding the corpora under their usual names (default: data)
-#   CHECKPOINT    checkpoint (.pt, FunASR or converted folder) or "fbank" for the log-mel baseline (default fbank)
-#   NAME          feature-source name used in paths and tables (default: fbank, else the checkpoint's file or
-#                 folder name without extension)
+#   CHECKPOINT    the feature source (default fbank): a checkpoint (emotion2vec / data2vec 2.0 / data2vec (v1) .pt,
+#                 FunASR or converted folder), hf:PATH (a Hugging Face folder or hub name), "fbank" (log-mel
+#                 baseline) or opensmile:SET[:lld] (eGeMAPSv02, ComParE_2016; probed with --standardize)
+#   NAME          feature-source name used in paths and tables (default: fbank, the checkpoint's file or folder
+#                 name without extension, the last part of an hf: name, or the openSMILE set, e.g. eGeMAPSv02)
 #   OUT           base folder of manifests/, features/, results/ (default: .)
 #   DEVICE        cpu | cuda | cuda:N for extraction and probe (default: cuda when torch sees one, else cpu)
 #   PROTOCOL      fold protocol for the probe (default: folds.json = the corpus's paper protocol, written by
@@ -15,7 +17,10 @@
 #                 get their own results folder results/<corpus>-<protocol>/
 #   GRANULARITY   frame | utterance (default frame: the official probe pools frames itself)
 #   LAYERS        --layers for extract (default -1 = last block; MOSI/MOSEI: the last 4, averaged by the probe)
-#   PROBE_LAYER   --layer for probe when several layers are extracted (e.g. mean)
+#   PROBE_LAYER   --layer for probe when several layers are extracted (e.g. mean, weighted)
+#   TASK          --task for probe: categorical (default) | soft | multilabel | regression; other tasks get their own
+#                 results folder results/<corpus>[-<protocol>]-<task>/ (regression: the table shows CCC columns)
+#   TARGETS       --targets for TASK=regression (e.g. arousal,valence,dominance)
 #   PREPARE_ARGS, EXTRACT_ARGS, PROBE_ARGS   extra arguments for each step (word-split)
 #   PYTHON        interpreter with emotion2vec installed (default: $VIRTUAL_ENV's, else the repo's .venv, else python3)
 #   E2V           how to run the CLI (default: "$PYTHON -m emotion2vec")
@@ -59,13 +64,19 @@ default_device() {
 source_name() {  # NAME, or derived from CHECKPOINT
   if [[ -n ${NAME:-} ]]; then echo "$NAME"; return; fi
   if [[ $CHECKPOINT == fbank ]]; then echo fbank; return; fi
+  if [[ $CHECKPOINT == hf:* ]]; then basename "${CHECKPOINT#hf:}"; return; fi     # hf:facebook/wavlm-base-plus
+  if [[ $CHECKPOINT == opensmile:* ]]; then                                      # opensmile:ComParE_2016:lld
+    local spec=${CHECKPOINT#opensmile:}; echo "${spec//:/_}"; return
+  fi
   local base
   base=$(basename "${CHECKPOINT%/}")
   echo "${base%.*}"
 }
 
 results_dir() {  # results_dir CORPUS NAME
-  echo "$OUT/results/$1${PROTOCOL:+-$PROTOCOL}/$2"
+  local task=${TASK:-categorical}
+  [[ $task == categorical ]] && task=""
+  echo "$OUT/results/$1${PROTOCOL:+-$PROTOCOL}${task:+-$task}/$2"
 }
 
 # Extraction is complete when index.tsv exists, lists every key of data.tsv and records no error.
@@ -96,6 +107,8 @@ corpus_defaults() {
     m3ed) echo "M3ED -1 -" ;;                      # official movie-level split
     mosi) echo "CMU-MOSI -4,-3,-2,-1 mean" ;;      # binary sentiment, last 4 layers averaged
     mosei) echo "CMU-MOSEI -4,-3,-2,-1 mean" ;;
+    msp-podcast) echo "MSP-Podcast -1 -" ;;        # beyond the paper's set: official split (Test1), votes, A/V/D
+    crema-d) echo "CREMA-D -1 -" ;;                # beyond the paper's set: speaker 5-fold, rater votes
     *) return 1 ;;
   esac
 }
@@ -123,6 +136,8 @@ recipe_main() {
   read -r -a prepare_args <<<"${PREPARE_ARGS:-}"
   read -r -a extract_args <<<"${EXTRACT_ARGS:-}"
   read -r -a probe_args <<<"${PROBE_ARGS:-}"
+  # openSMILE features mix units (Hz, dB, ratios): every eGeMAPS / ComParE baseline z-normalises them
+  [[ $CHECKPOINT == opensmile:* ]] && probe_args=(--standardize "${probe_args[@]}")
   if [[ $CHECKPOINT != fbank ]]; then
     layer_args=("--layers=${LAYERS:-$default_layers}")  # "=": values like -4,-3 look like options
     local probe_layer=${PROBE_LAYER:-$default_probe_layer}
@@ -157,7 +172,8 @@ recipe_main() {
     say "probe: $results/results.json exists, skipping"
   else
     run $E2V probe --features "$features" --data "$manifests" --out "$results" --name "$name" \
-      ${PROTOCOL:+--protocol "$PROTOCOL"} --device "$device" "${probe_layer_args[@]}" "${probe_args[@]}"
+      ${PROTOCOL:+--protocol "$PROTOCOL"} ${TASK:+--task "$TASK"} ${TARGETS:+--targets "$TARGETS"} \
+      --device "$device" "${probe_layer_args[@]}" "${probe_args[@]}"
   fi
   say "== $corpus / $name done: $results/results.md"
 }

@@ -194,5 +194,5 @@ def test_configs_hold_the_official_values():
     assert cold.model.init_from is None and cold.optimization.lr == [7.5e-4]
     assert cold.model.ema_anneal_end_step == 75000 and cold.dataset.max_tokens == 600000  # shared value kept
     tiny = _compose("emotion2vec_tiny_cpu")
-    assert tiny.model.embed_dim == 128 and tiny.common.cpu and not tiny.common.fp16
+    assert tiny.model.embed_dim == 128 and tiny.common.cpu and not tiny.common.fp16 and tiny.model.init_from is None
     assert tiny.criterion._name == "model" and tiny.optimizer.adam_betas == [0.9, 0.98]  # from the shared file

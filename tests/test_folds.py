@@ -65,6 +65,10 @@ CASES = [
     ("speaker-kfold", {"folds": 4}, {}),
     ("loso-speaker", {}, {}),
     ("loso-session", {}, {"sessions": 5}),
+    ("session-rotation", {}, {"sessions": 5}),
+    ("holdout", {}, {}),
+    ("holdout", {"stratify": False, "test_fraction": 0.3}, {}),
+    ("speaker-holdout", {}, {}),
     ("original", {}, {"split": True}),
 ]
 
@@ -83,7 +87,7 @@ def test_protocol_invariants_and_determinism(protocol, options, rowkw):
     assert make_folds(rows, protocol, seed=3, corpus="synthetic", **options) == folds
     # another seed -> different folds (except the fully deterministic official split with an official valid)
     other = make_folds(rows, protocol, seed=4, corpus="synthetic", **options)
-    if protocol != "original":
+    if protocol not in ("original", "session-rotation"):
         assert other["folds"] != folds["folds"]
     # JSON round trip keeps it valid
     check_folds(json.loads(json.dumps(folds)), rows)
@@ -143,6 +147,47 @@ def test_loso_session_tests_one_session_and_validates_on_20_percent():
         rest = len(f["train"]) + len(f["valid"])
         assert abs(len(f["valid"]) - 0.2 * rest) <= 1
         assert f"Ses0{i + 1}" not in {sess[k] for k in f["train"] + f["valid"]}
+
+
+def test_session_rotation_is_emo_superbs_partition():
+    rows = make_rows(n_speakers=10, sessions=5)
+    folds = make_folds(rows, "session-rotation", seed=0)
+    sess = {r["key"]: r["session"] for r in rows}
+    assert folds["speaker_independent"] is True and len(folds["folds"]) == 5
+    expected = [((1, 2, 3), 4, 5), ((2, 3, 4), 5, 1), ((3, 4, 5), 1, 2), ((4, 5, 1), 2, 3), ((5, 1, 2), 3, 4)]
+    for f, (train, dev, test) in zip(folds["folds"], expected):
+        assert {sess[k] for k in f["train"]} == {f"Ses0{i}" for i in train}
+        assert {sess[k] for k in f["valid"]} == {f"Ses0{dev}"} and {sess[k] for k in f["test"]} == {f"Ses0{test}"}
+    assert make_folds(rows, "session-rotation", seed=9) == {**folds, "seed": 9}
+    # a speaker recorded in two sessions breaks the promise: refused, naming the speaker
+    rows[0]["session"] = "Ses02"
+    with pytest.raises(FoldsError, match="not speaker-independent: speaker 'spk00'"):
+        make_folds(rows, "session-rotation")
+    with pytest.raises(FoldsError, match="needs a 'session' column"):
+        make_folds(make_rows(), "session-rotation")
+
+
+def test_holdout_is_80_20_with_10_percent_dev_and_its_speaker_variant():
+    rows = make_rows(n_speakers=12, per_speaker=25)
+    n = len(rows)
+    label_of = {r["key"]: r["label"] for r in rows}
+    folds = make_folds(rows, "holdout", seed=1)
+    (f,) = folds["folds"]
+    assert f["name"] == "holdout" and folds["speaker_independent"] is False
+    assert abs(len(f["test"]) - 0.2 * n) <= 2 and abs(len(f["valid"]) - 0.1 * (n - len(f["test"]))) <= 2
+    total, test = Counter(label_of.values()), Counter(label_of[k] for k in f["test"])
+    assert all(abs(test[lab] - 0.2 * c) <= 1 for lab, c in total.items())
+    spk = make_folds(rows, "speaker-holdout", seed=1, test_fraction=0.25)
+    (g,) = spk["folds"]
+    assert spk["speaker_independent"] is True and spk["options"]["test_fraction"] == 0.25
+    speaker = {r["key"]: r["speaker"] for r in rows}
+    groups = [{speaker[k] for k in g[part]} for part in ("train", "valid", "test")]
+    assert all(groups) and not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert abs(len(g["test"]) - 0.25 * n) <= 28  # within one speaker of the target
+    with pytest.raises(FoldsError, match="needs >= 3 speakers"):
+        make_folds(make_rows(n_speakers=2), "speaker-holdout")
+    with pytest.raises(FoldsError, match="test_fraction must be in"):
+        make_folds(rows, "holdout", test_fraction=1.5)
 
 
 def test_original_uses_split_and_carves_valid_when_missing():

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import unicodedata
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -21,23 +22,21 @@ from emotion2vec.downstream.folds import check_folds, load_folds, make_folds
 from emotion2vec.io.manifests import ManifestError, read_data_tsv, write_data_tsv
 from emotion2vec.cli import main as cli
 
+from conftest import SHARED, require
+
 
 def main(argv):
     return cli(["prepare", *argv])
 
-_WAV: dict = {}
-
-
 def wav(path: Path, sr: int = 16000, channels: int = 1, seconds: float = 0.1) -> Path:
-    """A tiny valid PCM-16 wav (noise) at ``sr`` with ``channels`` channels."""
-    key = (sr, channels, seconds)
-    if key not in _WAV:
-        noise = np.random.default_rng(0).uniform(-0.1, 0.1, (int(sr * seconds), channels)).astype(np.float32)
-        buf = io.BytesIO()
-        sf.write(buf, noise, sr, format="WAV", subtype="PCM_16")
-        _WAV[key] = buf.getvalue()
+    """A tiny valid PCM-16 wav (noise seeded by the file name: distinct files hold distinct audio) at ``sr`` with
+    ``channels`` channels."""
+    seed = zlib.crc32(path.name.encode("utf-8"))
+    noise = np.random.default_rng(seed).uniform(-0.1, 0.1, (int(sr * seconds), channels)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, noise, sr, format="WAV", subtype="PCM_16")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_WAV[key])
+    path.write_bytes(buf.getvalue())
     return path
 
 
@@ -636,10 +635,11 @@ def test_emobox_import(tmp_path):
 # ------------------------------------------------------------------------------------------------ registry
 def test_registry_covers_every_corpus():
     expected = {"iemocap", "meld", "ravdess", "ravdess-song", "savee", "emodb", "emovo", "cafe", "subesco", "shemo",
-                "urdu", "aesdd", "resd", "m3ed", "mosi", "mosei", "folder", "emobox"}
+                "urdu", "aesdd", "resd", "m3ed", "mosi", "mosei", "msp-podcast", "crema-d", "folder", "emobox"}
     assert set(CORPORA) == expected and all(callable(s.prepare) for s in CORPORA.values())
     assert C.default_protocol("iemocap") == "loso-session"
-    assert {C.default_protocol(c) for c in ("meld", "resd", "m3ed", "mosi", "mosei")} == {"original"}
+    assert {C.default_protocol(c) for c in ("meld", "resd", "m3ed", "mosi", "mosei", "msp-podcast")} == {"original"}
+    assert C.default_protocol("crema-d") == "speaker-kfold"
     assert {C.default_protocol(c) for c in ("ravdess", "ravdess-song", "savee", "urdu", "emodb", "cafe")} == {
         "random-kfold"}
     assert C.CORPORA["ravdess-song"].fold_options == {"folds": 5}
@@ -697,7 +697,12 @@ def test_cli_outputs_rerun_and_protocols(tmp_path, capsys):
     assert "ravdess-song: 110 utterances" in summary and "random-kfold, 5 fold(s)" in summary
     folds = json.loads((out / "folds.json").read_text())
     assert folds["protocol"] == "random-kfold" and len(folds["folds"]) == 5 and folds["seed"] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["data.tsv", "folds.json", "folds_random-kfold.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["audio_hashes.tsv", "data.tsv", "folds.json",
+                                                     "folds_random-kfold.json"]
+    # the leakage audit is printed and stored with the folds
+    assert "leakage audit (random-kfold, speaker-dependent; audio compared" in summary
+    assert folds["audit"]["audio_compared"] and len(folds["audit"]["folds"]) == 5
+    assert folds["audit"]["folds"][0]["pairs"]["train-test"]["identical_audio"]["utterances"] == 0
 
     # several protocols: the first is folds.json, each is folds_<p>.json; seed recorded
     assert main(["ravdess-song", "--root", str(root), "--out", str(out), "--protocol", "loso-speaker,speaker-kfold",
@@ -714,7 +719,8 @@ def test_cli_outputs_rerun_and_protocols(tmp_path, capsys):
     assert main(["ravdess-song", "--root", str(root), "--out", str(out), "--exclude", ",".join(excluded),
                  "--folds", "3", "--quiet"]) == 0
     assert len(read_data_tsv(out / "data.tsv")) == 106
-    assert sorted(p.name for p in out.iterdir()) == ["data.tsv", "folds.json", "folds_random-kfold.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["audio_hashes.tsv", "data.tsv", "folds.json",
+                                                     "folds_random-kfold.json"]
     assert len(json.loads((out / "folds.json").read_text())["folds"]) == 3
     assert not list(out.glob(".*.tmp"))
 
@@ -741,3 +747,151 @@ def test_cli_errors_and_help(tmp_path, capsys):
         assert name in text
     args = parser.parse_args(["prepare", "iemocap", "--root", "/x", "--all-labels", "--protocol", "loso-speaker"])
     assert args.corpus == "iemocap" and args.all_labels and args.protocol == ["loso-speaker"]
+
+
+# ------------------------------------------------------------------------------------------------ targets beyond one label
+def test_iemocap_votes_and_dimensions(tmp_path):
+    root = make_iemocap(tmp_path / "iemocap", sessions=(1,))
+    lf = root / "IEMOCAP_full_release/Session1/dialog/EmoEvaluation/Ses01F_impro01.txt"
+    text = lf.read_text()
+    # the angry utterance: three annotators and the actor, one of them naming two categories
+    old = "Ses01F_impro01_M000\tang\t[2.5000, 3.0000, 2.5000]\nC-E1:\tNeutral;\t()\n"
+    assert old in text
+    text = text.replace(old, "Ses01F_impro01_M000\tang\t[1.5000, 4.5000, 5.0000]\nC-E1:\tAnger;\t()\n"
+                             "C-E2:\tAnger; Frustration;\t()\nC-E4:\tExcited;\t()\nC-M1:\tOther:annoyed;\t(note)\n")
+    lf.write_text(text)
+    rows = by_key(C.prepare_iemocap(root))
+    r = rows["Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M000"]
+    assert r["votes"] == "angry:2,frustrated:1,happy:1,other:1"  # excited counts as happy in the 4-class set
+    assert (r["valence"], r["arousal"], r["dominance"]) == ("0.1250", "0.8750", "1.0000")  # (x - 1) / 4
+    assert rows["Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000"]["votes"] == "neutral:1"
+    back = by_key(roundtrip(list(rows.values()), tmp_path))
+    assert back["Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M000"]["arousal"] == "0.8750"
+    full = by_key(C.prepare_iemocap(root, all_labels=True))
+    assert full["Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M000"]["votes"] == \
+        "angry:2,excited:1,frustrated:1,other:1"
+    lf.write_text(text.replace("C-E4:\tExcited;", "C-E4:\tBoredom;"))
+    with pytest.raises(CorpusError, match="unknown category 'boredom'"):
+        C.prepare_iemocap(root)
+
+
+def make_msp(root: Path, detailed: str | None = "major") -> Path:
+    rows = [("MSP-PODCAST_0001_0001.wav", "A", "6.0", "2.0", "5.5", "12", "Male", "Train"),
+            ("MSP-PODCAST_0001_0002.wav", "N", "4.0", "4.0", "4.0", "12", "Male", "Train"),
+            ("MSP-PODCAST_0002_0001.wav", "H", "5.0", "6.5", "4.0", "Unknown", "Unknown", "Development"),
+            ("MSP-PODCAST_0003_0001.wav", "S", "2.0", "2.0", "3.0", "31", "Female", "Test1"),
+            ("MSP-PODCAST_0004_0001.wav", "C", "4.5", "3.0", "5.0", "40", "Female", "Test2"),
+            ("MSP-PODCAST_0005_0001.wav", "X", "4.0", "4.0", "4.0", "41", "Male", "Train"),
+            ("MSP-PODCAST_0006_0001.wav", "O", "4.0", "4.0", "4.0", "42", "Female", "Test1")]
+    lines = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"] + [",".join(r) for r in rows]
+    (root / "Labels").mkdir(parents=True)
+    (root / "Labels" / "labels_consensus.csv").write_text("\n".join(lines) + "\n")
+    for r in rows:
+        wav(root / "Audios" / r[0])
+    if detailed == "major":
+        votes = [("MSP-PODCAST_0001_0001.wav", "WORKER01", "Angry"), ("MSP-PODCAST_0001_0001.wav", "WORKER02", "A"),
+                 ("MSP-PODCAST_0001_0001.wav", "WORKER03", "Disgust"),
+                 ("MSP-PODCAST_0003_0001.wav", "WORKER01", "Sad"),
+                 ("MSP-PODCAST_0003_0001.wav", "WORKER04", "Other-Tired")]
+        text = "FileName,WorkerID,EmoClass_Major,EmoAct,EmoVal,EmoDom\n" + "".join(
+            f"{f},{w},{e},4,4,4\n" for f, w, e in votes)
+        (root / "Labels" / "labels_detailed.csv").write_text(text)
+    elif detailed == "detail":
+        text = ("FileName,EmoDetail\nMSP-PODCAST_0001_0001.wav,\"WORKER01; Angry; Frustrated,Annoyed; A:6.0; "
+                "V:2.0; D:5.0;\"\nMSP-PODCAST_0001_0001.wav,\"WORKER02; Neutral; ; A:4.0; V:4.0; D:4.0;\"\n")
+        (root / "Labels" / "labels_detailed.csv").write_text(text)
+    return root
+
+
+def test_msp_podcast(tmp_path, caplog):
+    root = make_msp(tmp_path / "MSP")
+    with caplog.at_level(logging.INFO, logger="emotion2vec.downstream"):
+        rows = by_key(C.prepare_msp_podcast(tmp_path))  # found one level down
+    assert "Test2 (1)" in caplog.text and "other (1), unknown (1)" in caplog.text
+    assert sorted(rows) == ["MSP-PODCAST_0001_0001", "MSP-PODCAST_0001_0002", "MSP-PODCAST_0002_0001",
+                            "MSP-PODCAST_0003_0001"]
+    r = rows["MSP-PODCAST_0001_0001"]
+    assert (r["label"], r["speaker"], r["gender"], r["split"]) == ("angry", "12", "M", "train")
+    assert (r["arousal"], r["valence"], r["dominance"]) == ("0.8333", "0.1667", "0.7500")  # (x - 1) / 6
+    assert r["votes"] == "angry:2,disgust:1"
+    assert rows["MSP-PODCAST_0003_0001"]["votes"] == "other:1,sad:1"
+    assert rows["MSP-PODCAST_0001_0002"]["votes"] == ""
+    h = rows["MSP-PODCAST_0002_0001"]
+    assert (h["speaker"], h["gender"], h["split"], h["label"]) == ("", "", "valid", "happy")
+    folds = make_folds(roundtrip(list(rows.values()), tmp_path), "original", corpus="msp-podcast")
+    assert [len(folds["folds"][0][s]) for s in ("train", "valid", "test")] == [2, 1, 1]
+
+    rows = by_key(C.prepare_msp_podcast(root, all_labels=True, test_set="Test2"))
+    assert rows["MSP-PODCAST_0004_0001"]["split"] == "test" and rows["MSP-PODCAST_0004_0001"]["label"] == "contempt"
+    assert rows["MSP-PODCAST_0005_0001"]["label"] == "unknown" and "MSP-PODCAST_0006_0001" not in rows
+    with pytest.raises(CorpusError, match="--test-set Test9 is not a Split_Set"):
+        C.prepare_msp_podcast(root, test_set="Test9")
+
+    other = make_msp(tmp_path / "MSP2", detailed="detail")
+    assert by_key(C.prepare_msp_podcast(other))["MSP-PODCAST_0001_0001"]["votes"] == "angry:1,neutral:1"
+    (other / "Audios" / "MSP-PODCAST_0003_0001.wav").unlink()
+    with pytest.raises(CorpusError, match="audio missing for row 5"):
+        C.prepare_msp_podcast(other)
+
+
+def make_crema(root: Path, votes: str | None = "tabulated") -> Path:
+    clips = ["1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1002_DFA_NEU_XX", "1002_TIE_SAD_LO", "1003_IWW_FEA_MD",
+             "1003_DFA_DIS_XX"]
+    for c in clips:
+        wav(root / "AudioWAV" / f"{c}.wav")
+    (root / "VideoDemographics.csv").write_text("ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n"
+                                                "1002,21,Female,Caucasian,Not Hispanic\n")
+    (root / "processedResults").mkdir()
+    if votes == "tabulated":
+        lines = [",A,D,F,H,N,S,fileName,numResponses,agreement,emoVote"]
+        for i, c in enumerate(clips, start=1):
+            lines.append(f"{100000 + i},{'6' if 'ANG' in c else '0'},0,1,{'3' if 'HAP' in c else '0'},2,0,{c},9,0.6,A")
+            lines.append(f"{200000 + i},0,0,0,0,9,0,{c},9,1.0,N")  # face-only ratings: not the audio's
+        (root / "processedResults" / "tabulatedVotes.csv").write_text("\n".join(lines) + "\n")
+    elif votes == "summary":
+        lines = [",FileName,VoiceVote,VoiceLevel,FaceVote,FaceLevel,MultiModalVote,MultiModalLevel"]
+        lines += [f"{i},{c},{'A:N' if 'ANG' in c else 'N'},50,N,50,N,50" for i, c in enumerate(clips)]
+        (root / "processedResults" / "summaryTable.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_crema_d(tmp_path):
+    rows = by_key(C.prepare_crema_d(make_crema(tmp_path / "crema")))
+    assert len(rows) == 6 and labels_of(rows.values()) == {x: 1 for x in ("angry", "happy", "neutral", "sad", "fear",
+                                                                           "disgust")}
+    r = rows["AudioWAV/1001_DFA_ANG_XX"]
+    assert (r["speaker"], r["gender"], r["text"]) == ("1001", "M", "Don't forget a jacket")
+    assert r["votes"] == "angry:6,fear:1,neutral:2"  # the audio-only row, not the face-only one
+    assert rows["AudioWAV/1003_IWW_FEA_MD"]["gender"] == "" and rows["AudioWAV/1002_TIE_SAD_LO"]["gender"] == "F"
+    back = roundtrip(list(rows.values()), tmp_path)
+    assert back[0]["text"] == "Don't forget a jacket"
+    summary = by_key(C.prepare_crema_d(make_crema(tmp_path / "crema2", votes="summary")))
+    assert summary["AudioWAV/1001_DFA_ANG_XX"]["votes"] == "angry:1,neutral:1"
+    assert by_key(C.prepare_crema_d(make_crema(tmp_path / "crema3", votes=None)))["AudioWAV/1001_DFA_ANG_XX"]["votes"] == ""
+    wav(tmp_path / "crema3" / "AudioWAV" / "1004_XYZ_ANG_XX.wav")
+    with pytest.raises(CorpusError, match="unknown sentence code XYZ"):
+        C.prepare_crema_d(tmp_path / "crema3")
+
+
+def test_mosi_keeps_the_sentiment_score_and_text(tmp_path):
+    rows = by_key(C.prepare_mosi(make_mmsa(tmp_path / "MOSI", _MOSI_ROWS)))
+    assert rows["03bSnISJMiM/1"]["sentiment"] == "0.9000" and rows["1DmNV9C1hbY/2"]["sentiment"] == "0.0000"
+    assert rows["03bSnISJMiM/1"]["text"] == "some, text"
+    assert roundtrip(list(rows.values()), tmp_path)[0]["sentiment"] == "0.9000"
+
+
+def test_emobox_urdu_fold_audit(urdu_dir, tmp_path, capsys):
+    """EmoBox's published URDU fold, imported: its test speakers also speak in its training data, which the audit
+    reports loudly (and stores in folds.json)."""
+    emobox = require(SHARED / "data" / "emobox" / "urdu", "EmoBox URDU folds")
+    out = tmp_path / "urdu-emobox"
+    assert main(["emobox", "--root", str(urdu_dir), "--emobox-data", str(emobox), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "WARNING: fold1: 18 of the 19 test speakers also speak in train+valid (98 of 100 test utterances, " \
+           "98.00 %" in printed and "NOT speaker-independent" in printed
+    audit = json.loads((out / "folds.json").read_text())["audit"]
+    assert audit["kind"] == "imported" and audit["audio_duplicate_groups"] == 0 and not audit["errors"]
+    fold = audit["folds"][0]
+    assert fold["sizes"] == {"train": 240, "valid": 60, "test": 100}
+    assert fold["labels"]["test"] == {"angry": 25, "happy": 25, "neutral": 25, "sad": 25}
+    assert fold["pairs"]["train+valid-test"]["speakers"]["shared"] == 18

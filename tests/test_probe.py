@@ -1,4 +1,4 @@
-"""emotion2vec probe: the model, training on synthetic features, the output files and the cross-corpus table."""
+"""emotion2vec probe: the head, training on synthetic features, the output files and the cross-corpus table."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from emotion2vec.downstream import report
 from emotion2vec.cli import main as cli
 from emotion2vec.downstream import ProbeError
 from emotion2vec.downstream.features import load_features
-from emotion2vec.downstream.heads import ProbeModel
+from emotion2vec.downstream.heads import Head, HeadConfig, load_head
 from emotion2vec.downstream.probe import run_probe
 from emotion2vec.downstream.training import ProbeConfig
 
@@ -91,6 +91,10 @@ FAST = dict(epochs=25, batch_size=16)
 
 
 # -------------------------------------------------------------------------------------------------- model
+def ProbeModel(dim, classes, hidden=256):
+    return Head(HeadConfig(dim, classes, hidden))
+
+
 def test_parameter_count_matches_paper():
     model = ProbeModel(768, 4)
     assert sum(p.numel() for p in model.parameters()) == 197_892
@@ -123,7 +127,7 @@ def test_padded_masked_mean_equals_packed_and_ignores_padding():
     torch.testing.assert_close(model.forward_packed(frames, segments, lengths), padded)
     # by hand for the first utterance
     h = torch.relu(model.proj(x[0])).mean(0)
-    torch.testing.assert_close(padded[0], model.head(h))
+    torch.testing.assert_close(padded[0], model.output(h))
     # utterance-level input (B, D) = one frame each
     torch.testing.assert_close(model(x[:, 0]), model(x[:, :1], torch.ones(3, dtype=torch.long)))
 
@@ -147,15 +151,35 @@ def test_separable_features_reach_near_perfect_and_write_outputs(tmp_path, granu
     for f, spec in zip(saved["folds"], folds):
         assert (f["n_train"], f["n_valid"], f["n_test"]) == (len(spec["train"]), len(spec["valid"]), len(spec["test"]))
         assert 1 <= f["best_epoch"] <= f["epochs_run"] == 25
-        assert len(f["history"]["train_loss"]) == 25 and len(f["history"]["valid_wa"]) == 25
-        assert f["valid"]["wa"] == pytest.approx(max(f["history"]["valid_wa"]))
-        assert f["history"]["valid_wa"].index(max(f["history"]["valid_wa"])) + 1 == f["best_epoch"]
+        # categorical runs select on valid UA by default
+        assert len(f["history"]["train_loss"]) == 25 and len(f["history"]["valid_ua"]) == 25
+        assert f["valid"]["ua"] == pytest.approx(max(f["history"]["valid_ua"]))
+        assert f["history"]["valid_ua"].index(max(f["history"]["valid_ua"])) + 1 == f["best_epoch"]
         assert set(f["test"]["per_class"]) == set(LABELS)
+        assert f["ci"]["metric"] == "ua" and f["ci"]["low"] <= f["test"]["ua"] <= f["ci"]["high"]
+        assert f["ci"]["resamples"] == 1000 and f["head_file"] == f"heads/{f['name']}.pt"
+    assert (saved["task"], saved["loss"], saved["headline"], saved["targets"]) == ("categorical", "ce", "ua", LABELS)
+    assert saved["head"]["type"] == "linear" and saved["head"]["pooling"] == "mean"
+    assert saved["feature_settings"]["granularity"] == granularity and saved["audit"]["protocol"] == "default"
+    assert saved["config"]["select_metric"] == "ua"
     waves = [f["test"]["wa"] for f in saved["folds"]]
     assert saved["summary"]["wa"]["mean"] == pytest.approx(np.mean(waves))
     assert saved["summary"]["wa"]["std"] == pytest.approx(np.std(waves))
     assert np.sum(saved["confusion"]) == len(feats) and len(saved["confusion"]) == 4
     assert saved["config"]["optimizer"] == "rmsprop" and saved["config"]["lr"] == 5e-4
+    # each fold's head is saved with what it needs to be used again, and reproduces the fold's test predictions
+    head, meta = load_head(out / "heads" / "fold2.pt")
+    assert (meta["task"], meta["names"], meta["fold"], meta["granularity"]) == ("categorical", LABELS, "fold2",
+                                                                                granularity)
+    assert meta["feature_settings"]["format"] == "emotion2vec-features" and meta["layer"] is None
+    keys = folds[1]["test"]
+    x = [torch.from_numpy(feats[k]) for k in keys]
+    with torch.no_grad():
+        if granularity == "frame":
+            lengths = torch.tensor([len(v) for v in x])
+            head_probs = torch.softmax(head(torch.nn.utils.rnn.pad_sequence(x, batch_first=True), lengths), 1)
+        else:
+            head_probs = torch.softmax(head(torch.stack(x)), 1)
 
     with open(out / "predictions.tsv", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
@@ -168,6 +192,8 @@ def test_separable_features_reach_near_perfect_and_write_outputs(tmp_path, granu
         assert r["prediction"] == LABELS[int(probs.argmax())] and r["label"] == labels_of[r["key"]]
     correct = sum(r["label"] == r["prediction"] for r in rows)
     assert correct / len(rows) == pytest.approx(np.mean(waves), abs=0.02)
+    saved_probs = {r["key"]: [float(r[f"p_{label}"]) for label in LABELS] for r in rows if r["fold"] == "fold2"}
+    np.testing.assert_allclose(head_probs.numpy(), [saved_probs[k] for k in keys], atol=1e-5)
 
     md = (out / "results.md").read_text()
     assert "| Fold | Train | Valid | Test | Best epoch | WA | UA | WF1 | macro-F1 |" in md
@@ -294,7 +320,7 @@ def test_a_fold_whose_test_labels_never_occur_in_training_is_refused(tmp_path):
     result = run_probe(fdir, ddir, tmp_path / "out", ProbeConfig(epochs=1), device="cpu", verbose=False,
                        allow_unseen_test_labels=True)
     assert result["warnings"] and "never occur" in result["warnings"][0]
-    assert "**Warnings:**" in (tmp_path / "out" / "results.md").read_text()
+    assert "**WARNINGS:**" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_a_fold_with_one_training_label_is_refused(tmp_path):

@@ -36,8 +36,11 @@ exit status: 0 ok, 1 some inputs failed (listed), 2 bad usage or input, 3 intern
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "write data.tsv + folds for a downstream corpus"),
     "manifest": ("manifest", "scan audio folders into pretraining manifests (train.tsv / valid.tsv)"),
+    "pretrain": ("pretrain", "check a pretraining configuration and run it with fairseq-hydra-train"),
     "extract": ("extract", "extract frame/utterance features of any layer to .npy"),
+    "predict": ("predict", "recognise emotions with an emotion2vec+ or fine-tuned model (per file or window)"),
     "probe": ("probe", "train and evaluate the downstream probe per fold (WA / UA / WF1 / macro-F1)"),
+    "audit": ("audit", "leakage audit of a prepared corpus's folds (shared speakers, audio, text)"),
     "report": ("report", "one table across corpora and feature sources from finished probe runs"),
     "convert": ("convert", "convert an official checkpoint to config.json + model.safetensors"),
     "demo": ("demo", "the whole pipeline on an embedded synthetic corpus, in minutes on a CPU"),

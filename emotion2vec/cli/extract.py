@@ -14,13 +14,20 @@ examples:
   emotion2vec extract --checkpoint checkpoints/emotion2vec_base.pt --input manifests/urdu/data.tsv \\
       --out features/urdu/emotion2vec_base --granularity utterance --layers all
   emotion2vec extract --checkpoint fbank --input manifests/urdu/data.tsv --out features/urdu/fbank
+  emotion2vec extract --checkpoint hf:facebook/wavlm-base-plus --input manifests/urdu/data.tsv \
+      --out features/urdu/wavlm-base-plus --layers all
+  emotion2vec extract --checkpoint opensmile:eGeMAPSv02 --input manifests/urdu/data.tsv \
+      --out features/urdu/eGeMAPSv02 --granularity utterance
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
-    p.add_argument("--checkpoint", required=True, help="emotion2vec/data2vec 2.0 fairseq .pt, FunASR folder, our "
-                   "converted folder, or 'fbank' for the 80-dim log-mel baseline")
+    p.add_argument("--checkpoint", required=True, help="emotion2vec/data2vec 2.0 or data2vec (v1) fairseq .pt, "
+                   "FunASR folder, our converted folder, hf:PATH (a Hugging Face wav2vec 2.0 / HuBERT / WavLM / "
+                   "data2vec-audio / Whisper folder or hub name), 'fbank' for the 80-dim log-mel baseline, or "
+                   "opensmile:SET[:lld] (eGeMAPSv02, ComParE_2016: functionals = one vector per input; :lld = "
+                   "low-level descriptors at 100 Hz)")
     p.add_argument("--input", required=True, nargs="+", help="data.tsv or fairseq .tsv manifest, Kaldi wav.scp, "
                    ".jsonl (key/path), directories (recursive) or audio files")
     p.add_argument("--out", required=True, help="output folder: one .npy per input mirroring its key, index.tsv, "
@@ -28,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", choices=["frame", "utterance"], default="frame",
                    help="frame: (T, D) at 50 Hz; utterance: mean over frames (D,) (default frame)")
     p.add_argument("--layers", default="-1", help="-1 (last block, default), all, or comma-separated block "
-                   "indices counted from 0 with prenet blocks first (emotion2vec base: 0..11; -2,-1 allowed)")
+                   "indices counted from 0 with prenet blocks first (emotion2vec base: 0..11; -2,-1 allowed); "
+                   "hf: models count their hidden states (0 = the Transformer's input, base models 0..12)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32",
                    help="compute dtype (autocast); outputs are always float32 (default float32)")
@@ -39,9 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=1, help="decoding processes feeding the model (default 1; "
                    "0 decodes in the main process)")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer inputs run in overlapping windows of "
-                   "this length, stitched onto the full frame grid (default 30)")
+                   "this length, stitched onto the full frame grid (default 30; at most 30 for Whisper; openSMILE always "
+                   "reads whole inputs)")
     p.add_argument("--packed", action="store_true", help="one features.npy (+ features.lengths) in input order, as "
                    "the official downstream recipe expects, instead of one .npy per input")
+    p.add_argument("--scores", action="store_true", help="with a classifier model (emotion2vec+): also write its "
+                   "class probabilities as p_<label> columns of index.tsv")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: resume, skip them)")
     p.add_argument("--skip-errors", action="store_true", help="exit 0 even if some inputs failed (they are listed "
                    "in index.tsv either way)")
@@ -59,8 +70,17 @@ def run(args: argparse.Namespace) -> int:
     backend = load_backend(args.checkpoint, args.device, args.dtype, args.trust_checkpoint, args.preset,
                            attention=args.attention)
     layers = parse_layers(args.layers, backend.num_layers)
+    recognizer = None
+    if args.scores:
+        from ..recognize import RecognitionError
+        from ..recognize.recognizer import Recognizer
+
+        spec = getattr(backend, "classifier", None)
+        if spec is None:
+            raise RecognitionError(f"--scores: {args.checkpoint} has no classification head")
+        recognizer = Recognizer.from_spec(spec, backend.num_layers, backend.dim, args.checkpoint).to(backend.device)
     result = run_extraction(args.input, args.out, backend, layers, args.granularity, args.max_tokens,
                             args.num_workers, args.chunk_seconds, args.packed, args.overwrite,
                             checkpoint_name=args.checkpoint, progress=not args.quiet,
-                            log=lambda m: print(m, file=sys.stderr))
+                            log=lambda m: print(m, file=sys.stderr), recognizer=recognizer)
     return 1 if result.failed and not args.skip_errors else 0

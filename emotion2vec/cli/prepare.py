@@ -28,12 +28,17 @@ def _epilog() -> str:
         "",
         "output (--out, default manifests/CORPUS):",
         "  data.tsv              key path label speaker gender duration [channel] [split] [session|foldN]",
+        "                        [votes] [arousal valence dominance | sentiment] [text]",
         "  folds.json            the folds of the first --protocol (default: the corpus's protocol above)",
-        "  folds_<protocol>.json one per --protocol (the first one too)",
+        "  folds_<protocol>.json one per --protocol (the first one too), each with its leakage audit",
+        "  audio_hashes.tsv      cache of the decoded-audio hashes the audit compares",
         "",
         "examples:",
         "  emotion2vec prepare urdu --root ../shared/data/urdu --out manifests/urdu",
         "  emotion2vec prepare iemocap --root IEMOCAP_full_release --protocol loso-session --protocol loso-speaker",
+        "  emotion2vec prepare iemocap --root IEMOCAP_full_release --all-labels --protocol session-rotation",
+        "  emotion2vec prepare msp-podcast --root MSP-Podcast --test-set Test2",
+        "  emotion2vec prepare emobox --root ../shared/data/urdu --emobox-data EmoBox/data/urdu",
         "  emotion2vec prepare meld --root MELD.Raw --audio-dir MELD.Raw_wav",
         "  emotion2vec prepare folder --root my_corpus --speaker-regex '^(?P<speaker>[^_]+)_' --label-map wut=angry",
     ]
@@ -53,13 +58,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice in the folds (default 0)")
     parser.add_argument("--folds", type=int, metavar="K", help="number of folds for random-kfold / speaker-kfold")
     parser.add_argument("--valid-fraction", type=float, metavar="F",
-                        help="valid share for loso-session (0.2), original without official valid (0.1), emobox (0.2)")
+                        help="valid share for loso-session (0.2), holdout / speaker-holdout (0.1), original "
+                             "without official valid (0.1), emobox (0.2)")
+    parser.add_argument("--test-fraction", type=float, metavar="F",
+                        help="test share for holdout / speaker-holdout (default 0.2)")
+    parser.add_argument("--no-audio-audit", action="store_true",
+                        help="leave identical decoded audio out of the leakage audit (no audio is decoded)")
     parser.add_argument("--label-map", metavar="OLD=NEW,...",
                         help="rename labels (an empty NEW drops the label); for folder: folder name -> label")
     parser.add_argument("--exclude", metavar="KEYS", action="append",
                         help="comma-separated keys to leave out (or @FILE with one key per line)")
     group = parser.add_argument_group("corpus options")
-    group.add_argument("--all-labels", action="store_true", help="iemocap: keep every label, not only the 4 classes")
+    group.add_argument("--all-labels", action="store_true",
+                       help="iemocap: keep every label, not only the 4 classes (EMO-SUPERB's label set); "
+                            "msp-podcast: keep other (O) and no-agreement (X, as unknown)")
+    group.add_argument("--test-set", metavar="NAME",
+                       help="msp-podcast: the Split_Set that is the test set (default Test1; the other test sets "
+                            "are left out)")
     group.add_argument("--audio-dir", metavar="DIR",
                        help="meld: wav/flac tree mirroring the release (converted from its .mp4); "
                             "mosi/mosei: folder with <video_id>/<clip_id>.wav (default ROOT/wav)")
@@ -78,9 +93,11 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger("emotion2vec").setLevel(logging.WARNING)
     result = prepare(args.corpus, args.root, args.out, protocols=args.protocol, seed=args.seed, folds=args.folds,
-                     valid_fraction=args.valid_fraction, label_map=args.label_map,
+                     valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
+                     audit_audio=not args.no_audio_audit, label_map=args.label_map,
                      exclude=read_key_list(args.exclude), all_labels=args.all_labels, audio_dir=args.audio_dir,
-                     speaker_regex=args.speaker_regex, emobox_data=args.emobox_data)
+                     speaker_regex=args.speaker_regex, emobox_data=args.emobox_data, test_set=args.test_set)
     if not args.quiet:
         print(result.summary())
+        print(result.audit_text())
     return 0

@@ -6,19 +6,36 @@ import argparse
 import textwrap
 
 from ..downstream import DEFAULT_LR, SELECT_METRICS
+from ..downstream.tasks import DEFAULT_LOSS, DEFAULT_SELECT, HEADS, LOSSES, POOLINGS, TASKS
+
+EXAMPLES = """
+examples:
+  emotion2vec probe --features features/urdu/e2v --data manifests/urdu --out results/urdu/e2v
+  emotion2vec probe ... --loss cb-ce --cb-beta 0.999 --label-smoothing 0.05
+  emotion2vec probe ... --head arcface --arcface-scale 30 --arcface-margin 0.3
+  emotion2vec probe ... --layer weighted --pooling attention --dropout 0.2     (features of --layers all)
+  emotion2vec probe ... --task soft          (votes column; EMO-SUPERB: --protocol session-rotation)
+  emotion2vec probe ... --task multilabel
+  emotion2vec probe ... --task regression --targets arousal,valence,dominance
+  emotion2vec probe --features features/iemocap/e2v --data manifests/iemocap \\
+      --test-features features/msp-podcast/e2v --test-data manifests/msp-podcast \\
+      --label-map contempt=,disgust=,fear=,surprise=,other= --out results/iemocap-to-msp/e2v"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = textwrap.fill(
-        "Train the emotion2vec downstream probe -- Linear(D->256), ReLU, mean over frames, Linear(256->C) -- on "
-        "extracted features, one model per fold of folds.json; pick each fold's epoch on its valid keys and "
-        "report test WA / UA / WF1 / macro-F1 as mean +- std over folds. Defaults follow the official recipe "
-        "(RMSprop 5e-4, momentum 0.9, CyclicLR 5e-4..1e-3, batch 128, 100 epochs, best valid WA, seed 42).", 100)
+        "Train downstream heads on extracted features, one per fold of folds.json (or trained on one corpus and "
+        "tested on another); pick each fold's epoch on its valid keys and report the test metrics as mean +- std "
+        "over folds, with 95% bootstrap intervals. Default head: the emotion2vec probe -- Linear(D->256), ReLU, "
+        "mean over frames, Linear(256->C) -- with the official recipe's training (RMSprop 5e-4, momentum 0.9, "
+        "CyclicLR 5e-4..1e-3, batch 128, 100 epochs, seed 42). Tasks: categorical (label column), soft and "
+        "multilabel (votes column), regression (--targets columns).", 100)
     parser.epilog = textwrap.fill(
-        "outputs in --out: results.json (config, per-fold metrics, best epochs, curves, mean/std), results.md "
-        "(per-fold table), predictions.tsv (fold, key, label, prediction, p_<label>), confusion.png (summed "
-        "over folds, row-normalised).", 100) + ("\n\nexample:\n  emotion2vec probe --features features/urdu/emotion2vec_base "
-        "--data manifests/urdu --out results/urdu/emotion2vec_base")
+        "outputs in --out: results.json (task, loss, head, config, per-fold metrics and intervals, best epochs, "
+        "curves, layer weights, mean/std, leakage audit), results.md, predictions.tsv (per test utterance: fold, "
+        "key, true targets, prediction, probabilities or predicted values), confusion.png, layer_weights.png "
+        "(--layer weighted), heads/<fold>.pt (each fold's head: emotion2vec.downstream.heads.load_head).", 100) \
+        + "\n" + EXAMPLES
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--features", required=True, metavar="DIR",
                     help="feature directory written by `emotion2vec extract` (features.json, index.tsv, .npy)")
@@ -33,9 +50,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="only these folds: comma-separated names or 1-based numbers (default: all)")
     io.add_argument("--layer", default=None, metavar="L",
                     help="with features of several layers: a block index (-1 = last), 'a,b,c' to average those "
-                         "layers, or 'mean' to average all stored layers (default: the only stored layer)")
+                         "layers, 'mean' to average all stored layers, or 'weighted' to learn a softmax-weighted "
+                         "sum of all stored layers (reported per run) (default: the only stored layer)")
     io.add_argument("--name", default=None,
                     help="feature-source name in reports and tables (default: the --features folder name)")
+    io.add_argument("--test-features", default=None, metavar="DIR",
+                    help="cross-corpus: features of another corpus; train on every utterance of --data (dev "
+                         "carved from it) and test on every utterance of --test-data")
+    io.add_argument("--test-data", default=None, metavar="DIR", help="cross-corpus: the test corpus's prepared folder")
+    io.add_argument("--label-map", default=None, metavar="OLD=NEW,...",
+                    help="cross-corpus: rename labels of both corpora (an empty NEW drops them); test labels that "
+                         "are not training classes are listed and refused")
+    io.add_argument("--no-audio-audit", action="store_true",
+                    help="leave identical decoded audio out of the leakage audit (no audio is read)")
+    task = parser.add_argument_group("task, loss and head")
+    task.add_argument("--task", choices=TASKS, default="categorical",
+                      help="categorical (default: the label column), soft (vote distributions), multilabel "
+                           "(classes above 1/C of the votes), regression (--targets columns)")
+    task.add_argument("--targets", default=None, metavar="COLS",
+                      help="regression: comma-separated data.tsv columns, e.g. arousal,valence,dominance")
+    task.add_argument("--loss", default=None, metavar="LOSS",
+                      help="; ".join(f"{t}: {', '.join(v)} (default {DEFAULT_LOSS[t]})" for t, v in LOSSES.items()))
+    task.add_argument("--label-smoothing", type=float, default=0.0,
+                      help="label smoothing of the cross-entropy losses (EMO-SUPERB: 0.05; default 0)")
+    task.add_argument("--cb-beta", type=float, default=0.999,
+                      help="beta of --loss cb-ce: class j weighs (1-beta)/(1-beta^n_j) (default 0.999)")
+    task.add_argument("--head", choices=HEADS, default="linear",
+                      help="linear (default: the paper's MLP) or arcface (cosine classifier with an additive "
+                           "angular margin; categorical only)")
+    task.add_argument("--arcface-scale", type=float, default=30.0, help="ArcFace scale s (default 30)")
+    task.add_argument("--arcface-margin", type=float, default=0.3, help="ArcFace margin m in radians (default 0.3)")
+    task.add_argument("--pooling", choices=POOLINGS, default="mean",
+                      help="mean (default), attention or stats (mean+std) over frames (frame-level features)")
+    task.add_argument("--dropout", type=float, default=0.0, help="dropout on the pooled vector (default 0)")
     train = parser.add_argument_group("model and training")
     train.add_argument("--hidden", type=int, default=256, help="hidden size (default 256)")
     train.add_argument("--epochs", type=int, default=100, help="training epochs per fold (default 100)")
@@ -49,9 +96,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--scheduler", choices=("cyclic", "none"), default="cyclic",
                        help="cyclic (default): triangular CyclicLR between lr and 2*lr, 10 epochs up and 10 down, "
                             "as the official recipe; none: constant lr")
-    train.add_argument("--select-metric", choices=SELECT_METRICS, default="wa",
-                       help="validation metric that picks each fold's best epoch (default wa, as the official "
-                            "recipe; ties keep the earlier epoch)")
+    train.add_argument("--select-metric", choices=SELECT_METRICS, default=None,
+                       help="validation metric that picks each fold's best epoch; defaults: "
+                            + ", ".join(f"{t} {m}" for t, m in DEFAULT_SELECT.items())
+                            + " (the official recipe used wa); ties keep the earlier epoch")
     train.add_argument("--patience", type=int, default=None,
                        help="stop a fold after this many epochs without validation improvement "
                             "(default: train all epochs, keep the best)")
@@ -64,6 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--standardize", action="store_true",
                        help="standardise every feature dimension with the fold's training mean/std")
     train.add_argument("--seed", type=int, default=42, help="seed of init, shuffling, valid split (default 42)")
+    train.add_argument("--bootstrap", type=int, default=1000,
+                       help="resamples of each fold's test set for the 95%% interval of the headline metric "
+                            "(default 1000; 0 = none)")
     train.add_argument("--allow-unseen-test-labels", action="store_true",
                        help="score folds whose test labels never occur in their training set (cross-corpus work); "
                             "by default such a fold is refused by name. A warning goes into results.md")
@@ -84,16 +135,21 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ProbeError(f"--threads must be positive, got {args.threads}")
-    config = ProbeConfig(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
+    targets = tuple(t.strip() for t in (args.targets or "").split(",") if t.strip())
+    config = ProbeConfig(task=args.task, loss=args.loss, targets=targets, head=args.head, pooling=args.pooling,
+                         dropout=args.dropout, label_smoothing=args.label_smoothing, cb_beta=args.cb_beta,
+                         arcface_scale=args.arcface_scale, arcface_margin=args.arcface_margin,
+                         hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
                          optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay, scheduler=args.scheduler,
                          select_metric=args.select_metric, patience=args.patience, seed=args.seed,
                          standardize=args.standardize, valid_fraction=args.valid_fraction,
-                         valid_is_test=args.valid_is_test)
+                         valid_is_test=args.valid_is_test, bootstrap=args.bootstrap)
     result = run_probe(args.features, args.data, args.out, config, protocol=args.protocol, layer=args.layer,
                        device=args.device, folds=args.folds, name=args.name, fold_seed=args.fold_seed,
                        verbose=not args.quiet, threads=args.threads,
-                       allow_unseen_test_labels=args.allow_unseen_test_labels)
+                       allow_unseen_test_labels=args.allow_unseen_test_labels, test_features=args.test_features,
+                       test_data=args.test_data, label_map=args.label_map, audit_audio=not args.no_audio_audit)
     if args.quiet:
         print(summary_markdown(result))
     return 0

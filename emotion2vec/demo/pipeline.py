@@ -5,7 +5,8 @@
     2. prepare the corpus with speaker-independent folds, build the pretraining manifest
     3. write the random initialisation of the demo model                          -> OUT/models/init
     4. pretrain it with `fairseq-hydra-train` through the plugin                  -> OUT/pretrain (+ tb/)
-    5. extract features of the pretrained model, the same model before pretraining, and log-mel fbank
+    5. extract features of the pretrained model, the same model before pretraining, log-mel fbank and openSMILE's
+       eGeMAPS functionals (the classic baseline)
     6. probe each on held-out speakers                                            -> OUT/results/<source>/
     7. one table (WA / UA / WF1) + plots: training curves, confusion matrix, t-SNE -> OUT/results/table.md, plots/
 
@@ -239,8 +240,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", fast: bool = False, seed: 
     checkpoint = _pretrain(out, s, seed)
     num_updates = read_checkpoint(checkpoint).meta.get("num_updates")
 
-    _log("5/7 extract: pretrained, before pretraining, fbank")
-    sources = {"pretrained": checkpoint, "before_pretraining": init, "fbank": "fbank"}
+    _log("5/7 extract: pretrained, before pretraining, fbank, eGeMAPS")
+    sources = {"pretrained": checkpoint, "before_pretraining": init, "fbank": "fbank",
+               "egemaps": "opensmile:eGeMAPSv02"}
     for name, ckpt in sources.items():
         feats = out / "features" / name
         if (feats / "features.json").exists() and Path(ckpt).exists() and \

@@ -67,6 +67,8 @@ __all__ = [
     "utterance_length",
     "build_corpus",
     "build_unlabelled",
+    "CIRCUMPLEX",
+    "utterance_dimensions",
 ]
 
 
@@ -814,16 +816,34 @@ def _run_tasks(tasks: list[tuple], num_workers: int) -> list[tuple[float, bool]]
         return list(ex.map(_make_file, tasks, chunksize=max(1, len(tasks) // (4 * num_workers))))
 
 
+#: (arousal, valence) of each emotion at full intensity on [0, 1] (the circumplex; neutral at the centre)
+CIRCUMPLEX = {"neutral": (0.5, 0.5), "angry": (0.9, 0.15), "happy": (0.75, 0.9), "sad": (0.15, 0.2),
+              "fear": (0.85, 0.2)}
+assert set(CIRCUMPLEX) == set(EMOTIONS)
+#: the largest intensity an utterance can get (uniform(0.35, 1.15) x expressiveness <= 1.25)
+_MAX_INTENSITY = 1.15 * 1.25
+
+
+def utterance_dimensions(speaker: Speaker, emotion: str, seed: int, index: int) -> tuple[float, float]:
+    """The (arousal, valence) an utterance was synthesised with: its emotion's :data:`CIRCUMPLEX` position, moved
+    from the neutral centre in proportion to the utterance's emotion intensity (the same draw the synthesis makes,
+    so louder, higher, faster renditions of an emotion lie further out). Both on [0, 1]."""
+    _, intensity = _utterance_profile(speaker, emotion, utterance_rng(seed, speaker.id, emotion, index))
+    scale = intensity / _MAX_INTENSITY
+    return tuple(round(0.5 + (c - 0.5) * scale, 4) for c in CIRCUMPLEX[emotion])  # type: ignore[return-value]
+
+
 def build_corpus(out_dir, seed: int = 0, num_speakers: int = 12, utterances_per_emotion: int = 10,
                  emotions: Sequence[str] = EMOTIONS[:4], num_workers: int = 1,
-                 sample_rate: int = SAMPLE_RATE) -> tuple[list[dict], int]:
+                 sample_rate: int = SAMPLE_RATE, dimensions: bool = False) -> tuple[list[dict], int]:
     """Write ``out_dir/<emotion>/<speaker>_<emotion>_<nnn>.wav`` (PCM_16) for every speaker x emotion x index.
 
     Files that exist with the right length are kept (re-runs are cheap and idempotent); new files are written
     atomically (temporary file in the same folder, then ``os.replace``). Returns manifest rows
     ``{key, path, label, speaker, gender, duration}`` in a fixed order (emotion, speaker, index); ``key`` is
     ``<emotion>/<file stem>``, ``path`` is absolute, ``duration`` is in seconds (3 decimals) -- and the number of
-    files this call wrote."""
+    files this call wrote. With ``dimensions`` the rows also carry ``arousal`` and ``valence``
+    (:func:`utterance_dimensions`), regression targets the audio actually expresses."""
     emotions = tuple(emotions)
     for e in emotions:
         if e not in PROFILES:
@@ -844,6 +864,8 @@ def build_corpus(out_dir, seed: int = 0, num_speakers: int = 12, utterances_per_
                 tasks.append((str(path), spk, emotion, seed, i, _DOMAIN_UTTERANCE, sample_rate))
                 rows.append({"key": f"{emotion}/{stem}", "path": str(path), "label": emotion, "speaker": spk.id,
                              "gender": spk.gender})
+                if dimensions:
+                    rows[-1]["arousal"], rows[-1]["valence"] = utterance_dimensions(spk, emotion, seed, i)
     results = _run_tasks(tasks, num_workers)
     for row, (dur, _) in zip(rows, results):
         row["duration"] = round(dur, 3)

@@ -3,7 +3,9 @@
 Every preparer is ``prepare_<corpus>(root, **options) -> list[dict]`` and is registered in :data:`CORPORA` by the
 ``@_corpus`` line above it, which also gives its default protocol, fold options and expected layout (``--help``).
 Rows are sorted by key; each has ``key, path, label, speaker, gender, duration`` (+ ``channel``, ``split``,
-``session`` or ``foldN`` where the corpus has them).
+``session`` or ``foldN`` where the corpus has them, and what a corpus has beyond one label: ``votes`` (raters'
+categorical votes: IEMOCAP, MSP-Podcast, CREMA-D), ``arousal`` / ``valence`` / ``dominance`` (IEMOCAP,
+MSP-Podcast) or ``sentiment`` (CMU-MOSI / MOSEI) scaled to [0, 1], ``text`` (MELD, MOSI / MOSEI, CREMA-D)).
 
 Policy: known variants of a corpus's layout are accepted (Kaggle SAVEE, CaFE's Neutre folder and mangled accents,
 MELD's known broken clips, ...); anything else that does not fit -- a file name that does not parse, an unknown
@@ -29,12 +31,14 @@ from typing import Callable, Iterable, Mapping
 
 from ..errors import Emotion2VecError
 from ..io.audio import AUDIO_EXTENSIONS, AudioError, audio_info
+from ..io.manifests import format_votes
 
 __all__ = ["CorpusError", "CorpusSpec", "CORPORA", "ALIASES", "canonical_label", "corpus_name", "prepare_corpus",
            "default_protocol", "parse_label_map"] + [
     "prepare_iemocap", "prepare_meld", "prepare_ravdess", "prepare_ravdess_song", "prepare_savee", "prepare_emodb",
     "prepare_emovo", "prepare_cafe", "prepare_subesco", "prepare_shemo", "prepare_urdu", "prepare_aesdd",
-    "prepare_resd", "prepare_m3ed", "prepare_mosi", "prepare_mosei", "prepare_folder", "prepare_emobox"]
+    "prepare_resd", "prepare_m3ed", "prepare_mosi", "prepare_mosei", "prepare_msp_podcast", "prepare_crema_d",
+    "prepare_folder", "prepare_emobox"]
 
 log = logging.getLogger("emotion2vec.downstream.prepare")
 
@@ -296,6 +300,11 @@ def _mp4_error(corpus: str, root: Path, mp4s: list[Path], out_hint: str) -> Corp
     return CorpusError(head)
 
 
+def _one_line(text) -> str:
+    """A transcript as one data.tsv cell: whitespace (tabs, newlines) collapsed to single spaces."""
+    return " ".join(str(text or "").split())
+
+
 def _shq(p) -> str:
     s = str(p)
     return s if re.fullmatch(r"[\w@%+=:,./-]+", s) else "'" + s.replace("'", "'\"'\"'") + "'"
@@ -324,6 +333,16 @@ _IEMOCAP_ALL = {"ang": "angry", "hap": "happy", "exc": "excited", "neu": "neutra
                 "fru": "frustrated", "sur": "surprise", "fea": "fear", "dis": "disgust", "oth": "other",
                 "xxx": "unknown"}
 _IEMOCAP_UTT = re.compile(r"Ses0([1-5])([FM])_(.+)_([FM])(\d{3})")
+#: the evaluators' category names (``C-E2:<TAB>Frustration; Anger;<TAB>()``) -> labels
+_IEMOCAP_VOTE = {"neutral state": "neutral", "neutral": "neutral", "frustration": "frustrated", "anger": "angry",
+                 "sadness": "sad", "happiness": "happy", "excited": "excited", "surprise": "surprise",
+                 "fear": "fear", "disgust": "disgust", "other": "other"}
+_IEMOCAP_VAD = re.compile(r"\[\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*\]")
+
+
+def _scaled(value: float, low: float, high: float) -> str:
+    """A rating on [low, high] as a data.tsv cell on [0, 1] (4 decimals)."""
+    return f"{(value - low) / (high - low):.4f}"
 
 
 @_corpus('iemocap', "loso-session", "IEMOCAP, 4 classes (5531 utt.), 10 speakers",
@@ -334,9 +353,12 @@ _IEMOCAP_UTT = re.compile(r"Ses0([1-5])([FM])_(.+)_([FM])(\d{3})")
          options=("all_labels",))
 def prepare_iemocap(root, all_labels: bool = False) -> list[dict]:
     """IEMOCAP. 4 classes by default (ang, hap+exc -> happy, neu, sad: 5531 utterances); ``all_labels`` keeps
-    every label (exc stays ``excited``, xxx -> ``unknown``, oth -> ``other``).
+    every label (exc stays ``excited``, xxx -> ``unknown``, oth -> ``other``: EMO-SUPERB's label set).
     speaker = session + gender of the utterance's own speaker (``Ses01M`` for ``Ses01F_impro01_M000``: the letter
-    before the utterance number, not the dialog's), extra column ``session`` (``Ses01``)."""
+    before the utterance number, not the dialog's), extra column ``session`` (``Ses01``).
+    ``votes``: one vote per category an evaluator named on the utterance's ``C-E*`` (annotators), ``C-F*`` and
+    ``C-M*`` (the actors' self-evaluations) lines (Excited counts as happy unless ``all_labels``);
+    ``valence``, ``arousal``, ``dominance``: the ``[V, A, D]`` consensus (1-5) scaled to [0, 1] by (x - 1) / 4."""
     corpus = "iemocap"
     root = _check_root(corpus, root)
     base = root
@@ -360,9 +382,24 @@ def prepare_iemocap(root, all_labels: bool = False) -> list[dict]:
             problems.add(emo_dir, "no label files (<dialog>.txt) found")
             continue
         for lf in label_files:
+            current: dict | None = None  # the entry the following C-* vote lines belong to
             for lineno, line in enumerate(lf.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if re.match(r"C-[EFM]\d*:", line):
+                    if current is not None:
+                        for name in line.split("\t")[1].split(";") if "\t" in line else []:
+                            name = name.split(":")[0].strip().lower()
+                            if not name:
+                                continue
+                            if name not in _IEMOCAP_VOTE:
+                                problems.add(f"{lf}:{lineno}", f"unknown category {name!r} in {line.strip()!r}")
+                                continue
+                            vote = _IEMOCAP_VOTE[name]
+                            vote = "happy" if vote == "excited" and not all_labels else vote
+                            current["_votes"][vote] = current["_votes"].get(vote, 0) + 1
+                    continue
                 if not line.startswith("["):
                     continue
+                current = None
                 parts = [p.strip() for p in line.split("\t")]
                 if len(parts) < 3:
                     problems.add(f"{lf}:{lineno}", f"expected '[start - end]<TAB>utterance<TAB>label', got {line!r}")
@@ -386,10 +423,20 @@ def prepare_iemocap(root, all_labels: bool = False) -> list[dict]:
                 if not wav.is_file():
                     problems.add(wav, f"audio missing for labelled utterance {utt}")
                     continue
+                vad = _IEMOCAP_VAD.fullmatch(parts[3]) if len(parts) > 3 else None
+                if not vad:
+                    problems.add(f"{lf}:{lineno}", f"no [V, A, D] triple for {utt}")
+                    continue
                 gender = m.group(4)
                 key = _rel_key(wav, base)
                 utt_ids[key] = utt
-                entries.append(_entry(wav, key, table[emo], f"Ses0{n}{gender}", gender, session=f"Ses0{n}"))
+                v, a, d = (float(x) for x in vad.groups())
+                current = _entry(wav, key, table[emo], f"Ses0{n}{gender}", gender, session=f"Ses0{n}",
+                                 valence=_scaled(v, 1, 5), arousal=_scaled(a, 1, 5), dominance=_scaled(d, 1, 5),
+                                 _votes={})
+                entries.append(current)
+    for e in entries:
+        e["votes"] = format_votes(e.pop("_votes"))
     if dropped:
         log.info("iemocap: kept %d utterances (%s); left out %d with other labels (%s) -- --all-labels keeps them",
                  len(entries), "4 classes, exc merged into happy" if not all_labels else "all labels",
@@ -474,7 +521,7 @@ def prepare_meld(root, audio_dir=None) -> list[dict]:
                     problems.add(folder / f"{name}.wav", f"audio missing for {prefix} row {i} of {csvs[0].name}")
                 continue
             entries.append(_entry(audio, f"{prefix}/{name}", _MELD_LABELS[emo], speaker.replace("\t", " "), "",
-                                  channel="", split=split))
+                                  channel="", split=split, text=_one_line(row.get("Utterance", ""))))
     if not csv_found:
         raise CorpusError(f"{corpus}: no *_sent_emo.csv under {root}. Expected layout: {_layout(corpus)}")
     if mp4_only:
@@ -915,7 +962,8 @@ def _mmsa(root, corpus: str, audio_dir=None) -> list[dict]:
             else:
                 problems.add(wav_dir / vid / f"{clip}.wav", f"audio missing for row {i}")
             continue
-        entries.append(_entry(audio, f"{vid}/{clip}", "positive" if score > 0 else "negative", vid, "", split=mode))
+        entries.append(_entry(audio, f"{vid}/{clip}", "positive" if score > 0 else "negative", vid, "", split=mode,
+                              sentiment=_scaled(score, -3, 3), text=_one_line(row.get("text", ""))))
     if mp4_only and not entries:
         wav = base / "wav"
         raise CorpusError(
@@ -937,7 +985,8 @@ def _mmsa(root, corpus: str, audio_dir=None) -> list[dict]:
          options=("audio_dir",))
 def prepare_mosi(root, audio_dir=None) -> list[dict]:
     """CMU-MOSI, MMSA layout: binary sentiment (label > 0 positive, < 0 negative, 0 left out), speaker = video_id,
-    split from ``mode``."""
+    split from ``mode``; the continuous score (-3..3) is kept as ``sentiment`` scaled to [0, 1] by (x + 3) / 6 (a
+    regression target), the transcript as ``text``."""
     return _mmsa(root, "mosi", audio_dir)
 
 
@@ -948,6 +997,187 @@ def prepare_mosi(root, audio_dir=None) -> list[dict]:
 def prepare_mosei(root, audio_dir=None) -> list[dict]:
     """CMU-MOSEI, MMSA layout: as :func:`prepare_mosi`."""
     return _mmsa(root, "mosei", audio_dir)
+
+
+# ------------------------------------------------------------------------------------------------ MSP-Podcast
+_MSP_CODES = {"A": "angry", "S": "sad", "H": "happy", "U": "surprise", "F": "fear", "D": "disgust",
+              "C": "contempt", "N": "neutral", "O": "other", "X": "unknown"}
+_MSP_SPLITS = {"train": "train", "development": "valid", "validation": "valid"}
+
+
+def _msp_category(raw: str) -> str | None:
+    """A rater's or the consensus category (letter code or English name) -> label; None when unknown."""
+    raw = raw.strip()
+    if raw.upper() in _MSP_CODES and len(raw) == 1:
+        return _MSP_CODES[raw.upper()]
+    low = raw.lower()
+    if low.startswith("other"):
+        return "other"
+    label = canonical_label(low)
+    return label if label in _MSP_CODES.values() else None
+
+
+def _msp_votes(path: Path, corpus: str, problems: "_Problems") -> dict[str, dict[str, int]]:
+    """Per file, the raters' primary categories from labels_detailed.csv: one row per rater with
+    ``EmoClass_Major`` (or ``EmoClass``), or an ``EmoDetail`` cell 'WORKER; Primary; secondary,...; A:..; ...'."""
+    rows = _read_csv(path, ("FileName",), corpus)
+    votes: dict[str, dict[str, int]] = defaultdict(dict)
+    for i, row in enumerate(rows, start=2):
+        if "EmoDetail" in row:
+            fields = [f.strip() for f in str(row["EmoDetail"]).split(";")]
+            raw = fields[1] if len(fields) > 1 else ""
+        else:
+            raw = row.get("EmoClass_Major") or row.get("EmoClass") or ""
+        label = _msp_category(raw)
+        if label is None:
+            problems.add(f"{path}:{i}", f"unknown category {raw!r}")
+            continue
+        name = Path(row["FileName"]).stem
+        votes[name][label] = votes[name].get(label, 0) + 1
+    return votes
+
+
+@_corpus('msp-podcast', "original", "MSP-Podcast, 8 classes + arousal/valence/dominance, official split",
+         layout=('Labels/labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, '
+                 'Split_Set in Train/Development/Test1/Test2), optional Labels/labels_detailed.csv (one row per '
+                 'rater: FileName + EmoClass_Major, or an EmoDetail cell) and Audios/<FileName>'),
+         options=("all_labels", "test_set"))
+def prepare_msp_podcast(root, all_labels: bool = False, test_set: str | None = None) -> list[dict]:
+    """MSP-Podcast: 8 consensus classes (A, S, H, U, F, D, C, N; ``all_labels`` keeps O = other and X = no
+    agreement as ``unknown``), split Train / Development / ``test_set`` (default Test1) -> train / valid / test,
+    segments of the other test sets left out (logged); ``arousal``, ``valence``, ``dominance`` = EmoAct, EmoVal,
+    EmoDom (1-7) scaled to [0, 1] by (x - 1) / 6; speaker = SpkrID (empty when Unknown); ``votes`` = the raters'
+    primary categories from labels_detailed.csv when present."""
+    corpus = "msp-podcast"
+    root = _check_root(corpus, root)
+    test_set = (test_set or "Test1").strip()
+    found = _find(root, ["labels_consensus.csv"], want_dir=False, depth=2)
+    if not found:
+        raise CorpusError(f"{corpus}: Labels/labels_consensus.csv not found under {root}. Expected layout: "
+                          f"{_layout(corpus)}")
+    labels_csv = found[0]
+    base = labels_csv.parent.parent if labels_csv.parent.name.lower() == "labels" else labels_csv.parent
+    audio_dirs = _find(base, ["Audios", "Audio"], want_dir=True, depth=1)
+    audio_dir = audio_dirs[0] if audio_dirs else base / "Audios"
+    problems = _Problems(corpus, root)
+    detailed = labels_csv.parent / "labels_detailed.csv"
+    votes = _msp_votes(detailed, corpus, problems) if detailed.is_file() else {}
+    rows = _read_csv(labels_csv, ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender",
+                                  "Split_Set"), corpus)
+    sets = sorted({r["Split_Set"] for r in rows})
+    if test_set.lower() not in {s.lower() for s in sets}:
+        raise CorpusError(f"{corpus}: --test-set {test_set} is not a Split_Set of {labels_csv} ({', '.join(sets)})")
+    entries, left_out, dropped = [], Counter(), Counter()
+    for i, row in enumerate(rows, start=2):
+        split_set = row["Split_Set"].strip()
+        split = "test" if split_set.lower() == test_set.lower() else _MSP_SPLITS.get(split_set.lower())
+        if split is None:
+            left_out[split_set] += 1
+            continue
+        label = _msp_category(row["EmoClass"]) if len(row["EmoClass"].strip()) == 1 else None
+        if label is None:
+            problems.add(f"{labels_csv}:{i}", f"unknown EmoClass {row['EmoClass']!r}")
+            continue
+        if label in ("other", "unknown") and not all_labels:
+            dropped[label] += 1
+            continue
+        try:
+            act, val, dom = (float(row[c]) for c in ("EmoAct", "EmoVal", "EmoDom"))
+        except ValueError:
+            problems.add(f"{labels_csv}:{i}", "EmoAct / EmoVal / EmoDom are not numbers")
+            continue
+        audio = audio_dir / row["FileName"]
+        if not audio.is_file():
+            problems.add(audio, f"audio missing for row {i} of {labels_csv.name}")
+            continue
+        speaker = row["SpkrID"].strip()
+        stem = Path(row["FileName"]).stem
+        entries.append(_entry(audio, stem, label, "" if speaker.lower() in ("unknown", "") else speaker,
+                              _GENDER_WORDS.get(row["Gender"].strip().lower(), ""), split=split,
+                              arousal=_scaled(act, 1, 7), valence=_scaled(val, 1, 7), dominance=_scaled(dom, 1, 7),
+                              votes=format_votes(votes.get(stem, {}))))
+    if left_out:
+        log.info("%s: left out the segments of %s (--test-set %s is the test set)", corpus,
+                 ", ".join(f"{k} ({v})" for k, v in sorted(left_out.items())), test_set)
+    if dropped:
+        log.info("%s: left out %s -- --all-labels keeps them", corpus,
+                 ", ".join(f"{k} ({v})" for k, v in sorted(dropped.items())))
+    return _finish(corpus, root, entries, problems)
+
+
+# ------------------------------------------------------------------------------------------------ CREMA-D
+_CREMA_EMO = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+_CREMA_VOTE = {"A": "angry", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad"}
+_CREMA_SENTENCES = {
+    "IEO": "It's eleven o'clock", "TIE": "That is exactly what happened", "IOM": "I'm on my way to the meeting",
+    "IWW": "I wonder what this is about", "TAI": "The airplane is almost full", "MTI": "Maybe tomorrow it will be cold",
+    "IWL": "I would like a new alarm clock", "ITH": "I think I have a doctor's appointment",
+    "DFA": "Don't forget a jacket", "ITS": "I think I've seen this before", "TSI": "The surface is slick",
+    "WSI": "We'll stop in a couple of minutes"}
+_CREMA_NAME = re.compile(r"(\d{4})_([A-Z]{3})_(ANG|DIS|FEA|HAP|NEU|SAD)_(LO|MD|HI|XX|X)")
+
+
+def _crema_votes(root: Path, corpus: str) -> tuple[dict[str, dict[str, float]], str]:
+    """Per file stem, the voice-only raters' votes: counts from processedResults/tabulatedVotes.csv (rows keyed
+    100000 * query type + clip, query type 1 = audio only), else the VoiceVote of summaryTable.csv (one vote per
+    emotion named; ties are 'A:N'). -> (votes, the file used or '')."""
+    tab = _find(root, ["tabulatedVotes.csv"], want_dir=False, depth=2)
+    if tab:
+        rows = _read_csv(tab[0], ("fileName",), corpus)
+        index = next((c for c in rows[0] if c in ("", "Unnamed: 0")), None) if rows else None
+        out: dict[str, dict[str, float]] = {}
+        for row in rows:
+            try:
+                if index is not None and int(float(row[index])) // 100000 != 1:
+                    continue
+                out[row["fileName"].strip()] = {_CREMA_VOTE[c]: float(row[c]) for c in _CREMA_VOTE if row.get(c)}
+            except ValueError:
+                raise CorpusError(f"{corpus}: {tab[0]}: row of {row.get('fileName')!r} has non-numeric counts")
+        return out, str(tab[0])
+    summary = _find(root, ["summaryTable.csv"], want_dir=False, depth=2)
+    if summary:
+        rows = _read_csv(summary[0], ("FileName", "VoiceVote"), corpus)
+        return {row["FileName"].strip(): {_CREMA_VOTE[c]: 1.0 for c in row["VoiceVote"].split(":")
+                                          if c in _CREMA_VOTE} for row in rows}, str(summary[0])
+    return {}, ""
+
+
+@_corpus('crema-d', "speaker-kfold", "CREMA-D, 6 classes, 91 actors",
+         layout=('AudioWAV/1001_DFA_ANG_XX.wav (actor_sentence_EMOTION_level, EMOTION in ANG/DIS/FEA/HAP/NEU/SAD, '
+                 'level LO/MD/HI/XX); optional VideoDemographics.csv (ActorID, Sex) and processedResults/'
+                 'tabulatedVotes.csv or summaryTable.csv (rater votes)'))
+def prepare_crema_d(root) -> list[dict]:
+    """CREMA-D: AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav; 6 labels (the acted emotion), speaker = actor,
+    gender from VideoDemographics.csv when present, ``text`` = the sentence, ``votes`` = the audio-only raters'
+    votes when processedResults/ is present."""
+    corpus = "crema-d"
+    root = _check_root(corpus, root)
+    sex: dict[str, str] = {}
+    demo = _find(root, ["VideoDemographics.csv"], want_dir=False, depth=2)
+    if demo:
+        sex = {r["ActorID"].strip(): _GENDER_WORDS.get(r["Sex"].strip().lower(), "")
+               for r in _read_csv(demo[0], ("ActorID", "Sex"), corpus)}
+
+    def parse(path: Path):
+        m = _CREMA_NAME.fullmatch(path.stem)
+        if not m:
+            raise _Misfit("name is not AAAA_SSS_EMO_LV (e.g. 1001_DFA_ANG_XX)")
+        actor, sentence, emo, _level = m.groups()
+        if sentence not in _CREMA_SENTENCES:
+            raise _Misfit(f"unknown sentence code {sentence}")
+        return _CREMA_EMO[emo], actor, sex.get(actor, ""), path.stem
+
+    rows = _scan_named(corpus, root, parse)
+    votes, source = _crema_votes(root, corpus)
+    missing = 0
+    for r in rows:
+        stem = Path(r["path"]).stem
+        r["text"] = _CREMA_SENTENCES[stem.split("_")[1]]
+        r["votes"] = format_votes(votes.get(stem, {}))
+        missing += bool(votes) and not r["votes"]
+    if missing:
+        log.info("%s: %d clip(s) have no votes in %s", corpus, missing, source)
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ generic folder
@@ -1127,7 +1357,8 @@ def prepare_emobox(root, emobox_data=None) -> list[dict]:
     return _finish(corpus, root, entries, problems, multichannel_channel=2)
 
 
-ALIASES = {"ravdess-speech": "ravdess", "cmu-mosi": "mosi", "cmu-mosei": "mosei", "emo-db": "emodb"}
+ALIASES = {"ravdess-speech": "ravdess", "cmu-mosi": "mosi", "cmu-mosei": "mosei", "emo-db": "emodb",
+           "msp": "msp-podcast", "msppodcast": "msp-podcast", "cremad": "crema-d", "crema": "crema-d"}
 
 
 def default_protocol(corpus: str, rows: list[Mapping] | None = None) -> str:

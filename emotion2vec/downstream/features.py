@@ -1,7 +1,8 @@
 """Frozen features for the downstream heads: one packed (frames, D) tensor for a whole corpus.
 
 All features are loaded once; a batch gathers its frames and pools them with a segment sum (no padding), so
-frame-level probes cost only their real frames.
+frame-level probes cost only their real frames. With ``layer="weighted"`` every stored layer is kept, (sum T, L, D),
+for a head that learns its own mix of them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import torch
 
 from . import ProbeError
 
-__all__ = ["PackedFeatures", "parse_layer", "load_features"]
+__all__ = ["PackedFeatures", "parse_layer", "load_features", "concat_features"]
 
 
 @dataclass
 class PackedFeatures:
-    """Features of N utterances: ``x`` (sum T, D) with ``offsets``/``lengths`` (N,), or (N, D) when not ``frame``."""
+    """Features of N utterances: ``x`` (sum T, D) with ``offsets``/``lengths`` (N,), or (N, D) when not ``frame``;
+    with every layer kept, (sum T, L, D) / (N, L, D)."""
 
     keys: list[str]
     x: torch.Tensor
@@ -30,7 +32,11 @@ class PackedFeatures:
 
     @property
     def dim(self) -> int:
-        return int(self.x.shape[1])
+        return int(self.x.shape[-1])
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.x.shape[1]) if self.x.dim() == 3 else 1
 
     def to(self, device: torch.device | str) -> "PackedFeatures":
         return PackedFeatures(self.keys, self.x.to(device), self.offsets.to(device), self.lengths.to(device), self.frame)
@@ -46,16 +52,20 @@ class PackedFeatures:
 
 
 def parse_layer(spec: str | int | None) -> int | list[int] | str | None:
-    """``None`` | int | ``"mean"`` (average of all stored layers) | ``"a,b,c"`` (average of those layers)."""
+    """``None`` | int | ``"mean"`` (average of all stored layers) | ``"a,b,c"`` (average of those layers) |
+    ``"weighted"`` (every stored layer, mixed by learned weights)."""
     if spec is None or isinstance(spec, int):
         return spec
     spec = str(spec).strip()
     if spec.lower() in ("mean", "all"):
         return "mean"
+    if spec.lower() == "weighted":
+        return "weighted"
     try:
         values = [int(v) for v in spec.split(",") if v.strip()]
     except ValueError:
-        raise ProbeError(f"--layer {spec!r}: expected an integer, a comma-separated list of integers, or 'mean'") from None
+        raise ProbeError(f"--layer {spec!r}: expected an integer, a comma-separated list of integers, 'mean' or "
+                         f"'weighted'") from None
     if not values:
         raise ProbeError(f"--layer {spec!r}: empty")
     return values[0] if len(values) == 1 else values
@@ -63,14 +73,19 @@ def parse_layer(spec: str | int | None) -> int | list[int] | str | None:
 
 def _resolve_negative(layer, num_layers: int | None):
     """-1 = the model's last block etc., when features.json records the model's ``num_layers``."""
-    if not num_layers or layer is None or layer == "mean":
+    if not num_layers or layer is None or layer in ("mean", "weighted"):
         return layer
     if isinstance(layer, list):
         return [v + num_layers if v < 0 else v for v in layer]
     return layer + num_layers if layer < 0 else layer
 
 
-def _select_layer(x: np.ndarray, stored: list[int], layer, key: str) -> np.ndarray:
+def _select_layer(x: np.ndarray, stored: list[int], layer, frame: bool) -> np.ndarray:
+    if layer == "weighted":
+        if len(stored) <= 1:
+            raise ProbeError(f"--layer weighted needs features of several layers (extract with --layers all); "
+                             f"these hold only layer {stored}")
+        return np.moveaxis(x, 0, 1) if frame else x  # (L, T, D) -> (T, L, D)
     if len(stored) <= 1:
         if layer not in (None, "mean") and (layer if isinstance(layer, list) else [layer]) != stored:
             raise ProbeError(f"--layer {layer}: these features hold only layer {stored}")
@@ -116,10 +131,11 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
     # one preallocated (sum T, D) array, sized from index.tsv's frame counts (no second copy of the corpus)
     lengths = np.asarray([store.frames(k) if frame else 1 for k in keys], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    data = np.empty((int(lengths.sum()), store.dim), dtype=np.float32)
+    layer_axis = (len(stored),) if layer == "weighted" else ()
+    data = np.empty((int(lengths.sum()), *layer_axis, store.dim), dtype=np.float32)
     for key, start, n in zip(keys, offsets, lengths):
-        x = _select_layer(store.get(key), stored, layer, key)
-        want = (n, store.dim) if frame else (store.dim,)
+        x = _select_layer(store.get(key), stored, layer, frame)
+        want = (n, *layer_axis, store.dim) if frame else (*layer_axis, store.dim)
         if x.shape != want:
             raise ProbeError(f"{directory}: features of {key!r} have shape {x.shape}, expected {want} "
                              f"({store.granularity}-level, dim {store.dim} and {n} frames per features.json/index.tsv)")
@@ -127,6 +143,18 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
             raise ProbeError(f"{directory}: features of {key!r} contain NaN or inf")
         data[start:start + n] = x
     x = torch.from_numpy(data)
-    info = {"granularity": store.granularity, "dim": int(x.shape[1]), "stored_layers": stored,
-            "layer": layer, "frames": int(lengths.sum()), "empty": [k for k, n in zip(keys, lengths) if n == 0]}
+    info = {"granularity": store.granularity, "dim": int(x.shape[-1]), "stored_layers": stored,
+            "layer": layer, "frames": int(lengths.sum()), "empty": [k for k, n in zip(keys, lengths) if n == 0],
+            "settings": dict(store.meta)}
     return PackedFeatures(list(keys), x, torch.from_numpy(offsets), torch.from_numpy(lengths), frame), info
+
+
+def concat_features(a: PackedFeatures, b: PackedFeatures) -> PackedFeatures:
+    """The utterances of ``a`` then those of ``b`` (same granularity, layers and dimension; keys may repeat: the
+    caller addresses utterances by position)."""
+    if a.frame != b.frame or a.x.shape[1:] != b.x.shape[1:]:
+        raise ProbeError(f"the test features do not match the training features: {'frame' if b.frame else 'utterance'}"
+                         f"-level {tuple(b.x.shape[1:])} against {'frame' if a.frame else 'utterance'}-level "
+                         f"{tuple(a.x.shape[1:])} per frame")
+    return PackedFeatures(a.keys + b.keys, torch.cat([a.x, b.x]), torch.cat([a.offsets, b.offsets + len(a.x)]),
+                          torch.cat([a.lengths, b.lengths]), a.frame)

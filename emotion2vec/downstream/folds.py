@@ -13,6 +13,11 @@ and every random draw comes from ``random.Random`` seeded with the seed):
                   session, valid = a seeded random ``valid_fraction`` (0.2) of the other sessions' utterances, train =
                   the rest. Test speakers never occur in train/valid, but valid shares speakers with train, so the
                   folds are not marked speaker-independent.
+``session-rotation``  EMO-SUPERB's IEMOCAP partition (needs a ``session`` column, >= 3 sessions in sorted order
+                  S1..Sn): fold i tests session S(i-1) (cyclic: fold1 tests the last session), validates on the
+                  session before it and trains on the rest (5 sessions: fold1 = train 1, 2, 3 / dev 4 / test 5).
+                  Model selection on a whole held-out session. Speaker-independent (refused if a speaker crosses
+                  sessions).
 ``loso-speaker``  leave-one-speaker-out: one fold per speaker (>= 3 speakers); speakers in a seeded order, fold i tests
                   speaker i, validates on speaker i+1 (cyclic), trains on the rest. Speaker-independent.
 ``random-kfold``  the paper's "10-fold" 80/10/10: keys are dealt into K seeded partitions (option ``folds``, default 10,
@@ -23,6 +28,12 @@ and every random draw comes from ``random.Random`` seeded with the seed):
 ``speaker-kfold`` K speaker-disjoint groups (option ``folds``, default min(5, number of speakers), >= 3): speakers
                   are shuffled with the seed, then placed largest first into the group with the fewest utterances.
                   Fold i: test = group i, valid = group i+1 (mod K), train = the rest. Speaker-independent.
+``holdout``       one fold, the paper's hold-out 8:2: a seeded ``test_fraction`` (0.2) of the utterances is the test
+                  set (label-stratified with ``stratify``, default true), a seeded ``valid_fraction`` (0.1) of the
+                  rest is the dev set. Speaker-dependent.
+``speaker-holdout`` the speaker-independent hold-out: speakers in a seeded order go to the test set while that
+                  brings it closer to ``test_fraction`` of the utterances, then likewise ``valid_fraction`` of the
+                  remaining utterances to the dev set (>= 3 speakers). Speaker-independent.
 ``original``      the corpus's official split from the ``split`` column (one fold). When the corpus has no official
                   valid set (RESD), valid = a seeded label-stratified ``valid_fraction`` (0.1) of train.
                   ``speaker_independent`` is computed from the data (true only when no speaker crosses sets).
@@ -50,20 +61,30 @@ from ..errors import Emotion2VecError
 from ..io.atomic import atomic_write_text
 from ..io.manifests import DATA_TSV, read_data_tsv
 
-__all__ = ["PROTOCOLS", "PROTOCOL_OPTIONS", "PARTITION_PROTOCOLS", "FoldsError", "make_folds", "check_folds",
+__all__ = ["PROTOCOLS", "PROTOCOL_OPTIONS", "PARTITION_PROTOCOLS", "SPEAKER_INDEPENDENT_PROTOCOLS",
+           "IMPORTED_PROTOCOLS", "FoldsError", "make_folds", "check_folds",
            "save_folds", "load_folds", "folds_filename", "infer_protocol"]
 
-PROTOCOLS = ("loso-session", "loso-speaker", "random-kfold", "speaker-kfold", "original", "emobox")
+PROTOCOLS = ("loso-session", "session-rotation", "loso-speaker", "random-kfold", "speaker-kfold", "holdout",
+             "speaker-holdout", "original", "emobox")
+#: protocols that promise speaker independence (a fold sharing a speaker is an error, see audit.py)
+SPEAKER_INDEPENDENT_PROTOCOLS = ("session-rotation", "loso-speaker", "speaker-kfold", "speaker-holdout")
+#: protocols whose split comes from outside (the corpus's official split, EmoBox's folds): speaker overlap is
+#: reported loudly, not refused
+IMPORTED_PROTOCOLS = ("original", "emobox")
 #: protocols whose test sets partition the corpus and whose folds each cover every key
-PARTITION_PROTOCOLS = ("loso-session", "loso-speaker", "random-kfold", "speaker-kfold")
+PARTITION_PROTOCOLS = ("loso-session", "session-rotation", "loso-speaker", "random-kfold", "speaker-kfold")
 SPLIT_NAMES = ("train", "valid", "test")
 FOLDS_JSON = "folds.json"
 
 PROTOCOL_OPTIONS = {
     "loso-session": {"valid_fraction": 0.2},
+    "session-rotation": {},
     "loso-speaker": {},
     "random-kfold": {"folds": 10, "stratify": True},
     "speaker-kfold": {"folds": None},
+    "holdout": {"test_fraction": 0.2, "valid_fraction": 0.1, "stratify": True},
+    "speaker-holdout": {"test_fraction": 0.2, "valid_fraction": 0.1},
     "original": {"valid_fraction": 0.1},
     "emobox": {"valid_fraction": 0.2},
 }
@@ -196,13 +217,7 @@ def _protocol(name: str):
 @_protocol("loso-session")
 def _loso_session(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
     frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
-    missing = [k for k in c.keys if not str(c.by_key[k].get("session", "")).strip()]
-    if missing:
-        raise FoldsError(f"protocol loso-session needs a 'session' column (IEMOCAP); {len(missing)} row(s) "
-                         f"have none: {_few(missing)}")
-    sessions = sorted({c.by_key[k]["session"] for k in c.keys})
-    if len(sessions) < 2:
-        raise FoldsError(f"protocol loso-session needs >= 2 sessions, found {sessions}")
+    sessions = _sessions(c, "loso-session", 2)
     folds = []
     for i, sess in enumerate(sessions):
         test = [k for k in c.keys if c.by_key[k]["session"] == sess]
@@ -210,6 +225,78 @@ def _loso_session(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
         valid = _random_sample(rest, frac, _rng(seed, "loso-session", sess))
         folds.append(_fold(f"fold{i + 1}", [k for k in rest if k not in valid], valid, test))
     return folds, False
+
+
+def _sessions(c: _Corpus, protocol: str, minimum: int) -> list[str]:
+    missing = [k for k in c.keys if not str(c.by_key[k].get("session", "")).strip()]
+    if missing:
+        raise FoldsError(f"protocol {protocol} needs a 'session' column (IEMOCAP); {len(missing)} row(s) "
+                         f"have none: {_few(missing)}")
+    sessions = sorted({c.by_key[k]["session"] for k in c.keys})
+    if len(sessions) < minimum:
+        raise FoldsError(f"protocol {protocol} needs >= {minimum} sessions, found {sessions}")
+    return sessions
+
+
+@_protocol("session-rotation")
+def _session_rotation(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    sessions = _sessions(c, "session-rotation", 3)
+    n = len(sessions)
+    folds = []
+    for i in range(n):
+        test, dev = sessions[(i - 1) % n], sessions[(i - 2) % n]
+        folds.append(_fold(f"fold{i + 1}", [k for k in c.keys if c.by_key[k]["session"] not in (test, dev)],
+                           [k for k in c.keys if c.by_key[k]["session"] == dev],
+                           [k for k in c.keys if c.by_key[k]["session"] == test]))
+    return folds, True
+
+
+@_protocol("holdout")
+def _holdout(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    test_frac = opts["test_fraction"] = _check_fraction(opts["test_fraction"], "test_fraction")
+    valid_frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
+    opts["stratify"] = bool(opts["stratify"])
+    if test_frac == 0:
+        raise FoldsError("protocol holdout needs test_fraction > 0")
+    draw = (lambda keys, f, rng: _stratified_sample(keys, c.labels, f, rng)) if opts["stratify"] else _random_sample
+    test = draw(c.keys, test_frac, _rng(seed, "holdout", "test"))
+    rest = [k for k in c.keys if k not in test]
+    valid = draw(rest, valid_frac, _rng(seed, "holdout", "valid"))
+    return [_fold("holdout", [k for k in rest if k not in valid], valid, test)], False
+
+
+def _speaker_share(speakers: list[str], by_speaker: Mapping[str, list[str]], target: float) -> list[str]:
+    """Speakers, in order, taken while each brings the utterance count closer to ``target`` (at least one)."""
+    chosen, count = [], 0
+    for s in speakers:
+        n = len(by_speaker[s])
+        if not chosen or abs(count + n - target) < abs(count - target):
+            chosen.append(s)
+            count += n
+    return chosen
+
+
+@_protocol("speaker-holdout")
+def _speaker_holdout(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    test_frac = opts["test_fraction"] = _check_fraction(opts["test_fraction"], "test_fraction")
+    valid_frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
+    by_speaker = _need_speakers(c.by_key, "speaker-holdout")
+    speakers = sorted(by_speaker)
+    if len(speakers) < 3:
+        raise FoldsError(f"protocol speaker-holdout needs >= 3 speakers, found {len(speakers)}: {speakers}")
+    if test_frac == 0:
+        raise FoldsError("protocol speaker-holdout needs test_fraction > 0")
+    _rng(seed, "speaker-holdout").shuffle(speakers)
+    test_spk = _speaker_share(speakers, by_speaker, test_frac * len(c.keys))
+    rest = [s for s in speakers if s not in test_spk]
+    if len(rest) < 1 + (valid_frac > 0):
+        raise FoldsError(f"protocol speaker-holdout: test_fraction {test_frac} leaves {len(rest)} speaker(s) for "
+                         f"train and valid")
+    valid_spk = (_speaker_share(rest[:-1], by_speaker, valid_frac * sum(len(by_speaker[s]) for s in rest))
+                 if valid_frac > 0 else [])
+    train_spk = [s for s in rest if s not in valid_spk]
+    keys = lambda group: [k for s in group for k in by_speaker[s]]  # noqa: E731
+    return [_fold("holdout", keys(train_spk), keys(valid_spk), keys(test_spk))], True
 
 
 @_protocol("loso-speaker")
@@ -322,8 +409,9 @@ def _emobox(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
 def make_folds(rows: list[dict], protocol: str, seed: int = 0, corpus: str = "", **options) -> dict:
     """Folds for ``rows`` (data.tsv rows) under ``protocol``. -> the folds.json dict (see the module docstring).
 
-    Options: ``folds`` (random-kfold, speaker-kfold), ``stratify`` (random-kfold), ``valid_fraction``
-    (loso-session, original, emobox). Unknown options raise. The result has passed :func:`check_folds`.
+    Options: ``folds`` (random-kfold, speaker-kfold), ``stratify`` (random-kfold, holdout), ``valid_fraction``
+    (loso-session, holdout, speaker-holdout, original, emobox), ``test_fraction`` (holdout, speaker-holdout).
+    Unknown options raise. The result has passed :func:`check_folds`.
     """
     if protocol not in PROTOCOLS:
         raise FoldsError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")

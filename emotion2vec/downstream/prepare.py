@@ -1,9 +1,11 @@
 """``emotion2vec prepare``: a corpus as distributed -> ``data.tsv`` (one row per utterance) and its folds.
 
 :func:`prepare` runs the corpus's preparer (:mod:`.corpora`), makes the folds of each requested protocol
-(:mod:`.folds`), and writes ``OUT/data.tsv``, ``OUT/folds.json`` (the first protocol) and one
-``OUT/folds_<protocol>.json`` per protocol, each atomically. Folds files of an earlier run that no longer match
-the new ``data.tsv`` are removed.
+(:mod:`.folds`), audits them for leakage (:mod:`.audit`: shared speakers, identical decoded audio, same text, label
+distributions; the audio hashes are cached in ``OUT/audio_hashes.tsv``) and writes ``OUT/data.tsv``,
+``OUT/folds.json`` (the first protocol) and one ``OUT/folds_<protocol>.json`` per protocol, each atomically and
+each with its audit under ``"audit"``. Folds files of an earlier run that no longer match the new ``data.tsv`` are
+removed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..io.manifests import DATA_TSV, write_data_tsv
+from .audit import HASH_CACHE, audio_hashes, audit_folds, format_audit
 from .corpora import CORPORA, CorpusError, corpus_name, default_protocol, prepare_corpus
 from .folds import (FOLDS_JSON, PROTOCOL_OPTIONS, PROTOCOLS, FoldsError, check_folds, folds_filename, make_folds,
                     save_folds)
@@ -27,10 +30,13 @@ log = logging.getLogger("emotion2vec.downstream.prepare")
 
 PROTOCOL_HELP = {
     "loso-session": "leave one session out (IEMOCAP: 5 folds), valid = seeded 20% of the other sessions",
+    "session-rotation": "EMO-SUPERB (IEMOCAP): test one session, dev = the session before it, train the rest",
     "loso-speaker": "leave one speaker out: test 1 speaker, valid the next one, train the rest",
     "random-kfold": "seeded label-stratified K partitions (--folds, default 10 = 80/10/10): test i, valid i+1, "
                     "train the rest (K=5: 60/20/20)",
     "speaker-kfold": "K speaker-disjoint groups (--folds, default min(5, #speakers)): test i, valid i+1",
+    "holdout": "one seeded split: test = --test-fraction (0.2) stratified, dev = --valid-fraction (0.1) of the rest",
+    "speaker-holdout": "holdout with whole speakers: ~20% of utterances as test speakers, ~10% of the rest as dev",
     "original": "the official split (split column); no official valid -> seeded 10% of train",
     "emobox": "EmoBox's own folds (prepare emobox); missing valid -> seeded 20% of train",
 }
@@ -42,6 +48,16 @@ class PrepareResult:
     out: Path
     rows: list[dict]
     folds: list[tuple[str, dict]]  # (file name, folds dict), folds.json first
+
+    def audit_text(self) -> str:
+        """The leakage audit of every folds file written (folds.json's copy once)."""
+        seen, parts = set(), []
+        for fname, folds in self.folds:
+            if folds["protocol"] in seen:
+                continue
+            seen.add(folds["protocol"])
+            parts.append(format_audit(folds["audit"]))
+        return "\n".join(parts)
 
     def summary(self) -> str:
         labels = Counter(r["label"] for r in self.rows)
@@ -94,12 +110,14 @@ def parse_protocols(values: Iterable[str] | None) -> list[str]:
 def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike | None = None,
             protocols: Iterable[str] | None = None, seed: int = 0, folds: int | None = None,
             valid_fraction: float | None = None, label_map=None, exclude: Iterable[str] | None = None,
-            **corpus_options) -> PrepareResult:
+            test_fraction: float | None = None, audit_audio: bool = True, **corpus_options) -> PrepareResult:
     """Prepare ``corpus`` found at ``root`` into ``out`` (default ``manifests/<corpus>``).
 
-    ``protocols``: fold protocols (default: the corpus's); ``folds`` / ``valid_fraction`` override the protocol
-    options that take them; ``corpus_options``: the corpus's own options (``all_labels``, ``audio_dir``,
-    ``speaker_regex``, ``emobox_data``).
+    ``protocols``: fold protocols (default: the corpus's); ``folds`` / ``valid_fraction`` / ``test_fraction``
+    override the protocol options that take them; ``audit_audio``: compare decoded audio across splits in the
+    audit; ``corpus_options``: the corpus's own options (``all_labels``, ``audio_dir``, ``speaker_regex``,
+    ``emobox_data``, ``test_set``). A protocol that promises speaker independence but shares a speaker raises
+    :class:`~.audit.AuditError` before anything is written.
     """
     name = corpus_name(corpus)
     spec = CORPORA[name]
@@ -107,7 +125,7 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike | None 
     rows = prepare_corpus(name, root, label_map=label_map, exclude=exclude, **corpus_options)
     if not protocols:
         protocols = [default_protocol(name, rows)]
-    overrides = {"folds": folds, "valid_fraction": valid_fraction}
+    overrides = {"folds": folds, "valid_fraction": valid_fraction, "test_fraction": test_fraction}
     for opt, value in overrides.items():
         if value is not None and not any(opt in PROTOCOL_OPTIONS[p] for p in protocols):
             raise FoldsError(f"--{opt.replace('_', '-')} does not apply to protocol(s) {', '.join(protocols)}")
@@ -119,6 +137,11 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike | None 
 
     out = Path(out) if out else Path("manifests") / name
     out.mkdir(parents=True, exist_ok=True)
+    hashes, unreadable = audio_hashes(rows, out / HASH_CACHE, log.info) if audit_audio else (None, [])
+    for p, f in made:
+        f["audit"] = audit_folds(rows, f, hashes, unreadable)
+        for w in f["audit"]["warnings"]:
+            log.warning("%s: %s", folds_filename(p), w)
     write_data_tsv(out / DATA_TSV, rows)
     written: list[tuple[str, dict]] = []
     for i, (p, f) in enumerate(made):

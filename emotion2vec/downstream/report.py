@@ -1,14 +1,24 @@
 """Probe reports: the files ``emotion2vec probe`` writes and the cross-corpus table.
 
-Files in a probe's output directory (written atomically, metrics stored as fractions, printed in percent):
-    results.json     everything: config, per-fold metrics (valid at the best epoch, test), best epoch, sizes,
-                     training curves, mean/std over folds, summed confusion matrix, timing
-    results.md       per-fold table and a mean +- std row, percent with 2 decimals
-    predictions.tsv  fold, key, label, prediction, p_<label> for every label (test keys of every fold)
-    confusion.png    test confusion matrix summed over folds, row-normalised, annotated with % and counts
+Files in a probe's output directory (written atomically, metrics stored as fractions, printed in percent; CCC,
+Pearson r and MAE as plain numbers):
+    results.json       everything: task, loss, head, targets, config, feature settings, per-fold metrics (valid at
+                       the best epoch, test, the headline metric's 95 % bootstrap interval), best epoch, sizes,
+                       training curves, learned layer weights, mean/std over folds, summed confusion matrix (class
+                       tasks), the leakage audit, warnings, timing
+    results.md         the run's settings, a per-fold table with a mean +- std row, warnings and the audit figures
+    predictions.tsv    one line per test utterance of every fold:
+                         categorical  fold key label prediction p_<class>...
+                         soft         fold key label prediction p_<class>... t_<class>...  (t = vote shares)
+                         multilabel   fold key label prediction p_<class>... t_<class>...  (prediction = the
+                                      classes above 1/C joined by '+', t = 0/1)
+                         regression   fold key true_<target>... pred_<target>...
+    confusion.png      test confusion matrix summed over folds, row-normalised (class tasks)
+    layer_weights.png  the learned softmax weight of every layer, mean and std over folds (``--layer weighted``)
 
 The cross-corpus table (layout of the paper's Tables 2-4: one row per feature source, per corpus a group of
-WA / UA / WF1 columns, cells "mean ± std" over folds in percent, best mean per column in bold):
+WA / UA / WF1 columns -- CCC columns, mean and per target, for regression runs -- cells "mean ± std" over folds, best
+mean per column in bold):
 
     emotion2vec report results/*/* --out results/table.md
 """
@@ -26,15 +36,17 @@ import numpy as np
 
 from ..errors import Emotion2VecError
 from ..io.atomic import atomic_write_bytes, atomic_write_text
-from .metrics import METRIC_NAMES, METRICS
+from .metrics import METRIC_NAMES, METRICS, PERCENT_METRICS, summary_metrics
 
 __all__ = [
     "OUTPUT_FILES",
+    "output_files",
     "write_outputs",
     "results_markdown",
     "summary_markdown",
     "predictions_tsv",
     "confusion_png",
+    "layer_weights_png",
     "load_result",
     "make_table",
 ]
@@ -45,92 +57,225 @@ class ReportError(Emotion2VecError, ValueError):
 
 OUTPUT_FILES = ("results.json", "results.md", "predictions.tsv", "confusion.png")
 TABLE_METRICS = ("wa", "ua", "wf1")
+#: metrics where a smaller mean is better (bold marks the minimum)
+_LOWER_IS_BETTER = ("mae", "loss")
 #: how the paper spells the corpora (falls back to the name as stored)
 CORPUS_NAMES = {
     "iemocap": "IEMOCAP", "meld": "MELD", "ravdess": "RAVDESS", "ravdess-song": "RAVDESS-Song",
     "savee": "SAVEE", "emodb": "EmoDB", "emovo": "EMOVO", "cafe": "CaFE", "subesco": "SUBESCO",
     "shemo": "ShEMO", "urdu": "URDU", "aesdd": "AESDD", "resd": "RESD", "m3ed": "M3ED",
-    "mosi": "CMU-MOSI", "mosei": "CMU-MOSEI",
+    "mosi": "CMU-MOSI", "mosei": "CMU-MOSEI", "msp-podcast": "MSP-Podcast", "crema-d": "CREMA-D",
 }
 
 
+def _value(metric: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
+
+
 def _pct(value: float | None) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+    return _value("wa", value)
 
 
 def _mean_std(summary: dict[str, dict[str, float]], metric: str) -> str:
     s = summary.get(metric)
     if not s:
         return "–"
-    return f"{_pct(s['mean'])} ± {_pct(s['std'])}"
+    return f"{_value(metric, s['mean'])} ± {_value(metric, s['std'])}"
+
+
+def _metric_name(metric: str) -> str:
+    if metric.startswith("ccc_"):
+        return f"CCC {metric[4:]}"
+    return METRIC_NAMES.get(metric, metric)
 
 
 def corpus_name(corpus: str) -> str:
     return CORPUS_NAMES.get(str(corpus).lower(), str(corpus))
 
 
+def _task(result: dict[str, Any]) -> str:
+    return result.get("task", "categorical")
+
+
+def _run_metrics(result: dict[str, Any]) -> tuple[str, ...]:
+    return summary_metrics(_task(result), result.get("targets") or result.get("labels", []))
+
+
+def output_files(result: dict[str, Any]) -> list[str]:
+    """The files :func:`write_outputs` writes for ``result``."""
+    files = ["results.json", "results.md", "predictions.tsv"]
+    if "confusion" in result:
+        files.append("confusion.png")
+    if result.get("layer_weights"):
+        files.append("layer_weights.png")
+    return files
+
+
 # ------------------------------------------------------------------------------------------- single run
-def results_markdown(result: dict[str, Any]) -> str:
-    """``results.md``: a header, a per-fold table and a mean ± std row (percent, 2 decimals)."""
+def _settings_lines(result: dict[str, Any]) -> list[str]:
     c = result.get("config", {})
     layer = result.get("layer")
     layer_text = "" if layer is None else f", layer {layer}"
+    task = _task(result)
+    head = result.get("head", {})
+    loss = result.get("loss", "ce")
+    extra = []
+    if c.get("label_smoothing"):
+        extra.append(f"label smoothing {c['label_smoothing']}")
+    if loss == "cb-ce":
+        extra.append(f"beta {c.get('cb_beta')}")
+    if head.get("type") == "arcface":
+        extra.append(f"ArcFace s {head.get('arcface_scale')} m {head.get('arcface_margin')}")
+    if head.get("dropout"):
+        extra.append(f"dropout {head['dropout']}")
+    names = ", ".join(result.get("targets") or result.get("labels", []))
     lines = [
-        f"# Probe: {corpus_name(result['corpus'])} / {result['source']}",
-        "",
+        f"- task: **{task}** ({'targets' if task == 'regression' else 'classes'} {names}); loss **{loss}**"
+        + (f" ({', '.join(extra)})" if extra else "") + f"; head **{head.get('type', 'linear')}**, "
+        f"{head.get('pooling', 'mean')} pooling, hidden {c.get('hidden')}"
+        + (", learned layer weights" if head.get("layer_mix") else ""),
         f"- features: `{result['features']}` ({result['granularity']}-level, dim {result['dim']}{layer_text})",
-        f"- data: `{result['data']}` (protocol {result.get('protocol') or 'default'}, {len(result['folds'])} fold(s), "
-        f"labels {', '.join(result['labels'])})",
-        f"- probe: {result.get('parameters', 0):,} parameters, {c.get('optimizer')} lr {c.get('lr')}, "
-        f"{c.get('scheduler')} schedule, batch {c.get('batch_size')}, {c.get('epochs')} epochs"
-        f"{', patience ' + str(c['patience']) if c.get('patience') else ''}, best epoch by valid "
-        f"{METRIC_NAMES.get(c.get('select_metric'), c.get('select_metric'))}, seed {c.get('seed')}",
-        "",
-        "| Fold | Train | Valid | Test | Best epoch | " + " | ".join(METRIC_NAMES[m] for m in METRICS) + " |",
-        "|---|---:|---:|---:|---:|" + "---:|" * len(METRICS),
     ]
-    for f in result["folds"]:
-        lines.append(f"| {f['name']} | {f['n_train']} | {f['n_valid']} | {f['n_test']} | {f['best_epoch']} | "
-                     + " | ".join(_pct(f["test"][m]) for m in METRICS) + " |")
-    lines.append("| **mean ± std** | | | | | " + " | ".join(_mean_std(result["summary"], m) for m in METRICS) + " |")
+    cross = result.get("cross_corpus")
+    if cross:
+        lines.append(f"- cross-corpus: trained on `{result['data']}` ({cross['train_corpus']}), tested on every "
+                     f"utterance of `{cross['test_data']}` ({cross['test_corpus']}) with features "
+                     f"`{cross['test_features']}`" + (f"; label map {cross['label_map']}" if cross["label_map"] else ""))
+    else:
+        lines.append(f"- data: `{result['data']}` (protocol {result.get('protocol') or 'default'}, "
+                     f"{len(result['folds'])} fold(s))")
+    select = c.get("select_metric")
+    lines.append(f"- training: {result.get('parameters', 0):,} parameters, {c.get('optimizer')} lr {c.get('lr')}, "
+                 f"{c.get('scheduler')} schedule, batch {c.get('batch_size')}, {c.get('epochs')} epochs"
+                 f"{', patience ' + str(c['patience']) if c.get('patience') else ''}, best epoch by valid "
+                 f"{_metric_name(select) if select else select}, seed {c.get('seed')}")
+    return lines
+
+
+def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
+    if not audit:
+        return []
+    lines = ["", "## Leakage audit", "",
+             f"Protocol {audit.get('protocol')} ({audit.get('kind')}); audio "
+             f"{'compared (decoded samples)' if audit.get('audio_compared') else 'not compared'}; text "
+             f"{'compared' if audit.get('text_compared') else 'not available'}.", "",
+             "| Fold | Train / valid / test | Test speakers seen in train or valid | Test utterances of those "
+             "speakers | Identical audio (train-test) | Same text (train-test) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for fold in audit.get("folds", []):
+        tt = fold["pairs"].get("train-test", {})
+        spk = fold["pairs"].get("train+valid-test", {}).get("speakers")
+        dup = tt.get("identical_audio")
+        txt = tt.get("same_text")
+        sizes = fold["sizes"]
+        lines.append(f"| {fold['name']} | {sizes['train']} / {sizes['valid']} / {sizes['test']} | "
+                     + (f"{spk['shared']} / {spk['of']}" if spk else "–") + " | "
+                     + (f"{spk['utterances']} ({spk['share_pct']:.2f} %)" if spk else "–") + " | "
+                     + (str(dup["utterances"]) if dup else "–") + " | "
+                     + (f"{txt['utterances']} ({txt['share_pct']:.2f} %)" if txt else "–") + " |")
+    for n in audit.get("notes", []):
+        lines.append(f"- note: {n}")
+    return lines
+
+
+def results_markdown(result: dict[str, Any]) -> str:
+    """``results.md``: the settings, a per-fold table with a mean ± std row, warnings and the leakage audit."""
+    metrics = _run_metrics(result)
+    headline = result.get("headline")
+    lines = [f"# Probe: {corpus_name(result['corpus'])} / {result['source']}", ""]
     if result.get("warnings"):
-        lines += ["", "**Warnings:**", *(f"- {w}" for w in result["warnings"])]
-    lines += ["", "Test metrics in percent; std over folds is the population std.", "",
-              "![confusion matrix](confusion.png)", ""]
+        lines += ["**WARNINGS:**", *(f"- **{w}**" for w in result["warnings"]), ""]
+    lines += _settings_lines(result)
+    ci_col = headline is not None and any(f.get("ci") for f in result["folds"])
+    lines += ["",
+              "| Fold | Train | Valid | Test | Best epoch | " + " | ".join(_metric_name(m) for m in metrics)
+              + (f" | {_metric_name(headline)} 95% CI" if ci_col else "") + " |",
+              "|---|---:|---:|---:|---:|" + "---:|" * (len(metrics) + ci_col)]
+    for f in result["folds"]:
+        ci = f.get("ci")
+        lines.append(f"| {f['name']} | {f['n_train']} | {f['n_valid']} | {f['n_test']} | {f['best_epoch']} | "
+                     + " | ".join(_value(m, f["test"].get(m)) for m in metrics)
+                     + (f" | [{_value(ci['metric'], ci['low'])}, {_value(ci['metric'], ci['high'])}]"
+                        if ci_col and ci else " | –" if ci_col else "") + " |")
+    lines.append("| **mean ± std** | | | | | " + " | ".join(_mean_std(result["summary"], m) for m in metrics)
+                 + (" | |" if ci_col else " |"))
+    weights = result.get("layer_weights")
+    if weights:
+        lines += ["", "Learned layer weights (softmax, mean ± std over folds): "
+                  + ", ".join(f"layer {layer} {m:.3f} ± {s:.3f}"
+                              for layer, m, s in zip(weights["layers"], weights["mean"], weights["std"])),
+                  "", "![layer weights](layer_weights.png)"]
+    lines += _audit_lines(result.get("audit"))
+    lines += ["", "Classification metrics in percent, CCC / Pearson r / MAE as plain numbers; std over folds is the "
+              "population std; intervals are 95 % percentile bootstraps over each fold's test utterances.", ""]
+    if "confusion" in result:
+        lines += ["![confusion matrix](confusion.png)", ""]
     return "\n".join(lines)
 
 
 def summary_markdown(result: dict[str, Any]) -> str:
     """One-row mean ± std table, printed at the end of a probe run."""
-    head = "| Corpus | Features | Folds | " + " | ".join(METRIC_NAMES[m] for m in METRICS) + " |"
-    rule = "|---|---|---:|" + "---:|" * len(METRICS)
+    metrics = _run_metrics(result)
+    head = "| Corpus | Features | Folds | " + " | ".join(_metric_name(m) for m in metrics) + " |"
+    rule = "|---|---|---:|" + "---:|" * len(metrics)
     row = (f"| {corpus_name(result['corpus'])} | {result['source']} | {len(result['folds'])} | "
-           + " | ".join(_mean_std(result["summary"], m) for m in METRICS) + " |")
+           + " | ".join(_mean_std(result["summary"], m) for m in metrics) + " |")
     return "\n".join([head, rule, row])
 
 
-def predictions_tsv(predictions: Iterable[dict[str, Any]], labels: Sequence[str]) -> str:
-    """``fold key label prediction p_<label>...``, one line per test utterance of every fold."""
-    lines = ["\t".join(["fold", "key", "label", "prediction", *(f"p_{label}" for label in labels)])]
+def predictions_tsv(predictions: Iterable[dict[str, Any]], names: Sequence[str], task: str = "categorical") -> str:
+    """One line per test utterance of every fold (columns: see the module docstring)."""
+    names = list(names)
+    if task == "regression":
+        header = ["fold", "key", *(f"true_{n}" for n in names), *(f"pred_{n}" for n in names)]
+    else:
+        header = ["fold", "key", "label", "prediction", *(f"p_{n}" for n in names)]
+        if task != "categorical":
+            header += [f"t_{n}" for n in names]
+    lines = ["\t".join(header)]
     for p in predictions:
-        probs = np.asarray(p["probabilities"], dtype=np.float64)
-        lines.append("\t".join([str(p["fold"]), str(p["key"]), str(p["label"]), str(p["prediction"]),
-                                *(f"{v:.6f}" for v in probs)]))
+        pred = np.asarray(p["predicted"], dtype=np.float64)
+        cells = [str(p["fold"]), str(p["key"])]
+        if task == "regression":
+            cells += [f"{v:.6f}" for v in np.asarray(p["target"], dtype=np.float64)] + [f"{v:.6f}" for v in pred]
+        else:
+            if task == "multilabel":
+                shown = "+".join(n for n, v in zip(names, pred) if v > 1.0 / len(names))
+            else:
+                shown = names[int(pred.argmax())]
+            cells += [str(p["label"]), shown, *(f"{v:.6f}" for v in pred)]
+            if task != "categorical":
+                cells += [f"{v:.6f}" for v in np.asarray(p["target"], dtype=np.float64)]
+        lines.append("\t".join(cells))
     return "\n".join(lines) + "\n"
+
+
+def _figure(size: tuple[float, float]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def confusion_png(confusion: Sequence[Sequence[int]], labels: Sequence[str], title: str = "") -> bytes:
     """PNG of a row-normalised confusion matrix (rows = true), annotated with row-% and counts."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     cm = np.asarray(confusion, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     n = len(labels)
     size = max(4.0, 0.75 * n + 2.5)
-    fig = Figure(figsize=(size, size * 0.9), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = _figure((size, size * 0.9))
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -148,19 +293,38 @@ def confusion_png(confusion: Sequence[Sequence[int]], labels: Sequence[str], tit
             colour = "white" if norm[i, j] > 0.5 else "black"
             ax.text(j, i, f"{100 * norm[i, j]:.1f}%\n({int(cm[i, j])})", ha="center", va="center",
                     color=colour, fontsize=fontsize)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _png(fig)
+
+
+def layer_weights_png(layers: Sequence[int], mean: Sequence[float], std: Sequence[float], title: str = "") -> bytes:
+    """PNG bar chart of the learned softmax weight of every layer (mean and std over folds)."""
+    fig = _figure((max(4.0, 0.45 * len(layers) + 2.0), 3.2))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(range(len(layers)), mean, yerr=std, color="tab:blue", capsize=3)
+    ax.axhline(1.0 / len(layers), color="grey", linestyle="--", linewidth=1, label="uniform")
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels([str(v) for v in layers])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("softmax weight")
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _png(fig)
 
 
 def write_outputs(out: str | os.PathLike, result: dict[str, Any], predictions: Iterable[dict[str, Any]]) -> None:
-    """Write the four output files of a probe run into ``out`` (created if needed), each atomically."""
+    """Write the output files of a probe run into ``out`` (created if needed), each atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{corpus_name(result['corpus'])} / {result['source']} (sum over {len(result['folds'])} fold(s))"
-    atomic_write_text(out / "predictions.tsv", predictions_tsv(predictions, result["labels"]))
-    atomic_write_bytes(out / "confusion.png", confusion_png(result["confusion"], result["labels"], title))
+    title = f"{corpus_name(result['corpus'])} / {result['source']} ({len(result['folds'])} fold(s))"
+    names = result.get("targets") or result["labels"]
+    atomic_write_text(out / "predictions.tsv", predictions_tsv(predictions, names, _task(result)))
+    if "confusion" in result:
+        atomic_write_bytes(out / "confusion.png", confusion_png(result["confusion"], result["labels"], title))
+    weights = result.get("layer_weights")
+    if weights:
+        atomic_write_bytes(out / "layer_weights.png",
+                           layer_weights_png(weights["layers"], weights["mean"], weights["std"], title))
     atomic_write_text(out / "results.md", results_markdown(result))
     # results.json last: its presence marks a finished run (the recipes skip a probe whose results.json exists)
     atomic_write_text(out / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
@@ -184,11 +348,17 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
     return result
 
 
+def _group(result: dict[str, Any]) -> tuple[str, str]:
+    """A table's column group: the corpus, and whether the run is a regression (CCC columns) or not."""
+    return str(result["corpus"]), "regression" if _task(result) == "regression" else "classes"
+
+
 def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: Sequence[str] = TABLE_METRICS,
                corpora: Sequence[str] | None = None, sources: Sequence[str] | None = None,
                bold_best: bool = True) -> str:
-    """Markdown table across corpora: rows = feature sources, per corpus the columns ``<CORPUS> <METRIC>``,
-    cells ``mean ± std`` over folds in percent; "–" where a source has no result for a corpus.
+    """Markdown table across corpora: rows = feature sources, per corpus the columns ``<CORPUS> <METRIC>``
+    (``metrics``; for regression runs the mean CCC and, with several targets, the CCC of each target), cells
+    ``mean ± std`` over folds (percent for classification metrics); "–" where a source has no result.
 
     ``results`` are result directories, results.json files or already loaded dicts. Rows and column groups
     follow ``sources`` / ``corpora`` when given, else the order of first appearance.
@@ -196,54 +366,69 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     for m in metrics:
         if m not in METRIC_NAMES or m == "loss":
             raise ReportError(f"unknown metric {m!r} (choose from {', '.join(METRICS)})")
-    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    cells: dict[tuple[str, tuple[str, str]], dict[str, Any]] = {}
     seen_sources: list[str] = []
-    seen_corpora: list[str] = []
+    seen_groups: list[tuple[str, str]] = []
+    group_metrics: dict[tuple[str, str], tuple[str, ...]] = {}
     for item in results:
         r = item if isinstance(item, dict) else load_result(item)
-        key = (str(r["source"]), str(r["corpus"]))
+        group = _group(r)
+        key = (str(r["source"]), group)
         if key in cells:
-            raise ReportError(f"two results for source {key[0]!r} on corpus {key[1]!r}")
+            raise ReportError(f"two results for source {key[0]!r} on corpus {group[0]!r}"
+                              + (" (regression)" if group[1] == "regression" else ""))
         cells[key] = r
+        if group[1] == "regression":
+            names = r.get("targets") or []
+            group_metrics[group] = tuple(dict.fromkeys(group_metrics.get(group, ()) + ("ccc",) + (
+                tuple(f"ccc_{n}" for n in names) if len(names) > 1 else ())))
+        else:
+            group_metrics[group] = tuple(metrics)
         if key[0] not in seen_sources:
             seen_sources.append(key[0])
-        if key[1] not in seen_corpora:
-            seen_corpora.append(key[1])
+        if group not in seen_groups:
+            seen_groups.append(group)
     row_names = list(sources) if sources else seen_sources
-    col_names = list(corpora) if corpora else seen_corpora
-    if not row_names or not col_names:
+    groups = ([g for c in corpora for g in seen_groups if g[0] == c] if corpora else seen_groups)
+    if corpora:
+        groups += [(c, "classes") for c in corpora if not any(g[0] == c for g in seen_groups)]
+    if not row_names or not groups:
         raise ReportError("no results to tabulate")
 
-    best: dict[tuple[str, str], float] = {}
-    for corpus in col_names:
-        for m in metrics:
-            means = [cells[(s, corpus)]["summary"].get(m, {}).get("mean") for s in row_names if (s, corpus) in cells]
+    best: dict[tuple[tuple[str, str], str], float] = {}
+    for group in groups:
+        for m in group_metrics.get(group, metrics):
+            means = [cells[(s, group)]["summary"].get(m, {}).get("mean") for s in row_names if (s, group) in cells]
             means = [v for v in means if v is not None and not math.isnan(v)]
             if len(means) > 1:
-                best[(corpus, m)] = max(means)
+                best[(group, m)] = min(means) if m in _LOWER_IS_BETTER else max(means)
 
-    header = ["Features"] + [f"{corpus_name(c)} {METRIC_NAMES[m]}" for c in col_names for m in metrics]
+    header = ["Features"] + [f"{corpus_name(g[0])} {_metric_name(m)}" for g in groups
+                             for m in group_metrics.get(g, metrics)]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for source in row_names:
         row = [source]
-        for corpus in col_names:
-            r = cells.get((source, corpus))
-            for m in metrics:
+        for group in groups:
+            r = cells.get((source, group))
+            for m in group_metrics.get(group, metrics):
                 if r is None:
                     row.append("–")
                     continue
                 text = _mean_std(r["summary"], m)
                 mean = r["summary"].get(m, {}).get("mean")
-                if bold_best and mean is not None and best.get((corpus, m)) == mean:
+                if bold_best and mean is not None and best.get((group, m)) == mean:
                     text = f"**{text}**"
                 row.append(text)
         lines.append("| " + " | ".join(row) + " |")
     folds = []
-    for corpus in col_names:
-        counts = sorted({len(cells[(s, corpus)]["folds"]) for s in row_names if (s, corpus) in cells
-                         and "folds" in cells[(s, corpus)]})
+    for group in groups:
+        counts = sorted({len(cells[(s, group)]["folds"]) for s in row_names if (s, group) in cells
+                         and "folds" in cells[(s, group)]})
         if counts:
-            folds.append(f"{corpus_name(corpus)} {'/'.join(map(str, counts))}")
-    note = "Mean ± std over folds, in percent" + (f" (folds: {', '.join(folds)})" if folds else "")
+            folds.append(f"{corpus_name(group[0])}{' (regression)' if group[1] == 'regression' else ''} "
+                         f"{'/'.join(map(str, counts))}")
+    regression = any(g[1] == "regression" for g in groups)
+    note = ("Mean ± std over folds, " + ("classification metrics in percent, CCC as a coefficient" if regression
+                                         else "in percent") + (f" (folds: {', '.join(folds)})" if folds else ""))
     lines += ["", note + ("; best mean per column in bold." if bold_best else ".")]
     return "\n".join(lines) + "\n"

@@ -1,11 +1,13 @@
 """Training one downstream head per fold on frozen features, with the epoch chosen on the fold's valid keys.
 
-Defaults are the official recipe: cross-entropy, batch 128, 100 epochs, RMSprop (lr 5e-4, momentum 0.9) with a
-triangular CyclicLR between lr and 2 lr (10 epochs up, 10 down, stepped per epoch; torch's defaults, which also
-cycle the momentum 0.9 -> 0.8), seed 42. After every epoch the model is scored on ``valid``; the epoch with the best
-``select_metric`` (valid WA by default, as the official recipe; the first epoch wins ties) is restored and scored on
-``test``. The same seed gives identical results on the same device and thread count (CUDA's ``index_add_`` may
-differ in the last bits).
+Defaults are the official recipe: categorical cross-entropy, batch 128, 100 epochs, RMSprop (lr 5e-4, momentum 0.9)
+with a triangular CyclicLR between lr and 2 lr (10 epochs up, 10 down, stepped per epoch; torch's defaults, which
+also cycle the momentum 0.9 -> 0.8), seed 42. The task, loss, head and pooling are chosen in :class:`ProbeConfig`
+(:mod:`.tasks` says what goes together). After every epoch the head is scored on ``valid``; the epoch with the best
+``select_metric`` (the task's default: valid UA for categorical, the valid loss for soft labels, macro-F1 for
+multi-label, mean CCC for regression; the first epoch wins ties) is restored and scored on ``test``, with a
+bootstrap interval of the task's headline metric. The same seed gives identical results on the same device and
+thread count (CUDA's ``index_add_`` may differ in the last bits).
 """
 
 from __future__ import annotations
@@ -17,19 +19,31 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import DEFAULT_LR, SELECT_METRICS, ProbeError
 from .features import PackedFeatures
-from .heads import ProbeModel
-from .metrics import METRICS, compute_metrics, metrics_from_confusion
+from .heads import Head, HeadConfig
+from .losses import Loss, make_loss
+from .metrics import bootstrap_ci, fast_scores, task_metrics
+from .targets import Targets
+from .tasks import LOWER_IS_BETTER, check_combination
 
-__all__ = ["DEFAULT_LR", "SELECT_METRICS", "ProbeConfig", "FoldResult", "train_fold"]
+__all__ = ["DEFAULT_LR", "SELECT_METRICS", "ProbeConfig", "FoldResult", "train_fold", "head_config"]
 
 
 @dataclass
 class ProbeConfig:
+    task: str = "categorical"
+    loss: str | None = None  # None: the task's default (tasks.DEFAULT_LOSS)
+    targets: tuple[str, ...] = ()  # regression: the data.tsv columns to predict
+    head: str = "linear"
+    pooling: str = "mean"
+    dropout: float = 0.0
     hidden: int = 256
+    label_smoothing: float = 0.0
+    cb_beta: float = 0.999
+    arcface_scale: float = 30.0
+    arcface_margin: float = 0.3
     epochs: int = 100
     batch_size: int = 128
     optimizer: str = "rmsprop"
@@ -37,23 +51,30 @@ class ProbeConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     scheduler: str = "cyclic"
-    select_metric: str = "wa"
+    select_metric: str | None = None  # None: the task's default (tasks.DEFAULT_SELECT)
     patience: int | None = None
     seed: int = 42
     standardize: bool = False
     valid_fraction: float = 0.2
     valid_is_test: bool = False
+    bootstrap: int = 1000  # resamples of the test set for the headline metric's 95 % interval (0: none)
     eval_frames: int = 1 << 16  # frames per forward pass when scoring
 
     def __post_init__(self):
+        self.targets = tuple(self.targets)
+        self.loss, self.select_metric = check_combination(self.task, self.loss, self.head, self.pooling,
+                                                          self.select_metric, self.label_smoothing)
+        if self.task == "regression" and not self.targets:
+            raise ProbeError("--task regression needs --targets (data.tsv columns, e.g. arousal,valence,dominance)")
+        if self.task != "regression" and self.targets:
+            raise ProbeError(f"--targets names regression columns; --task {self.task} learns the "
+                             f"{'label' if self.task == 'categorical' else 'votes'} column")
         if self.optimizer not in DEFAULT_LR:
             raise ProbeError(f"optimizer must be one of {sorted(DEFAULT_LR)}, got {self.optimizer!r}")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
         if self.scheduler not in ("cyclic", "none"):
             raise ProbeError(f"scheduler must be 'cyclic' or 'none', got {self.scheduler!r}")
-        if self.select_metric not in SELECT_METRICS:
-            raise ProbeError(f"select metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
         for name in ("hidden", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ProbeError(f"{name} must be positive, got {getattr(self, name)}")
@@ -61,6 +82,15 @@ class ProbeConfig:
             raise ProbeError(f"patience must be positive, got {self.patience}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ProbeError(f"valid fraction must lie in [0, 1), got {self.valid_fraction}")
+        if not 0.0 <= self.cb_beta < 1.0:
+            raise ProbeError(f"--cb-beta must lie in [0, 1), got {self.cb_beta}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ProbeError(f"--dropout must lie in [0, 1), got {self.dropout}")
+        if self.arcface_scale <= 0 or not 0.0 <= self.arcface_margin < 1.5:
+            raise ProbeError(f"--arcface-scale must be positive and --arcface-margin in [0, 1.5) radians, got "
+                             f"{self.arcface_scale} and {self.arcface_margin}")
+        if self.bootstrap < 0:
+            raise ProbeError(f"--bootstrap must be >= 0, got {self.bootstrap}")
 
 
 @dataclass
@@ -73,10 +103,27 @@ class FoldResult:
     epochs_run: int
     valid: dict[str, float]
     test: dict[str, Any]
-    probabilities: np.ndarray  # (n_test, C)
+    predictions: np.ndarray  # (n_test, C) class probabilities, or (n_test, K) regression values
     test_keys: list[str]
+    head: Head  # the selected epoch's head, on the CPU, in eval mode
+    ci: dict[str, Any] | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @property
+    def layer_weights(self) -> list[float] | None:
+        w = self.head.layer_weights()
+        return None if w is None else [float(v) for v in w]
+
+
+def head_config(config: ProbeConfig, feats: PackedFeatures, num_outputs: int) -> HeadConfig:
+    """The head a probe run builds for these features."""
+    if config.pooling != "mean" and not feats.frame:
+        raise ProbeError(f"--pooling {config.pooling} needs frame-level features (these are utterance-level: one "
+                         f"vector per utterance, nothing to pool); extract with --granularity frame")
+    return HeadConfig(feats.dim, num_outputs, config.hidden, config.pooling,
+                      "arcface" if config.head == "arcface" else "linear", config.dropout, feats.num_layers,
+                      config.arcface_scale)
 
 
 def _chunks(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> list[torch.Tensor]:
@@ -93,22 +140,22 @@ def _chunks(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> list[t
     return [c for c in out if len(c)]
 
 
-def _forward(model: ProbeModel, feats: PackedFeatures, idx: torch.Tensor) -> torch.Tensor:
+def _forward(head: Head, feats: PackedFeatures, idx: torch.Tensor) -> torch.Tensor:
     if not feats.frame:
-        return model(feats.x[idx])
+        return head(feats.x[idx])
     rows, segments, lengths = feats.frame_index(idx)
-    return model.forward_packed(feats.x[rows], segments, lengths)
+    return head.forward_packed(feats.x[rows], segments, lengths)
 
 
 @torch.no_grad()
-def _logits(model: ProbeModel, feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> torch.Tensor:
-    model.eval()
-    return torch.cat([_forward(model, feats, c) for c in _chunks(feats, idx, max_frames)])
+def _outputs(head: Head, feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> torch.Tensor:
+    head.eval()
+    return torch.cat([_forward(head, feats, c) for c in _chunks(feats, idx, max_frames)])
 
 
 def _train_stats(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and 1/std over the training frames (for --standardize)."""
-    total = torch.zeros(feats.dim, dtype=torch.float64, device=feats.x.device)
+    """Per-layer, per-dimension mean and 1/std over the training frames (for --standardize)."""
+    total = torch.zeros(feats.x.shape[1:], dtype=torch.float64, device=feats.x.device)
     square = torch.zeros_like(total)
     count = 0
     for c in _chunks(feats, idx, max_frames):
@@ -125,47 +172,59 @@ def _train_stats(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> t
 def _better(score: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
-    return score < best if metric == "loss" else score > best
+    return score < best if metric in LOWER_IS_BETTER else score > best
 
 
-def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: Sequence[int], valid: Sequence[int],
+def _scores(loss_fn: Loss, outputs: torch.Tensor, y: torch.Tensor, targets: Targets, idx: np.ndarray
+            ) -> tuple[dict[str, float], np.ndarray]:
+    """Valid scores of ``outputs`` (the task's metrics and the loss) and the predictions."""
+    predictions = loss_fn.activate(outputs).cpu().numpy()
+    scores = fast_scores(targets.task, predictions, targets.y[idx], None if targets.hard is None else targets.hard[idx])
+    scores["loss"] = float(loss_fn(outputs, y))
+    return scores, predictions
+
+
+def train_fold(feats: PackedFeatures, targets: Targets, train: Sequence[int], valid: Sequence[int],
                test: Sequence[int], config: ProbeConfig, name: str = "fold") -> FoldResult:
-    """Train one probe on ``train`` (indices into ``feats``/``y``), select its epoch on ``valid`` (empty: the
-    last epoch), score it on ``test``."""
+    """Train one head on ``train`` (positions in ``feats`` and ``targets``), select its epoch on ``valid`` (empty:
+    the last epoch), score it on ``test``."""
     start_time = time.perf_counter()
     device = feats.x.device
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    train_idx = torch.as_tensor(list(train), dtype=torch.long)
-    valid_idx = torch.as_tensor(list(valid), dtype=torch.long, device=device)
-    test_idx = torch.as_tensor(list(test), dtype=torch.long, device=device)
-    if len(train_idx) == 0 or len(test_idx) == 0:
-        raise ProbeError(f"{name}: empty train ({len(train_idx)}) or test ({len(test_idx)}) set")
-    model = ProbeModel(feats.dim, num_classes, config.hidden).to(device)
+    train_np, valid_np, test_np = (np.asarray(list(s), dtype=np.int64) for s in (train, valid, test))
+    if len(train_np) == 0 or len(test_np) == 0:
+        raise ProbeError(f"{name}: empty train ({len(train_np)}) or test ({len(test_np)}) set")
+    train_idx = torch.from_numpy(train_np)
+    valid_idx, test_idx = torch.from_numpy(valid_np).to(device), torch.from_numpy(test_np).to(device)
+    head = Head(head_config(config, feats, len(targets.names))).to(device)
     if config.standardize:
-        model.set_input_norm(*_train_stats(feats, train_idx.to(device), config.eval_frames))
+        head.set_input_norm(*_train_stats(feats, train_idx.to(device), config.eval_frames))
+    loss_fn = make_loss(config.task, config.loss, targets.y[train_np], len(targets.names), config.head,
+                        config.label_smoothing, config.cb_beta, config.arcface_scale, config.arcface_margin).to(device)
     if config.optimizer == "rmsprop":
-        optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr, momentum=config.momentum,
+        optimizer = torch.optim.RMSprop(head.parameters(), lr=config.lr, momentum=config.momentum,
                                         weight_decay=config.weight_decay)
     else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = None
     if config.scheduler == "cyclic":
         scheduler = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=config.lr, max_lr=2 * config.lr,
                                                       step_size_up=10)
 
-    y = y.to(device)
+    y = torch.as_tensor(targets.y, dtype=torch.long if config.task == "categorical" else torch.float32).to(device)
+    select = config.select_metric
     history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
-    if config.select_metric != "loss":
-        history[f"valid_{config.select_metric}"] = []
+    if select != "loss":
+        history[f"valid_{select}"] = []
     best_score, best_epoch, best_state, best_valid, bad = None, 0, None, {}, 0
     epoch = 0
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        head.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator)].to(device)
         loss_sum = torch.zeros((), device=device)
         for batch in order.split(config.batch_size):
-            loss = F.cross_entropy(_forward(model, feats, batch), y[batch])
+            loss = loss_fn(_forward(head, feats, batch), y[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -175,20 +234,16 @@ def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: 
         history["train_loss"].append(float(loss_sum) / len(train_idx))
         if len(valid_idx) == 0:
             continue
-        logits = _logits(model, feats, valid_idx, config.eval_frames)
-        target = y[valid_idx]
-        valid_loss = float(F.cross_entropy(logits, target))
-        cm = torch.bincount(target * num_classes + logits.argmax(1), minlength=num_classes ** 2)
-        scores = metrics_from_confusion(cm.view(num_classes, num_classes).cpu().numpy())
-        scores["loss"] = valid_loss
-        score = scores[config.select_metric]
-        history["valid_loss"].append(valid_loss)
-        if config.select_metric != "loss":
-            history[f"valid_{config.select_metric}"].append(score)
-        if _better(score, best_score, config.select_metric):
+        scores, _ = _scores(loss_fn, _outputs(head, feats, valid_idx, config.eval_frames), y[valid_idx], targets,
+                            valid_np)
+        score = scores[select]
+        history["valid_loss"].append(scores["loss"])
+        if select != "loss":
+            history[f"valid_{select}"].append(score)
+        if _better(score, best_score, select):
             best_score, best_epoch, bad = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-            best_valid = {m: float(scores[m]) for m in (*METRICS, "loss")}
+            best_state = copy.deepcopy(head.state_dict())
+            best_valid = {m: float(v) for m, v in scores.items()}
         else:
             bad += 1
             if config.patience is not None and bad >= config.patience:
@@ -196,15 +251,17 @@ def train_fold(feats: PackedFeatures, y: torch.Tensor, num_classes: int, train: 
     if best_state is None:  # no validation: keep the last epoch
         best_epoch = epoch
     else:
-        model.load_state_dict(best_state)
+        head.load_state_dict(best_state)
 
-    logits = _logits(model, feats, test_idx, config.eval_frames)
-    probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    y_test = y[test_idx].cpu().numpy()
-    pred = probs.argmax(1)
-    test_metrics = compute_metrics(y_test.tolist(), pred.tolist(), list(range(num_classes)))
-    return FoldResult(name=name, n_train=len(train_idx), n_valid=len(valid_idx), n_test=len(test_idx),
+    outputs = _outputs(head, feats, test_idx, config.eval_frames)
+    predictions = loss_fn.activate(outputs).cpu().numpy()
+    hard = None if targets.hard is None else targets.hard[test_np]
+    test_metrics = task_metrics(config.task, predictions, targets.y[test_np], targets.names, hard)
+    ci = (bootstrap_ci(config.task, predictions, targets.y[test_np], hard, resamples=config.bootstrap,
+                       seed=config.seed) if config.bootstrap else None)
+    return FoldResult(name=name, n_train=len(train_np), n_valid=len(valid_np), n_test=len(test_np),
                       best_epoch=best_epoch, epochs_run=epoch, valid=best_valid, test=test_metrics,
-                      probabilities=probs, test_keys=[feats.keys[i] for i in test_idx.tolist()],
+                      predictions=predictions, test_keys=[feats.keys[i] for i in test_np.tolist()],
+                      head=head.cpu().eval(), ci=ci,
                       history={k: [round(v, 6) for v in vals] for k, vals in history.items() if vals},
                       seconds=time.perf_counter() - start_time)

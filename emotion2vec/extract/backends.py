@@ -40,6 +40,7 @@ class Backend:
     frame_rate: float
     normalize: bool
     description: str
+    windowed: bool = True  # inputs over --chunk-seconds run in windows; False: always whole (openSMILE functionals)
 
     def num_frames(self, num_samples: int) -> int:
         raise NotImplementedError
@@ -54,12 +55,18 @@ class Backend:
 
 
 class ModelBackend(Backend):
-    """An :class:`~emotion2vec.models.Emotion2VecModel` in eval mode; ``dtype`` other than float32 runs under autocast."""
+    """Any upstream (:mod:`emotion2vec.models.upstream`: emotion2vec / data2vec 2.0, data2vec (v1), ``hf:``) in eval
+    mode; ``dtype`` other than float32 runs under autocast. ``name`` is the upstream's kind."""
 
     name = "emotion2vec"
 
-    def __init__(self, model, device: torch.device, dtype: torch.dtype = torch.float32, description: str = ""):
+    def __init__(self, model, device: torch.device, dtype: torch.dtype = torch.float32, description: str = "",
+                 classifier=None):
+        from ..models.upstream import upstream_kind
+
         self.model = model.eval().to(device)
+        self.name = upstream_kind(model)
+        self.classifier = classifier  # the checkpoint's ClassifierSpec (emotion2vec+), or None
         self.cfg = model.cfg
         self.device, self.dtype = device, dtype
         self.num_layers, self.dim = self.cfg.num_layers, self.cfg.embed_dim
@@ -82,8 +89,10 @@ class ModelBackend(Backend):
         return torch.stack([out.layer_outputs[i] for i in layers]).float()
 
     def settings(self) -> dict[str, Any]:
+        from ..models.upstream import upstream_settings
+
         return {"backend": self.name, "dtype": _dtype_name(self.dtype),
-                "attention": self.model.attention_implementation}
+                "attention": self.model.attention_implementation, **upstream_settings(self.model)}
 
 
 class FbankBackend(Backend):
@@ -114,15 +123,20 @@ class FbankBackend(Backend):
 
 def load_backend(checkpoint: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
                  trust: bool = False, preset_name: str | None = None, attention: str = "sdpa") -> Backend:
-    """``checkpoint``: anything :func:`~emotion2vec.models.checkpoint.load_model` reads, or ``fbank``."""
+    """``checkpoint``: any upstream :func:`~emotion2vec.models.upstream.load_upstream` loads (our / official
+    checkpoints, data2vec (v1), ``hf:PATH``), ``fbank``, or ``opensmile:SET[:LEVEL]`` (:mod:`.opensmile`)."""
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ExtractionError("--device cuda requested but CUDA is not available")
     if checkpoint == "fbank":
         return FbankBackend(device)
-    dtype = resolve_dtype(dtype)
-    from ..models.checkpoint import load_model
+    if checkpoint.startswith("opensmile:"):
+        from .opensmile import OpenSmileBackend
 
-    model, ckpt = load_model(checkpoint, trust=trust, preset_name=preset_name, with_decoder=False)
+        return OpenSmileBackend.from_spec(checkpoint)
+    dtype = resolve_dtype(dtype)
+    from ..models.upstream import load_upstream
+
+    model, ckpt = load_upstream(checkpoint, trust=trust, preset_name=preset_name)
     model.set_attention_implementation(attention)
-    return ModelBackend(model, device, dtype, description=f"{checkpoint} ({ckpt.source})")
+    return ModelBackend(model, device, dtype, description=f"{checkpoint} ({ckpt.source})", classifier=ckpt.classifier)

@@ -140,7 +140,7 @@ class BatchedForward:
         """Prepared waveforms -> (L, T, D) each, batched by length, long ones chunked."""
         results: list[torch.Tensor | None] = [None] * len(wavs)
         for batch in plan_batches([len(w) for w in wavs], self.max_tokens, self.chunk_samples):
-            if len(batch) == 1 and len(wavs[batch[0]]) > self.chunk_samples:
+            if len(batch) == 1 and len(wavs[batch[0]]) > self.chunk_samples and getattr(self.backend, "windowed", True):
                 results[batch[0]] = self.forward_long(wavs[batch[0]])
             else:
                 for i, out in zip(batch, self.forward_batch([wavs[i] for i in batch])):

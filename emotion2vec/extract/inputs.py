@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
-from ..io.audio import AUDIO_EXTENSIONS, MIN_SAMPLES, AudioError, audio_info, resampled_length
+import torch
+
+from ..io.audio import (AUDIO_EXTENSIONS, MIN_SAMPLES, SAMPLE_RATE, AudioError, audio_info, load_audio,
+                        normalize_waveform, resampled_length)
 from ..io.manifests import ManifestError, key_from_path, read_audio_list
 from . import ExtractionError
 
-__all__ = ["Item", "discover_inputs", "probe_lengths"]
+__all__ = ["Item", "discover_inputs", "probe_lengths", "decoded_batches"]
 
 LIST_SUFFIXES = (".tsv", ".scp", ".jsonl")
 
@@ -81,3 +84,35 @@ def probe_lengths(items: list[Item]) -> None:
             it.num_samples = resampled_length(info.frames, info.sample_rate)
             if it.num_samples < MIN_SAMPLES:
                 it.error = f"too short: {it.num_samples} samples at 16 kHz (< {MIN_SAMPLES}, 25 ms)"
+
+
+class _AudioDataset(torch.utils.data.Dataset):
+    """Decodes, resamples and normalises in DataLoader workers; errors come back as values, not exceptions."""
+
+    def __init__(self, items: list[Item], normalize: bool):
+        self.items, self.normalize = items, normalize
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        it = self.items[i]
+        try:
+            wav = load_audio(it.path, SAMPLE_RATE, channel=it.channel, min_samples=MIN_SAMPLES)
+        except AudioError as e:
+            return i, None, e.reason
+        x = torch.from_numpy(wav)
+        return i, (normalize_waveform(x) if self.normalize else x), None
+
+
+def _as_list(samples):
+    return samples
+
+
+def decoded_batches(items: list[Item], batches: list[list[int]], normalize: bool,
+                    num_workers: int = 0) -> Iterable[list[tuple[int, torch.Tensor | None, str | None]]]:
+    """Decode ``items`` batch by batch (index lists into ``items``), in ``num_workers`` processes overlapping the
+    caller's work: yields [(index, 16 kHz mono waveform (N,) or None, error reason or None), ...] per batch."""
+    return torch.utils.data.DataLoader(_AudioDataset(items, normalize), batch_sampler=batches,
+                                       num_workers=num_workers, collate_fn=_as_list,
+                                       prefetch_factor=4 if num_workers else None, persistent_workers=False)

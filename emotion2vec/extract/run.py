@@ -24,18 +24,18 @@ import numpy as np
 import torch
 
 from ..io.atomic import atomic_save_npy, atomic_write_text
-from ..io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio, normalize_waveform
+from ..io.audio import SAMPLE_RATE
 from . import ExtractionError
 from .backends import Backend
 from .engine import BatchedForward, plan_batches, pool
-from .inputs import Item, discover_inputs, probe_lengths
+from .inputs import Item, decoded_batches, discover_inputs, probe_lengths
 from .store import FEATURES_FORMAT, FEATURES_VERSION, INDEX_COLUMNS, FeatureStore
 
 __all__ = ["ExtractionResult", "run_extraction", "checkpoint_stamp", "SETTINGS"]
 
 #: features.json fields that must agree for a resume to add to a folder
 SETTINGS = ("checkpoint", "checkpoint_stamp", "backend", "dtype", "attention", "granularity", "layers", "dim",
-            "chunk_seconds", "packed")
+            "chunk_seconds", "packed", "scores")
 
 
 @dataclass
@@ -123,55 +123,38 @@ def _open_output(out: Path, meta: dict[str, Any], items: list[Item], overwrite: 
 
 
 # ------------------------------------------------------------------------------------------------ step 4: compute
-class _AudioDataset(torch.utils.data.Dataset):
-    """Decodes, resamples and normalises in DataLoader workers; errors come back as values, not exceptions."""
-
-    def __init__(self, items: list[Item], normalize: bool):
-        self.items, self.normalize = items, normalize
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        it = self.items[i]
-        try:
-            wav = load_audio(it.path, SAMPLE_RATE, channel=it.channel, min_samples=MIN_SAMPLES)
-        except AudioError as e:
-            return i, None, e.reason
-        x = torch.from_numpy(wav)
-        return i, (normalize_waveform(x) if self.normalize else x), None
-
-
-def _collate(samples):
-    return samples
-
-
 def _compute(items: list[Item], engine: BatchedForward, npy_path: Callable[[Item], Path], granularity: str,
-             num_workers: int, progress: bool) -> tuple[dict[str, int], float]:
-    """Extract every readable item and write its .npy; decoding errors are stored on the item.
+             num_workers: int, progress: bool, layers: list[int], recognizer=None,
+             scores: dict[str, np.ndarray] | None = None) -> tuple[dict[str, int], float]:
+    """Extract every readable item and write the .npy of ``layers``; decoding errors are stored on the item. With a
+    ``recognizer`` (whose layer the engine also computes), its class probabilities go into ``scores`` by key.
     -> ({key: frames}, seconds of audio done)."""
     from tqdm import tqdm
 
     backend = engine.backend
     batches = plan_batches([it.num_samples for it in items], engine.max_tokens, engine.chunk_samples)
-    loader = torch.utils.data.DataLoader(_AudioDataset(items, backend.normalize), batch_sampler=batches,
-                                         num_workers=num_workers, collate_fn=_collate,
-                                         prefetch_factor=4 if num_workers else None, persistent_workers=False)
+    loader = decoded_batches(items, batches, backend.normalize, num_workers)
     frames: dict[str, int] = {}
     total_audio = sum(it.num_samples for it in items) / SAMPLE_RATE
     bar = tqdm(total=len(items), unit="file", disable=None if progress else True, dynamic_ncols=True,
                file=sys.stderr)  # None: shown on a terminal only
     done_audio, t0 = 0.0, time.perf_counter()
-    single = len(engine.layers) == 1
+    single = len(layers) == 1
+    keep = [engine.layers.index(layer) for layer in layers]
     for samples in loader:
         ok = [(i, w) for i, w, err in samples if err is None]
         for i, _, err in samples:
             if err is not None:
                 items[i].error = err
         if ok:
-            for (i, w), feats in zip(ok, engine([w for _, w in ok])):
+            outs = engine([w for _, w in ok])
+            if recognizer is not None:
+                row = engine.layers.index(recognizer.layer)
+                for (i, _), p in zip(ok, recognizer.probabilities([f[row] for f in outs])):
+                    scores[items[i].key] = p
+            for (i, w), feats in zip(ok, outs):
                 it = items[i]
-                atomic_save_npy(npy_path(it), pool(feats, granularity, single))
+                atomic_save_npy(npy_path(it), pool(feats[keep], granularity, single))
                 frames[it.key] = feats.shape[1]
                 done_audio += len(w) / SAMPLE_RATE
         bar.update(len(samples))
@@ -184,11 +167,12 @@ def _compute(items: list[Item], engine: BatchedForward, npy_path: Callable[[Item
 
 # ------------------------------------------------------------------------------------------------ step 5: index
 def _index_rows(out: Path, items: list[Item], frames: dict[str, int], npy_path: Callable[[Item], Path],
-                granularity: str, packed: bool) -> tuple[list[list[str]], int]:
+                granularity: str, packed: bool, scores: dict[str, np.ndarray] | None = None,
+                shown: list[int] | None = None) -> tuple[list[list[str]], int]:
     rows, offset = [], 0
     for it in items:
         if it.error is not None:
-            rows.append([it.key, it.path, "0", f"error: {it.error}", "", ""])
+            rows.append([it.key, it.path, "0", f"error: {it.error}", "", ""] + [""] * len(shown or []))
             continue
         path = npy_path(it)
         if it.key not in frames:  # finished in an earlier run: read the frame count from the .npy header
@@ -200,7 +184,23 @@ def _index_rows(out: Path, items: list[Item], frames: dict[str, int], npy_path: 
             offset += n
         else:
             rows.append([it.key, it.path, str(n), "ok", path.relative_to(out).as_posix(), ""])
+        if scores is not None:
+            rows[-1] += [f"{scores[it.key][i]:.6f}" for i in shown]
     return rows, offset
+
+
+def _previous_scores(index: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """Class probabilities an earlier run wrote into index.tsv (its p_<label> columns), by key."""
+    from .store import read_index
+
+    if not index.exists():
+        return {}
+    out = {}
+    for row in read_index(index):
+        values = [row.get(f"p_{n}", "") for n in names]
+        if row.get("status") == "ok" and all(values):
+            out[row["key"]] = np.array([float(v) for v in values])
+    return out
 
 
 def _pack(out: Path, parts: Path, items: list[Item], total: int, layers: list[int], dim: int,
@@ -230,16 +230,22 @@ def _pack(out: Path, parts: Path, items: list[Item], total: int, layers: list[in
 def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: Backend, layers: list[int],
                    granularity: str = "frame", max_tokens: int | None = None, num_workers: int = 0,
                    chunk_seconds: float = 30.0, packed: bool = False, overwrite: bool = False,
-                   checkpoint_name: str = "", progress: bool = True, log=None) -> ExtractionResult:
-    """Extract features for ``inputs`` into ``out_dir`` (see the module docstring for the steps)."""
+                   checkpoint_name: str = "", progress: bool = True, log=None, recognizer=None) -> ExtractionResult:
+    """Extract features for ``inputs`` into ``out_dir`` (see the module docstring for the steps).
+
+    ``recognizer`` (a model's classification head, :class:`~emotion2vec.recognize.recognizer.Recognizer`): its class
+    probabilities are written beside the features, as ``p_<label>`` columns of index.tsv.
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if granularity not in ("frame", "utterance"):
         raise ExtractionError(f"--granularity {granularity!r}: choose frame or utterance")
     out = Path(out_dir)
     t0 = time.perf_counter()
     items = discover_inputs(inputs)                                                           # 1
-    engine = BatchedForward(backend, layers, max_tokens, chunk_seconds)
+    computed = layers + ([recognizer.layer] if recognizer is not None and recognizer.layer not in layers else [])
+    engine = BatchedForward(backend, computed, max_tokens, chunk_seconds)
     meta = _settings(backend, checkpoint_name, granularity, layers, packed, chunk_seconds)  # 2
+    meta["scores"] = recognizer.display_labels if recognizer is not None else None
     if _open_output(out, meta, items, overwrite, log):
         return ExtractionResult(len(items), 0, len(items), [], 0.0, 0.0, out)
     parts = out / ".parts" if packed else out
@@ -247,21 +253,26 @@ def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: B
     def npy_path(it: Item) -> Path:
         return parts / f"{it.key}.npy"
 
-    todo = [it for it in items if overwrite or not npy_path(it).exists()]                    # 3
+    names = recognizer.display_labels if recognizer is not None else []
+    scores = None if recognizer is None else ({} if overwrite else _previous_scores(out / "index.tsv", names))
+    todo = [it for it in items if overwrite or not npy_path(it).exists()                      # 3
+            or (scores is not None and it.key not in scores)]
     skipped = len(items) - len(todo)
     if skipped:
         log(f"resuming: {skipped} of {len(items)} outputs already exist in {out} (use --overwrite to redo them)")
     probe_lengths(todo)
     frames, done_audio = _compute([it for it in todo if it.error is None], engine, npy_path, granularity,
-                                  num_workers, progress)                                     # 4
+                                  num_workers, progress, layers, recognizer, scores)         # 4
     failed = [(it.key, it.path, it.error) for it in todo if it.error is not None]
     for _, path, reason in failed:
         log(f"error: {path}: {reason}")
     extracted = len(frames)
-    rows, total_frames = _index_rows(out, items, frames, npy_path, granularity, packed)     # 5
+    rows, total_frames = _index_rows(out, items, frames, npy_path, granularity, packed,     # 5
+                                     scores, recognizer.shown if recognizer is not None else None)
     if packed:
         _pack(out, parts, [it for it in items if it.error is None], total_frames, layers, backend.dim, granularity)
-    _write_if_changed(out / "index.tsv", "\t".join(INDEX_COLUMNS) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+    header = list(INDEX_COLUMNS) + [f"p_{n}" for n in names]
+    _write_if_changed(out / "index.tsv", "\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
     result = ExtractionResult(len(items), extracted, skipped, failed, done_audio, time.perf_counter() - t0, out)
     log(f"extracted {extracted} file(s) ({done_audio / 60:.1f} min of audio) in {result.seconds:.1f} s; "
         f"{skipped} already done; {len(failed)} failed -> {out / 'index.tsv'}")

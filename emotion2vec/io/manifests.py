@@ -14,6 +14,12 @@ row per utterance::
 * ``duration``  seconds, 3 decimals.
 * ``channel``   optional: 0-based channel to read (MELD's multichannel clips), empty = average the channels.
 * ``split``     optional: the corpus's official split, ``train``/``valid``/``test``.
+* ``votes``     optional: the raters' categorical votes, ``label:count`` pairs separated by commas
+                (``angry:2,neutral:1``; counts are non-negative numbers, at least one positive; empty = no votes).
+                Soft-label and multi-label targets are derived from it (see :mod:`emotion2vec.downstream.targets`).
+* ``arousal``, ``valence``, ``dominance``, ``sentiment``  optional float columns (the preparers scale them to
+                [0, 1]); any column of numbers can be a regression target.
+* ``text``      optional: the transcript or sentence (whitespace collapsed), used by the leakage audit.
 Further trailing columns are allowed (e.g. ``session`` for IEMOCAP, ``fold1``... for imported EmoBox folds); readers
 ignore the ones they do not know.
 
@@ -41,7 +47,8 @@ from ..errors import Emotion2VecError
 from .atomic import atomic_write_text
 
 __all__ = ["REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "SPLITS", "GENDERS", "DATA_TSV", "ManifestError", "AudioEntry",
-           "check_key", "key_from_path", "write_data_tsv", "read_data_tsv", "format_data_tsv",
+           "check_key", "key_from_path", "write_data_tsv", "read_data_tsv", "format_data_tsv", "parse_votes",
+           "format_votes",
            "read_pretrain_manifest", "write_pretrain_manifest", "read_wav_scp", "write_wav_scp", "read_jsonl",
            "write_jsonl", "read_audio_list"]
 
@@ -77,6 +84,36 @@ def check_key(key: str) -> str | None:
     if ".." in key.split("/") or "" in key.split("/"):
         return f"key {key!r} contains an empty or '..' path component"
     return None
+
+
+def parse_votes(text: str) -> dict[str, float]:
+    """``"angry:2,neutral:1"`` -> ``{"angry": 2.0, "neutral": 1.0}`` (a label named twice adds up); ``""`` -> ``{}``.
+
+    Raises ``ValueError`` saying what does not parse (the callers add the file and line)."""
+    votes: dict[str, float] = {}
+    text = text.strip()
+    if not text:
+        return votes
+    for item in text.split(","):
+        label, sep, count = item.rpartition(":")
+        label = label.strip()
+        try:
+            value = float(count)
+        except ValueError:
+            value = math.nan
+        if not sep or not label or not math.isfinite(value) or value < 0:
+            raise ValueError(f"votes {text!r}: {item.strip()!r} is not label:count with a count >= 0")
+        votes[label] = votes.get(label, 0.0) + value
+    if not any(v > 0 for v in votes.values()):
+        raise ValueError(f"votes {text!r}: no positive count")
+    return votes
+
+
+def format_votes(votes: Mapping[str, float]) -> str:
+    """The ``votes`` cell for ``{label: count}`` (labels sorted, zero counts left out, integral counts without
+    decimals)."""
+    return ",".join(f"{label}:{int(c) if float(c).is_integer() else round(float(c), 4)}"
+                    for label, c in sorted(votes.items()) if float(c) > 0)
 
 
 def _columns(rows: list[Mapping]) -> list[str]:
@@ -156,6 +193,10 @@ def _row_problem(values: Mapping[str, str]) -> str | None:
     split = values.get("split", "")
     if split and split not in SPLITS:
         return f"split {split!r} must be one of {', '.join(SPLITS)} or empty"
+    try:
+        parse_votes(values.get("votes", ""))
+    except ValueError as e:
+        return str(e)
     return None
 
 

@@ -4,8 +4,10 @@ Supported inputs
     * fairseq checkpoints (``emotion2vec_base.pt``, data2vec 2.0 ``base_libri.pt``, and the ``checkpoint_*.pt`` our
       fairseq plugin writes): ``cfg`` as a plain dict or a pickled ``DictConfig``, ``model`` with an optional
       nested ``_ema`` (teacher) dict; optimizer state is dropped.
-    * FunASR / ModelScope: a directory (or its ``model.pt``) with ``config.yaml`` beside it.
-    * Ours: a directory with ``config.json`` + ``model.safetensors`` (+ ``teacher.safetensors``).
+    * FunASR / ModelScope: a directory (or its ``model.pt``) with ``config.yaml`` beside it; an emotion2vec+
+      classifier also holds ``proj`` (Linear D -> labels) in ``model.pt`` and the labels in ``tokens.txt``.
+    * Ours: a directory with ``config.json`` + ``model.safetensors`` (+ ``teacher.safetensors``, + ``head.safetensors``
+      for a classifier).
 
 Security: pickles are read with ``torch.load(weights_only=True)`` and an allow-list of the omegaconf / numpy /
 builtin types fairseq checkpoints contain. Anything else is refused unless the caller passes ``trust=True``
@@ -39,6 +41,7 @@ __all__ = [
     "CheckpointError",
     "UntrustedCheckpointError",
     "LoadedCheckpoint",
+    "ClassifierSpec",
     "read_checkpoint",
     "build_model",
     "load_model",
@@ -221,9 +224,26 @@ def _map_teacher(state: Mapping[str, Tensor], where: str) -> tuple[dict[str, Ten
 
 # ---------------------------------------------------------------------- reading
 @dataclass
+@dataclass
+class ClassifierSpec:
+    """A classification head stored with an encoder: what :mod:`emotion2vec.recognize` builds a recogniser from.
+
+    ``kind`` names the head (``mean_linear``: mean over the frames of the last layer, then a Linear, as FunASR's
+    emotion2vec+); ``labels`` are the label strings as the checkpoint spells them (``生气/angry``, ``<unk>``, ...);
+    ``state`` the head's tensors; ``config`` whatever else the head needs (layer, pooling, ...).
+    """
+
+    kind: str
+    labels: list[str]
+    state: dict[str, Tensor]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class LoadedCheckpoint:
     """A checkpoint in our key names: ``model`` (student incl. decoder when present) and ``teacher``
-    (the EMA context encoder, keys relative to ``encoder.``) when the file has one."""
+    (the EMA context encoder, keys relative to ``encoder.``) when the file has one; ``classifier`` when the file
+    carries a classification head (emotion2vec+, or a model fine-tuned here)."""
 
     config: Emotion2VecConfig
     model: dict[str, Tensor]
@@ -231,6 +251,7 @@ class LoadedCheckpoint:
     source: str  # "fairseq", "funasr" or "emotion2vec"
     path: str
     meta: dict[str, Any] = field(default_factory=dict)
+    classifier: ClassifierSpec | None = None
 
 
 def _to_container(cfg: Any) -> Any:
@@ -267,6 +288,14 @@ def _read_fairseq_like(obj: Mapping[str, Any], path: Path) -> LoadedCheckpoint:
     history = obj.get("optimizer_history") or []
     if history and isinstance(history[-1], Mapping):
         meta["num_updates"] = history[-1].get("num_updates")
+    if model_cfg.get("_name") == "data2vec_audio":  # data2vec (v1): its own architecture, models/data2vec1.py
+        from .data2vec1 import read_fairseq_data2vec1
+
+        try:
+            config, student, teacher, info = read_fairseq_data2vec1(model_cfg, task_cfg, state, ema, str(path))
+        except Emotion2VecError as e:
+            raise CheckpointError(str(e)) from None
+        return LoadedCheckpoint(config, student, teacher, "data2vec1-fairseq", str(path), {**meta, **info})
     if model_cfg.get("_name") == "emotion2vec" or _is_ours(state):  # written by our fairseq plugin
         import dataclasses
 
@@ -317,8 +346,28 @@ def _read_funasr(model_pt: Path, config_yaml: Path, trust: bool) -> LoadedCheckp
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{model_pt}: no state dict inside")
     state = {k: v for k, v in state.items() if k != "_ema"}
+    head = {k[len("proj."):]: state.pop(k) for k in [k for k in state if k.startswith("proj.")]}
+    classifier = _funasr_classifier(head, model_pt.parent / "tokens.txt", model_pt) if head else None
     return LoadedCheckpoint(config, _map_state(state, str(model_pt)), None, "funasr", str(model_pt),
-                            {"model_conf": conf["model_conf"]})
+                            {"model_conf": conf["model_conf"]}, classifier)
+
+
+def _funasr_classifier(head: dict[str, Tensor], tokens: Path, where: Path) -> ClassifierSpec:
+    """emotion2vec+ head ``proj`` = Linear(D -> number of labels) with the labels of ``tokens.txt``."""
+    weight = head.get("weight")
+    if weight is None or weight.dim() != 2 or set(head) - {"weight", "bias"}:
+        raise CheckpointError(f"{where}: a classification head 'proj' must be one Linear layer, found "
+                              f"{', '.join(f'proj.{k} {tuple(v.shape)}' for k, v in head.items())}")
+    n = weight.shape[0]
+    if tokens.exists():
+        labels = [line.strip() for line in tokens.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(labels) != n:
+            raise CheckpointError(f"{tokens}: {len(labels)} label(s), but the head {where} has {n} output(s)")
+    else:
+        labels = [f"class_{i}" for i in range(n)]
+        logger.warning("%s: no tokens.txt beside the model: its %d classes are named class_0 ... class_%d",
+                       where.parent, n, n - 1)
+    return ClassifierSpec("mean_linear", labels, dict(head), {"layer": -1})
 
 
 def _read_ours(directory: Path) -> LoadedCheckpoint:
@@ -335,16 +384,28 @@ def _read_ours(directory: Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{config_path}: format_version {meta['format_version']} is newer than this "
                               f"emotion2vec ({FORMAT_VERSION}); upgrade the package")
     try:
-        config = Emotion2VecConfig.from_dict(meta["model"])
+        if isinstance(meta.get("model"), dict) and meta["model"].get("architecture") == "data2vec1":  # converted
+            from .data2vec1 import Data2Vec1Config
+
+            config = Data2Vec1Config.from_dict(meta["model"])
+        else:
+            config = Emotion2VecConfig.from_dict(meta["model"])
     except (KeyError, ConfigError, TypeError) as e:
         raise CheckpointError(f"{config_path}: invalid model config: {e}") from None
     try:
         model = load_file(directory / "model.safetensors")
         teacher_path = directory / "teacher.safetensors"
         teacher = load_file(teacher_path) if teacher_path.exists() else None
+        classifier = None
+        if meta.get("classifier"):
+            c = meta["classifier"]
+            classifier = ClassifierSpec(c["kind"], list(c["labels"]), load_file(directory / "head.safetensors"),
+                                        dict(c.get("config") or {}))
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{config_path}: invalid classifier entry: {e}") from None
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"{directory}: cannot read safetensors weights: {e}") from None
-    return LoadedCheckpoint(config, model, teacher, "emotion2vec", str(directory), {"config": meta})
+    return LoadedCheckpoint(config, model, teacher, "emotion2vec", str(directory), {"config": meta}, classifier)
 
 
 def read_checkpoint(path: str | os.PathLike, trust: bool = False, preset_name: str | None = None) -> LoadedCheckpoint:
@@ -412,7 +473,12 @@ def build_model(ckpt: LoadedCheckpoint, with_decoder: bool | None = None):
     has_decoder = any(k.startswith("decoder.") for k in ckpt.model)
     if with_decoder is None:
         with_decoder = has_decoder
-    model = Emotion2VecModel(ckpt.config, with_decoder=with_decoder)
+    if getattr(ckpt.config, "architecture", None) == "data2vec1":
+        from .data2vec1 import Data2Vec1Model
+
+        model = Data2Vec1Model(ckpt.config)
+    else:
+        model = Emotion2VecModel(ckpt.config, with_decoder=with_decoder)
     state = ckpt.model if with_decoder else {k: v for k, v in ckpt.model.items() if not k.startswith("decoder.")}
     load_state_strict(model, state, ckpt.path)
     return model
@@ -428,9 +494,10 @@ def load_model(path: str | os.PathLike, trust: bool = False, preset_name: str | 
 
 # ---------------------------------------------------------------------- conversion
 def save_checkpoint_dir(out_dir: str | os.PathLike, config: Emotion2VecConfig, model: Mapping[str, Tensor],
-                        teacher: Mapping[str, Tensor] | None = None, source: dict[str, Any] | None = None
-                        ) -> dict[str, str]:
-    """Write our format: ``config.json`` + ``model.safetensors`` (+ ``teacher.safetensors``), each atomically.
+                        teacher: Mapping[str, Tensor] | None = None, source: dict[str, Any] | None = None,
+                        classifier: ClassifierSpec | None = None) -> dict[str, str]:
+    """Write our format: ``config.json`` + ``model.safetensors`` (+ ``teacher.safetensors``, + ``head.safetensors``
+    with the classifier's kind, labels and config in config.json), each atomically.
 
     ``model`` is a student state dict in our key names. Returns {file name: SHA-256}.
     """
@@ -446,12 +513,16 @@ def save_checkpoint_dir(out_dir: str | os.PathLike, config: Emotion2VecConfig, m
         hashes[name] = hashlib.sha256(data).hexdigest()
 
     write("model.safetensors", {k: v for k, v in model.items() if isinstance(v, Tensor)})
-    if teacher:
-        write("teacher.safetensors", teacher)
-    elif (out / "teacher.safetensors").exists():
-        (out / "teacher.safetensors").unlink()
+    for name, tensors in (("teacher.safetensors", teacher), ("head.safetensors", classifier and classifier.state)):
+        if tensors:
+            write(name, tensors)
+        elif (out / name).exists():
+            (out / name).unlink()
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": config.to_dict(),
             "converted_from": source or {}, "sha256": dict(hashes)}
+    if classifier is not None:
+        meta["classifier"] = {"kind": classifier.kind, "labels": list(classifier.labels),
+                              "config": dict(classifier.config)}
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     atomic_write_text(out / "config.json", text)
     hashes["config.json"] = hashlib.sha256(text.encode()).hexdigest()
@@ -465,4 +536,4 @@ def convert_checkpoint(path: str | os.PathLike, out_dir: str | os.PathLike, trus
     build_model(ckpt)  # validates the weights against the architecture before anything is written
     return save_checkpoint_dir(out_dir, ckpt.config, ckpt.model, ckpt.teacher,
                                {"path": str(Path(path).resolve()), "source": ckpt.source,
-                                "num_updates": ckpt.meta.get("num_updates")})
+                                "num_updates": ckpt.meta.get("num_updates")}, ckpt.classifier)

@@ -17,6 +17,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from emotion2vec.pretrain.data import MaskSettings, PretrainingDataset
+from emotion2vec.pretrain.launch import PretrainConfigError, config_problems
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ class Emotion2VecPretrainingTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
-        if not os.path.isdir(cfg.data):
-            raise FileNotFoundError(f"task.data={cfg.data}: not a directory (create it with `emotion2vec manifest`)")
+        root = cfg._get_root() if hasattr(cfg, "_get_root") else {"task": cfg}  # the whole run's config
+        problems = config_problems(root)
+        if problems:
+            raise PretrainConfigError("the configuration cannot run: " + "; ".join(problems))
         return cls(cfg)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):

@@ -1,0 +1,116 @@
+"""Checking a pretraining run's configuration before fairseq starts, and the ``emotion2vec pretrain`` launch line.
+
+fairseq reports configuration mistakes as tracebacks from deep inside Hydra or the trainer ("Missing mandatory
+value", "Could not infer task type", "Torch not compiled with CUDA enabled", a ZeroDivisionError in the cosine
+schedule). :func:`config_problems` names each mistake in one sentence that says what to set; the fairseq task runs
+it when it is set up, and ``emotion2vec pretrain`` runs it before launching ``fairseq-hydra-train`` (which also
+adds ``common.user_dir``, so the plugin is always found).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import Emotion2VecError
+
+__all__ = ["PretrainConfigError", "config_problems", "default_config_dir", "compose", "fairseq_command"]
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+class PretrainConfigError(Emotion2VecError, ValueError):
+    """A pretraining configuration fairseq would fail on; the message says what to set."""
+
+
+def _get(cfg: Any, dotted: str, default: Any = None) -> Any:
+    """``cfg.a.b`` or ``default``; a mandatory value left unset (``???``) reads as ``"???"``."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = cfg
+    for part in dotted.split("."):
+        if isinstance(node, DictConfig):
+            if OmegaConf.is_missing(node, part):
+                return "???"
+            if part not in node:
+                return default
+            node = node[part]
+        elif isinstance(node, dict):
+            if part not in node:
+                return default
+            node = node[part]
+        else:
+            return default
+    return node
+
+
+def config_problems(cfg: Any, cuda_available: bool | None = None, check_data: bool = True) -> list[str]:
+    """One sentence per mistake in a composed fairseq config (a DictConfig or nested dict); empty when fine."""
+    import torch
+
+    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    problems = []
+    data = _get(cfg, "task.data")
+    if data in (None, "???", ""):
+        problems.append("task.data is not set: add task.data=DIR, a folder with train.tsv written by "
+                        "`emotion2vec manifest AUDIO_DIR --out DIR`")
+    elif check_data and not (Path(str(data)) / "train.tsv").is_file():
+        problems.append(f"task.data={data}: no train.tsv there (write it with `emotion2vec manifest AUDIO_DIR "
+                        f"--out {data}`)")
+    if _get(cfg, "model.init_from") == "???":
+        problems.append("model.init_from is not set: give model.init_from=checkpoints/base_libri.pt (data2vec 2.0 "
+                        "base, as the official run) or model.init_from=null for a cold start")
+    max_update = int(_get(cfg, "optimization.max_update", 0) or 0)
+    warmup = int(_get(cfg, "lr_scheduler.warmup_updates", 0) or 0)
+    if _get(cfg, "lr_scheduler._name") == "cosine" and max_update and warmup >= max_update:
+        problems.append(f"lr_scheduler.warmup_updates={warmup} must be below optimization.max_update={max_update} "
+                        f"(the cosine schedule decays over the updates after the warm-up): set e.g. "
+                        f"lr_scheduler.warmup_updates={max(0, max_update // 10)}")
+    half = [k for k in ("fp16", "memory_efficient_fp16", "bf16", "memory_efficient_bf16") if _get(cfg, f"common.{k}")]
+    if half and not cuda:
+        problems.append(f"common.{half[0]}=true needs a CUDA GPU and this machine has none: set "
+                        f"common.{half[0]}=false common.cpu=true (the tiny CPU config does)")
+    world = int(_get(cfg, "distributed_training.distributed_world_size", 1) or 1)
+    if world > 1 and "RANK" not in os.environ and world > (torch.cuda.device_count() if cuda else 0):
+        have = torch.cuda.device_count() if cuda else 0
+        problems.append(f"distributed_training.distributed_world_size={world} but this machine has {have} GPU(s): "
+                        f"set distributed_training.distributed_world_size={max(have, 1)} and raise "
+                        f"optimization.update_freq to keep the effective batch (or launch with torchrun)")
+    return problems
+
+
+def default_config_dir() -> Path:
+    return REPO_CONFIGS
+
+
+def compose(config_name: str, overrides: Sequence[str], config_dir: str | os.PathLike | None = None):
+    """The configuration ``fairseq-hydra-train --config-dir DIR --config-name NAME OVERRIDES`` would start from."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    directory = Path(config_dir) if config_dir else default_config_dir()
+    if not (directory / f"{config_name}.yaml").is_file():
+        names = sorted(p.stem for p in directory.glob("*.yaml") if p.stem != "emotion2vec_common")
+        raise PretrainConfigError(f"no config {config_name!r} in {directory} (there: {', '.join(names) or 'none'})")
+    try:
+        with initialize_config_dir(config_dir=str(directory.resolve()), version_base=None):
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise PretrainConfigError(f"config {config_name} with {' '.join(overrides) or 'no overrides'}: "
+                                  f"{str(e).splitlines()[0]}") from None
+
+
+def fairseq_command(config_name: str, overrides: Sequence[str], config_dir: str | os.PathLike | None = None) -> list[str]:
+    """The ``fairseq-hydra-train`` command line, with ``common.user_dir`` pointing at the plugin."""
+    from . import fairseq_user_dir
+
+    exe = Path(sys.executable).with_name("fairseq-hydra-train")
+    exe = str(exe) if exe.exists() else (shutil.which("fairseq-hydra-train") or "fairseq-hydra-train")
+    directory = Path(config_dir) if config_dir else default_config_dir()
+    extra = [] if any(o.startswith("common.user_dir=") for o in overrides) else [f"common.user_dir={fairseq_user_dir()}"]
+    return [exe, "--config-dir", str(directory.resolve()), "--config-name", config_name, *extra, *overrides]

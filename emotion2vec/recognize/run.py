@@ -1,0 +1,199 @@
+"""``emotion2vec predict``: which emotion each file (or each window of a long recording) carries.
+
+Inputs are anything ``emotion2vec extract`` reads (files, folders, data.tsv / fairseq .tsv, wav.scp, .jsonl).
+Files are decoded in worker processes, batched by length through the extraction engine, and scored by the model's
+classification head. With ``window`` (seconds) every file is cut into windows of that length starting every
+``hop`` seconds (default: ``window``), the last one aligned to the end of the file, so that every window has the
+same length and the whole file is covered; a file shorter than one window is one window. Each input or window is
+normalised on its own, as a separate utterance would be.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..extract.engine import BatchedForward, plan_batches
+from ..extract.inputs import decoded_batches, discover_inputs, probe_lengths
+from ..io.atomic import atomic_write_bytes, atomic_write_text
+from ..io.audio import MIN_SAMPLES, SAMPLE_RATE
+from . import RecognitionError
+from .recognizer import Recognizer, display_label
+
+__all__ = ["Prediction", "window_bounds", "check_window", "predict", "predictions_tsv", "predictions_jsonl",
+           "timeline_png", "write_outputs"]
+
+
+@dataclass
+class Prediction:
+    """One input, or one window of it (``start`` / ``end`` in seconds); ``probabilities`` over the head's labels."""
+
+    key: str
+    path: str
+    start: float | None = None
+    end: float | None = None
+    probabilities: np.ndarray | None = None
+    error: str | None = None
+
+
+def window_bounds(num_samples: int, window: float, hop: float | None = None) -> list[tuple[int, int]]:
+    """[(first sample, end sample)] of equal windows every ``hop`` seconds, the last aligned to the end."""
+    w = int(round(window * SAMPLE_RATE))
+    h = int(round((hop or window) * SAMPLE_RATE))
+    if num_samples <= w:
+        return [(0, num_samples)]
+    starts = list(range(0, num_samples - w + 1, h))
+    if starts[-1] + w < num_samples:
+        starts.append(num_samples - w)
+    return [(s, s + w) for s in starts]
+
+
+def check_window(window: float | None, hop: float | None) -> None:
+    if window is None:
+        if hop is not None:
+            raise RecognitionError("--hop needs --window")
+        return
+    if window * SAMPLE_RATE < MIN_SAMPLES:
+        raise RecognitionError(f"--window {window}: must be at least {MIN_SAMPLES / SAMPLE_RATE} s")
+    if hop is not None and not 0 < hop <= window:
+        raise RecognitionError(f"--hop {hop}: must be positive and at most --window {window} (a larger hop would "
+                               f"leave parts of the recording unlabelled)")
+
+
+def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str], window: float | None = None,
+            hop: float | None = None, num_workers: int = 0, progress: bool = True) -> list[Prediction]:
+    """Predictions for every input (every window with ``window``), in input order; unreadable files get ``error``.
+
+    ``engine`` must compute the recogniser's layer (``engine.layers == [recognizer.layer]``).
+    """
+    from tqdm import tqdm
+
+    check_window(window, hop)
+    if engine.layers != [recognizer.layer]:
+        raise RecognitionError(f"the engine computes layers {engine.layers}, the head reads layer {recognizer.layer}")
+    items = discover_inputs(inputs)
+    probe_lengths(items)
+    readable = [it for it in items if it.error is None]
+    batches = plan_batches([it.num_samples for it in readable], engine.max_tokens, engine.chunk_samples)
+    results: dict[str, list[Prediction]] = {}
+    bar = tqdm(total=len(readable), unit="file", disable=None if progress else True, file=sys.stderr)
+    for samples in decoded_batches(readable, batches, normalize=False, num_workers=num_workers):
+        segments, owners = [], []
+        for i, wav, err in samples:
+            it = readable[i]
+            if err is not None:
+                it.error = err
+                continue
+            bounds = window_bounds(len(wav), window, hop) if window else [(0, len(wav))]
+            for a, b in bounds:
+                segments.append(engine.prepare(wav[a:b].numpy()))
+                owners.append((it, a, b))
+        if segments:
+            feats = engine(segments)
+            probs = recognizer.probabilities([f[0] for f in feats])
+            for (it, a, b), p in zip(owners, probs):
+                results.setdefault(it.key, []).append(Prediction(
+                    it.key, it.path, a / SAMPLE_RATE if window else None, b / SAMPLE_RATE if window else None, p))
+        bar.update(len(samples))
+    bar.close()
+    out: list[Prediction] = []
+    for it in items:
+        out += results.get(it.key) or [Prediction(it.key, it.path, error=it.error or "no prediction")]
+    return out
+
+
+def _columns(recognizer: Recognizer, windowed: bool) -> list[str]:
+    return ["key", *(["start", "end"] if windowed else []), "label",
+            *(f"p_{name}" for name in recognizer.display_labels), "status", "path"]
+
+
+def predictions_tsv(predictions: list[Prediction], recognizer: Recognizer) -> str:
+    """key [start end] label p_<label>... status path; labels in English, ``unuse*`` labels left out."""
+    windowed = any(p.start is not None for p in predictions)
+    lines = ["\t".join(_columns(recognizer, windowed))]
+    shown = recognizer.shown
+    for p in predictions:
+        times = [f"{p.start:.3f}", f"{p.end:.3f}"] if windowed and p.start is not None else (["", ""] if windowed else [])
+        if p.error is not None:
+            lines.append("\t".join([p.key, *times, "", *([""] * len(shown)), f"error: {p.error}", p.path]))
+            continue
+        best = shown[int(np.argmax(p.probabilities[shown]))]
+        lines.append("\t".join([p.key, *times, display_label(recognizer.labels[best]),
+                                *(f"{p.probabilities[i]:.6f}" for i in shown), "ok", p.path]))
+    return "\n".join(lines) + "\n"
+
+
+def predictions_jsonl(predictions: list[Prediction], recognizer: Recognizer) -> str:
+    """One object per input / window: English ``label`` and ``scores``, the checkpoint's own strings in
+    ``label_raw`` and ``scores_raw``."""
+    lines = []
+    for p in predictions:
+        obj: dict = {"key": p.key, "path": p.path}
+        if p.start is not None:
+            obj.update(start=round(p.start, 3), end=round(p.end, 3))
+        if p.error is not None:
+            obj["error"] = p.error
+        else:
+            shown = recognizer.shown
+            best = shown[int(np.argmax(p.probabilities[shown]))]
+            obj.update(label=display_label(recognizer.labels[best]), label_raw=recognizer.labels[best],
+                       scores={display_label(recognizer.labels[i]): float(p.probabilities[i]) for i in shown},
+                       scores_raw={recognizer.labels[i]: float(p.probabilities[i]) for i in shown})
+        lines.append(json.dumps(obj, ensure_ascii=False))
+    return "\n".join(lines) + "\n"
+
+
+def timeline_png(predictions: list[Prediction], recognizer: Recognizer, title: str) -> bytes:
+    """The probability of every label over the windows of one recording, the winning label marked on top."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [p for p in predictions if p.error is None]
+    centres = np.array([(p.start + p.end) / 2 for p in rows])
+    probs = np.stack([p.probabilities[recognizer.shown] for p in rows])
+    names = recognizer.display_labels
+    fig = Figure(figsize=(max(6.0, min(18.0, 0.25 * len(rows) + 4)), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for j, name in enumerate(names):
+        ax.plot(centres, probs[:, j], marker="o" if len(rows) < 40 else None, ms=3, label=name)
+    top = probs.argmax(1)
+    for c, j in zip(centres, top):
+        ax.annotate(names[j], (c, 1.02), ha="center", va="bottom", fontsize=7, rotation=90, annotation_clip=False)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (s), window centres")
+    ax.set_ylabel("probability")
+    ax.set_title(title, pad=40)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=min(len(names), 5), loc="upper right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def write_outputs(predictions: list[Prediction], recognizer: Recognizer, out: str | os.PathLike | None,
+                  plot_dir: str | os.PathLike | None = None) -> None:
+    """``out``: .tsv or .jsonl (atomically), None = TSV on stdout; ``plot_dir``: one timeline PNG per input."""
+    if out is None:
+        sys.stdout.write(predictions_tsv(predictions, recognizer))
+    elif str(out).endswith(".jsonl"):
+        atomic_write_text(out, predictions_jsonl(predictions, recognizer))
+    elif str(out).endswith(".tsv"):
+        atomic_write_text(out, predictions_tsv(predictions, recognizer))
+    else:
+        raise RecognitionError(f"--out {out}: give a .tsv or .jsonl file")
+    if plot_dir is not None:
+        by_key: dict[str, list[Prediction]] = {}
+        for p in predictions:
+            if p.error is None:
+                by_key.setdefault(p.key, []).append(p)
+        for key, rows in by_key.items():
+            atomic_write_bytes(Path(plot_dir) / f"{key}.png", timeline_png(rows, recognizer, key))
