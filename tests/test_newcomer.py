@@ -69,7 +69,7 @@ def test_manifest_says_when_no_valid_set_is_written_and_counts_conversions_hones
     src = tmp_path / "audio"
     src.mkdir()
     for i in range(16):
-        sf.write(src / f"a{i}.wav", np.random.default_rng(i).standard_normal(8000).astype(np.float32) * 0.1, 22050)
+        sf.write(src / f"a{i}.wav", np.random.default_rng(i).standard_normal(22050).astype(np.float32) * 0.1, 22050)
     args = ["manifest", str(src), "--out", str(tmp_path / "m"), "--resample-to", str(tmp_path / "16k"),
             "--valid-fraction", "0.01"]
     assert cli(args) == 0

@@ -1,4 +1,5 @@
-"""Audio I/O: soundfile for reading/writing, soxr for resampling. No torchaudio, no ffmpeg.
+"""Audio I/O: soundfile for reading/writing, soxr for resampling, PyAV (optional, FFmpeg inside its wheel) for audio
+in video / AAC containers (MELD's .mp4, MEAD's .m4a). No torchaudio, no system ffmpeg.
 
 Every failure raises :class:`AudioError` naming the file and the reason.
 """
@@ -18,6 +19,7 @@ from .atomic import atomic_write
 __all__ = [
     "SAMPLE_RATE",
     "AUDIO_EXTENSIONS",
+    "MEDIA_EXTENSIONS",
     "MIN_SAMPLES",
     "AudioError",
     "AudioInfo",
@@ -31,7 +33,9 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 16000
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+#: containers decoded with PyAV (``pip install 'emotion2vec[media]'``); everything else goes through soundfile
+MEDIA_EXTENSIONS = (".mp4", ".m4a", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".aac", ".opus", ".wma", ".mka")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3") + MEDIA_EXTENSIONS
 MIN_SAMPLES = 400  # one frame of the CNN (receptive field 400 samples = 25 ms)
 
 
@@ -54,10 +58,64 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+def _is_media(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in MEDIA_EXTENSIONS
+
+
+def _av(path: str | os.PathLike):
+    try:
+        import av
+    except ImportError:
+        raise AudioError(path, f"decoding {Path(path).suffix} needs PyAV: pip install 'emotion2vec[media]'") from None
+    if not os.path.exists(path):
+        raise AudioError(path, "file not found")
+    return av
+
+
+def _media_info(path: str | os.PathLike) -> AudioInfo:
+    av = _av(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError(path, "no audio stream in this container")
+            stream = container.streams.audio[0]
+            seconds = (float(stream.duration * stream.time_base) if stream.duration is not None
+                       else (container.duration or 0) / 1_000_000)
+            return AudioInfo(int(stream.rate), int(round(seconds * stream.rate)), int(stream.channels))
+    except AudioError:
+        raise
+    except Exception as e:  # noqa: BLE001 - PyAV raises FFmpeg's errors
+        raise AudioError(path, f"unreadable media ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def _media_read(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream to float32 (N, channels) at its own rate."""
+    av = _av(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError(path, "no audio stream in this container")
+            stream = container.streams.audio[0]
+            planar = av.AudioResampler(format="fltp")  # float planar, same rate and layout
+            chunks = [f.to_ndarray() for frame in container.decode(stream) for f in planar.resample(frame)]
+            chunks += [f.to_ndarray() for f in planar.resample(None)]
+            rate = int(stream.rate)
+    except AudioError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise AudioError(path, f"unreadable media ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not chunks:
+        return np.zeros((0, 1), dtype=np.float32), rate
+    return np.ascontiguousarray(np.concatenate(chunks, axis=1).T, dtype=np.float32), rate
+
+
 def audio_info(path: str | os.PathLike) -> AudioInfo:
-    """Header-only read of sample rate, length and channels."""
+    """Header-only read of sample rate, length and channels (for media containers, length from the stream's
+    duration)."""
     import soundfile as sf
 
+    if _is_media(path):
+        return _media_info(path)
     try:
         info = sf.info(str(path))
     except Exception as e:  # noqa: BLE001 - soundfile raises several types
@@ -97,10 +155,13 @@ def read_audio(path: str | os.PathLike, channel: int | None = None) -> tuple[np.
     """
     import soundfile as sf
 
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # noqa: BLE001
-        raise AudioError(path, _reason(e)) from None
+    if _is_media(path):
+        data, sr = _media_read(path)
+    else:
+        try:
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as e:  # noqa: BLE001
+            raise AudioError(path, _reason(e)) from None
     if data.shape[0] == 0:
         raise AudioError(path, "empty audio (0 samples)")
     if channel is not None:

@@ -1,24 +1,32 @@
-"""``emotion2vec manifest``: scan audio folders into fairseq-style pretraining manifests (train.tsv / valid.tsv).
+"""``emotion2vec manifest``: audio folders -> fairseq-style pretraining manifests (train.tsv / valid.tsv).
 
-Pretraining reads 16 kHz mono audio. Files at another rate or with several channels are converted into
-``--resample-to DIR`` (16 kHz mono FLAC via soxr, mirroring the source tree) or, without that option, the whole
-run is refused with the list of offending files, so a manifest never silently covers only part of a corpus.
-Unreadable files are reported and left out.
+Pretraining reads 16 kHz mono audio. Files at another rate, with several channels, or in a video / AAC container
+(.mp4, .m4a, ...: decoded with PyAV) are converted into ``--resample-to DIR`` (16 kHz mono FLAC via soxr, mirroring
+the source tree, reused by a later run) or, without that option, the whole run is refused with the list of offending
+files, so a manifest never silently covers only part of a corpus. Unreadable files are reported and left out;
+clips shorter than ``min_seconds`` (the pretraining crop minimum) are dropped and counted; utterances listed in
+``exclude`` (e.g. a downstream test set) are left out. Each AUDIO_DIR is one corpus of the hours table
+(``hours.md`` beside the manifest).
 """
 
 from __future__ import annotations
 
 import os
 import random
-import sys
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
-from ..io.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_info, load_audio, write_audio
-from ..io.manifests import ManifestError, write_pretrain_manifest
+from ..io.atomic import atomic_write_text
+from ..io.audio import (AUDIO_EXTENSIONS, MEDIA_EXTENSIONS, SAMPLE_RATE, AudioError, audio_info, load_audio,
+                        write_audio)
+from ..io.manifests import ManifestError, read_audio_list, write_pretrain_manifest
 
-__all__ = ["ManifestResult", "build_manifest"]
+__all__ = ["ManifestResult", "build_manifest", "hours_table"]
+
+COUNTS = ("files", "seconds", "converted", "short", "excluded", "unreadable")
 
 
 @dataclass
@@ -31,19 +39,67 @@ class ManifestResult:
     unreadable: list[tuple[str, str]]
     out: Path
     notes: list[str]
+    corpora: dict[str, dict[str, float]] = field(default_factory=dict)  # corpus -> COUNTS
 
 
-def _scan(dirs: list[Path]) -> list[tuple[Path, Path]]:
-    """-> [(source file, path relative to a per-directory prefix)] sorted, deterministic."""
-    found = []
-    for d in dirs:
+def hours_table(corpora: dict[str, dict[str, float]]) -> str:
+    """Markdown: per corpus (each AUDIO_DIR) the files kept, hours, and what was converted, dropped or excluded."""
+    lines = ["| corpus | files | hours | converted | shorter than the minimum | excluded | unreadable |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    total = defaultdict(float)
+    for name, c in corpora.items():
+        lines.append(f"| {name} | {int(c['files'])} | {c['seconds'] / 3600:.3f} | {int(c['converted'])} | "
+                     f"{int(c['short'])} | {int(c['excluded'])} | {int(c['unreadable'])} |")
+        for k in COUNTS:
+            total[k] += c[k]
+    lines.append(f"| **total** | {int(total['files'])} | {total['seconds'] / 3600:.3f} | {int(total['converted'])} | "
+                 f"{int(total['short'])} | {int(total['excluded'])} | {int(total['unreadable'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _exclusions(lists: Iterable[str | os.PathLike]) -> tuple[set[str], set[str]]:
+    """Resolved paths and file stems of the utterances in ``lists`` (any list format: data.tsv, wav.scp, ...)."""
+    paths, stems = set(), set()
+    for lst in lists:
+        for entry in read_audio_list(lst):
+            paths.add(str(Path(entry.path).resolve()))
+            stems.add(Path(entry.path).stem)
+    return paths, stems
+
+
+def _corpus_dirs(specs: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
+    """``DIR`` or ``NAME=DIR`` -> [(corpus name, folder)]; an unnamed folder is its own corpus, named after it."""
+    out = []
+    for spec in specs:
+        text = str(spec)
+        name, sep, folder = text.partition("=")
+        if sep and name and "/" not in name and os.sep not in name:
+            out.append((name, Path(folder)))
+        else:
+            out.append((Path(text).resolve().name, Path(text)))
+    return out
+
+
+def _scan(specs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """-> [(source file, NAME/path relative to the corpus's folders)] sorted, deterministic. Folders given under one
+    NAME (e.g. IEMOCAP's five Session*/sentences/wav) are one corpus, paths relative to their common parent."""
+    dirs = _corpus_dirs(specs)
+    for _, d in dirs:
         if not d.is_dir():
             raise ManifestError(f"{d}: not a directory")
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for name, d in dirs:
+        groups[name].append(d.resolve())
+    found = []
+    for name, d in dirs:
+        members = groups[name]
+        base = Path(os.path.commonpath([str(m) for m in members])) if len(members) > 1 else d.resolve()
         files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
-        found += [(f, Path(d.resolve().name) / f.relative_to(d)) for f in files]
+        found += [(f, Path(name) / f.resolve().relative_to(base)) for f in files]
     if not found:
-        raise ManifestError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {', '.join(map(str, dirs))}")
-    return found
+        raise ManifestError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under "
+                            f"{', '.join(str(d) for _, d in dirs)}")
+    return sorted(set(found))
 
 
 def _convert(job: tuple[str, str]) -> tuple[str, int | None, str | None, bool]:
@@ -62,33 +118,56 @@ def _convert(job: tuple[str, str]) -> tuple[str, int | None, str | None, bool]:
 
 def build_manifest(audio_dirs: list[str | os.PathLike], out: str | os.PathLike, valid_fraction: float = 0.0,
                    resample_to: str | os.PathLike | None = None, seed: int = 0, verify: bool = False,
-                   num_workers: int = 1, log=print) -> ManifestResult:
+                   num_workers: int = 1, log=print, min_seconds: float = 0.0,
+                   exclude: Iterable[str | os.PathLike] = ()) -> ManifestResult:
+    """Scan ``audio_dirs`` (each ``DIR`` or ``NAME=DIR``) and write ``out/train.tsv`` (+ ``valid.tsv``) and
+    ``out/hours.md``.
+
+    ``exclude``: lists whose utterances are left out, matched by resolved path or by file name without extension
+    (so a converted copy of a listed file is excluded too).
+    """
     if not 0.0 <= valid_fraction < 1.0:
         raise ManifestError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
-    files = _scan([Path(d) for d in audio_dirs])
-    ok: list[tuple[str, int]] = []
+    if min_seconds < 0:
+        raise ManifestError(f"--min-seconds {min_seconds} must be >= 0")
+    files = _scan(audio_dirs)
+    excluded_paths, excluded_stems = _exclusions(exclude)
+    corpora: dict[str, dict[str, float]] = {}
+    for _, rel in files:
+        corpora.setdefault(rel.parts[0], dict.fromkeys(COUNTS, 0.0))
+    min_samples = int(min_seconds * SAMPLE_RATE)
+    ok: list[tuple[str, int, str]] = []
     unreadable: list[tuple[str, str]] = []
     to_convert: list[tuple[Path, Path]] = []
     for src, rel in files:
+        corpus = corpora[rel.parts[0]]
+        if str(src.resolve()) in excluded_paths or src.stem in excluded_stems:
+            corpus["excluded"] += 1
+            continue
         try:
             info = audio_info(src)
             if verify:
                 load_audio(src, None)
         except AudioError as e:
             unreadable.append((str(src), e.reason))
+            corpus["unreadable"] += 1
             continue
         if info.frames == 0:
             unreadable.append((str(src), "empty audio (0 samples)"))
-        elif info.sample_rate != SAMPLE_RATE or info.channels != 1:
+            corpus["unreadable"] += 1
+        elif info.sample_rate != SAMPLE_RATE or info.channels != 1 or src.suffix.lower() in MEDIA_EXTENSIONS:
             to_convert.append((src, rel))
+        elif info.frames < min_samples:
+            corpus["short"] += 1
         else:
-            ok.append((str(src.resolve()), info.frames))
+            ok.append((str(src.resolve()), info.frames, rel.parts[0]))
     if to_convert and resample_to is None:
-        listing = "\n  ".join(f"{s} ({audio_info(s).sample_rate} Hz, {audio_info(s).channels} ch)"
+        listing = "\n  ".join(f"{s} ({audio_info(s).sample_rate} Hz, {audio_info(s).channels} ch"
+                              + (", a media container" if s.suffix.lower() in MEDIA_EXTENSIONS else "") + ")"
                               for s, _ in to_convert[:20])
         more = f"\n  ... and {len(to_convert) - 20} more" if len(to_convert) > 20 else ""
         raise ManifestError(f"{len(to_convert)} file(s) are not 16 kHz mono:\n  {listing}{more}\n"
-                         f"pass --resample-to DIR to convert them (16 kHz mono FLAC), nothing was written")
+                            f"pass --resample-to DIR to convert them (16 kHz mono FLAC), nothing was written")
     converted = reused = 0
     notes: list[str] = []
     if to_convert:
@@ -100,19 +179,31 @@ def build_manifest(audio_dirs: list[str | os.PathLike], out: str | os.PathLike, 
                 results = list(pool.map(_convert, jobs, chunksize=8))
         else:
             results = [_convert(j) for j in jobs]
-        for (src, _), (dst, n, err, was_done) in zip(jobs, results):
+        for (src, _), (_, rel), (dst, n, err, was_done) in zip(jobs, to_convert, results):
+            corpus = corpora[rel.parts[0]]
             if err is not None:
                 unreadable.append((src, err))
+                corpus["unreadable"] += 1
+                continue
+            reused += was_done
+            converted += not was_done
+            corpus["converted"] += 1
+            if n < min_samples:
+                corpus["short"] += 1
             else:
-                ok.append((str(Path(dst).resolve()), n))
-                reused += was_done
-                converted += not was_done
+                ok.append((str(Path(dst).resolve()), n, rel.parts[0]))
     for path, reason in unreadable:
         log(f"skipped unreadable file {path}: {reason}")
     if not ok:
-        raise ManifestError("no usable audio: every file was unreadable")
-    root = Path(os.path.commonpath([str(Path(p).parent) for p, _ in ok]))
-    entries = sorted((os.path.relpath(p, root), n) for p, n in ok)
+        raise ManifestError("no usable audio: every file was unreadable, too short or excluded")
+    for _, n, corpus in ok:
+        corpora[corpus]["files"] += 1
+        corpora[corpus]["seconds"] += n / SAMPLE_RATE
+    short = sum(int(c["short"]) for c in corpora.values())
+    if short:
+        notes.append(f"{short} clip(s) shorter than {min_seconds:g} s left out (--min-seconds)")
+    root = Path(os.path.commonpath([str(Path(p).parent) for p, _, _ in ok]))
+    entries = sorted((os.path.relpath(p, root), n) for p, n, _ in ok)
     rng = random.Random(seed)
     n_valid = int(round(valid_fraction * len(entries)))
     if valid_fraction and n_valid == 0:
@@ -128,7 +219,8 @@ def build_manifest(audio_dirs: list[str | os.PathLike], out: str | os.PathLike, 
         write_pretrain_manifest(out / "valid.tsv", root, valid)
     elif (out / "valid.tsv").exists():
         (out / "valid.tsv").unlink()
+    atomic_write_text(out / "hours.md", hours_table(corpora))
     hours = sum(n for _, n in entries) / SAMPLE_RATE / 3600
     for note in notes:
         log(f"note: {note}")
-    return ManifestResult(len(train), len(valid), hours, converted, reused, unreadable, out, notes)
+    return ManifestResult(len(train), len(valid), hours, converted, reused, unreadable, out, notes, corpora)
