@@ -100,6 +100,25 @@ def test_the_pretraining_set_from_corpora_as_distributed(tmp_path, capsys):
     assert {f: f.stat().st_mtime_ns for f in (tmp_path / "16k").rglob("*.flac")} == stamps
 
 
+def test_exclude_rows_of_a_data_tsv_by_column(tmp_path, capsys):
+    from emotion2vec.io.manifests import write_data_tsv
+
+    roots = _tree(tmp_path)
+    (roots["meld"] / "train_splits" / "broken.mp4").unlink()
+    wavs = sorted((roots["iemocap"]).rglob("*.wav"))
+    write_data_tsv(tmp_path / "data.tsv", [{"key": w.stem, "path": str(w), "label": "neutral", "speaker": w.stem[:6],
+                                            "gender": "F", "duration": 1.0, "session": w.stem[:5]} for w in wavs])
+    args = ["manifest", f"iemocap={roots['iemocap']}", "--out", str(tmp_path / "man"), "--exclude",
+            f"{tmp_path / 'data.tsv'}:session=Ses02"]
+    assert cli(args) == 0
+    _, entries = read_pretrain_manifest(tmp_path / "man" / "train.tsv")
+    assert sorted(Path(p).stem for p, _ in entries) == ["Ses01F_impro01_F000", "Ses01F_impro01_F001"]
+    assert cli(args[:-1] + [f"{tmp_path / 'data.tsv'}:room=3"]) == 2
+    assert "has no column 'room'" in capsys.readouterr().err
+    assert cli(args[:-1] + [f"{tmp_path / 'data.tsv'}:session=Ses09"]) == 2
+    assert "no row of" in capsys.readouterr().err
+
+
 def test_media_without_resample_to_is_refused_by_name(tmp_path):
     _write_media(tmp_path / "in" / "a.mp4", 1.0, rate=16000, channels=1)
     assert cli(["manifest", str(tmp_path / "in"), "--out", str(tmp_path / "m")]) == 2

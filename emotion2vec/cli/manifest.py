@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = ("Each AUDIO_DIR is one corpus of the hours table (printed, and OUT/hours.md). Containers FFmpeg reads "
                 "(.mp4, .m4a, ...) are decoded with PyAV (pip install 'emotion2vec[media]').\n\n"
                 "example:\n  emotion2vec manifest /data/IEMOCAP /data/podcasts --out manifests/pretrain "
-                "--resample-to /data/pretrain_16k --valid-fraction 0.01 --exclude manifests/iemocap/test_session5.tsv")
+                "--resample-to /data/pretrain_16k --valid-fraction 0.01 --exclude manifests/iemocap/data.tsv:session=Ses05")
     p.add_argument("audio_dirs", nargs="+", metavar="AUDIO_DIR", help="folders scanned recursively for "
                    + "/".join(e.lstrip(".") for e in AUDIO_EXTENSIONS) + " files; NAME=DIR names the corpus "
                    "(folders given the same NAME are one corpus of the hours table)")
@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "= the pretraining configs' crop minimum, task.min_sample_size 8000); 0 keeps every clip")
     p.add_argument("--exclude", action="append", default=[], metavar="LIST",
                    help="leave out the utterances of LIST (a data.tsv, wav.scp, .jsonl or .tsv: e.g. the test set you "
-                        "will evaluate on), matched by path or by file name without extension; repeatable")
+                        "will evaluate on), matched by path or by file name without extension; data.tsv:COLUMN=VALUE "
+                        "takes only the rows with that value (manifests/iemocap/data.tsv:session=Ses05); repeatable")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Iterable
 from ..io.atomic import atomic_write_text
 from ..io.audio import (AUDIO_EXTENSIONS, MEDIA_EXTENSIONS, SAMPLE_RATE, AudioError, audio_info, load_audio,
                         write_audio)
-from ..io.manifests import ManifestError, read_audio_list, write_pretrain_manifest
+from ..io.manifests import ManifestError, read_audio_list, read_data_tsv, write_pretrain_manifest
 
 __all__ = ["ManifestResult", "build_manifest", "hours_table"]
 
@@ -58,12 +58,28 @@ def hours_table(corpora: dict[str, dict[str, float]]) -> str:
 
 
 def _exclusions(lists: Iterable[str | os.PathLike]) -> tuple[set[str], set[str]]:
-    """Resolved paths and file stems of the utterances in ``lists`` (any list format: data.tsv, wav.scp, ...)."""
+    """Resolved paths and file stems of the utterances in ``lists`` (any list format: data.tsv, wav.scp, ...).
+
+    ``data.tsv:COLUMN=VALUE`` keeps only the rows of a data.tsv whose COLUMN holds VALUE (e.g. ``session=Ses05``).
+    """
     paths, stems = set(), set()
-    for lst in lists:
-        for entry in read_audio_list(lst):
-            paths.add(str(Path(entry.path).resolve()))
-            stems.add(Path(entry.path).stem)
+    for spec in lists:
+        text = str(spec)
+        path, sep, condition = text.rpartition(":")
+        if sep and "=" in condition and Path(path).suffix == ".tsv":
+            column, value = condition.split("=", 1)
+            rows = read_data_tsv(path)
+            if column not in rows[0]:
+                raise ManifestError(f"--exclude {text}: {path} has no column {column!r} (columns: "
+                                    f"{', '.join(rows[0])})")
+            selected = [r["path"] for r in rows if str(r[column]) == value]
+            if not selected:
+                raise ManifestError(f"--exclude {text}: no row of {path} has {column}={value}")
+        else:
+            selected = [entry.path for entry in read_audio_list(text)]
+        for p in selected:
+            paths.add(str(Path(p).resolve()))
+            stems.add(Path(p).stem)
     return paths, stems
 
 
