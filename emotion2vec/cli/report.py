@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "example:\n  emotion2vec report results/*/* --out results/table.md"
     p.add_argument("results", nargs="+", help="probe output directories or their results.json files")
     p.add_argument("--out", default=None, help="write the table here (atomically) as well as printing it")
-    p.add_argument("--metrics", default=",".join(TABLE_METRICS), help="comma-separated: wa,ua,wf1,macro_f1")
+    p.add_argument("--metrics", default=",".join(TABLE_METRICS),
+                   help="comma-separated: wa,ua,wf1,macro_f1 (classification runs; regression runs always get "
+                        "CCC columns: the mean and one per target)")
     p.add_argument("--corpora", default=None, help="comma-separated corpus order (default: first appearance)")
     p.add_argument("--sources", default=None, help="comma-separated row order (default: first appearance)")
     p.add_argument("--skip-missing", action="store_true",

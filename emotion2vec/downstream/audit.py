@@ -10,7 +10,7 @@ For every fold and every pair of its splits (train-valid, train-test, valid-test
   audit decodes nothing;
 * **same text**: utterances of the second split whose transcript (``text`` column, compared case- and
   punctuation-insensitively) also occurs in the first;
-* **labels**: the label distribution of every split.
+* **labels**: the label distribution of every split (a note when a valid or test set lacks training labels).
 
 Severity: a protocol that promises speaker independence (``speaker_independent`` in folds.json) but shares a
 speaker between any two splits is an **error** (:class:`AuditError`); an imported split (EmoBox folds, the
@@ -219,6 +219,12 @@ def audit_folds(rows: Sequence[Mapping], folds: Mapping, hashes: Mapping[str, st
                                  "speakers": {s: len({by_key[k].get("speaker", "") for k in parts[s]} - {""})
                                               for s in SPLIT_NAMES}, "pairs": {}}
         parts[SEEN] = parts["train"] + parts["valid"]
+        trained = set(entry["labels"]["train"])
+        for split in ("valid", "test"):
+            missing = sorted(trained - set(entry["labels"][split]))
+            if parts[split] and missing:
+                report["notes"].append(f"{fold['name']}: {split} holds {len(trained) - len(missing)} of the "
+                                       f"{len(trained)} training labels; none of {', '.join(missing)}")
         for a, b in PAIRS + ((SEEN, "test"),):
             if not parts[a] or not parts[b]:
                 continue

@@ -171,17 +171,15 @@ def check_fold_labels(folds: Sequence[dict], label_of: dict[str, str], allow_uns
 
 def _check_cross_labels(task: str, names: list[str], test_rows: Sequence[Mapping], dropped: Mapping[str, int]) -> None:
     """Refuse test labels (or vote labels) that are not training classes, listing them with their counts."""
+    from ..io.manifests import parse_votes
+
     if task == "regression":
         return
     counts: dict[str, int] = {}
     for r in test_rows:
-        found = {r["label"]} if task == "categorical" else set()
-        if task != "categorical":
-            from ..io.manifests import parse_votes
-
-            found |= {label for label, c in parse_votes(str(r.get("votes", "") or "")).items() if c > 0}
-            if not found:
-                found = {r["label"]}
+        found = set() if task == "categorical" else {
+            label for label, c in parse_votes(str(r.get("votes", "") or "")).items() if c > 0}
+        found = found or {r["label"]}
         for label in found - set(names):
             counts[label] = counts.get(label, 0) + 1
     if counts:
@@ -290,13 +288,12 @@ class ProbeResult:
         predicted values (see :func:`.report.predictions_tsv`)."""
         out = []
         side = "test" if self.cross_corpus else "data"
+        hard = targets.y if targets.task == "categorical" else targets.hard  # None for regression
         for fr in self.folds:
             for key, p in zip(fr.test_keys, fr.predictions):
                 i = position[(side, key)]
-                out.append({"fold": fr.name, "key": key, "target": targets.y[i],
-                            "label": None if targets.hard is None and targets.task != "categorical" else
-                            targets.names[int(targets.y[i] if targets.hard is None else targets.hard[i])],
-                            "predicted": p})
+                out.append({"fold": fr.name, "key": key, "target": targets.y[i], "predicted": p,
+                            "label": None if hard is None else targets.names[int(hard[i])]})
         return out
 
 
@@ -403,6 +400,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
             raise ProbeError(f"--layer weighted: the test features hold layers {test_info['stored_layers']}, the "
                              f"training features {info['stored_layers']}")
         packed = concat_features(packed, test_packed)
+        cross_info["test_feature_settings"] = test_info["settings"]
         position.update({("test", k): len(keys) + i for i, k in enumerate(test_keys)})
         ordered_rows += list(test_rows)
         info["empty"] += test_info["empty"]

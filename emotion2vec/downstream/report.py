@@ -74,10 +74,6 @@ def _value(metric: str, value: float | None) -> str:
     return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
 
 
-def _pct(value: float | None) -> str:
-    return _value("wa", value)
-
-
 def _mean_std(summary: dict[str, dict[str, float]], metric: str) -> str:
     s = summary.get(metric)
     if not s:

@@ -170,8 +170,10 @@ class HFUpstream(nn.Module):
             mask = None if padding_mask is None else (~padding_mask).long()
             groups = [(list(range(B)), x, mask)]
         else:  # inputs of one length together, without padding
-            groups = [([b for b in range(B) if lengths[b] == n], None, None) for n in sorted(set(lengths))]
-            groups = [(idx, self._normalize(waveform[idx, :lengths[idx[0]]]), None) for idx, _, _ in groups]
+            groups = []
+            for n in sorted(set(lengths)):
+                idx = [b for b in range(B) if lengths[b] == n]
+                groups.append((idx, self._normalize(waveform[idx, :n]), None))
         out: list[Tensor | None] = [None] * L
         for idx, inputs, mask in groups:
             hidden = self.hidden_states(inputs, mask)
@@ -222,6 +224,9 @@ def load_hf_upstream(name: str) -> HFUpstream:
         found = (getattr(config, "architectures", None) or [type(config).__name__])[0]
         raise CheckpointError(f"hf:{name} is a {found} (model_type {config.model_type!r}), which is not a supported "
                               f"speech encoder; supported: {supported}")
+    if getattr(config, "add_adapter", False):
+        raise CheckpointError(f"hf:{name}: add_adapter=True (an adapter that shortens the output for a text decoder) "
+                              f"is not supported: its hidden states and final output have different frame rates")
     model_class = SUPPORTED[config.model_type]
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # a per-load weights bar is noise in extraction logs

@@ -1,16 +1,14 @@
 """Upstreams: every speech model features can be extracted from (and that a downstream model can fine-tune).
 
 An upstream is a ``torch.nn.Module`` with the interface of :class:`~emotion2vec.models.Emotion2VecModel`
-(:class:`Upstream`). Three families implement it:
+(:class:`Upstream`). Three families implement it, chosen by the spec :func:`load_upstream` gets:
 
-=====================================  ===========================================  =================================
-spec                                   module                                       what it loads
-=====================================  ===========================================  =================================
-``path.pt``, FunASR folder, ours       :class:`~emotion2vec.models.Emotion2VecModel`  emotion2vec / data2vec 2.0
-fairseq ``data2vec_audio`` ``.pt``     :class:`~emotion2vec.models.data2vec1.Data2Vec1Model`  data2vec (v1) audio
-``hf:PATH`` (folder or hub name)       :class:`~emotion2vec.models.hf.HFUpstream`   wav2vec 2.0, HuBERT, WavLM,
-                                                                                    data2vec-audio, Whisper encoder
-=====================================  ===========================================  =================================
+* a fairseq / FunASR / converted emotion2vec or data2vec 2.0 checkpoint ->
+  :class:`~emotion2vec.models.Emotion2VecModel`;
+* a fairseq ``data2vec_audio`` checkpoint (data2vec (v1), ``audio_base_ls.pt``) ->
+  :class:`~emotion2vec.models.data2vec1.Data2Vec1Model`;
+* ``hf:PATH`` (a ``save_pretrained`` folder or a hub name: wav2vec 2.0, HuBERT, WavLM, data2vec-audio, the Whisper
+  encoder) -> :class:`~emotion2vec.models.hf.HFUpstream`.
 
 :func:`load_upstream` is the one loader the extraction backends, the Python API and fine-tuning use.
 """
