@@ -12,8 +12,12 @@ TABLE_METRICS = ("wa", "ua", "wf1")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Rows = feature sources, per corpus a group of metric columns, cells mean ± std over folds in "
                      "percent (the layout of the emotion2vec paper's Tables 2-4).")
-    p.epilog = "example:\n  emotion2vec report results/*/* --out results/table.md"
-    p.add_argument("results", nargs="+", help="probe output directories or their results.json files")
+    p.epilog = ("Also a fairness table (per gender and per speaker, from each run's results.json or its predictions) "
+                "and, for sweeps of `probe --train-fraction`, the label-efficiency curve (one line per feature "
+                "source).\nexample:\n  emotion2vec report results/*/* --out results/table.md")
+    p.add_argument("results", nargs="+", help="probe output directories or their results.json files; sweep "
+                   "directories of `probe --train-fraction / --seeds` (sweep.json: their largest fraction, mean +- "
+                   "std over seeds and folds)")
     p.add_argument("--out", default=None, help="write the table here (atomically) as well as printing it")
     p.add_argument("--metrics", default=",".join(TABLE_METRICS),
                    help="comma-separated: wa,ua,wf1,macro_f1 (classification runs; regression runs always get "
@@ -23,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-missing", action="store_true",
                    help="ignore given directories without results.json instead of failing")
     p.add_argument("--no-bold", action="store_true", help="do not bold the best mean per column")
+    p.add_argument("--curve", default=None, metavar="PNG",
+                   help="the label-efficiency curve of the sweeps given (default: next to --out as "
+                        "<out>_efficiency.png)")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -30,17 +37,31 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..downstream.report import make_table
-    from ..io.atomic import atomic_write_text
+    from ..analysis.efficiency import efficiency_png, load_sweep, table_result
+    from ..analysis.fairness import fairness_table
+    from ..analysis.runs import with_groups
+    from ..downstream.report import corpus_name, load_result, make_table
+    from ..io.atomic import atomic_write_bytes, atomic_write_text
 
     paths = list(args.results)
     if args.skip_missing:
-        kept = [p for p in paths if (Path(p) / "results.json").is_file() or Path(p).is_file()]
+        kept = [p for p in paths if (Path(p) / "results.json").is_file() or (Path(p) / "sweep.json").is_file()
+                or Path(p).is_file()]
         for p in sorted(set(paths) - set(kept)):
             print(f"report: skipping {p} (no results.json)", file=sys.stderr)
         paths = kept
-    text = make_table(paths, metrics=_split(args.metrics) or TABLE_METRICS, corpora=_split(args.corpora),
-                      sources=_split(args.sources), bold_best=not args.no_bold)
+    sweeps = [load_sweep(p) for p in paths if (Path(p) / "sweep.json").is_file()]
+    runs = [with_groups(p, load_result(p)) for p in paths if not (Path(p) / "sweep.json").is_file()]
+    text = make_table(runs + [table_result(s) for s in sweeps], metrics=_split(args.metrics) or TABLE_METRICS,
+                      corpora=_split(args.corpora), sources=_split(args.sources), bold_best=not args.no_bold)
+    fair = [r for r in runs if r.get("groups") or r.get("speakers")]
+    if fair:
+        text += "\nFairness (per group: the headline metric pooled over folds; per speaker: speakers with >= N test " \
+                "utterances):\n\n" + fairness_table(fair, corpus_name)
+    curve = args.curve or (str(Path(args.out).with_suffix("")) + "_efficiency.png" if args.out else None)
+    if curve and any(len(s["fractions"]) > 1 for s in sweeps):
+        atomic_write_bytes(curve, efficiency_png([s for s in sweeps if len(s["fractions"]) > 1]))
+        text += f"\n![label efficiency]({Path(curve).name})\n"
     if args.out:
         atomic_write_text(args.out, text)
     print(text, end="")

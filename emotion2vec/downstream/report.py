@@ -15,6 +15,10 @@ Pearson r and MAE as plain numbers):
                          regression   fold key true_<target>... pred_<target>...
     confusion.png      test confusion matrix summed over folds, row-normalised (class tasks)
     layer_weights.png  the learned softmax weight of every layer, mean and std over folds (``--layer weighted``)
+and, beside them, the analyses of :mod:`emotion2vec.analysis`: results.json's ``groups`` and ``speakers`` (fairness
+per gender or any data.tsv column, per speaker) with their results.md section, ``speakers.png``, ``embedding.png``
+(``--embedding``); a probe also writes ``valid_predictions.tsv`` (each fold's valid utterances, as
+predictions.tsv) and ``heads/<fold>.pt``.
 
 The cross-corpus table (layout of the paper's Tables 2-4: one row per feature source, per corpus a group of
 WA / UA / WF1 columns -- CCC columns, mean and per target, for regression runs -- cells "mean ± std" over folds, best
@@ -100,13 +104,15 @@ def _run_metrics(result: dict[str, Any]) -> tuple[str, ...]:
 
 
 def output_files(result: dict[str, Any]) -> list[str]:
-    """The files :func:`write_outputs` writes for ``result``."""
+    """The files :func:`write_outputs` writes for ``result``, and the analysis figures beside them."""
+    from ..analysis import analysis_files
+
     files = ["results.json", "results.md", "predictions.tsv"]
     if "confusion" in result:
         files.append("confusion.png")
     if result.get("layer_weights"):
         files.append("layer_weights.png")
-    return files
+    return files + analysis_files(result)
 
 
 # ------------------------------------------------------------------------------------------- single run
@@ -134,6 +140,9 @@ def _settings_lines(result: dict[str, Any]) -> list[str]:
         + (", learned layer weights" if head.get("layer_mix") else ""),
         f"- features: `{result['features']}` ({result['granularity']}-level, dim {result['dim']}{layer_text})",
     ]
+    for c in result.get("concat") or []:
+        lines.append(f"- concatenated with: `{c['features']}` ({c['granularity']}-level, dim {c['dim']}"
+                     + ("" if c.get("layer") is None else f", layer {c['layer']}") + ")")
     cross = result.get("cross_corpus")
     if cross:
         lines.append(f"- cross-corpus: trained on `{result['data']}` ({cross['train_corpus']}), tested on every "
@@ -203,6 +212,14 @@ def results_markdown(result: dict[str, Any]) -> str:
                   + ", ".join(f"layer {layer} {m:.3f} ± {s:.3f}"
                               for layer, m, s in zip(weights["layers"], weights["mean"], weights["std"])),
                   "", "![layer weights](layer_weights.png)"]
+    from ..analysis.fairness import group_markdown
+
+    lines += group_markdown(result)
+    embedding = result.get("embedding")
+    if embedding:
+        lines += ["", f"{embedding['method']} of the {embedding['fold']} head's hidden layer beside its input features "
+                      f"({embedding['utterances']} test utterances, coloured by {embedding['coloured_by']}):", "",
+                  "![embedding](embedding.png)"]
     lines += _audit_lines(result.get("audit"))
     lines += ["", "Classification metrics in percent, CCC / Pearson r / MAE as plain numbers; std over folds is the "
               "population std; intervals are 95 % percentile bootstraps over each fold's test utterances.", ""]
