@@ -38,6 +38,7 @@ setup(
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
         "opensmile": ["opensmile>=2.5"],
         "media": ["av>=12"],
+        "umap": ["umap-learn>=0.5"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10"],
     },
     entry_points={"console_scripts": ["emotion2vec=emotion2vec.cli:main"]},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
@@ -25,14 +24,17 @@ class Emotion2Vec:
     >>> model = Emotion2Vec.from_checkpoint("checkpoints/emotion2vec_base.pt")
     >>> emb = model.extract("speech.wav")                            # (768,) utterance embedding, last layer
     >>> frames = model.extract(wav, sample_rate=44100, granularity="frame", layers="all")   # (12, T, 768)
+
+    ``dtype``: ``"float32"`` (default, exact), ``"bfloat16"``, ``"float16"`` or ``"auto"`` (bfloat16 on CPUs with
+    AMX / AVX512-BF16 and on GPUs with bf16, float32 elsewhere; see :mod:`emotion2vec.device`).
     """
 
     def __init__(self, model, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
                  max_tokens: int | None = None, chunk_seconds: float = 30.0, attention: str = "sdpa",
                  recognizer=None):
-        dtype = resolve_dtype(dtype)
-        model.set_attention_implementation(attention)
         device = torch.device(device)
+        dtype = resolve_dtype(dtype, device)  # "auto": bfloat16 where the device accelerates it, else float32
+        model.set_attention_implementation(attention)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
         self.backend = ModelBackend(model, device, dtype)
@@ -50,11 +52,12 @@ class Emotion2Vec:
         from .models.upstream import load_upstream
 
         model, ckpt = load_upstream(path, trust=trust, preset_name=preset)
+        classifier = ckpt.classifier
         recognizer = None
-        if ckpt.classifier is not None:
+        if classifier is not None:
             from .recognize.recognizer import Recognizer
 
-            recognizer = Recognizer.from_spec(ckpt.classifier, model.cfg.num_layers, model.cfg.embed_dim, str(path))
+            recognizer = Recognizer.from_spec(classifier, model.cfg.num_layers, model.cfg.embed_dim, str(path))
         return cls(model, device=device, dtype=dtype, recognizer=recognizer, **kwargs)
 
     @property
@@ -111,7 +114,8 @@ class Emotion2Vec:
         """Recognise emotions with the model's classification head (emotion2vec+ or a model fine-tuned here).
 
         Per input: ``{"label": "angry", "scores": {"angry": 0.81, ...}, "label_raw": ..., "scores_raw": ...}``
-        (English labels; the checkpoint's own strings in the ``*_raw`` entries; ``unuse*`` labels never appear).
+        (English labels; the checkpoint's own strings in the ``*_raw`` entries; ``unuse*`` labels never appear); a
+        regression model (``finetune --task regression``) gives ``{"values": {"arousal": 0.61, ...}}``.
         With ``window`` (seconds, ``hop`` default ``window``) a list of such dicts per input, one per window, each
         with ``start`` and ``end`` in seconds. A list of inputs gives a list of results.
         """
@@ -127,19 +131,24 @@ class Emotion2Vec:
             isinstance(audio, np.ndarray) and audio.dtype != object)
         inputs = [audio] if single_input else list(audio)
         engine = BatchedForward(self.backend, [self.recognizer.layer], self.max_tokens, self.chunk_seconds)
-        segments, owners = [], []
+        segments, waves, owners = [], [], []
         for n, x in enumerate(inputs):
             wav = self._waveform(x, sample_rate)
             for a, b in (window_bounds(len(wav), window, hop) if window else [(0, len(wav))]):
                 segments.append(engine.prepare(wav[a:b]))
+                waves.append(wav[a:b])
                 owners.append((n, a, b))
-        probs = self.recognizer.probabilities([f[0] for f in engine(segments)])
+        probs = self.recognizer.probabilities([f[0] for f in engine(segments)],
+                                              waves if self.recognizer.needs_waveforms else None)
         shown, raw = self.recognizer.shown, self.recognizer.labels
         results: list[list[dict]] = [[] for _ in inputs]
         for (n, a, b), p in zip(owners, probs):
-            best = shown[int(np.argmax(p[shown]))]
-            r = {"label": display_label(raw[best]), "scores": {display_label(raw[i]): float(p[i]) for i in shown},
-                 "label_raw": raw[best], "scores_raw": {raw[i]: float(p[i]) for i in shown}}
+            if self.recognizer.regression:  # a regression head: the predicted value of each target
+                r = {"values": {name: float(v) for name, v in zip(raw, p)}}
+            else:
+                best = shown[int(np.argmax(p[shown]))]
+                r = {"label": display_label(raw[best]), "scores": {display_label(raw[i]): float(p[i]) for i in shown},
+                     "label_raw": raw[best], "scores_raw": {raw[i]: float(p[i]) for i in shown}}
             if window:
                 r.update(start=a / SAMPLE_RATE, end=b / SAMPLE_RATE)
             results[n].append(r)

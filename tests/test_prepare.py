@@ -210,7 +210,8 @@ def test_meld(tmp_path, caplog):
     assert (len(f["train"]), len(f["valid"]), len(f["test"])) == (3, 2, 3) and folds["speaker_independent"] is False
 
 
-def test_meld_mp4_only_explains_ffmpeg_and_audio_dir_works(tmp_path):
+def test_meld_mp4_only_explains_ffmpeg_and_audio_dir_works(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "_pyav_available", lambda: False)  # without PyAV the .mp4 clips must be converted first
     base = make_meld(tmp_path / "meld", ext="")
     with pytest.raises(CorpusError) as e:
         C.prepare_meld(base)

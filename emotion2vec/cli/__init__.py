@@ -40,15 +40,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("extract", "extract frame/utterance features of any layer to .npy"),
     "predict": ("predict", "recognise emotions with an emotion2vec+ or fine-tuned model (per file or window)"),
     "probe": ("probe", "train and evaluate the downstream probe per fold (WA / UA / WF1 / macro-F1)"),
+    "conversation": ("conversation", "predict the emotion of a speaker's next turn from the dialogue's previous turns"),
+    "finetune": ("finetune", "fine-tune an upstream with a head end to end per fold; export the models"),
     "audit": ("audit", "leakage audit of a prepared corpus's folds (shared speakers, audio, text)"),
     "report": ("report", "one table across corpora and feature sources from finished probe runs"),
+    "robustness": ("robustness", "re-score a probe run's test set under eight signal perturbations (Wagner et al.)"),
+    "ensemble": ("ensemble", "combine finished runs by hard / soft voting; search combinations on dev"),
     "convert": ("convert", "convert an official checkpoint to config.json + model.safetensors"),
+    "export": ("export", "export a checkpoint to ONNX (dynamic batch and length, optional int8) for ONNX Runtime"),
     "demo": ("demo", "the whole pipeline on an embedded synthetic corpus, in minutes on a CPU"),
     "synth": ("synth", "write the demo's synthetic emotional-speech corpus"),
 }
 
 #: options whose values may start with '-' (e.g. --layers -2,-1)
-_SIGNED_VALUE_OPTIONS = ("--layers", "--layer")
+_SIGNED_VALUE_OPTIONS = ("--layers", "--layer", "--concat-layer")
 
 
 def _command_module(name: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..extract import DTYPE_NAMES
+from ..extract import DTYPE_NAMES, GRANULARITIES
 from ..models.config import ATTENTION_IMPLEMENTATIONS
 
 EXAMPLES = """\
@@ -18,6 +18,12 @@ examples:
       --out features/urdu/wavlm-base-plus --layers all
   emotion2vec extract --checkpoint opensmile:eGeMAPSv02 --input manifests/urdu/data.tsv \
       --out features/urdu/eGeMAPSv02 --granularity utterance
+  emotion2vec extract --checkpoint checkpoints/emotion2vec_base.pt --input manifests/iemocap/data.tsv \
+      --out features/iemocap/emotion2vec_base_tokens --granularity tokens
+  emotion2vec extract --checkpoint text:bert-base-uncased --input manifests/iemocap/data.tsv \
+      --out features/iemocap/bert-base-uncased
+  emotion2vec extract --checkpoint checkpoints/emotion2vec_base.pt --input my_wavs/ --out features/x --dtype auto
+  emotion2vec extract --checkpoint emotion2vec_base.onnx --backend onnxruntime --input my_wavs/ --out features/y
 """
 
 
@@ -27,19 +33,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "FunASR folder, our converted folder, hf:PATH (a Hugging Face wav2vec 2.0 / HuBERT / WavLM / "
                    "data2vec-audio / Whisper folder or hub name), 'fbank' for the 80-dim log-mel baseline, or "
                    "opensmile:SET[:lld] (eGeMAPSv02, ComParE_2016: functionals = one vector per input; :lld = "
-                   "low-level descriptors at 100 Hz)")
+                   "low-level descriptors at 100 Hz), or an ONNX graph of `emotion2vec export` (.onnx), or "
+                   "text:PATH (a BERT-style text model: embeds the text column of a data.tsv, one vector per "
+                   "utterance)")
     p.add_argument("--input", required=True, nargs="+", help="data.tsv or fairseq .tsv manifest, Kaldi wav.scp, "
                    ".jsonl (key/path), directories (recursive) or audio files")
     p.add_argument("--out", required=True, help="output folder: one .npy per input mirroring its key, index.tsv, "
                    "features.json (convention: features/<corpus>/<source>)")
-    p.add_argument("--granularity", choices=["frame", "utterance"], default="frame",
-                   help="frame: (T, D) at 50 Hz; utterance: mean over frames (D,) (default frame)")
+    p.add_argument("--granularity", choices=GRANULARITIES, default=None,
+                   help="frame: (T, D) at 50 Hz; utterance: mean over frames (D,); tokens: the outputs at the "
+                   "E utterance-token positions (E, D) of an emotion2vec checkpoint (10 in emotion2vec_base; "
+                   "probes average them), inputs run whole (default frame; text:PATH: utterance)")
+    p.add_argument("--text-pooling", choices=("mean", "cls"), default="mean",
+                   help="text:PATH: mean over the tokens (default) or the [CLS] token's vector")
     p.add_argument("--layers", default="-1", help="-1 (last block, default), all, or comma-separated block "
                    "indices counted from 0 with prenet blocks first (emotion2vec base: 0..11; -2,-1 allowed); "
                    "hf: models count their hidden states (0 = the Transformer's input, base models 0..12)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32",
-                   help="compute dtype (autocast); outputs are always float32 (default float32)")
+    p.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32",
+                   help="compute dtype; outputs are always float32. float32 (default) is exact; bfloat16 runs the "
+                   "matrix multiplies in bf16 (norms, softmax in fp32); auto = bfloat16 where the hardware "
+                   "accelerates it (CPUs with AMX or AVX512-BF16, GPUs with bf16), float32 elsewhere")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
+                   help="torch (default), or onnxruntime for a graph of `emotion2vec export` (the default for a "
+                   ".onnx --checkpoint; CPU execution provider)")
     p.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa",
                    help="sdpa (fused, default) or eager (explicit fp32 softmax, as the original code)")
     p.add_argument("--max-tokens", type=int, default=None, help="max padded samples per batch (default: 160,000 "
@@ -62,13 +79,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _run_text(args: argparse.Namespace) -> int:
+    from ..extract import ExtractionError
+    from ..extract.engine import parse_layers
+    from ..extract.text import load_text_encoder, run_text_extraction
+
+    refused = [name for name, used in (("--granularity " + str(args.granularity), args.granularity not in
+                                        (None, "utterance")), ("--packed", args.packed), ("--scores", args.scores),
+                                       ("--backend " + str(args.backend), args.backend not in (None, "torch")))
+               if used]
+    if refused:
+        raise ExtractionError(f"{', '.join(refused)}: text:PATH gives one vector per utterance (utterance "
+                              f"granularity, per-file outputs, no classifier scores, torch backend)")
+    encoder = load_text_encoder(args.checkpoint, args.device, args.dtype, args.text_pooling)
+    layers = parse_layers(args.layers, encoder.num_layers)
+    result = run_text_extraction(args.input, args.out, encoder, layers, overwrite=args.overwrite,
+                                 checkpoint_name=args.checkpoint, log=lambda m: print(m, file=sys.stderr))
+    return 1 if result.failed and not args.skip_errors else 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..extract.backends import load_backend
     from ..extract.engine import parse_layers
     from ..extract.run import run_extraction
 
+    if args.checkpoint.startswith("text:"):
+        return _run_text(args)
+    args.granularity = args.granularity or "frame"
     backend = load_backend(args.checkpoint, args.device, args.dtype, args.trust_checkpoint, args.preset,
-                           attention=args.attention)
+                           attention=args.attention, backend=args.backend)
     layers = parse_layers(args.layers, backend.num_layers)
     recognizer = None
     if args.scores:

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop", type=float, metavar="S", help="window start every S seconds (default: --window)")
     p.add_argument("--plot", metavar="DIR", help="with --window: a timeline PNG per input in DIR (<key>.png)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="compute dtype (default float32)")
+    p.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32", help="compute dtype (default "
+                   "float32; auto = bfloat16 where the hardware accelerates it, as emotion2vec extract)")
     p.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa", help="attention (default sdpa)")
     p.add_argument("--max-tokens", type=int, default=None, help="max padded samples per batch (default as extract)")
     p.add_argument("--num-workers", type=int, default=1, help="decoding processes (default 1; 0 = main process)")
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..extract.backends import ModelBackend, resolve_dtype
     from ..extract.engine import BatchedForward
-    from ..models.checkpoint import load_model
+    from ..models.upstream import load_upstream
     from ..recognize import RecognitionError
     from ..recognize.recognizer import Recognizer
     from ..recognize.run import check_window, predict, write_outputs
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise RecognitionError("--plot draws the timeline of windows: give --window")
     if args.out and not str(args.out).endswith((".tsv", ".jsonl")):
         raise RecognitionError(f"--out {args.out}: give a .tsv or .jsonl file")
-    model, ckpt = load_model(args.model, trust=args.trust_checkpoint, with_decoder=False)
+    model, ckpt = load_upstream(args.model, trust=args.trust_checkpoint)
     if ckpt.classifier is None:
         raise RecognitionError(f"{args.model}: no classification head in this checkpoint (it gives features: "
                                f"`emotion2vec extract`); use an emotion2vec+ model or one from `emotion2vec finetune`")
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RecognitionError("--device cuda requested but CUDA is not available")
     model.set_attention_implementation(args.attention)
-    backend = ModelBackend(model, device, resolve_dtype(args.dtype), description=args.model)
+    backend = ModelBackend(model, device, resolve_dtype(args.dtype, device), description=args.model)
     engine = BatchedForward(backend, [recognizer.layer], args.max_tokens, args.chunk_seconds)
     predictions = predict(engine, recognizer.to(device), args.inputs, args.window, args.hop, args.num_workers,
                           progress=not args.quiet)

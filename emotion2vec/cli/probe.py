@@ -17,6 +17,7 @@ examples:
   emotion2vec probe ... --task soft          (votes column; EMO-SUPERB: --protocol session-rotation)
   emotion2vec probe ... --task multilabel
   emotion2vec probe ... --task regression --targets arousal,valence,dominance
+  emotion2vec probe --features features/iemocap/e2v --concat-features features/iemocap/e2v_tokens ...
   emotion2vec probe --features features/iemocap/e2v --data manifests/iemocap \\
       --test-features features/msp-podcast/e2v --test-data manifests/msp-podcast \\
       --label-map contempt=,disgust=,fear=,surprise=,other= --out results/iemocap-to-msp/e2v"""
@@ -52,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="with features of several layers: a block index (-1 = last), 'a,b,c' to average those "
                          "layers, 'mean' to average all stored layers, or 'weighted' to learn a softmax-weighted "
                          "sum of all stored layers (reported per run) (default: the only stored layer)")
+    io.add_argument("--concat-features", action="append", default=[], metavar="DIR",
+                    help="another feature folder of the same utterances whose vectors are concatenated to "
+                         "--features' (repeatable): utterance-level vectors side by side, or repeated on every "
+                         "frame of a frame-level source (speech + text: a text:PATH folder; the paper's Utt + Frm: "
+                         "frames + --granularity tokens)")
+    io.add_argument("--concat-layer", default=None, metavar="L",
+                    help="--layer of the --concat-features folders (default: --layer)")
     io.add_argument("--name", default=None,
                     help="feature-source name in reports and tables (default: the --features folder name)")
     io.add_argument("--test-features", default=None, metavar="DIR",
@@ -118,6 +126,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--allow-unseen-test-labels", action="store_true",
                        help="score folds whose test labels never occur in their training set (cross-corpus work); "
                             "by default such a fold is refused by name. A warning goes into results.md")
+    analysis = parser.add_argument_group("analysis (emotion2vec.analysis)")
+    analysis.add_argument("--group-by", default=None, metavar="COLS",
+                          help="data.tsv columns whose groups are scored, with bootstrap intervals and the "
+                               "difference of two groups (default: gender when present; F minus M)")
+    analysis.add_argument("--speaker-min-utterances", type=int, default=20, metavar="N",
+                          help="score every speaker with at least N test utterances (default 20)")
+    analysis.add_argument("--train-fraction", default=None, metavar="LIST",
+                          help="label efficiency: e.g. 0.1,0.25,0.5,1.0 -- one probe per stratified, seeded share "
+                               "of each fold's training set in OUT/fraction_<f>/, sweep.json, results.md and the "
+                               "curve efficiency.png")
+    analysis.add_argument("--seeds", default=None, metavar="LIST",
+                          help="e.g. 0,1,2 -- one probe per seed in OUT/seed_<s>/ (with --train-fraction: "
+                               "OUT/fraction_<f>_seed_<s>/); results.md gives mean +- std over seeds and folds")
+    analysis.add_argument("--embedding", nargs="?", const="1", default=None, metavar="FOLD",
+                          help="embedding.png: 2-D map (t-SNE, or UMAP when installed) of the head's hidden layer "
+                               "on the test set of FOLD (name or number; default the first), beside its input "
+                               "features")
+    analysis.add_argument("--embedding-colour", choices=("label", "arousal"), default="label",
+                          help="colour the --embedding points by label (default) or by the label's arousal group "
+                               "(high: angry, happy, excited; low: sad, neutral; the paper's Figure 3)")
     execution = parser.add_argument_group("execution")
     execution.add_argument("--device", default="auto",
                            help="auto (default: cuda when available), cpu, cuda, cuda:N")
@@ -128,6 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..analysis.efficiency import parse_fractions, parse_seeds, run_sweep, sweep_markdown
     from ..downstream import ProbeError
     from ..downstream.probe import run_probe
     from ..downstream.report import summary_markdown
@@ -145,11 +174,22 @@ def run(args: argparse.Namespace) -> int:
                          select_metric=args.select_metric, patience=args.patience, seed=args.seed,
                          standardize=args.standardize, valid_fraction=args.valid_fraction,
                          valid_is_test=args.valid_is_test, bootstrap=args.bootstrap)
-    result = run_probe(args.features, args.data, args.out, config, protocol=args.protocol, layer=args.layer,
-                       device=args.device, folds=args.folds, name=args.name, fold_seed=args.fold_seed,
-                       verbose=not args.quiet, threads=args.threads,
-                       allow_unseen_test_labels=args.allow_unseen_test_labels, test_features=args.test_features,
-                       test_data=args.test_data, label_map=args.label_map, audit_audio=not args.no_audio_audit)
+    options = dict(protocol=args.protocol, layer=args.layer, device=args.device, folds=args.folds, name=args.name,
+                   fold_seed=args.fold_seed, threads=args.threads,
+                   allow_unseen_test_labels=args.allow_unseen_test_labels, test_features=args.test_features,
+                   test_data=args.test_data, label_map=args.label_map, audit_audio=not args.no_audio_audit,
+                   group_by=[c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None,
+                   speaker_min=args.speaker_min_utterances, embedding=args.embedding,
+                   concat_features=args.concat_features, concat_layer=args.concat_layer,
+                   embedding_colour=args.embedding_colour)
+    fractions, seeds = parse_fractions(args.train_fraction), parse_seeds(args.seeds)
+    if fractions or seeds:
+        sweep = run_sweep(run_probe, args.features, args.data, args.out, config, fractions, seeds,
+                          verbose=not args.quiet, **options)
+        if args.quiet:
+            print(sweep_markdown(sweep))
+        return 0
+    result = run_probe(args.features, args.data, args.out, config, verbose=not args.quiet, **options)
     if args.quiet:
         print(summary_markdown(result))
     return 0

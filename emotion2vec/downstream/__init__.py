@@ -1,7 +1,7 @@
 """Downstream evaluation: corpora -> ``data.tsv`` + folds (:mod:`.corpora`, :mod:`.prepare`, :mod:`.folds`) and
 their leakage audit (:mod:`.audit`), frozen features -> per-fold heads (:mod:`.features`, :mod:`.tasks`,
-:mod:`.targets`, :mod:`.heads`, :mod:`.losses`, :mod:`.training`, :mod:`.probe`), scores and reports
-(:mod:`.metrics`, :mod:`.report`)."""
+:mod:`.targets`, :mod:`.heads`, :mod:`.losses`, :mod:`.training`, :mod:`.probe`), emotion prediction in
+conversation (:mod:`.conversation`), scores and reports (:mod:`.metrics`, :mod:`.report`)."""
 
 from ..errors import Emotion2VecError
 

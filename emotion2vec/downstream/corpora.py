@@ -5,7 +5,9 @@ Every preparer is ``prepare_<corpus>(root, **options) -> list[dict]`` and is reg
 Rows are sorted by key; each has ``key, path, label, speaker, gender, duration`` (+ ``channel``, ``split``,
 ``session`` or ``foldN`` where the corpus has them, and what a corpus has beyond one label: ``votes`` (raters'
 categorical votes: IEMOCAP, MSP-Podcast, CREMA-D), ``arousal`` / ``valence`` / ``dominance`` (IEMOCAP,
-MSP-Podcast) or ``sentiment`` (CMU-MOSI / MOSEI) scaled to [0, 1], ``text`` (MELD, MOSI / MOSEI, CREMA-D)).
+MSP-Podcast) or ``sentiment`` (CMU-MOSI / MOSEI) scaled to [0, 1], ``text`` (MELD, MOSI / MOSEI, CREMA-D, and
+IEMOCAP / MSP-Podcast where their transcripts are present), ``dialog`` / ``start`` / ``end`` (IEMOCAP: the
+dialogue and the utterance's time in it, seconds, for the conversation task)).
 
 Policy: known variants of a corpus's layout are accepted (Kaggle SAVEE, CaFE's Neutre folder and mangled accents,
 MELD's known broken clips, ...); anything else that does not fit -- a file name that does not parse, an unknown
@@ -288,14 +290,22 @@ def _finish(corpus: str, root: Path, entries: list[dict], problems: _Problems, *
     return sorted(entries, key=lambda e: e["key"])
 
 
+def _pyav_available() -> bool:
+    """Whether PyAV (the ``media`` extra) is installed: .mp4 clips are then read as they are."""
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None
+
+
 def _mp4_error(corpus: str, root: Path, mp4s: list[Path], out_hint: str) -> CorpusError:
     wav_dir = f"{root}_wav"
     cmd = (f"cd {_shq(root)} && find . -name '*.mp4' ! -name '._*' -print0 | while IFS= read -r -d '' f; do "
            f"mkdir -p {_shq(wav_dir)}/\"$(dirname \"$f\")\" && ffmpeg -nostdin -loglevel error -y -i \"$f\" -vn "
            f"-map 0:a:0 -c:a pcm_s16le {_shq(wav_dir)}/\"${{f%.mp4}}.wav\"; done")
-    head = (f"{corpus}: {len(mp4s)} clip(s) exist only as .mp4, which soundfile cannot read "
-            f"(e.g. {mp4s[0]}). Extract the audio once with ffmpeg (all channels kept, native rate) into a mirror "
-            f"tree and pass it with --audio-dir:\n  {cmd}\n  emotion2vec prepare {corpus} --root {_shq(root)} "
+    head = (f"{corpus}: {len(mp4s)} clip(s) exist only as .mp4 (e.g. {mp4s[0]}), and PyAV, which reads them, is "
+            f"not installed: pip install 'emotion2vec[media]' (FFmpeg inside its wheel) and run again. Or extract "
+            f"the audio once with a system ffmpeg (all channels kept, native rate) into a mirror tree and pass it "
+            f"with --audio-dir:\n  {cmd}\n  emotion2vec prepare {corpus} --root {_shq(root)} "
             f"--audio-dir {_shq(wav_dir)} {out_hint}")
     return CorpusError(head)
 
@@ -338,6 +348,25 @@ _IEMOCAP_VOTE = {"neutral state": "neutral", "neutral": "neutral", "frustration"
                  "sadness": "sad", "happiness": "happy", "excited": "excited", "surprise": "surprise",
                  "fear": "fear", "disgust": "disgust", "other": "other"}
 _IEMOCAP_VAD = re.compile(r"\[\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*\]")
+_IEMOCAP_TIME = re.compile(r"\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]")
+#: a transcription line: ``Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.``
+_IEMOCAP_LINE = re.compile(r"(Ses0[1-5][FM]_\S+_[FM]\d{3})\s*\[[^\]]*\]\s*:\s?(.*)")
+
+
+def _iemocap_transcripts(sess_dir: Path) -> dict[str, str] | None:
+    """Utterance id -> its words, from ``dialog/transcriptions/<dialog>.txt``; None when the folder is absent."""
+    folder = sess_dir / "dialog" / "transcriptions"
+    if not folder.is_dir():
+        return None
+    text = {}
+    for f in sorted(folder.glob("*.txt")):
+        if _hidden(f.name):
+            continue
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = _IEMOCAP_LINE.match(line.strip())
+            if m:
+                text[m.group(1)] = _one_line(m.group(2))
+    return text
 
 
 def _scaled(value: float, low: float, high: float) -> str:
@@ -355,7 +384,10 @@ def prepare_iemocap(root, all_labels: bool = False) -> list[dict]:
     """IEMOCAP. 4 classes by default (ang, hap+exc -> happy, neu, sad: 5531 utterances); ``all_labels`` keeps
     every label (exc stays ``excited``, xxx -> ``unknown``, oth -> ``other``: EMO-SUPERB's label set).
     speaker = session + gender of the utterance's own speaker (``Ses01M`` for ``Ses01F_impro01_M000``: the letter
-    before the utterance number, not the dialog's), extra column ``session`` (``Ses01``).
+    before the utterance number, not the dialog's), extra columns ``session`` (``Ses01``), ``dialog``
+    (``Ses01F_impro01``), ``start`` / ``end`` (the utterance's ``[start - end]`` in the dialogue, seconds) and
+    ``text`` (its words from ``dialog/transcriptions/<dialog>.txt``, when that folder exists; empty for an
+    utterance the transcripts lack).
     ``votes``: one vote per category an evaluator named on the utterance's ``C-E*`` (annotators), ``C-F*`` and
     ``C-M*`` (the actors' self-evaluations) lines (Excited counts as happy unless ``all_labels``);
     ``valence``, ``arousal``, ``dominance``: the ``[V, A, D]`` consensus (1-5) scaled to [0, 1] by (x - 1) / 4."""
@@ -381,6 +413,7 @@ def prepare_iemocap(root, all_labels: bool = False) -> list[dict]:
         if not label_files:
             problems.add(emo_dir, "no label files (<dialog>.txt) found")
             continue
+        transcripts = _iemocap_transcripts(sess_dir)
         for lf in label_files:
             current: dict | None = None  # the entry the following C-* vote lines belong to
             for lineno, line in enumerate(lf.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -427,13 +460,19 @@ def prepare_iemocap(root, all_labels: bool = False) -> list[dict]:
                 if not vad:
                     problems.add(f"{lf}:{lineno}", f"no [V, A, D] triple for {utt}")
                     continue
+                when = _IEMOCAP_TIME.fullmatch(parts[0])
+                if not when:
+                    problems.add(f"{lf}:{lineno}", f"no [start - end] time for {utt}")
+                    continue
                 gender = m.group(4)
                 key = _rel_key(wav, base)
                 utt_ids[key] = utt
                 v, a, d = (float(x) for x in vad.groups())
+                extra = {} if transcripts is None else {"text": transcripts.get(utt, "")}
                 current = _entry(wav, key, table[emo], f"Ses0{n}{gender}", gender, session=f"Ses0{n}",
+                                 dialog=dialog, start=f"{float(when.group(1)):.4f}", end=f"{float(when.group(2)):.4f}",
                                  valence=_scaled(v, 1, 5), arousal=_scaled(a, 1, 5), dominance=_scaled(d, 1, 5),
-                                 _votes={})
+                                 **extra, _votes={})
                 entries.append(current)
     for e in entries:
         e["votes"] = format_votes(e.pop("_votes"))
@@ -456,15 +495,16 @@ _MELD_BROKEN = {("train", "dia125_utt3"), ("dev", "dia110_utt7")}
 
 @_corpus('meld', "original", "MELD (Friends), 7 classes, official train/dev/test",
          layout=('MELD.Raw/{train,dev,test}_sent_emo.csv (Dialogue_ID, Utterance_ID, Speaker, Emotion) and the '
-                 'clips train_splits/, dev_splits_complete/, output_repeated_splits_test/ as diaX_uttY.{wav,flac} '
-                 '(anywhere up to 3 levels below --root, or below --audio-dir when the .mp4 were converted to a '
-                 'mirror tree)'),
+                 'clips train_splits/, dev_splits_complete/, output_repeated_splits_test/ as diaX_uttY.mp4 as '
+                 'distributed (read with PyAV: pip install emotion2vec[media]) or .wav/.flac (anywhere up to 3 '
+                 'levels below --root, or below --audio-dir for a converted mirror tree)'),
          options=("audio_dir",))
 def prepare_meld(root, audio_dir=None) -> list[dict]:
     """MELD: rows from {train,dev,test}_sent_emo.csv, 7 labels (joy -> happy, anger -> angry, sadness -> sad),
     speaker = the CSV's Speaker, split train/valid/test, key ``<train|dev|test>/diaX_uttY``. The two known broken
     clips (train dia125_utt3, dev dia110_utt7) are skipped with a note. Audio: .wav/.flac next to the release's
-    .mp4 or in a mirror tree given as ``audio_dir``; clips with more than 2 channels get ``channel=2``."""
+    .mp4 or in a mirror tree given as ``audio_dir``, else the release's .mp4 itself when PyAV is installed (the
+    ``media`` extra; extraction then decodes it directly); clips with more than 2 channels get ``channel=2``."""
     corpus = "meld"
     root = _check_root(corpus, root)
     audio_base = _check_root(corpus, audio_dir) if audio_dir else root
@@ -515,11 +555,13 @@ def prepare_meld(root, audio_dir=None) -> list[dict]:
                           if (folder / f"{name}{ext}").is_file()), None)
             if audio is None:
                 mp4 = next((f / f"{name}.mp4" for f in mp4_folders if (f / f"{name}.mp4").is_file()), None)
-                if mp4 is not None:
-                    mp4_only.append(mp4)
-                else:
+                if mp4 is None:
                     problems.add(folder / f"{name}.wav", f"audio missing for {prefix} row {i} of {csvs[0].name}")
-                continue
+                    continue
+                if not _pyav_available():
+                    mp4_only.append(mp4)
+                    continue
+                audio = mp4
             entries.append(_entry(audio, f"{prefix}/{name}", _MELD_LABELS[emo], speaker.replace("\t", " "), "",
                                   channel="", split=split, text=_one_line(row.get("Utterance", ""))))
     if not csv_found:
@@ -1040,14 +1082,16 @@ def _msp_votes(path: Path, corpus: str, problems: "_Problems") -> dict[str, dict
 @_corpus('msp-podcast', "original", "MSP-Podcast, 8 classes + arousal/valence/dominance, official split",
          layout=('Labels/labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, '
                  'Split_Set in Train/Development/Test1/Test2), optional Labels/labels_detailed.csv (one row per '
-                 'rater: FileName + EmoClass_Major, or an EmoDetail cell) and Audios/<FileName>'),
+                 'rater: FileName + EmoClass_Major, or an EmoDetail cell), Audios/<FileName> and optional '
+                 'Transcripts/<FileName stem>.txt'),
          options=("all_labels", "test_set"))
 def prepare_msp_podcast(root, all_labels: bool = False, test_set: str | None = None) -> list[dict]:
     """MSP-Podcast: 8 consensus classes (A, S, H, U, F, D, C, N; ``all_labels`` keeps O = other and X = no
     agreement as ``unknown``), split Train / Development / ``test_set`` (default Test1) -> train / valid / test,
     segments of the other test sets left out (logged); ``arousal``, ``valence``, ``dominance`` = EmoAct, EmoVal,
     EmoDom (1-7) scaled to [0, 1] by (x - 1) / 6; speaker = SpkrID (empty when Unknown); ``votes`` = the raters'
-    primary categories from labels_detailed.csv when present."""
+    primary categories from labels_detailed.csv when present; ``text`` = ``Transcripts/<stem>.txt`` when that
+    folder exists (empty for a segment without one)."""
     corpus = "msp-podcast"
     root = _check_root(corpus, root)
     test_set = (test_set or "Test1").strip()
@@ -1059,6 +1103,8 @@ def prepare_msp_podcast(root, all_labels: bool = False, test_set: str | None = N
     base = labels_csv.parent.parent if labels_csv.parent.name.lower() == "labels" else labels_csv.parent
     audio_dirs = _find(base, ["Audios", "Audio"], want_dir=True, depth=1)
     audio_dir = audio_dirs[0] if audio_dirs else base / "Audios"
+    transcript_dirs = _find(base, ["Transcripts", "Transcript", "Transcription", "Transcriptions"], want_dir=True,
+                            depth=1)
     problems = _Problems(corpus, root)
     detailed = labels_csv.parent / "labels_detailed.csv"
     votes = _msp_votes(detailed, corpus, problems) if detailed.is_file() else {}
@@ -1092,10 +1138,14 @@ def prepare_msp_podcast(root, all_labels: bool = False, test_set: str | None = N
             continue
         speaker = row["SpkrID"].strip()
         stem = Path(row["FileName"]).stem
+        extra = {}
+        if transcript_dirs:
+            words = transcript_dirs[0] / f"{stem}.txt"
+            extra["text"] = _one_line(words.read_text(encoding="utf-8", errors="replace")) if words.is_file() else ""
         entries.append(_entry(audio, stem, label, "" if speaker.lower() in ("unknown", "") else speaker,
                               _GENDER_WORDS.get(row["Gender"].strip().lower(), ""), split=split,
                               arousal=_scaled(act, 1, 7), valence=_scaled(val, 1, 7), dominance=_scaled(dom, 1, 7),
-                              votes=format_votes(votes.get(stem, {}))))
+                              votes=format_votes(votes.get(stem, {})), **extra))
     if left_out:
         log.info("%s: left out the segments of %s (--test-set %s is the test set)", corpus,
                  ", ".join(f"{k} ({v})" for k, v in sorted(left_out.items())), test_set)

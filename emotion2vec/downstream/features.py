@@ -2,7 +2,14 @@
 
 All features are loaded once; a batch gathers its frames and pools them with a segment sum (no padding), so
 frame-level probes cost only their real frames. With ``layer="weighted"`` every stored layer is kept, (sum T, L, D),
-for a head that learns its own mix of them.
+for a head that learns its own mix of them. Utterance-token features (``extract --granularity tokens``) load as
+one utterance vector each: the mean of the E token outputs.
+
+Several feature sources of the same utterances are joined by concatenating their vectors (:func:`load_sources`,
+:func:`concat_sources`; ``probe --concat-features``): utterance-level vectors side by side; with a frame-level
+source, every utterance-level vector is repeated on each of that utterance's frames; frame-level sources must
+have the same number of frames per utterance. Frame + utterance-token features of one model are the paper's
+"Utt + Frm" input (Table 9); speech + text features the fusion of Table 6.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import torch
 
 from . import ProbeError
 
-__all__ = ["PackedFeatures", "parse_layer", "load_features", "concat_features"]
+__all__ = ["PackedFeatures", "parse_layer", "load_features", "concat_features", "concat_sources", "load_sources"]
 
 
 @dataclass
@@ -126,7 +133,8 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
     stored = store.layers
     layer = _resolve_negative(parse_layer(layer), store.meta.get("num_layers"))
     frame = store.granularity == "frame"
-    if store.granularity not in ("frame", "utterance"):
+    tokens = store.granularity == "tokens"
+    if store.granularity not in ("frame", "utterance", "tokens"):
         raise ProbeError(f"{directory}: unknown granularity {store.granularity!r}")
     # one preallocated (sum T, D) array, sized from index.tsv's frame counts (no second copy of the corpus)
     lengths = np.asarray([store.frames(k) if frame else 1 for k in keys], dtype=np.int64)
@@ -134,7 +142,12 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
     layer_axis = (len(stored),) if layer == "weighted" else ()
     data = np.empty((int(lengths.sum()), *layer_axis, store.dim), dtype=np.float32)
     for key, start, n in zip(keys, offsets, lengths):
-        x = _select_layer(store.get(key), stored, layer, frame)
+        x = store.get(key)
+        if tokens:  # (L,) E, D -> the mean of the utterance tokens
+            if x.shape[-2] == 0:
+                raise ProbeError(f"{directory}: features of {key!r} hold no utterance tokens")
+            x = x.mean(axis=-2)
+        x = _select_layer(x, stored, layer, frame)
         want = (n, *layer_axis, store.dim) if frame else (*layer_axis, store.dim)
         if x.shape != want:
             raise ProbeError(f"{directory}: features of {key!r} have shape {x.shape}, expected {want} "
@@ -158,3 +171,60 @@ def concat_features(a: PackedFeatures, b: PackedFeatures) -> PackedFeatures:
                          f"{tuple(a.x.shape[1:])} per frame")
     return PackedFeatures(a.keys + b.keys, torch.cat([a.x, b.x]), torch.cat([a.offsets, b.offsets + len(a.x)]),
                           torch.cat([a.lengths, b.lengths]), a.frame)
+
+
+def concat_sources(parts: Sequence[PackedFeatures], names: Sequence[str] = ()) -> PackedFeatures:
+    """The features of the same utterances from several sources, concatenated along the feature axis in the
+    given order: (N, D1 + D2 + ...) when every source is utterance-level; with frame-level sources, (sum T, ...) on
+    their frames, each utterance-level vector repeated on every frame of its utterance. Frame-level sources must
+    agree on every utterance's frame count (the mismatches are listed by key). ``names`` name the sources in
+    errors."""
+    names = list(names) or [f"source {i + 1}" for i in range(len(parts))]
+    first = parts[0]
+    for p, name in zip(parts[1:], names[1:]):
+        if p.keys != first.keys:
+            raise ProbeError(f"{name} holds other utterances than {names[0]} (the sources must be loaded for the "
+                             f"same keys)")
+    if any(p.x.dim() == 3 for p in parts):
+        raise ProbeError("--layer weighted keeps every layer of one source: it does not go with concatenated "
+                         "feature sources (pick a layer, or average with --layer mean)")
+    frames = [(p, name) for p, name in zip(parts, names) if p.frame]
+    if not frames:
+        return PackedFeatures(first.keys, torch.cat([p.x for p in parts], dim=1), first.offsets, first.lengths, False)
+    ref, ref_name = frames[0]
+    for p, name in frames[1:]:
+        bad = (p.lengths != ref.lengths).nonzero().flatten().tolist()
+        if bad:
+            listed = ", ".join(f"{ref.keys[i]!r} ({int(ref.lengths[i])} vs {int(p.lengths[i])})" for i in bad[:10])
+            raise ProbeError(f"{len(bad)} utterance(s) have other frame counts in {name} than in {ref_name}, e.g. "
+                             f"{listed}: frame-level sources must share the frame rate (extract both from models "
+                             f"with the same frame rate, or concatenate an utterance-level source)")
+    total = int(ref.lengths.sum())
+    offsets = torch.cumsum(ref.lengths, 0) - ref.lengths  # of the joined rows
+    segments = torch.repeat_interleave(torch.arange(len(ref.keys)), ref.lengths, output_size=total)
+    within = torch.arange(total) - offsets[segments]  # frame index inside its utterance
+    pieces = [p.x[p.offsets[segments] + within] if p.frame else p.x[segments] for p in parts]
+    return PackedFeatures(first.keys, torch.cat(pieces, dim=1), offsets, ref.lengths.clone(), True)
+
+
+def load_sources(directory: str | os.PathLike, keys: Sequence[str], layer=None,
+                 concat: Sequence[str | os.PathLike] = (), concat_layer=None) -> tuple[PackedFeatures, dict[str, Any]]:
+    """:func:`load_features` of ``directory``, joined with the features of every folder in ``concat``
+    (:func:`concat_sources`; each loaded with ``concat_layer``, default ``layer``). ``info`` is the first source's,
+    with the joined granularity, dimension and frame count, and ``concat``: per added source its folder,
+    granularity, dimension, layer and settings."""
+    packed, info = load_features(directory, keys, layer)
+    if not concat:
+        return packed, info
+    parts, names, added = [packed], [str(directory)], []
+    for extra in concat:
+        p, i = load_features(extra, keys, layer if concat_layer is None else concat_layer)
+        parts.append(p)
+        names.append(str(extra))
+        added.append({"features": str(extra), "granularity": i["granularity"], "dim": i["dim"], "layer": i["layer"],
+                      "stored_layers": i["stored_layers"], "settings": i["settings"]})
+    joined = concat_sources(parts, names)
+    info = {**info, "granularity": "frame" if joined.frame else info["granularity"], "dim": joined.dim,
+            "frames": int(joined.lengths.sum()), "concat": added,
+            "empty": [k for k, n in zip(keys, joined.lengths.tolist()) if n == 0]}
+    return joined, info

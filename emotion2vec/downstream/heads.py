@@ -162,10 +162,14 @@ class Head(nn.Module):
             return F.linear(x, weight, self.proj.bias - weight @ self.input_mean[0])
         return self.proj(self.layers((x - self.input_mean) * self.input_inv_std))
 
+    def pooled(self, frames: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The head's utterance vector before dropout and the output layer. ``frames`` (F, [L,] D) of len(lengths)
+        utterances back to back; ``segments`` (F,) the utterance of each. -> (B, hidden) or (B, 2 hidden) (stats)."""
+        return self.pooling(F.relu(self._project(frames)), segments, lengths)
+
     def forward_packed(self, frames: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``frames`` (F, [L,] D) of len(lengths) utterances back to back; ``segments`` (F,) the utterance of each."""
-        h = F.relu(self._project(frames))
-        return self.output(self.dropout(self.pooling(h, segments, lengths)))
+        return self.output(self.dropout(self.pooled(frames, segments, lengths)))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Padded frames (B, T, [L,] D) with ``lengths`` (B,) (None: all valid), or utterances (B, [L,] D)."""

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from . import ProbeError
-from .features import PackedFeatures, concat_features, load_features
+from .features import PackedFeatures, load_features, load_sources
+from .features import concat_features as append_utterances
 from .heads import Head, save_head
 from .metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, summarize, summary_metrics
 from .targets import Targets, apply_label_map, build_targets, vote_classes
@@ -51,7 +52,7 @@ RESULTS_VERSION = 2
 SMALL_BATCH_WORK = 1 << 28
 
 
-def _read_inputs(data_dir: Path, protocol: str | None, seed: int) -> tuple[list[dict], dict[str, Any]]:
+def read_inputs(data_dir: Path, protocol: str | None, seed: int) -> tuple[list[dict], dict[str, Any]]:
     """data.tsv rows and the checked folds (the manifest and folds modules own the formats and their checks)."""
     from ..io.manifests import read_data_tsv
     from .folds import load_folds
@@ -71,7 +72,7 @@ def _read_rows(data_dir: Path) -> list[dict]:
         raise ProbeError(str(e)) from None
 
 
-def _pick_folds(folds: list[dict], spec: str | None) -> list[dict]:
+def pick_folds(folds: list[dict], spec: str | None) -> list[dict]:
     if not spec:
         return folds
     by_name = {f["name"]: f for f in folds}
@@ -88,7 +89,7 @@ def _pick_folds(folds: list[dict], spec: str | None) -> list[dict]:
     return out
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -101,7 +102,7 @@ def _resolve_device(name: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def _cpu_settings(threads: int | None):
+def cpu_settings(threads: int | None):
     """Torch CPU threads for the duration of training, and denormals flushed to zero: near-converged probes
     push RMSprop's running averages into the denormal range, where CPU float math is several times slower."""
     previous = torch.get_num_threads()
@@ -121,21 +122,33 @@ def _fmt(metric: str, value: float | None) -> str:
     return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
 
 
-def _run_fold(packed: PackedFeatures, targets: Targets, f: dict, i: int, config: ProbeConfig, log) -> FoldResult:
-    """``f``: a fold whose train / valid / test hold positions in ``packed`` and ``targets``."""
+def carve_valid(train: Sequence, fraction: float, seed: int, index: int) -> tuple[list, list]:
+    """A seeded random ``fraction`` of ``train`` (at least one) as valid. -> (train, valid), each in ``train``'s order.
+    Probe, fine-tuning and conversation runs carve the same utterances for the same (seed, fold index)."""
+    order = np.random.default_rng([seed, index]).permutation(len(train))
+    n_valid = max(1, int(round(fraction * len(train))))
+    return [train[j] for j in sorted(order[n_valid:])], [train[j] for j in sorted(order[:n_valid])]
+
+
+def fold_splits(f: Mapping, index: int, seed: int, valid_fraction: float, valid_is_test: bool
+                ) -> tuple[list, list, list, str]:
+    """train, valid, test of fold ``f`` (the ``index``-th selected) with the dev rules: the fold's own valid set;
+    else a seeded ``valid_fraction`` of train (:func:`carve_valid`); 0 = none (the last epoch is kept); with
+    ``valid_is_test`` train + valid train and the test set selects. -> (train, valid, test, a note for the log)."""
     train, valid, test = list(f["train"]), list(f["valid"]), list(f["test"])
-    note = ""
-    if config.valid_is_test:
-        train, valid, note = train + valid, test, " (selecting on test)"
-    elif not valid and config.valid_fraction > 0:
-        rng = np.random.default_rng([config.seed, i])
-        order = rng.permutation(len(train))
-        n_valid = max(1, int(round(config.valid_fraction * len(train))))
-        valid = [train[j] for j in sorted(order[:n_valid])]
-        train = [train[j] for j in sorted(order[n_valid:])]
-        note = f" (valid = random {config.valid_fraction:.0%} of train)"
-    elif not valid:
-        note = " (no valid: last epoch)"
+    if valid_is_test:
+        return train + valid, test, test, " (selecting on test)"
+    if not valid and valid_fraction > 0:
+        train, valid = carve_valid(train, valid_fraction, seed, index)
+        return train, valid, test, f" (valid = random {valid_fraction:.0%} of train)"
+    return train, valid, test, "" if valid else " (no valid: last epoch)"
+
+
+def _run_fold(packed: PackedFeatures, targets: Targets, f: dict, i: int, config: ProbeConfig, log
+              ) -> tuple[FoldResult, list[int]]:
+    """``f``: a fold whose train / valid / test hold positions in ``packed`` and ``targets``. -> (its result, the
+    positions its epoch was selected on)."""
+    train, valid, test, note = fold_splits(f, i, config.seed, config.valid_fraction, config.valid_is_test)
     result = train_fold(packed, targets, train, valid, test, config, name=f["name"])
     shown = " ".join(f"{METRIC_NAMES[m]} {_fmt(m, result.test.get(m))}"
                      for m in summary_metrics(config.task)[:4])
@@ -143,7 +156,7 @@ def _run_fold(packed: PackedFeatures, targets: Targets, f: dict, i: int, config:
           f"{_fmt(result.ci['metric'], result.ci['high'])}]" if result.ci else "")
     log(f"probe: {result.name}: train {result.n_train} valid {result.n_valid} test {result.n_test}{note}; "
         f"best epoch {result.best_epoch}/{result.epochs_run}; test {shown}{ci} ({result.seconds:.1f}s)")
-    return result
+    return result, valid
 
 
 def check_fold_labels(folds: Sequence[dict], label_of: dict[str, str], allow_unseen: bool = False) -> list[str]:
@@ -214,6 +227,7 @@ class ProbeResult:
     notes: list[str] = field(default_factory=list)
     audit: dict[str, Any] | None = None
     cross_corpus: dict[str, Any] | None = None
+    concat: list[dict[str, Any]] = field(default_factory=list)  # feature sources joined to ``features``
 
     def head_meta(self, fold: FoldResult) -> dict[str, Any]:
         """What a saved head needs besides its weights to be used again."""
@@ -221,7 +235,7 @@ class ProbeResult:
                 "layer": self.layer, "stored_layers": list(self.stored_layers), "granularity": self.granularity,
                 "standardize": self.config.standardize, "feature_settings": self.feature_settings,
                 "fold": fold.name, "corpus": self.corpus, "protocol": self.protocol, "source": self.source,
-                "config": asdict(self.config)}
+                "config": asdict(self.config), "concat": self.concat}
 
     def to_dict(self) -> dict[str, Any]:
         from .. import __version__
@@ -281,6 +295,8 @@ class ProbeResult:
                                        "std": np.std(weights, axis=0).tolist()}
         if self.cross_corpus:
             result["cross_corpus"] = self.cross_corpus
+        if self.concat:
+            result["concat"] = self.concat
         return result
 
     def predictions(self, targets: Targets, position: Mapping[tuple[str, str], int]) -> list[dict[str, Any]]:
@@ -318,9 +334,21 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
               folds: str | None = None, name: str | None = None, fold_seed: int = 0, verbose: bool = True,
               threads: int | None = None, allow_unseen_test_labels: bool = False,
               test_features: str | os.PathLike | None = None, test_data: str | os.PathLike | None = None,
-              label_map: str | None = None, audit_audio: bool = True) -> dict[str, Any]:
+              label_map: str | None = None, audit_audio: bool = True, train_fraction: float = 1.0,
+              group_by: Sequence[str] | None = None, speaker_min: int = 20, embedding: str | None = None,
+              concat_features: Sequence[str | os.PathLike] = (), concat_layer=None,
+              embedding_colour: str = "label") -> dict[str, Any]:
     """Train and score the heads on every fold; write the outputs to ``out`` (when given); return results.json's
     dict.
+
+    ``train_fraction``: a stratified, seeded share of each fold's training keys
+    (:func:`emotion2vec.analysis.efficiency.subsample_train`). ``group_by`` / ``speaker_min``: the fairness and
+    per-speaker analysis (:func:`emotion2vec.analysis.fairness.group_analysis`; None = ``gender`` when present).
+    ``embedding``: a fold (name or number) whose head's hidden layer is mapped to 2-D (:mod:`emotion2vec.analysis.
+    embedding`).
+
+    ``concat_features``: feature folders of the same utterances joined to ``features`` (each loaded with
+    ``concat_layer``, default ``layer``; :func:`~.features.load_sources`): speech + text, frames + utterance tokens.
 
     ``threads``: torch CPU threads while training; None = 1 when a batch is small (< SMALL_BATCH_WORK
     multiply-adds in the first layer, e.g. any utterance-level features: the matmuls only lose to thread
@@ -343,6 +371,8 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
         raise ProbeError("cross-corpus testing needs both --test-features and --test-data")
     if label_map and not cross:
         raise ProbeError("--label-map applies to cross-corpus runs (with --test-features and --test-data)")
+    if cross and concat_features:
+        raise ProbeError("--concat-features applies to runs on one corpus, not to cross-corpus testing")
     warnings: list[str] = []
     cross_info = None
     if cross:
@@ -363,9 +393,13 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
                       "test_data": str(test_dir), "label_map": mapping,
                       "dropped": {"train": dropped_a, "test": dropped_b}}
     else:
-        rows, fold_spec = _read_inputs(data_dir, protocol, fold_seed)
+        rows, fold_spec = read_inputs(data_dir, protocol, fold_seed)
         test_rows = []
-        selected = _pick_folds(list(fold_spec["folds"]), folds)
+        selected = pick_folds(list(fold_spec["folds"]), folds)
+    if train_fraction != 1.0:
+        from ..analysis.efficiency import subsample_train
+
+        selected = subsample_train(selected, {r["key"]: r["label"] for r in rows}, train_fraction, config.seed)
     names = _names(config, fold_spec, rows)
     if cross:
         _check_cross_labels(config.task, names, test_rows, dropped_b)
@@ -388,8 +422,9 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     by_key = {r["key"]: r for r in rows}
     keys = list(dict.fromkeys(k for f in selected for split in ("train", "valid", "test") for k in f[split]
                               if not (cross and split == "test")))
-    log(f"probe: loading {len(keys)} feature files from {features}")
-    packed, info = load_features(features, keys, layer)
+    log(f"probe: loading {len(keys)} feature files from {features}"
+        + "".join(f" + {c}" for c in concat_features))
+    packed, info = load_sources(features, keys, layer, concat_features, concat_layer)
     ordered_rows = [by_key[k] for k in keys]
     position = {("data", k): i for i, k in enumerate(keys)}
     if cross:
@@ -399,7 +434,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
         if test_info["stored_layers"] != info["stored_layers"] and info["layer"] == "weighted":
             raise ProbeError(f"--layer weighted: the test features hold layers {test_info['stored_layers']}, the "
                              f"training features {info['stored_layers']}")
-        packed = concat_features(packed, test_packed)
+        packed = append_utterances(packed, test_packed)
         cross_info["test_feature_settings"] = test_info["settings"]
         position.update({("test", k): len(keys) + i for i, k in enumerate(test_keys)})
         ordered_rows += list(test_rows)
@@ -411,7 +446,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     targets = build_targets(config.task, ordered_rows, names, where=str(data_dir / "data.tsv"))
     for n in targets.notes:
         log(f"probe: note: {n}")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     packed = packed.to(dev)
     load_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in Head(head_config(config, packed, len(names))).parameters())
@@ -428,8 +463,9 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
                   * config.hidden)
     if threads is None and batch_work < SMALL_BATCH_WORK:
         threads = 1
-    with _cpu_settings(threads):
-        fold_results = [_run_fold(packed, targets, f, i, config, log) for i, f in enumerate(positioned)]
+    with cpu_settings(threads):
+        fold_runs = [_run_fold(packed, targets, f, i, config, log) for i, f in enumerate(positioned)]
+    fold_results = [fr for fr, _ in fold_runs]
     train_s = time.perf_counter() - t0 - load_s
 
     result = ProbeResult(
@@ -438,13 +474,39 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
         features=str(features), data=str(data_dir), granularity=info["granularity"], dim=packed.dim,
         stored_layers=info["stored_layers"], layer=info["layer"], names=names, parameters=n_params,
         config=config, device=str(dev), folds=fold_results, warnings=warnings, notes=targets.notes + audit["notes"],
-        feature_settings=info["settings"], audit=audit, cross_corpus=cross_info,
+        feature_settings=info["settings"], audit=audit, cross_corpus=cross_info, concat=info.get("concat", []),
         timing={"load_s": load_s, "train_s": train_s, "total_s": time.perf_counter() - t0})
     result_dict = result.to_dict()
+    # fairness and per-speaker analysis of the test predictions, valid predictions for ensembles (emotion2vec.analysis)
+    from ..analysis.fairness import group_analysis, group_summary
+    from ..analysis.runs import VALID_PREDICTIONS, Predictions
+
+    test_preds = Predictions.from_records(result.predictions(targets, position), config.task, names)
+    result_dict.update(group_analysis(test_preds, {r["key"]: r for r in (test_rows if cross else rows)}, group_by,
+                                      speaker_min, config.bootstrap, config.seed))
+    if train_fraction != 1.0:
+        result_dict["train_fraction"] = train_fraction
+    for line in group_summary(result_dict):
+        log(f"probe: {line}")
     if out is not None:
+        from ..analysis.inference import fold_predictions
+        from ..analysis.plots import write_analysis_plots
+        from ..io.atomic import atomic_write_text
+
         for fr in fold_results:
             save_head(Path(out) / "heads" / f"{fr.name}.pt", fr.head, **result.head_meta(fr))
-        report.write_outputs(out, result_dict, result.predictions(targets, position))
-        log(f"probe: wrote {', '.join(report.output_files(result_dict))} and heads/ to {out}")
+        valid_preds = fold_predictions(packed, targets, [(fr.name, fr.head, result.head_meta(fr), positions)
+                                                         for fr, positions in fold_runs])
+        atomic_write_text(Path(out) / VALID_PREDICTIONS, report.predictions_tsv(valid_preds.records(), names,
+                                                                               config.task))
+        if embedding is not None:
+            from ..analysis.embedding import write_embedding
+
+            write_embedding(out, result_dict, test_preds, {fr.name: fr.head for fr in fold_results}, embedding,
+                            packed, [position[(side["test"], k)] for k in test_preds.keys], config.seed,
+                            embedding_colour)
+        write_analysis_plots(out, result_dict)
+        report.write_outputs(out, result_dict, test_preds.records())
+        log(f"probe: wrote {', '.join(report.output_files(result_dict))}, {VALID_PREDICTIONS} and heads/ to {out}")
     log(report.summary_markdown(result_dict))
     return result_dict

@@ -13,14 +13,21 @@ import torch
 from ..io.audio import SAMPLE_RATE
 from . import DTYPE_NAMES, ExtractionError
 
-__all__ = ["DTYPES", "Backend", "ModelBackend", "FbankBackend", "load_backend", "resolve_dtype"]
+__all__ = ["DTYPES", "Backend", "ModelBackend", "UtteranceTokenBackend", "FbankBackend", "load_backend",
+           "resolve_dtype", "token_backend"]
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """A dtype name, a torch dtype, or ``"auto"``: bfloat16 where ``device`` accelerates it (CPUs with AMX /
+    AVX512-BF16, GPUs with bf16), float32 elsewhere (:mod:`emotion2vec.device`)."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        from ..device import auto_dtype
+
+        return auto_dtype(device)
     if dtype not in DTYPES:
         raise ExtractionError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     return DTYPES[dtype]
@@ -56,7 +63,12 @@ class Backend:
 
 class ModelBackend(Backend):
     """Any upstream (:mod:`emotion2vec.models.upstream`: emotion2vec / data2vec 2.0, data2vec (v1), ``hf:``) in eval
-    mode; ``dtype`` other than float32 runs under autocast. ``name`` is the upstream's kind."""
+    mode; ``dtype`` other than float32 runs under autocast. ``name`` is the upstream's kind.
+
+    With a reduced ``dtype``, an emotion2vec model is prepared by :func:`emotion2vec.device.
+    reduced_precision_inference`: the large matrix multiplies in ``dtype`` with their weights stored in it once, the
+    small layers where bf16 costs accuracy for no speed in fp32.
+    """
 
     name = "emotion2vec"
 
@@ -66,6 +78,10 @@ class ModelBackend(Backend):
 
         self.model = model.eval().to(device)
         self.name = upstream_kind(model)
+        if dtype != torch.float32 and self.name == "emotion2vec":
+            from ..device import reduced_precision_inference
+
+            reduced_precision_inference(self.model, dtype)
         self.classifier = classifier  # the checkpoint's ClassifierSpec (emotion2vec+), or None
         self.cfg = model.cfg
         self.device, self.dtype = device, dtype
@@ -77,7 +93,9 @@ class ModelBackend(Backend):
     def num_frames(self, num_samples: int) -> int:
         return self.cfg.num_frames(num_samples)
 
-    def forward(self, batch: torch.Tensor, lengths: torch.Tensor, layers: list[int]) -> torch.Tensor:
+    def features(self, batch: torch.Tensor, lengths: torch.Tensor, layers: list[int]):
+        """The upstream's :class:`~emotion2vec.models.encoder.FeatureOutput` for (B, N) padded waveforms with (B,)
+        valid samples, computed on the device in the compute dtype."""
         batch = batch.to(self.device, non_blocking=True)
         lengths = lengths.to(self.device)
         pad = None
@@ -85,7 +103,10 @@ class ModelBackend(Backend):
             pad = torch.arange(batch.shape[1], device=self.device)[None, :] >= lengths[:, None]
         autocast = self.dtype != torch.float32
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
-            out = self.model.extract_features(batch, pad, layers=layers, ffn=())
+            return self.model.extract_features(batch, pad, layers=layers, ffn=())
+
+    def forward(self, batch: torch.Tensor, lengths: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        out = self.features(batch, lengths, layers)
         return torch.stack([out.layer_outputs[i] for i in layers]).float()
 
     def settings(self) -> dict[str, Any]:
@@ -93,6 +114,46 @@ class ModelBackend(Backend):
 
         return {"backend": self.name, "dtype": _dtype_name(self.dtype),
                 "attention": self.model.attention_implementation, **upstream_settings(self.model)}
+
+
+class UtteranceTokenBackend(Backend):
+    """The outputs at the utterance-token positions of an emotion2vec model: per input (L, E, D) for its E extra
+    ("chunk") tokens instead of (L, T, D) frames. The mean over E of the last block's tokens is the vector the
+    utterance loss trains. Inputs always run whole (``windowed`` False): the tokens attend over the whole input."""
+
+    windowed = False
+
+    def __init__(self, inner: ModelBackend):
+        self.inner = inner
+        self.num_tokens = int(getattr(inner.cfg, "num_extra_tokens", 0) or 0)
+        self.name, self.device, self.num_layers, self.dim = inner.name, inner.device, inner.num_layers, inner.dim
+        self.frame_rate, self.normalize, self.description = inner.frame_rate, inner.normalize, inner.description
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.num_tokens
+
+    def forward(self, batch: torch.Tensor, lengths: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        out = self.inner.features(batch, lengths, layers)
+        return torch.stack([out.token_outputs[i] for i in layers]).float()
+
+    def settings(self) -> dict[str, Any]:
+        return {**self.inner.settings(), "tokens": self.num_tokens}
+
+
+def token_backend(backend: Backend, checkpoint: str = "") -> UtteranceTokenBackend:
+    """``backend``'s utterance tokens (``--granularity tokens``); refused by name for a backend or upstream without
+    them (fbank, openSMILE, ONNX graphs, data2vec (v1), Hugging Face models, data2vec 2.0 checkpoints with
+    ``num_extra_tokens`` 0)."""
+    what = checkpoint or backend.description or backend.name
+    if not isinstance(backend, ModelBackend):
+        raise ExtractionError(f"--granularity tokens: {what} ({backend.name}) has no utterance tokens; they exist "
+                              f"in emotion2vec checkpoints (run with the torch backend)")
+    tokens = UtteranceTokenBackend(backend)
+    if tokens.num_tokens == 0:
+        raise ExtractionError(f"--granularity tokens: {what} ({backend.name}) has no utterance tokens "
+                              f"(num_extra_tokens 0); they exist in emotion2vec checkpoints (10 in "
+                              f"emotion2vec_base)")
+    return tokens
 
 
 class FbankBackend(Backend):
@@ -122,9 +183,20 @@ class FbankBackend(Backend):
 
 
 def load_backend(checkpoint: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
-                 trust: bool = False, preset_name: str | None = None, attention: str = "sdpa") -> Backend:
+                 trust: bool = False, preset_name: str | None = None, attention: str = "sdpa",
+                 backend: str | None = None) -> Backend:
     """``checkpoint``: any upstream :func:`~emotion2vec.models.upstream.load_upstream` loads (our / official
-    checkpoints, data2vec (v1), ``hf:PATH``), ``fbank``, or ``opensmile:SET[:LEVEL]`` (:mod:`.opensmile`)."""
+    checkpoints, data2vec (v1), ``hf:PATH``), ``fbank``, ``opensmile:SET[:LEVEL]`` (:mod:`.opensmile`), or a graph
+    of ``emotion2vec export`` (``.onnx``). ``backend``: ``torch``, or ``onnxruntime`` (:mod:`.onnx`; the default
+    for a ``.onnx`` file). ``dtype``: a name or ``auto`` (:func:`resolve_dtype`)."""
+    if backend == "onnxruntime" or (backend is None and str(checkpoint).endswith(".onnx")):
+        from .onnx import load_onnx_backend
+
+        return load_onnx_backend(checkpoint, device, dtype)
+    if backend not in (None, "torch"):
+        raise ExtractionError(f"--backend {backend!r}: choose torch or onnxruntime")
+    if str(checkpoint).endswith(".onnx"):
+        raise ExtractionError(f"{checkpoint} is an ONNX graph: run it with --backend onnxruntime")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ExtractionError("--device cuda requested but CUDA is not available")
@@ -134,7 +206,7 @@ def load_backend(checkpoint: str, device: str | torch.device = "cpu", dtype: str
         from .opensmile import OpenSmileBackend
 
         return OpenSmileBackend.from_spec(checkpoint)
-    dtype = resolve_dtype(dtype)
+    dtype = resolve_dtype(dtype, device)
     from ..models.upstream import load_upstream
 
     model, ckpt = load_upstream(checkpoint, trust=trust, preset_name=preset_name)

@@ -25,8 +25,8 @@ import torch
 
 from ..io.atomic import atomic_save_npy, atomic_write_text
 from ..io.audio import SAMPLE_RATE
-from . import ExtractionError
-from .backends import Backend
+from . import GRANULARITIES, SEQUENCE_GRANULARITIES, ExtractionError
+from .backends import Backend, token_backend
 from .engine import BatchedForward, plan_batches, pool
 from .inputs import Item, decoded_batches, discover_inputs, probe_lengths
 from .store import FEATURES_FORMAT, FEATURES_VERSION, INDEX_COLUMNS, FeatureStore
@@ -35,7 +35,7 @@ __all__ = ["ExtractionResult", "run_extraction", "checkpoint_stamp", "SETTINGS"]
 
 #: features.json fields that must agree for a resume to add to a folder
 SETTINGS = ("checkpoint", "checkpoint_stamp", "backend", "dtype", "attention", "granularity", "layers", "dim",
-            "chunk_seconds", "packed", "scores")
+            "chunk_seconds", "packed", "scores", "text_pooling")
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if int(old.get("version", 1)) < FEATURES_VERSION:
         return [f"it was written by an older emotion2vec (features.json version {old.get('version', 1)}) that did "
                 f"not record the compute dtype, attention and chunk length"]
-    return [f"{k} is {old.get(k)!r} there, {new[k]!r} now" for k in SETTINGS if old.get(k) != new[k]]
+    return [f"{k} is {old.get(k)!r} there, {new.get(k)!r} now" for k in SETTINGS if old.get(k) != new.get(k)]
 
 
 def _open_output(out: Path, meta: dict[str, Any], items: list[Item], overwrite: bool, log) -> bool:
@@ -175,10 +175,11 @@ def _index_rows(out: Path, items: list[Item], frames: dict[str, int], npy_path: 
             rows.append([it.key, it.path, "0", f"error: {it.error}", "", ""] + [""] * len(shown or []))
             continue
         path = npy_path(it)
+        sequence = granularity in SEQUENCE_GRANULARITIES
         if it.key not in frames:  # finished in an earlier run: read the frame count from the .npy header
             arr = np.load(path, mmap_mode="r")
-            frames[it.key] = arr.shape[-2] if granularity == "frame" else 1
-        n = frames[it.key] if granularity == "frame" else 1
+            frames[it.key] = arr.shape[-2] if sequence else 1
+        n = frames[it.key] if sequence else 1
         if packed:
             rows.append([it.key, it.path, str(n), "ok", "features.npy", str(offset)])
             offset += n
@@ -235,10 +236,17 @@ def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: B
 
     ``recognizer`` (a model's classification head, :class:`~emotion2vec.recognize.recognizer.Recognizer`): its class
     probabilities are written beside the features, as ``p_<label>`` columns of index.tsv.
+    ``granularity`` ``tokens``: the outputs at the utterance-token positions, (E, D) per input and layer
+    (:class:`~.backends.UtteranceTokenBackend`).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    if granularity not in ("frame", "utterance"):
-        raise ExtractionError(f"--granularity {granularity!r}: choose frame or utterance")
+    if granularity not in GRANULARITIES:
+        raise ExtractionError(f"--granularity {granularity!r}: choose {', '.join(GRANULARITIES)}")
+    if granularity == "tokens":
+        if recognizer is not None:
+            raise ExtractionError("--scores reads the frames of the classifier's layer: it does not go with "
+                                  "--granularity tokens")
+        backend = token_backend(backend, checkpoint_name)
     out = Path(out_dir)
     t0 = time.perf_counter()
     items = discover_inputs(inputs)                                                           # 1

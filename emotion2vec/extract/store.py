@@ -1,14 +1,15 @@
 """The on-disk layout written by ``emotion2vec extract`` and a reader for it.
 
 A feature directory holds
-    features.json   {"format": "emotion2vec-features", "version": 2, "granularity": "frame"|"utterance",
+    features.json   {"format": "emotion2vec-features", "version": 2, "granularity": "frame"|"utterance"|"tokens",
                      "layers": [block indices], "dim": D, "frame_rate": 50.0, "packed": bool, "backend": ...,
                      "dtype": the compute dtype, "attention": "sdpa"|"eager", "chunk_seconds": ..., ...}
     index.tsv       header ``key path frames status output offset``; one row per input. ``status`` is ``ok`` or
                     ``error: <reason>``; ``output`` is the .npy (relative to the directory); ``offset`` is the
                     first row in the packed array (empty when not packed).
 Per-file mode: ``<key>.npy`` mirrors the key (which mirrors the input's relative path), shaped (T, D) for frame
-features or (D,) for utterance features; with several layers a leading layer axis: (L, T, D) / (L, D).
+features, (D,) for utterance features or (E, D) for the E utterance tokens (``tokens``: index.tsv's ``frames`` holds
+E); with several layers a leading layer axis: (L, T, D) / (L, D) / (L, E, D).
 Packed mode (``--packed``, as the official downstream recipe expects): ``features.npy`` (sum T, D) or
 (sum T, L, D), ``features.lengths`` (T per row of index.tsv with status ok, in order).
 """
@@ -24,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import Emotion2VecError
+from . import SEQUENCE_GRANULARITIES
 
 __all__ = ["FEATURES_FORMAT", "FEATURES_VERSION", "INDEX_COLUMNS", "FeatureStore", "FeatureStoreError", "read_index"]
 
@@ -117,7 +119,7 @@ class FeatureStore:
             x = np.asarray(self._packed[start:start + int(row["frames"])])
             if self.granularity == "utterance":
                 x = x[0]
-            if x.ndim == (3 if self.granularity == "frame" else 2):  # (T, L, D) -> (L, T, D)
+            if x.ndim == (3 if self.granularity in SEQUENCE_GRANULARITIES else 2):  # (T, L, D) -> (L, T, D)
                 x = np.moveaxis(x, -2, 0)
         else:
             x = np.load(self.directory / row["output"], allow_pickle=False)

@@ -29,10 +29,10 @@ __all__ = [
 
 
 
-def _layer_norm_channels(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """LayerNorm (no affine) over the channel axis of (B, C, T), computed in fp32 and cast back."""
+def _layer_norm_channels(x: Tensor, channels: int, eps: float = 1e-5) -> Tensor:
+    """LayerNorm (no affine) over the ``channels`` axis of (B, C, T), computed in fp32 and cast back."""
     y = x.transpose(1, 2).float()
-    y = F.layer_norm(y, (y.shape[-1],), eps=eps)
+    y = F.layer_norm(y, (channels,), eps=eps)
     return y.to(x.dtype).transpose(1, 2)
 
 
@@ -50,9 +50,14 @@ class ChannelsLastConv1d(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size))
         nn.init.kaiming_normal_(self.weight)
 
+    def columns(self, x: Tensor) -> Tensor:
+        """(B, L, C_in) -> the input windows (B, L', C_in * kernel), in the (c, k) order of ``weight.flatten(1)``."""
+        return x.unfold(1, self.kernel_size, self.stride).flatten(2)
+
     def forward(self, x: Tensor) -> Tensor:
-        cols = x.unfold(1, self.kernel_size, self.stride).flatten(2)  # (B, L', C_in * kernel), (c, k) order
-        return F.linear(cols, self.weight.flatten(1))
+        if torch.onnx.is_in_onnx_export():  # ONNX has no unfold over a dynamic length; Conv is the same product
+            return F.conv1d(x.transpose(1, 2), self.weight, stride=self.stride).transpose(1, 2)
+        return F.linear(self.columns(x), self.weight.flatten(1))
 
     def extra_repr(self) -> str:
         c_out, c_in, k = self.weight.shape
@@ -73,7 +78,8 @@ class ConvLayerBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv(x)
-        y = F.layer_norm(y.float(), y.shape[-1:], self.norm.weight.float(), self.norm.bias.float(), self.norm.eps)
+        y = F.layer_norm(y.float(), self.norm.normalized_shape, self.norm.weight.float(), self.norm.bias.float(),
+                         self.norm.eps)
         return F.gelu(y.to(x.dtype))
 
 
@@ -145,7 +151,7 @@ class GroupedConvLayer(nn.Module):
         x = self.conv(x)
         if self.trim:
             x = x[..., : -self.trim]
-        return F.gelu(_layer_norm_channels(x))
+        return F.gelu(_layer_norm_channels(x, self.conv.out_channels))
 
 
 class ConvPositionalEncoder(nn.Module):

@@ -4,7 +4,8 @@
       -> feature_extractor (CNN)            (B, T, C)
       -> feature_projection                 (B, T, D)         "local features"
       -> encoder: + pos_conv(x); ALiBi bias; [extra tokens | frames]; context_norm; prenet blocks; main blocks
-      -> x (B, T, D) with the extra tokens removed, plus every block's output and FFN output
+      -> x (B, T, D) with the extra tokens removed, plus every block's output and FFN output (and the outputs
+         at the extra-token positions, the utterance tokens)
 
 The student adds a CNN ``decoder`` (training only); the EMA teacher is a copy of ``encoder`` alone.
 """
@@ -60,12 +61,15 @@ class EncoderOutput:
 @dataclass
 class FeatureOutput:
     """Features with the extra tokens removed: x (B, T, D); per block lists of (B, T, D) or None;
-    padding_mask (B, T) (True = padded frame) or None when nothing is padded."""
+    padding_mask (B, T) (True = padded frame) or None when nothing is padded. ``token_outputs``: per block, the
+    outputs at the E utterance-token positions (B, E, D) or None (same blocks as ``layer_outputs``); empty for a
+    model without extra tokens. The mean over E of the last block's is what the utterance loss trains."""
 
     x: Tensor
     layer_outputs: list[Tensor | None] = field(default_factory=list)
     ffn_outputs: list[Tensor | None] = field(default_factory=list)
     padding_mask: Tensor | None = None
+    token_outputs: list[Tensor | None] = field(default_factory=list)
 
 
 def _linspace(start: float, end: float, n: int) -> list[float]:
@@ -239,7 +243,8 @@ class Emotion2VecModel(nn.Module):
 
         waveform (B, N), already normalised per utterance; padding_mask (B, N) True = padding.
         ``layers`` / ``ffn``: block indices (prenet first, negative allowed) to return; None = all.
-        -> :class:`FeatureOutput` with x (B, T, D) = output of the last block.
+        -> :class:`FeatureOutput` with x (B, T, D) = output of the last block, and the utterance-token outputs of
+        the same blocks (B, E, D) in ``token_outputs``.
         """
         feats, frame_mask = self.local_features(waveform, padding_mask)
         out = self.encoder(feats, frame_mask, collect_layers=layers, collect_ffn=ffn)
@@ -248,5 +253,6 @@ class Emotion2VecModel(nn.Module):
         def strip(t: Tensor | None) -> Tensor | None:
             return None if t is None else t[:, E:]
 
+        tokens = [None if t is None else t[:, :E] for t in out.layer_outputs] if E else []
         return FeatureOutput(strip(out.x), [strip(t) for t in out.layer_outputs],
-                             [strip(t) for t in out.ffn_outputs], frame_mask)
+                             [strip(t) for t in out.ffn_outputs], frame_mask, tokens)

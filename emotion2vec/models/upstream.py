@@ -16,6 +16,7 @@ An upstream is a ``torch.nn.Module`` with the interface of :class:`~emotion2vec.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, runtime_checkable
 
@@ -88,21 +89,50 @@ def upstream_settings(model: Any) -> dict[str, Any]:
     return dict(settings()) if callable(settings) else {}
 
 
+HF_CLASSIFIER = "classifier.json"  # beside a fine-tuned Hugging Face encoder (``encoder/``): the head's entry
+
+
+def read_hf_classifier(folder: str | os.PathLike):
+    """The classification head stored beside a fine-tuned Hugging Face encoder (``classifier.json`` +
+    ``head.safetensors`` in ``folder``, the encoder in ``folder/encoder``), or None when ``folder`` has none."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from .checkpoint import CheckpointError, ClassifierSpec
+
+    folder = Path(folder)
+    if not (folder / HF_CLASSIFIER).exists():
+        return None
+    try:
+        meta = json.loads((folder / HF_CLASSIFIER).read_text(encoding="utf-8"))
+        return ClassifierSpec(meta["kind"], list(meta["labels"]), load_file(folder / "head.safetensors"),
+                              dict(meta.get("config") or {}))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{folder}: cannot read the classifier beside the encoder: {e}") from None
+
+
 def load_upstream(spec: str | os.PathLike, trust: bool = False, preset_name: str | None = None):
     """Load any upstream in eval mode. -> (model, info).
 
-    ``hf:PATH`` -> :class:`~emotion2vec.models.hf.HFUpstream`; anything else goes to
-    :func:`~emotion2vec.models.checkpoint.load_model`, which reads emotion2vec / data2vec 2.0 / FunASR / our
-    checkpoints and fairseq data2vec (v1) ``data2vec_audio`` checkpoints (as
+    ``hf:PATH`` -> :class:`~emotion2vec.models.hf.HFUpstream` (with the classifier beside it when ``PATH`` is the
+    ``encoder/`` of a fine-tuned export); a fine-tuned Hugging Face export folder (``classifier.json`` + ``encoder/``)
+    likewise; anything else goes to :func:`~emotion2vec.models.checkpoint.load_model`, which reads emotion2vec /
+    data2vec 2.0 / FunASR / our checkpoints and fairseq data2vec (v1) ``data2vec_audio`` checkpoints (as
     :class:`~emotion2vec.models.data2vec1.Data2Vec1Model`). ``info`` has ``source``, ``path``, ``classifier`` and
     ``meta``.
     """
     text = os.fspath(spec)
+    export = Path(text)
+    if not text.startswith(HF_PREFIX) and export.is_dir() and (export / HF_CLASSIFIER).exists():
+        text = HF_PREFIX + str(export / "encoder")
     if text.startswith(HF_PREFIX):
         from .hf import load_hf_upstream
 
         model = load_hf_upstream(text[len(HF_PREFIX):])
-        return model.eval(), UpstreamInfo(f"hf:{model.cfg.model_class}", text, None, {"hf": model.settings()})
+        beside = Path(text[len(HF_PREFIX):]).parent
+        classifier = read_hf_classifier(beside) if beside.is_dir() else None
+        return model.eval(), UpstreamInfo(f"hf:{model.cfg.model_class}", text, classifier, {"hf": model.settings()})
     if text == "fbank" or text.startswith("opensmile:"):
         raise CheckpointError(f"{text!r} is a feature baseline, not a model: use it with `emotion2vec extract "
                               f"--checkpoint {text}` (and in recipes), not as a model")

@@ -11,6 +11,14 @@ One training step (per micro-batch):
        utt. loss   = sum over rows of r(u_hat, mean_t Y) * alpha * M      (M = number of masked frames)
        with r(a, b) = (a - b)^2 / sqrt(D); the trainer divides the summed loss by M.
 After every optimizer step u (1-based) call :meth:`Emotion2VecPretrainer.ema_step` with u.
+
+Speed settings (they change no algorithm):
+    attention_implementation  "auto" (default): the explicit-softmax attention on a CPU, where it is faster for the
+                              training step than SDPA with an additive ALiBi mask, and SDPA on a GPU
+    compute_dtype             "float32" (default), "bfloat16" (autocast: matrix multiplies in bf16, norms, softmax
+                              and losses in fp32) or "auto" (bfloat16 on CPUs with AMX / AVX512-BF16, float32
+                              elsewhere). It applies to fp32 weights; with fairseq's common.fp16 / common.bf16 the
+                              trainer has already cast the whole model and this setting is not used.
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.config import ConfigError, Emotion2VecConfig
+from ..device import AUTO, resolve_compute_dtype
+from ..models.config import ATTENTION_IMPLEMENTATIONS, ConfigError, Emotion2VecConfig
 from ..models.encoder import ContextEncoder, Emotion2VecModel
 from .masking import mask_info, span_mask
 
@@ -70,6 +79,10 @@ class DistillationConfig:
     min_target_var: float = 0.1
     min_pred_var: float = 0.01
     collapse_check_after: int = 5000  # updates before the collapse guard is armed
+    # Speed only (see the module docstring): "auto" = eager attention on CPU, SDPA on GPU; "float32" | "bfloat16" |
+    # "auto" (bf16 autocast where the CPU accelerates it).
+    attention_implementation: str = "auto"
+    compute_dtype: str = "float32"
 
     def validate(self, model_cfg: Emotion2VecConfig) -> None:
         if self.utterance_loss not in UTTERANCE_LOSSES:
@@ -86,6 +99,11 @@ class DistillationConfig:
             raise ConfigError(f"mask_prob={self.mask_prob} must be in (0, 1)")
         if model_cfg.decoder_layers < 1:
             raise ConfigError("pretraining needs the CNN decoder (decoder_layers >= 1)")
+        if self.attention_implementation not in (AUTO, *ATTENTION_IMPLEMENTATIONS):
+            raise ConfigError(f"attention_implementation={self.attention_implementation!r}; choose one of "
+                              f"{', '.join((AUTO, *ATTENTION_IMPLEMENTATIONS))}")
+        if self.compute_dtype not in (AUTO, "float32", "bfloat16"):
+            raise ConfigError(f"compute_dtype={self.compute_dtype!r}; choose float32, bfloat16 or auto")
 
 
 def ema_decay_at(num_updates: int, start: float, end: float, anneal_end_step: int) -> float:
@@ -182,9 +200,30 @@ class Emotion2VecPretrainer(Emotion2VecModel):
         self.num_updates = 0
 
     def set_attention_implementation(self, implementation: str) -> "Emotion2VecPretrainer":
-        super().set_attention_implementation(implementation)
-        self.teacher.module.set_attention_implementation(implementation)
+        """Student and teacher; also becomes ``distill.attention_implementation`` (``"auto"`` re-selects per device
+        at the next forward)."""
+        if implementation != AUTO:
+            super().set_attention_implementation(implementation)
+            self.teacher.module.set_attention_implementation(implementation)
+        self.distill.attention_implementation = implementation
         return self
+
+    # -- speed settings (no effect on the algorithm) -----------------------------------------------------------
+    def attention_for(self, device: torch.device) -> str:
+        """The attention implementation used on ``device``: ``auto`` = eager on a CPU (faster there for the
+        training step, ``benchmarks/pretrain_step.py``), SDPA elsewhere."""
+        choice = self.distill.attention_implementation
+        if choice == AUTO:
+            return "eager" if device.type == "cpu" else "sdpa"
+        return choice
+
+    def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+        """The autocast dtype ``compute_dtype`` selects on ``device``, or None for none: float32, or weights that
+        are not fp32 (fairseq's common.fp16 / bf16 have cast the model already)."""
+        if self.feature_projection.linear.weight.dtype != torch.float32:
+            return None
+        dtype = resolve_compute_dtype(self.distill.compute_dtype, device)
+        return None if dtype == torch.float32 else dtype
 
     # -- teacher bookkeeping -------------------------------------------------------------------------------
     def ema_decay(self, num_updates: int | None = None) -> float:
@@ -227,7 +266,7 @@ class Emotion2VecPretrainer(Emotion2VecModel):
 
         (B, T, D) -> frame targets (B, T, D) fp32 and utterance targets (B, D) fp32 (see ``utterance_target``).
         """
-        self.teacher.to(feats.device, feats.dtype)
+        self.teacher.to(feats.device, self.feature_projection.linear.weight.dtype)  # autocast keeps it fp32
         P, L = self.cfg.prenet_depth, self.cfg.depth
         top = list(range(P + L - self.distill.average_top_k_layers, P + L))
         out = self.teacher(feats.detach(), collect_ffn=top)
@@ -251,6 +290,15 @@ class Emotion2VecPretrainer(Emotion2VecModel):
 
         -> :class:`PretrainOutput`. Divide ``sum(losses)`` by ``sample_size`` for the per-frame objective.
         """
+        attention = self.attention_for(source.device)
+        if attention != self.attention_implementation:
+            super().set_attention_implementation(attention)
+            self.teacher.module.set_attention_implementation(attention)
+        dtype = self.autocast_dtype(source.device)
+        with torch.autocast(source.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            return self._forward(source, mask)
+
+    def _forward(self, source: Tensor, mask: Tensor | None) -> PretrainOutput:
         d, cfg = self.distill, self.cfg
         C, E = d.clone_batch, cfg.num_extra_tokens
         feats, _ = self.local_features(source)  # (B, T, D)

@@ -6,6 +6,9 @@ classification head. With ``window`` (seconds) every file is cut into windows of
 ``hop`` seconds (default: ``window``), the last one aligned to the end of the file, so that every window has the
 same length and the whole file is covered; a file shorter than one window is one window. Each input or window is
 normalised on its own, as a separate utterance would be.
+
+A regression head (a model fine-tuned with ``--task regression``) gives the predicted value of each target instead
+of a label and probabilities: TSV columns ``key [start end] <target>... status path``, JSONL ``values``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ __all__ = ["Prediction", "window_bounds", "check_window", "predict", "prediction
 
 @dataclass
 class Prediction:
-    """One input, or one window of it (``start`` / ``end`` in seconds); ``probabilities`` over the head's labels."""
+    """One input, or one window of it (``start`` / ``end`` in seconds); ``probabilities`` over the head's labels
+    (a regression head's predicted values)."""
 
     key: str
     path: str
@@ -85,7 +89,7 @@ def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str
     results: dict[str, list[Prediction]] = {}
     bar = tqdm(total=len(readable), unit="file", disable=None if progress else True, file=sys.stderr)
     for samples in decoded_batches(readable, batches, normalize=False, num_workers=num_workers):
-        segments, owners = [], []
+        segments, raw, owners = [], [], []
         for i, wav, err in samples:
             it = readable[i]
             if err is not None:
@@ -94,10 +98,11 @@ def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str
             bounds = window_bounds(len(wav), window, hop) if window else [(0, len(wav))]
             for a, b in bounds:
                 segments.append(engine.prepare(wav[a:b].numpy()))
+                raw.append(wav[a:b] if recognizer.needs_waveforms else None)
                 owners.append((it, a, b))
         if segments:
             feats = engine(segments)
-            probs = recognizer.probabilities([f[0] for f in feats])
+            probs = recognizer.probabilities([f[0] for f in feats], raw if recognizer.needs_waveforms else None)
             for (it, a, b), p in zip(owners, probs):
                 results.setdefault(it.key, []).append(Prediction(
                     it.key, it.path, a / SAMPLE_RATE if window else None, b / SAMPLE_RATE if window else None, p))
@@ -110,29 +115,39 @@ def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str
 
 
 def _columns(recognizer: Recognizer, windowed: bool) -> list[str]:
-    return ["key", *(["start", "end"] if windowed else []), "label",
-            *(f"p_{name}" for name in recognizer.display_labels), "status", "path"]
+    times = ["start", "end"] if windowed else []
+    if recognizer.regression:
+        return ["key", *times, *recognizer.labels, "status", "path"]
+    return ["key", *times, "label", *(f"p_{name}" for name in recognizer.display_labels), "status", "path"]
+
+
+def _label(recognizer: Recognizer, probabilities: np.ndarray) -> int:
+    """Index of the winning label (never an ``unuse*`` one)."""
+    shown = recognizer.shown
+    return shown[int(np.argmax(probabilities[shown]))]
 
 
 def predictions_tsv(predictions: list[Prediction], recognizer: Recognizer) -> str:
-    """key [start end] label p_<label>... status path; labels in English, ``unuse*`` labels left out."""
+    """key [start end] label p_<label>... status path; labels in English, ``unuse*`` labels left out. Regression:
+    key [start end] <target>... status path."""
     windowed = any(p.start is not None for p in predictions)
     lines = ["\t".join(_columns(recognizer, windowed))]
-    shown = recognizer.shown
+    shown = list(range(len(recognizer.labels))) if recognizer.regression else recognizer.shown
     for p in predictions:
         times = [f"{p.start:.3f}", f"{p.end:.3f}"] if windowed and p.start is not None else (["", ""] if windowed else [])
+        label = [] if recognizer.regression else [""]
         if p.error is not None:
-            lines.append("\t".join([p.key, *times, "", *([""] * len(shown)), f"error: {p.error}", p.path]))
+            lines.append("\t".join([p.key, *times, *label, *([""] * len(shown)), f"error: {p.error}", p.path]))
             continue
-        best = shown[int(np.argmax(p.probabilities[shown]))]
-        lines.append("\t".join([p.key, *times, display_label(recognizer.labels[best]),
-                                *(f"{p.probabilities[i]:.6f}" for i in shown), "ok", p.path]))
+        if not recognizer.regression:
+            label = [display_label(recognizer.labels[_label(recognizer, p.probabilities)])]
+        lines.append("\t".join([p.key, *times, *label, *(f"{p.probabilities[i]:.6f}" for i in shown), "ok", p.path]))
     return "\n".join(lines) + "\n"
 
 
 def predictions_jsonl(predictions: list[Prediction], recognizer: Recognizer) -> str:
     """One object per input / window: English ``label`` and ``scores``, the checkpoint's own strings in
-    ``label_raw`` and ``scores_raw``."""
+    ``label_raw`` and ``scores_raw`` (a regression head: ``values``, target -> predicted value)."""
     lines = []
     for p in predictions:
         obj: dict = {"key": p.key, "path": p.path}
@@ -140,9 +155,11 @@ def predictions_jsonl(predictions: list[Prediction], recognizer: Recognizer) -> 
             obj.update(start=round(p.start, 3), end=round(p.end, 3))
         if p.error is not None:
             obj["error"] = p.error
+        elif recognizer.regression:
+            obj["values"] = {name: float(v) for name, v in zip(recognizer.labels, p.probabilities)}
         else:
             shown = recognizer.shown
-            best = shown[int(np.argmax(p.probabilities[shown]))]
+            best = _label(recognizer, p.probabilities)
             obj.update(label=display_label(recognizer.labels[best]), label_raw=recognizer.labels[best],
                        scores={display_label(recognizer.labels[i]): float(p.probabilities[i]) for i in shown},
                        scores_raw={recognizer.labels[i]: float(p.probabilities[i]) for i in shown})
@@ -151,25 +168,29 @@ def predictions_jsonl(predictions: list[Prediction], recognizer: Recognizer) -> 
 
 
 def timeline_png(predictions: list[Prediction], recognizer: Recognizer, title: str) -> bytes:
-    """The probability of every label over the windows of one recording, the winning label marked on top."""
+    """The probability of every label over the windows of one recording, the winning label marked on top (a
+    regression head: every target's predicted value)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows = [p for p in predictions if p.error is None]
     centres = np.array([(p.start + p.end) / 2 for p in rows])
-    probs = np.stack([p.probabilities[recognizer.shown] for p in rows])
-    names = recognizer.display_labels
+    shown = list(range(len(recognizer.labels))) if recognizer.regression else recognizer.shown
+    probs = np.stack([p.probabilities[shown] for p in rows])
+    names = recognizer.labels if recognizer.regression else recognizer.display_labels
     fig = Figure(figsize=(max(6.0, min(18.0, 0.25 * len(rows) + 4)), 3.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for j, name in enumerate(names):
         ax.plot(centres, probs[:, j], marker="o" if len(rows) < 40 else None, ms=3, label=name)
-    top = probs.argmax(1)
-    for c, j in zip(centres, top):
-        ax.annotate(names[j], (c, 1.02), ha="center", va="bottom", fontsize=7, rotation=90, annotation_clip=False)
-    ax.set_ylim(0, 1)
+    if recognizer.regression:
+        ax.set_ylabel("predicted value")
+    else:
+        for c, j in zip(centres, probs.argmax(1)):
+            ax.annotate(names[j], (c, 1.02), ha="center", va="bottom", fontsize=7, rotation=90, annotation_clip=False)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("probability")
     ax.set_xlabel("time (s), window centres")
-    ax.set_ylabel("probability")
     ax.set_title(title, pad=40)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=min(len(names), 5), loc="upper right")
