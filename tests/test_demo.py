@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("fairseq", reason="the fairseq extra is not installed (pip install -e .[train])")
 
 BIN = Path(sys.executable).parent
-SOURCES = ("pretrained", "before_pretraining", "fbank")
+SOURCES = ("pretrained", "before_pretraining", "fbank", "egemaps", "fine-tuned")
 
 
 def _demo(out: Path) -> subprocess.CompletedProcess:

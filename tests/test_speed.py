@@ -262,6 +262,18 @@ def test_onnx_int8_stays_within_its_documented_error(fixtures_dir, exported):
 
 
 @needs_ort
+def test_int8_export_leaves_nothing_in_the_working_directory(fixtures_dir, tmp_path, monkeypatch):
+    """ONNX Runtime's quantiser writes debug copies into the working directory when its shape inference fails (it
+    does on dynamic lengths); an export must leave only its own output, also with a relative path."""
+    from emotion2vec.extract.export import export_onnx
+
+    monkeypatch.chdir(tmp_path)
+    export_onnx(fixtures_dir / "tiny_emotion2vec.pt", "graphs/int8.onnx", quantize="int8")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["graphs", "graphs/int8.onnx"]
+    assert os.getcwd() == str(tmp_path)
+
+
+@needs_ort
 def test_onnx_layers_dtype_and_device_checks(fixtures_dir, exported, tmp_path):
     from emotion2vec.extract.onnx import OnnxBackend
 

@@ -38,9 +38,13 @@ def reduce_2d(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
         import umap  # optional: pip install umap-learn
     except ImportError:
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
         perplexity = float(min(30.0, max(1.0, (len(x) - 1) / 3)))
-        return TSNE(2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x), "t-SNE"
+        # one OpenMP thread: scikit-learn's pool contends with torch's and is 10x slower on a loaded CPU for maps of
+        # a few hundred points, where one thread takes seconds
+        with threadpool_limits(1):
+            return TSNE(2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x), "t-SNE"
     return umap.UMAP(n_components=2, random_state=seed).fit_transform(x), "UMAP"
 
 

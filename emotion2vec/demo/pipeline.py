@@ -47,9 +47,10 @@ class DemoSettings:
     folds: int = 6  # speaker-independent folds of 2 speakers each
     max_update: int = 450
     # Pretraining runs with model.compute_dtype=auto: bf16 autocast where the CPU accelerates it (AMX, AVX512-BF16),
-    # about 1.25x faster per update on the small preset (benchmarks/pretrain_step.py), so the same time buys more
-    # updates there. Extraction stays fp32 (exact): on the small preset bf16 would save about a second.
-    max_update_bf16: int = 560
+    # about 1.15-1.2x faster per update on the small preset (demo: 450 updates in 310 s fp32, 560 in 337 s bf16 on an
+    # AMX Xeon; benchmarks/pretrain_step.py), so the same time buys more updates there. Extraction stays fp32
+    # (exact): on the small preset bf16 would save about a second.
+    max_update_bf16: int = 510
     lr: float = 1e-3
     warmup: int = 60
     max_tokens: int = 180000  # about 4 utterances per update

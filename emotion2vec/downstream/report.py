@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import Emotion2VecError
 from ..io.atomic import atomic_write_bytes, atomic_write_text
 from .metrics import METRIC_NAMES, METRICS, PERCENT_METRICS, summary_metrics
+from .tasks import LOWER_IS_BETTER
 
 __all__ = [
     "OUTPUT_FILES",
@@ -61,8 +62,6 @@ class ReportError(Emotion2VecError, ValueError):
 
 OUTPUT_FILES = ("results.json", "results.md", "predictions.tsv", "confusion.png")
 TABLE_METRICS = ("wa", "ua", "wf1")
-#: metrics where a smaller mean is better (bold marks the minimum)
-_LOWER_IS_BETTER = ("mae", "loss")
 #: how the paper spells the corpora (falls back to the name as stored)
 CORPUS_NAMES = {
     "iemocap": "IEMOCAP", "meld": "MELD", "ravdess": "RAVDESS", "ravdess-song": "RAVDESS-Song",
@@ -414,7 +413,7 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
             means = [cells[(s, group)]["summary"].get(m, {}).get("mean") for s in row_names if (s, group) in cells]
             means = [v for v in means if v is not None and not math.isnan(v)]
             if len(means) > 1:
-                best[(group, m)] = min(means) if m in _LOWER_IS_BETTER else max(means)
+                best[(group, m)] = min(means) if m in LOWER_IS_BETTER else max(means)
 
     header = ["Features"] + [f"{corpus_name(g[0])} {_metric_name(m)}" for g in groups
                              for m in group_metrics.get(g, metrics)]

@@ -24,10 +24,12 @@ and standard deviation concatenated); attention and stats need frame-level featu
 
 from __future__ import annotations
 
+import math
+
 from . import ProbeError
 
 __all__ = ["TASKS", "LOSSES", "DEFAULT_LOSS", "HEADS", "POOLINGS", "TASK_SELECT_METRICS", "DEFAULT_SELECT",
-           "LOWER_IS_BETTER", "SMOOTHED_LOSSES", "check_combination"]
+           "LOWER_IS_BETTER", "is_better", "SMOOTHED_LOSSES", "check_combination"]
 
 TASKS = ("categorical", "soft", "multilabel", "regression")
 LOSSES = {
@@ -51,6 +53,15 @@ TASK_SELECT_METRICS = {
 DEFAULT_SELECT = {"categorical": "ua", "soft": "loss", "multilabel": "macro_f1", "regression": "ccc"}
 #: selection metrics to minimise (the others are maximised)
 LOWER_IS_BETTER = ("loss", "mae")
+
+
+def is_better(score: float, best: float | None, metric: str) -> bool:
+    """Whether ``score`` of selection ``metric`` beats ``best`` (None: nothing yet); NaN never does."""
+    if best is None:
+        return True
+    if math.isnan(score):
+        return False
+    return score < best if metric in LOWER_IS_BETTER else score > best
 
 
 def _all_losses() -> list[str]:

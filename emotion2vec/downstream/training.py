@@ -26,9 +26,9 @@ from .heads import Head, HeadConfig
 from .losses import Loss, make_loss
 from .metrics import bootstrap_ci, fast_scores, task_metrics
 from .targets import Targets
-from .tasks import LOWER_IS_BETTER, check_combination
+from .tasks import check_combination, is_better
 
-__all__ = ["DEFAULT_LR", "SELECT_METRICS", "ProbeConfig", "FoldResult", "train_fold", "head_config"]
+__all__ = ["DEFAULT_LR", "SELECT_METRICS", "ProbeConfig", "FoldResult", "train_fold", "head_config", "standardization"]
 
 
 @dataclass
@@ -164,15 +164,14 @@ def _train_stats(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> t
         total += x.sum(0)
         square += (x * x).sum(0)
         count += x.shape[0]
+    return standardization(total, square, count)
+
+
+def standardization(total: torch.Tensor, square: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, 1/std) in float32 from the sum and the sum of squares (float64) of ``count`` vectors; std >= 1e-5."""
     mean = total / max(count, 1)
     std = (square / max(count, 1) - mean * mean).clamp(min=0).sqrt()
     return mean.float(), (1.0 / std.clamp(min=1e-5)).float()
-
-
-def _better(score: float, best: float | None, metric: str) -> bool:
-    if best is None:
-        return True
-    return score < best if metric in LOWER_IS_BETTER else score > best
 
 
 def _scores(loss_fn: Loss, outputs: torch.Tensor, y: torch.Tensor, targets: Targets, idx: np.ndarray
@@ -240,7 +239,7 @@ def train_fold(feats: PackedFeatures, targets: Targets, train: Sequence[int], va
         history["valid_loss"].append(scores["loss"])
         if select != "loss":
             history[f"valid_{select}"].append(score)
-        if _better(score, best_score, select):
+        if is_better(score, best_score, select):
             best_score, best_epoch, bad = score, epoch, 0
             best_state = copy.deepcopy(head.state_dict())
             best_valid = {m: float(v) for m, v in scores.items()}

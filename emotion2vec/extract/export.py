@@ -108,6 +108,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, layers: s
     meta = {"emotion2vec.config": json.dumps(model.cfg.to_dict()), "emotion2vec.layers": json.dumps(layer_ids),
             "emotion2vec.quantize": quantize, "emotion2vec.source": f"{checkpoint} ({ckpt.source})"}
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        tmp = os.path.abspath(tmp)  # the quantiser runs with the working directory changed (below)
         fp32 = Path(tmp) / "fp32.onnx"
         with torch.no_grad(), warnings.catch_warnings():
             # the tracer warns about parameter shapes and python constants (static by construction) and about the
@@ -125,10 +126,15 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, layers: s
             final = Path(tmp) / "int8.onnx"
             root = logging.getLogger()
             root.addFilter(_no_preprocessing_advice)  # its shape pre-pass fails on dynamic lengths; not needed
+            # ONNX Runtime's shape inference saves a debug copy of the graph into the working directory when it
+            # fails (it does on dynamic lengths): run it inside the temporary folder so that nothing is left behind
+            cwd = os.getcwd()
+            os.chdir(tmp)
             try:
                 quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True,
                                  op_types_to_quantize=["MatMul"], nodes_to_quantize=int8)
             finally:
+                os.chdir(cwd)
                 root.removeFilter(_no_preprocessing_advice)
         else:
             final = fp32

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from ..downstream.metrics import METRIC_NAMES, PERCENT_METRICS, fast_scores
 from ..downstream.targets import Targets
-from ..downstream.tasks import LOWER_IS_BETTER
+from ..downstream.tasks import is_better
+from ..downstream.training import standardization
 from ..io.atomic import atomic_write
 from ..io.audio import SAMPLE_RATE
 from . import FinetuneError
@@ -190,17 +191,7 @@ def frame_statistics(model: FinetuneModel, data: FoldData, indices: list[int], r
         square = (x * x).sum(0) if square is None else square + (x * x).sum(0)
         count += x.shape[0]
     model.train()
-    mean = total / max(count, 1)
-    std = (square / max(count, 1) - mean * mean).clamp(min=0).sqrt()
-    return mean.float(), (1.0 / std.clamp(min=1e-5)).float()
-
-
-def _better(score: float, best: float | None, metric: str) -> bool:
-    if best is None:
-        return True
-    if math.isnan(score):
-        return False
-    return score < best if metric in LOWER_IS_BETTER else score > best
+    return standardization(total, square, count)
 
 
 def _fmt(metric: str, value: float) -> str:
@@ -418,7 +409,7 @@ def train_fold(model: FinetuneModel, loss_fn: nn.Module, data: FoldData, config:
                 history["valid_loss"].append(round(scores["loss"], 6))
                 if metric != "loss":
                     history[f"valid_{metric}"].append(round(score, 6))
-                if _better(score, selection["best"], metric):
+                if is_better(score, selection["best"], metric):
                     selection.update(best=score, best_epoch=epoch, bad=0, valid=scores)
                     if runtime.main:
                         _save(best_path, {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": epoch,
