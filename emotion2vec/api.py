@@ -52,12 +52,11 @@ class Emotion2Vec:
         from .models.upstream import load_upstream
 
         model, ckpt = load_upstream(path, trust=trust, preset_name=preset)
-        classifier = ckpt.classifier
         recognizer = None
-        if classifier is not None:
+        if ckpt.classifier is not None:
             from .recognize.recognizer import Recognizer
 
-            recognizer = Recognizer.from_spec(classifier, model.cfg.num_layers, model.cfg.embed_dim, str(path))
+            recognizer = Recognizer.from_spec(ckpt.classifier, model.cfg.num_layers, model.cfg.embed_dim, str(path))
         return cls(model, device=device, dtype=dtype, recognizer=recognizer, **kwargs)
 
     @property

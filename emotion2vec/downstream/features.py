@@ -23,7 +23,7 @@ import torch
 
 from . import ProbeError
 
-__all__ = ["PackedFeatures", "parse_layer", "load_features", "concat_features", "concat_sources", "load_sources"]
+__all__ = ["PackedFeatures", "parse_layer", "load_features", "append_utterances", "concat_sources", "load_sources"]
 
 
 @dataclass
@@ -162,7 +162,7 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
     return PackedFeatures(list(keys), x, torch.from_numpy(offsets), torch.from_numpy(lengths), frame), info
 
 
-def concat_features(a: PackedFeatures, b: PackedFeatures) -> PackedFeatures:
+def append_utterances(a: PackedFeatures, b: PackedFeatures) -> PackedFeatures:
     """The utterances of ``a`` then those of ``b`` (same granularity, layers and dimension; keys may repeat: the
     caller addresses utterances by position)."""
     if a.frame != b.frame or a.x.shape[1:] != b.x.shape[1:]:

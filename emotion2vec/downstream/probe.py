@@ -36,8 +36,7 @@ import numpy as np
 import torch
 
 from . import ProbeError
-from .features import PackedFeatures, load_features, load_sources
-from .features import concat_features as append_utterances
+from .features import PackedFeatures, append_utterances, load_features, load_sources
 from .heads import Head, save_head
 from .metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, summarize, summary_metrics
 from .targets import Targets, apply_label_map, build_targets, vote_classes

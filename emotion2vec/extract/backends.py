@@ -21,16 +21,15 @@ DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
     """A dtype name, a torch dtype, or ``"auto"``: bfloat16 where ``device`` accelerates it (CPUs with AMX /
-    AVX512-BF16, GPUs with bf16), float32 elsewhere (:mod:`emotion2vec.device`)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        from ..device import auto_dtype
+    AVX512-BF16, GPUs with bf16), float32 elsewhere (:func:`emotion2vec.device.resolve_compute_dtype`, with a bad
+    name reported as an :class:`ExtractionError`)."""
+    from ..device import resolve_compute_dtype
+    from ..models.config import ConfigError
 
-        return auto_dtype(device)
-    if dtype not in DTYPES:
-        raise ExtractionError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    try:
+        return resolve_compute_dtype(dtype, device)
+    except ConfigError as e:
+        raise ExtractionError(str(e)) from None
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -170,12 +170,12 @@ def _index_rows(out: Path, items: list[Item], frames: dict[str, int], npy_path: 
                 granularity: str, packed: bool, scores: dict[str, np.ndarray] | None = None,
                 shown: list[int] | None = None) -> tuple[list[list[str]], int]:
     rows, offset = [], 0
+    sequence = granularity in SEQUENCE_GRANULARITIES  # (T, D) or (E, D) per layer, else one vector
     for it in items:
         if it.error is not None:
             rows.append([it.key, it.path, "0", f"error: {it.error}", "", ""] + [""] * len(shown or []))
             continue
         path = npy_path(it)
-        sequence = granularity in SEQUENCE_GRANULARITIES
         if it.key not in frames:  # finished in an earlier run: read the frame count from the .npy header
             arr = np.load(path, mmap_mode="r")
             frames[it.key] = arr.shape[-2] if sequence else 1
