@@ -119,7 +119,6 @@ class Emotion2Vec:
         with ``start`` and ``end`` in seconds. A list of inputs gives a list of results.
         """
         from .recognize import RecognitionError
-        from .recognize.recognizer import display_label
         from .recognize.run import check_window, window_bounds
 
         if self.recognizer is None:
@@ -139,15 +138,9 @@ class Emotion2Vec:
                 owners.append((n, a, b))
         probs = self.recognizer.probabilities([f[0] for f in engine(segments)],
                                               waves if self.recognizer.needs_waveforms else None)
-        shown, raw = self.recognizer.shown, self.recognizer.labels
         results: list[list[dict]] = [[] for _ in inputs]
         for (n, a, b), p in zip(owners, probs):
-            if self.recognizer.regression:  # a regression head: the predicted value of each target
-                r = {"values": {name: float(v) for name, v in zip(raw, p)}}
-            else:
-                best = shown[int(np.argmax(p[shown]))]
-                r = {"label": display_label(raw[best]), "scores": {display_label(raw[i]): float(p[i]) for i in shown},
-                     "label_raw": raw[best], "scores_raw": {raw[i]: float(p[i]) for i in shown}}
+            r = self.recognizer.result(p)
             if window:
                 r.update(start=a / SAMPLE_RATE, end=b / SAMPLE_RATE)
             results[n].append(r)

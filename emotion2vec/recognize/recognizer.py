@@ -114,6 +114,22 @@ class Recognizer:
     def display_labels(self) -> list[str]:
         return [display_label(self.labels[i]) for i in self.shown]
 
+    def best(self, probabilities: np.ndarray) -> int:
+        """Index of the winning label (never an ``unuse*`` one)."""
+        shown = self.shown
+        return shown[int(np.argmax(probabilities[shown]))]
+
+    def result(self, probabilities: np.ndarray) -> dict:
+        """One input's prediction: ``{"label", "scores", "label_raw", "scores_raw"}`` (English labels, the
+        checkpoint's own strings in the ``*_raw`` entries, ``unuse*`` labels left out), or ``{"values": {target:
+        value}}`` for a regression head."""
+        p = probabilities
+        if self.regression:
+            return {"values": {name: float(v) for name, v in zip(self.labels, p)}}
+        best, raw = self.best(p), self.labels
+        return {"label": display_label(raw[best]), "scores": {display_label(raw[i]): float(p[i]) for i in self.shown},
+                "label_raw": raw[best], "scores_raw": {raw[i]: float(p[i]) for i in self.shown}}
+
     def to(self, device: torch.device) -> "Recognizer":
         self.head.to(device)
         return self

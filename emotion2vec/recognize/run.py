@@ -121,12 +121,6 @@ def _columns(recognizer: Recognizer, windowed: bool) -> list[str]:
     return ["key", *times, "label", *(f"p_{name}" for name in recognizer.display_labels), "status", "path"]
 
 
-def _label(recognizer: Recognizer, probabilities: np.ndarray) -> int:
-    """Index of the winning label (never an ``unuse*`` one)."""
-    shown = recognizer.shown
-    return shown[int(np.argmax(probabilities[shown]))]
-
-
 def predictions_tsv(predictions: list[Prediction], recognizer: Recognizer) -> str:
     """key [start end] label p_<label>... status path; labels in English, ``unuse*`` labels left out. Regression:
     key [start end] <target>... status path."""
@@ -140,7 +134,7 @@ def predictions_tsv(predictions: list[Prediction], recognizer: Recognizer) -> st
             lines.append("\t".join([p.key, *times, *label, *([""] * len(shown)), f"error: {p.error}", p.path]))
             continue
         if not recognizer.regression:
-            label = [display_label(recognizer.labels[_label(recognizer, p.probabilities)])]
+            label = [display_label(recognizer.labels[recognizer.best(p.probabilities)])]
         lines.append("\t".join([p.key, *times, *label, *(f"{p.probabilities[i]:.6f}" for i in shown), "ok", p.path]))
     return "\n".join(lines) + "\n"
 
@@ -155,14 +149,8 @@ def predictions_jsonl(predictions: list[Prediction], recognizer: Recognizer) -> 
             obj.update(start=round(p.start, 3), end=round(p.end, 3))
         if p.error is not None:
             obj["error"] = p.error
-        elif recognizer.regression:
-            obj["values"] = {name: float(v) for name, v in zip(recognizer.labels, p.probabilities)}
         else:
-            shown = recognizer.shown
-            best = _label(recognizer, p.probabilities)
-            obj.update(label=display_label(recognizer.labels[best]), label_raw=recognizer.labels[best],
-                       scores={display_label(recognizer.labels[i]): float(p.probabilities[i]) for i in shown},
-                       scores_raw={recognizer.labels[i]: float(p.probabilities[i]) for i in shown})
+            obj.update(recognizer.result(p.probabilities))
         lines.append(json.dumps(obj, ensure_ascii=False))
     return "\n".join(lines) + "\n"
 
