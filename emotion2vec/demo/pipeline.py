@@ -176,25 +176,25 @@ def _save_png(fig, path: Path) -> Path:
 
 
 def _tsne(out: Path, sources: list[str], seed: int) -> Path:
-    """2-D t-SNE of utterance features (mean over frames), coloured by emotion, as the paper's Fig. 3."""
+    """2-D map of utterance features (mean over frames), coloured by emotion, as the paper's Fig. 3: t-SNE, or UMAP
+    where umap-learn is installed (:func:`emotion2vec.analysis.embedding.reduce_2d`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    from sklearn.manifold import TSNE
-    from sklearn.preprocessing import StandardScaler
 
+    from ..analysis.embedding import reduce_2d
     from ..extract.store import FeatureStore
     from ..io.manifests import read_data_tsv
 
     rows = read_data_tsv(out / "manifests" / "demo" / "data.tsv")
     labels = sorted({r["label"] for r in rows})
     fig, axes = plt.subplots(1, len(sources), figsize=(5 * len(sources), 4.6))
+    method = "t-SNE"
     for ax, name in zip(np.atleast_1d(axes), sources):
         store = FeatureStore(out / "features" / name)
-        x = np.stack([store[r["key"]].mean(0) for r in rows])
-        emb = TSNE(2, init="pca", perplexity=30, random_state=seed).fit_transform(StandardScaler().fit_transform(x))
+        emb, method = reduce_2d(np.stack([store[r["key"]].mean(0) for r in rows]), seed)
         for label in labels:
             sel = np.array([r["label"] == label for r in rows])
             ax.scatter(emb[sel, 0], emb[sel, 1], s=8, label=label)
@@ -202,7 +202,7 @@ def _tsne(out: Path, sources: list[str], seed: int) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     np.atleast_1d(axes)[0].legend(markerscale=2, fontsize=8)
-    fig.suptitle("t-SNE of utterance features (mean over frames), coloured by emotion")
+    fig.suptitle(f"{method} of utterance features (mean over frames), coloured by emotion")
     fig.tight_layout()
     return _save_png(fig, out / "plots" / "tsne.png")
 
