@@ -169,7 +169,7 @@ async function recognise(file) {
   const long = seconds !== null && seconds > Number($("long").value);
   const window = Number($("window").value), hop = Number($("hop").value);
   $("status").textContent = "Recognising " + (file.name || "the recording") + "…";
-  $("result").dataset.state = "busy";
+  $("result").setAttribute("aria-busy", "true");
   try {
     const [row, windows] = await Promise.all([
       post(file, ""),
@@ -185,9 +185,12 @@ async function recognise(file) {
     $("status").textContent = "";
   } catch (e) {
     URL.revokeObjectURL(url);
+    $("result").hidden = true;  // the result shown was another file's
     showError(e.message === "Failed to fetch" ? "The service cannot be reached." : e.message);
   } finally {
-    $("result").dataset.state = "done";
+    const result = $("result");
+    result.setAttribute("aria-busy", "false");
+    result.dataset.answered = String(Number(result.dataset.answered || 0) + 1);  // uploads answered so far
   }
 }
 
