@@ -538,13 +538,13 @@ def test_the_page_in_chromium_shows_the_label_of_emotion2vec_predict(server, plu
 
 
 # ------------------------------------------------------------------------------------------------------ docs page
-def _bash_blocks(text: str) -> list[str]:
-    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+def _blocks(text: str) -> list[tuple[str, str]]:
+    return re.findall(r"```(bash|python)\n(.*?)```", text, flags=re.S)
 
 
 def test_docs_page_commands_run_as_written(plus, clips, fixtures_dir, urdu_dir, tmp_path):
-    """docs/serve.md's bash blocks, in order, in a workspace laid out as the docs assume: each `emotion2vec serve`
-    line starts in the background (on a free port standing in for the one written, bound to loopback) and is
+    """docs/serve.md's bash and Python blocks, in order, in a workspace laid out as the docs assume: each `emotion2vec
+    serve` line starts in the background (on a free port standing in for the one written, bound to loopback) and is
     waited for; every other command must succeed; the servers are stopped at the end."""
     text = (REPO / "docs" / "serve.md").read_text(encoding="utf-8")
     (tmp_path / "checkpoints").mkdir()
@@ -554,29 +554,41 @@ def test_docs_page_commands_run_as_written(plus, clips, fixtures_dir, urdu_dir, 
     (tmp_path / "data" / "urdu").symlink_to(urdu_dir)
     ports: dict[str, str] = {}
     lines = []
-    for block in _bash_blocks(text):
+    for lang, block in _blocks(text):
+        if lang == "python":
+            lines += ["python - <<'PYTHON_BLOCK'", block.rstrip("\n"), "PYTHON_BLOCK"]
+            continue
         for line in block.replace("\\\n", " ").splitlines():
-            if re.search(r"(^|\s)emotion2vec serve ", line):
-                command = line.split(" #")[0].rstrip().rstrip("&").rstrip()
-                port = re.search(r"--port (\d+)", command)
-                written = port.group(1) if port else "8000"
-                ports.setdefault(written, str(_free_port()))
-                command = command.replace("--host 0.0.0.0", "--host 127.0.0.1")
-                command = (command.replace(f"--port {written}", f"--port {ports[written]}") if port
-                           else f"{command} --port {ports[written]}")
-                lines += [f"{command} > serve{len(ports)}.log 2>&1 &",
-                          f"for i in $(seq 300); do curl -sf http://127.0.0.1:{ports[written]}/health >/dev/null && "
-                          f"break; sleep 0.2; done"]
-            else:
+            install = re.match(r"^pip install -e '\.\[([\w,-]+)\]'$", line)
+            if install:  # not run here (it would change the test's environment): the extras must exist
+                setup = (REPO / "setup.py").read_text()
+                assert all(f'"{extra}": [' in setup for extra in install.group(1).split(",")), line
+                continue
+            if not re.match(r"^(\w+=\S+ )*emotion2vec serve ", line):
                 lines.append(line)
-    assert ports, "the docs page starts no server"
+                continue
+            port = re.search(r"--port (\d+)", line)
+            written = port.group(1) if port else "8000"
+            free = ports.setdefault(written, str(_free_port()))
+            command = line.replace("--host 0.0.0.0", "--host 127.0.0.1")
+            command = command.replace(f"--port {written}", f"--port {free}") if port else f"{command} --port {free}"
+            lines += [f"{command} > serve{free}.log 2>&1 &",
+                      f"for i in $(seq 300); do curl -sf http://127.0.0.1:{free}/health >/dev/null && break; "
+                      f"sleep 0.2; done"]
+    assert len(ports) == 2, "the docs page starts a server on its own and one with a key"
     script = "\n".join(lines)
     for written, free in ports.items():
-        script = script.replace(f"127.0.0.1:{written}", f"127.0.0.1:{free}").replace(
-            f"localhost:{written}", f"localhost:{free}")
+        script = script.replace(f"127.0.0.1:{written}", f"127.0.0.1:{free}")
     script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script + "\n"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    env.pop("EMOTION2VEC_API_KEY", None)
+    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     logs = "".join(p.read_text() for p in tmp_path.glob("serve*.log"))
     assert r.returncode == 0, f"{r.stdout[-3000:]}\n{r.stderr[-3000:]}\n{logs[-3000:]}"
-    assert '"label":' in r.stdout and '"error":"too_long"' in r.stdout.replace(" ", "")
+    out = r.stdout
+    windows = len(window_bounds(len(load_audio(urdu_dir / "Angry" / "SM1_F10_A010.wav")), 1.0, 0.5))
+    assert out.count('"label":"') == 1 + windows + 3, out  # a file, its windows, as a body, as PCM, with the key
+    assert '"status":"ok"' in out and '"labels":["angry"' in out
+    assert '"error":"not_audio","message":"notes.txt: not audio' in out
+    assert "\n401\n" in out and "(3, 1" in out  # the key is needed; frames of the 3 blocks of the test model
+    assert "Retry-After" not in logs and "Traceback" not in logs
