@@ -26,7 +26,7 @@ import soundfile as sf
 
 from emotion2vec import Emotion2Vec
 from emotion2vec.cli import main as cli
-from emotion2vec.io.audio import SAMPLE_RATE, load_audio
+from emotion2vec.io.audio import load_audio
 from emotion2vec.recognize.run import window_bounds
 from emotion2vec.serve.app import create_app
 from emotion2vec.serve.batching import Batcher
@@ -220,8 +220,8 @@ def test_every_bad_input_gets_its_status_and_reason_and_the_service_stays_up(ser
         ("two files", {"files": [("file", ("a.wav", data)), ("file", ("b.wav", data))]}, "", 400, "bad_request",
          "more than one 'file'"),
         ("JSON body", {"json": {"path": "/etc/hostname"}}, "", 415, "not_audio", "multipart/form-data"),
-        ("form without closing boundary", {"content": b"--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n"
-                                           b"\r\nabc", "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}},
+        ("form without closing boundary", {"content": b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\nab',
+                                           "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}},
          "", 400, "bad_request", "closing boundary"),
     ]
     app = create_app(service, ServeConfig(max_seconds=5, max_upload_mb=1))
@@ -495,9 +495,13 @@ def test_the_page_in_chromium_shows_the_label_of_emotion2vec_predict(server, plu
     (tmp_path / "notes.wav").write_text("not a recording")
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        # a fake microphone (a tone) that needs no permission prompt, for the recording button
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS + [
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
         try:
-            page = browser.new_page()
+            context = browser.new_context()
+            context.grant_permissions(["microphone"])
+            page = context.new_page()
             problems: list[str] = []  # script errors, Content-Security-Policy violations
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "status of 415" not in
@@ -532,6 +536,20 @@ def test_the_page_in_chromium_shows_the_label_of_emotion2vec_predict(server, plu
             assert page.is_visible("#error") and not page.is_visible("#result")
             message = page.text_content("#error")
             assert "notes.wav: not audio" in message and "415 not_audio" in message
+
+            page.click("#record")  # record from the microphone: the page posts a WAV of what it heard
+            page.locator("#record.recording").wait_for()
+            page.wait_for_timeout(1200)
+            page.click("#record")
+            answered += 1
+            page.locator(f"#result[data-answered='{answered}']").wait_for(state="attached", timeout=30000)
+            with page.expect_download() as saved:  # what was sent, as the page offers to keep it
+                page.click("#save-recording")
+            saved.value.save_as(tmp_path / "recording.wav")
+            assert sf.info(tmp_path / "recording.wav").duration > 0.8
+            assert page.text_content("#file-line").startswith("recording.wav")
+            assert page.text_content("#label") == _cli_rows(plus, [tmp_path / "recording.wav"], tmp_path)[0]["label"]
+            assert not page.is_visible("#error")
             assert problems == []
         finally:
             browser.close()
@@ -590,5 +608,6 @@ def test_docs_page_commands_run_as_written(plus, clips, fixtures_dir, urdu_dir, 
     assert out.count('"label":"') == 1 + windows + 3, out  # a file, its windows, as a body, as PCM, with the key
     assert '"status":"ok"' in out and '"labels":["angry"' in out
     assert '"error":"not_audio","message":"notes.txt: not audio' in out
-    assert re.search(r"[}\n]401\n", out) and "(3, 1" in out  # the key is needed; frames of the 3 blocks of the test model
+    assert re.search(r"[}\n]401\n", out)  # without the key
+    assert "(3, 1" in out  # frames of the 3 blocks of the test model
     assert "Retry-After" not in logs and "Traceback" not in logs

@@ -4,23 +4,23 @@ request (:class:`RequestError`: its HTTP status, a short code and a message nami
 Every refused request gets the same JSON body, ``{"error": CODE, "message": TEXT, "status": N, ...}`` (plus
 ``limit`` where a limit was passed), and the service goes on serving.
 
-===========  ======  ========================================================================================
-code         status  when
-===========  ======  ========================================================================================
-bad_request  400     a missing ``file`` field, a malformed form, an unknown field, an invalid parameter
-empty        400     an upload of 0 bytes, or audio with 0 samples
-unauthorized 401     the API key is missing or wrong (``WWW-Authenticate: Bearer``)
-not_found    404     no such route
-too_large    413     the body is larger than ``--max-upload-mb`` (``limit`` in MB)
-too_long     413     the audio is longer than ``--max-seconds`` (``limit`` in seconds)
-not_audio    415     bytes that no decoder recognises as audio, or a body that is neither a form nor audio
-truncated    422     audio that stops before its header says it ends, or raw PCM cut mid-sample
-too_short    422     under 400 samples at 16 kHz (25 ms: one frame of the model)
-invalid      422     NaN or infinite samples
-no_classifier 409    /predict on a model without a classification head (it serves /extract)
-busy         503     ``--max-queue`` requests are already admitted (``Retry-After`` in seconds)
-internal     500     an unexpected error (logged with its traceback); the service goes on
-===========  ======  ========================================================================================
+=============  ======  ======================================================================================
+code           status  when
+=============  ======  ======================================================================================
+bad_request    400     a missing ``file`` field, a malformed form, an unknown field, an invalid parameter
+empty          400     an upload of 0 bytes, or audio with 0 samples
+unauthorized   401     the API key is missing or wrong (``WWW-Authenticate: Bearer``)
+not_found      404     no such route
+no_classifier  409     /predict on a model without a classification head (it serves /extract)
+too_large      413     the body is larger than ``--max-upload-mb`` (``limit`` in MB)
+too_long       413     the audio is longer than ``--max-seconds`` (``limit`` in seconds)
+not_audio      415     bytes that no decoder recognises as audio, or a body that is neither a form nor audio
+truncated      422     audio that stops before its header says it ends, or raw PCM cut mid-sample
+too_short      422     under 400 samples at 16 kHz (25 ms: one frame of the model)
+invalid        422     NaN or infinite samples
+busy           503     ``--max-queue`` requests are already admitted (``Retry-After`` in seconds)
+internal       500     an unexpected error (logged with its traceback); the service goes on
+=============  ======  ======================================================================================
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ function renderTimeline(rows, window, hop) {
   });
 }
 
-async function recognise(file) {
+async function recognise(file, recorded = false) {
   clearError();
   if (needsKey && !$("apikey").value.trim()) {
     showError("This service needs an API key: enter it under Options.");
@@ -178,7 +178,16 @@ async function recognise(file) {
     const player = $("player");
     if (player.src) URL.revokeObjectURL(player.src);
     player.src = url;
-    $("file-line").textContent = (file.name || "recording") + (seconds !== null ? ` · ${seconds.toFixed(1)} s` : "");
+    const line = $("file-line");
+    line.textContent = (file.name || "recording") + (seconds !== null ? ` · ${seconds.toFixed(1)} s` : "");
+    if (recorded) {  // the recording exists only here: offer to keep it
+      const save = document.createElement("a");
+      save.id = "save-recording";
+      save.href = url;
+      save.download = file.name;
+      save.textContent = "save the recording";
+      line.append(" · ", save);
+    }
     renderBars(row);
     renderTimeline(windows, window, hop);
     $("result").hidden = false;
@@ -243,7 +252,7 @@ async function toggleRecording() {
       const context = new AudioContext();
       const audio = await context.decodeAudioData(await new Blob(chunks).arrayBuffer());
       context.close();
-      await recognise(wavFile(audio));
+      await recognise(wavFile(audio), true);
     } catch (e) {
       showError("The recording could not be decoded: " + e.message);
     }
@@ -272,6 +281,7 @@ function init() {
   });
   $("record").addEventListener("click", toggleRecording);
   $("apikey").addEventListener("change", describeModel);
+  $("key-row").addEventListener("submit", (event) => { event.preventDefault(); describeModel(); });
   describeModel();
 }
 
