@@ -158,19 +158,23 @@ def test_concurrent_requests_are_batched_and_equal_one_by_one(plus, clips, servi
     assert np.abs(frames - expected).max() < TOL
 
 
-def test_extract_json_tokens_and_a_model_without_head(plus, clips, fixtures_dir):
+def test_extract_json_tokens_and_a_model_without_head(plus, clips, fixtures_dir, monkeypatch):
+    from emotion2vec.serve import app as app_module
+
     tiny = fixtures_dir / "tiny_emotion2vec.pt"
     model = Emotion2Vec.from_checkpoint(tiny)
+    monkeypatch.setitem(app_module.MAX_VALUES, "json", 10_000)  # under the frames of every layer of 3 s
 
     async def go():
         async with _client(create_app(Service.load(tiny, ), ServeConfig())) as c:
             return (await c.post("/extract?layers=0,-1&out=json", files=_file(clips[0])),
                     await c.post("/extract?granularity=tokens", files=_file(clips[0])),
                     await c.post("/extract?layers=7", files=_file(clips[0])),
+                    await c.post("/extract?layers=all&granularity=frame&out=json", files=_file(clips[0])),
                     await c.post("/predict", files=_file(clips[0])),
                     await c.get("/labels"))
 
-    js, tokens, bad_layer, predict, labels = _run(go())
+    js, tokens, bad_layer, too_many, predict, labels = _run(go())
     body = js.json()
     assert body["key"] == clips[0].stem and body["layers"] == [0, model.num_layers - 1]
     expected = model.extract(clips[0], layers=[0, -1])
@@ -178,6 +182,8 @@ def test_extract_json_tokens_and_a_model_without_head(plus, clips, fixtures_dir)
     tok = np.load(io.BytesIO(tokens.content))
     assert tok.shape == (model.config.num_extra_tokens, model.config.embed_dim)
     assert bad_layer.status_code == 400 and "layer 7 out of range" in bad_layer.json()["message"]
+    assert too_many.status_code == 413 and too_many.json()["error"] == "too_large"
+    assert "over the limit of 10,000 for out=json" in too_many.json()["message"]
     assert predict.status_code == 409 and predict.json()["error"] == "no_classifier"
     assert labels.json() == {"labels": [], "labels_raw": [], "task": None, "layer": None}
 
@@ -211,6 +217,8 @@ def test_every_bad_input_gets_its_status_and_reason_and_the_service_stays_up(ser
         ("bad window", {"files": {"file": ("a.wav", data)}}, "?window=0.01", 400, "bad_request",
          "window 0.01: must be at least"),
         ("hop without window", {"files": {"file": ("a.wav", data)}}, "?hop=1", 400, "bad_request", "hop needs window"),
+        ("windows overlapping too much", {"files": {"file": ("a.wav", data)}}, "?window=1&hop=0.01", 400,
+         "bad_request", "hop 0.01: at least window / 20"),
         ("window not a number", {"files": {"file": ("a.wav", data)}}, "?window=soon", 400, "bad_request",
          "window: Input should be a valid number"),
         ("no file field", {"data": {"note": "x"}, "files": {"other": ("a.wav", data)}}, "", 400, "bad_request",
@@ -237,6 +245,11 @@ def test_every_bad_input_gets_its_status_and_reason_and_the_service_stays_up(ser
         assert (r.status_code, body["error"], body["status"]) == (status, code, status), (what, body)
         assert words in body["message"], (what, body["message"])
     assert responses[6].json()["limit"] == 5 and responses[7].json()["limit"] == 1
+    assert service.check_windows(len(wav), 1, 0.05) == len(window_bounds(len(wav), 1, 0.05))
+    for n, window, hop in [(16000, 1, None), (16001, 1, 0.5), (160000, 3, 1.5), (48057, 1, 0.5), (100, 1, 1)]:
+        assert service.check_windows(n, window, hop) == len(window_bounds(n, window, hop))
+    with pytest.raises(ValueError, match="into 11981 windows, over the limit of 10000"):
+        service.check_windows(600 * 16000, 1, 0.05)
     assert health.json()["status"] == "ok" and health.json()["in_flight"] == 0
     assert good.status_code == 200 and good.json()["key"] == clips[0].stem
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"

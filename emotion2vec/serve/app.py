@@ -44,7 +44,7 @@ from .errors import RequestError
 from .service import ExtractJob, PredictJob, Service
 from .upload import read_upload, upload_key
 
-__all__ = ["create_app", "PAGE"]
+__all__ = ["create_app", "PAGE", "MAX_VALUES"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ PAGE = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; ch
         "style.css": "text/css; charset=utf-8"}
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:",
                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+#: the most numbers /extract returns: .npy (4 bytes each: 400 MB) and JSON (about 20 bytes each: 400 MB)
+MAX_VALUES = {"npy": 100_000_000, "json": 20_000_000}
 
 _AUDIO_BODY = {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
@@ -218,6 +221,10 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
         try:
             with admission.slot():
                 upload, wav = await receive_audio(request, format, sample_rate, channels)
+                try:
+                    service.check_windows(len(wav), window, hop)
+                except ValueError as e:
+                    raise RequestError(400, "bad_request", str(e)) from None
                 job = PredictJob(wav, upload_key(upload.filename), upload.filename, window, hop)
                 return JSONResponse(await compute(request, job, len(wav)))
         except ClientDisconnect:
@@ -246,6 +253,11 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
         try:
             with admission.slot():
                 upload, wav = await receive_audio(request, format, sample_rate, channels)
+                values = service.feature_values(len(wav), ids, granularity)
+                if values > MAX_VALUES[out]:
+                    raise RequestError(413, "too_large", f"these features would be {values:,} numbers, over the "
+                                       f"limit of {MAX_VALUES[out]:,} for out={out}: ask for fewer layers, utterance "
+                                       f"granularity, out=npy or a shorter recording", limit=MAX_VALUES[out])
                 feats = await compute(request, ExtractJob(wav, ids, granularity, single), len(wav))
         except ClientDisconnect:
             return disconnected(request)

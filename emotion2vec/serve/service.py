@@ -27,7 +27,12 @@ from ..extract.engine import BatchedForward, default_max_tokens, parse_layers, p
 from ..io.audio import SAMPLE_RATE
 from ..recognize.run import Prediction, prediction_row, window_bounds
 
-__all__ = ["PredictJob", "ExtractJob", "Service"]
+__all__ = ["PredictJob", "ExtractJob", "Service", "MAX_WINDOWS", "MAX_OVERLAP"]
+
+#: per request: at most this many windows, and a hop of at least window / MAX_OVERLAP (so that the windows cover
+#: each instant at most MAX_OVERLAP times and the work stays within MAX_OVERLAP times the audio's)
+MAX_WINDOWS = 10_000
+MAX_OVERLAP = 20
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +120,33 @@ class Service:
             token_backend(self.model.backend, Path(self.checkpoint).name)
         single = layers.strip().lstrip("-").isdigit()
         return ids, single
+
+    def check_windows(self, num_samples: int, window: float | None, hop: float | None) -> int:
+        """How many windows ``window`` / ``hop`` cut a recording of ``num_samples`` into (1 without ``window``); a
+        ValueError when that is more work than a request may ask for (see :data:`MAX_WINDOWS`)."""
+        if not window:
+            return 1
+        hop = hop or window
+        if hop * MAX_OVERLAP < window:
+            raise ValueError(f"hop {hop:g}: at least window / {MAX_OVERLAP} = {window / MAX_OVERLAP:g} s (each instant "
+                             f"in at most {MAX_OVERLAP} windows)")
+        w, h = int(round(window * SAMPLE_RATE)), int(round(hop * SAMPLE_RATE))
+        count = 1 if num_samples <= w else (num_samples - w) // h + 1 + int((num_samples - w) % h > 0)
+        if count > MAX_WINDOWS:
+            raise ValueError(f"window {window:g} s every {hop:g} s cuts this {num_samples / SAMPLE_RATE:.1f} s "
+                             f"recording into {count} windows, over the limit of {MAX_WINDOWS}: use a larger hop")
+        return count
+
+    def feature_values(self, num_samples: int, layers: tuple[int, ...], granularity: str) -> int:
+        """How many numbers /extract returns for a recording of ``num_samples``."""
+        backend = self.model.backend
+        if granularity == "tokens":
+            rows = int(getattr(backend.cfg, "num_extra_tokens", 0) or 0)
+        elif granularity == "frame":
+            rows = backend.num_frames(num_samples)
+        else:
+            rows = 1
+        return len(layers) * rows * backend.dim
 
     # ----------------------------------------------------------------------------------------------- computing
     def _engine(self, layers: tuple[int, ...], tokens: bool = False) -> BatchedForward:
