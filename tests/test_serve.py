@@ -279,6 +279,27 @@ def test_api_key(service, clips):
         ServeConfig(api_key="short")
 
 
+def test_a_trickling_upload_times_out_and_frees_its_place(service, clips):
+    app = create_app(service, ServeConfig(upload_timeout=0.3, max_queue=1))
+
+    async def trickle():
+        yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.wav\"\r\n\r\n"
+        await asyncio.sleep(2)
+        yield b"RIFF"
+
+    async def go():
+        async with _client(app) as c:
+            slow = await c.post("/predict", content=trickle(),
+                                headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+            return slow, await c.post("/predict", files=_file(clips[0]))
+
+    t0 = time.monotonic()
+    slow, after = _run(go())
+    assert slow.status_code == 408 and slow.json()["error"] == "timeout" and time.monotonic() - t0 < 1.9
+    assert "longer than 0.3 s (--upload-timeout)" in slow.json()["message"]
+    assert after.status_code == 200  # its place in --max-queue 1 was given back
+
+
 def test_a_full_queue_answers_503_with_retry_after(service, clips):
     gate, started = threading.Event(), threading.Event()
 

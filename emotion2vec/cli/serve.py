@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "comparison)")
     p.add_argument("--max-queue", type=int, default=64, help="requests in progress at once (default 64); more get "
                    "503 with Retry-After")
+    p.add_argument("--upload-timeout", type=float, default=300.0, help="seconds a request body may take to arrive "
+                   "(default 300); slower: 408")
     p.add_argument("--api-key", default=None, help=f"require this key (Authorization: Bearer KEY or X-API-Key) on "
                    f"/predict, /extract, /labels, /model; prefer ${KEY_ENV} or --api-key-file")
     p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (first line)")
@@ -92,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise ServeError(f"--port {args.port}: choose 1..65535")
     config = ServeConfig(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                          max_batch_seconds=args.max_batch_seconds, batch_wait_ms=args.batch_wait_ms,
-                         batching=not args.no_batching, max_queue=args.max_queue, api_key=_api_key(args))
+                         batching=not args.no_batching, max_queue=args.max_queue,
+                         upload_timeout=args.upload_timeout, api_key=_api_key(args))
     log = logging.getLogger("emotion2vec.serve")
     if not is_loopback(args.host) and config.api_key is None:
         log.warning("binding %s without an API key: anyone who reaches this port can use the model (set "

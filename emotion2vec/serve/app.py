@@ -147,7 +147,11 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
                                {"WWW-Authenticate": "Bearer"})
 
     async def receive_audio(request: Request, fmt: str, sample_rate: int | None, channels: int):
-        upload = await read_upload(request, config.max_upload_bytes)
+        try:
+            upload = await asyncio.wait_for(read_upload(request, config.max_upload_bytes), config.upload_timeout)
+        except asyncio.TimeoutError:
+            raise RequestError(408, "timeout", f"the upload took longer than {config.upload_timeout:g} s "
+                               f"(--upload-timeout)", limit=config.upload_timeout) from None
         wav = await anyio.to_thread.run_sync(decode_upload, upload, fmt, sample_rate, channels, config.max_seconds,
                                              limiter=decoders)
         return upload, wav

@@ -20,6 +20,8 @@ class ServeConfig:
     batch_wait_ms: how long the first request of a batch waits for others to join it.
     batching: False = every request runs alone (for comparison; the results are the same).
     max_queue: requests admitted at once (being received, waiting or computed); more get 503 with Retry-After.
+    upload_timeout: seconds a request body may take to arrive; slower gets 408 (a client that trickles its upload
+        would otherwise hold its place in max_queue for ever).
     api_key: when set, /predict, /extract, /labels and /model need it (``Authorization: Bearer KEY`` or
         ``X-API-Key: KEY``); the page and /health stay open.
     """
@@ -30,6 +32,7 @@ class ServeConfig:
     batch_wait_ms: float = 5.0
     batching: bool = True
     max_queue: int = 64
+    upload_timeout: float = 300.0
     api_key: str | None = None
 
     def __post_init__(self) -> None:
@@ -41,6 +44,8 @@ class ServeConfig:
             raise errors.ServeError(f"--max-batch-seconds {self.max_batch_seconds}: must be positive")
         if not 0 <= self.batch_wait_ms <= 1000:
             raise errors.ServeError(f"--batch-wait-ms {self.batch_wait_ms}: must be between 0 and 1000")
+        if not self.upload_timeout > 0:
+            raise errors.ServeError(f"--upload-timeout {self.upload_timeout}: must be positive")
         if self.max_queue < 1:
             raise errors.ServeError(f"--max-queue {self.max_queue}: must be at least 1")
         if self.api_key is not None and (len(self.api_key) < 8 or any(c.isspace() for c in self.api_key)):

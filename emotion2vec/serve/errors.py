@@ -11,6 +11,7 @@ bad_request    400     a missing ``file`` field, a malformed form, an unknown fi
 empty          400     an upload of 0 bytes, or audio with 0 samples
 unauthorized   401     the API key is missing or wrong (``WWW-Authenticate: Bearer``)
 not_found      404     no such route
+timeout        408     the body took longer than ``--upload-timeout`` to arrive
 no_classifier  409     /predict on a model without a classification head (it serves /extract)
 too_large      413     the body is larger than ``--max-upload-mb`` (``limit`` in MB)
 too_long       413     the audio is longer than ``--max-seconds`` (``limit`` in seconds)
