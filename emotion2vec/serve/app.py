@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ..extract import ExtractionError
+from ..io.audio import SAMPLE_RATE
 from ..recognize import RecognitionError
 from ..recognize.run import check_window
 from .batching import Admission, Batcher
@@ -66,6 +67,8 @@ _ERRORS = {code: {"description": text, "content": {"application/json": {"example
     "error": name, "message": "...", "status": code}}}} for code, name, text in [
     (400, "bad_request", "bad parameter or form, or an empty upload"),
     (401, "unauthorized", "missing or wrong API key"),
+    (408, "timeout", "the upload took longer than --upload-timeout"),
+    (409, "no_classifier", "/predict on a model without a classification head"),
     (413, "too_long", "upload over --max-upload-mb (too_large) or audio over --max-seconds (too_long)"),
     (415, "not_audio", "not audio in a format the service decodes"),
     (422, "truncated", "truncated, too short or invalid audio"),
@@ -92,7 +95,7 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
 
     config = config or ServeConfig()
     batcher = Batcher(service.run, service.max_tokens if config.max_batch_seconds is None
-                      else int(config.max_batch_seconds * 16000), config.batch_wait_ms / 1000, config.batching)
+                      else int(config.max_batch_seconds * SAMPLE_RATE), config.batch_wait_ms / 1000, config.batching)
     admission = Admission(config.max_queue, batcher.retry_after)
     decoders = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
     page = {name: (Path(__file__).with_name("page") / name).read_bytes() for name in PAGE}
@@ -160,10 +163,13 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
         """The job's result from the queue; dropped from the queue if the client goes away meanwhile."""
         result = asyncio.ensure_future(batcher.submit(job, samples))
         gone = asyncio.ensure_future(_client_gone(request))
-        await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
-        gone.cancel()
-        if not result.done():
-            result.cancel()
+        try:
+            await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not result.done():
+                result.cancel()
+        if result.cancelled():
             raise ClientDisconnect()
         return result.result()
 
