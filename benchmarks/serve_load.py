@@ -7,10 +7,11 @@ first --files URDU clips, cycled to --requests, each a multipart upload of the o
     emotion2vec predict, sequential      the command over the same --requests inputs (a wav.scp of the cycled
                                          clips), with its defaults (one decoding worker, length-sorted batches of
                                          10 s), timed after the model is loaded
-    serve, batching, concurrency C       `emotion2vec serve` in its own process; C clients each sending one request
-                                         after another until --requests are answered
-    serve, no batching, concurrency C    the same with --no-batching (every request alone)
-    serve, batching, concurrency 1       one client: the latency of a request on an idle service
+    serve --batching on, concurrency C   `emotion2vec serve` in its own process; C clients each sending one request
+                                         after another until --requests are answered; requests arriving together
+                                         share a forward
+    serve --batching off, concurrency C  the same, every request alone
+    serve (defaults), concurrency 1      one client: the latency of a request on an idle service
 
 Latency is per request, from the first byte sent to the last received, over HTTP on loopback. Every response is
 checked (status 200, a label); the `errors` column counts the others. Each server row starts a fresh process and
@@ -178,9 +179,9 @@ def main() -> None:
         print(f"# predict: {r['files']} inputs in {r['seconds']:.1f} s", file=sys.stderr, flush=True)
 
         for name, options, concurrency in (
-                (f"serve, batching, concurrency {args.concurrency}", [], args.concurrency),
-                (f"serve, no batching, concurrency {args.concurrency}", ["--no-batching"], args.concurrency),
-                ("serve, batching, concurrency 1", [], 1)):
+                (f"serve --batching on, concurrency {args.concurrency}", ["--batching", "on"], args.concurrency),
+                (f"serve --batching off, concurrency {args.concurrency}", ["--batching", "off"], args.concurrency),
+                ("serve (defaults), concurrency 1", [], 1)):
             port = free_port()
             server = start_server(model, port, ["--batch-wait-ms", str(args.batch_wait_ms), *options],
                                   tmp / f"server{port}.log")

@@ -129,7 +129,7 @@ def test_predict_returns_the_rows_of_emotion2vec_predict(plus, clips, service, t
 
 def test_concurrent_requests_are_batched_and_equal_one_by_one(plus, clips, service):
     model = Emotion2Vec.from_checkpoint(plus)
-    app = create_app(service, ServeConfig(batch_wait_ms=300, max_batch_seconds=600))
+    app = create_app(service, ServeConfig(batching=True, batch_wait_ms=300, max_batch_seconds=600))
 
     async def go():
         async with _client(app) as c:

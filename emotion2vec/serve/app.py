@@ -94,8 +94,9 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
     import anyio
 
     config = config or ServeConfig()
+    batching = config.batching if config.batching is not None else service.model.backend.device.type == "cuda"
     batcher = Batcher(service.run, service.max_tokens if config.max_batch_seconds is None
-                      else int(config.max_batch_seconds * SAMPLE_RATE), config.batch_wait_ms / 1000, config.batching)
+                      else int(config.max_batch_seconds * SAMPLE_RATE), config.batch_wait_ms / 1000, batching)
     admission = Admission(config.max_queue, batcher.retry_after)
     decoders = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
     page = {name: (Path(__file__).with_name("page") / name).read_bytes() for name in PAGE}
@@ -203,7 +204,8 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
     @app.get("/model", summary="what is loaded: checkpoint stamp, dtype, device, limits, batching counters")
     async def model(request: Request):
         check_key(request)
-        return {**service.info(), "limits": config.public(), "batching": batcher.stats.as_dict()}
+        return {**service.info(), "limits": config.public(),
+                "batching": {"enabled": batcher.batching, **batcher.stats.as_dict()}}
 
     @app.post("/predict", summary="the emotion of a recording (or of each window of it)",
               openapi_extra={"requestBody": _AUDIO_BODY}, responses=_ERRORS)
