@@ -17,7 +17,8 @@ Latency is per request, from the first byte sent to the last received, over HTTP
 checked (status 200, a label); the `errors` column counts the others. Each server row starts a fresh process and
 sends --warmup requests first, which are not counted.
 
-    python benchmarks/serve_load.py [--requests 64] [--concurrency 8] [--files 16] [--corpus ../shared/data/urdu]
+    python benchmarks/serve_load.py [--requests 64] [--concurrency 8] [--files 16] [--device cpu]
+                                    [--corpus ../shared/data/urdu]
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ from emotion2vec.recognize.recognizer import Recognizer
 from emotion2vec.recognize.run import predict, write_outputs
 model, ckpt = load_upstream(a["model"])
 recognizer = Recognizer.from_spec(ckpt.classifier, model.cfg.num_layers, model.cfg.embed_dim, a["model"])
-engine = BatchedForward(ModelBackend(model, torch.device("cpu")), [recognizer.layer], None, 30.0)
+device = torch.device(a["device"])
+engine = BatchedForward(ModelBackend(model, device), [recognizer.layer], None, 30.0)
+recognizer.to(device)
 t0 = time.perf_counter()
 predictions = predict(engine, recognizer, a["inputs"], num_workers=1, progress=False)
 write_outputs(predictions, recognizer, a["out"], None)
@@ -146,6 +149,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N], for the service and the command alike")
     args = p.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -170,7 +174,7 @@ def main() -> None:
         scp = tmp / "inputs.scp"
         scp.write_text("".join(f"r{i:05d} {files[i % len(files)]}\n" for i in range(args.requests)))
         out = subprocess.run([sys.executable, "-c", PREDICT, json.dumps(
-            {"model": str(model), "inputs": [str(scp)], "out": str(tmp / "predict.tsv")})],
+            {"model": str(model), "inputs": [str(scp)], "out": str(tmp / "predict.tsv"), "device": args.device})],
             capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         r = json.loads(out.stdout.strip().splitlines()[-1])
         errors = args.requests - r["files"]
@@ -183,7 +187,8 @@ def main() -> None:
                 (f"serve --batching off, concurrency {args.concurrency}", ["--batching", "off"], args.concurrency),
                 ("serve (defaults), concurrency 1", [], 1)):
             port = free_port()
-            server = start_server(model, port, ["--batch-wait-ms", str(args.batch_wait_ms), *options],
+            server = start_server(model, port, ["--batch-wait-ms", str(args.batch_wait_ms), "--device", args.device,
+                                                *options],
                                   tmp / f"server{port}.log")
             url = f"http://127.0.0.1:{port}"
             try:
@@ -208,7 +213,7 @@ def main() -> None:
 
     print(f"# serve under load: {args.requests} requests per server row from {len(files)} URDU clips "
           f"({audio / len(files):.1f} s each on average, 44.1 kHz WAV uploads); emotion2vec+ folder in base geometry "
-          f"(random weights), CPU, float32; --batch-wait-ms {args.batch_wait_ms:g}")
+          f"(random weights), {'CPU' if args.device == 'cpu' else args.device}, float32; --batch-wait-ms {args.batch_wait_ms:g}")
     print("| setting | requests | concurrency | errors | p50 ms | p95 ms | requests/s | audio s per s | "
           "requests per batch |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
