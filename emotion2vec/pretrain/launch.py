@@ -17,9 +17,11 @@ from typing import Any, Sequence
 
 from ..errors import Emotion2VecError
 
-__all__ = ["PretrainConfigError", "config_problems", "default_config_dir", "compose", "fairseq_command"]
+__all__ = ["PretrainConfigError", "config_problems", "default_config_dir", "compose", "fairseq_command",
+           "trainer_executable", "trainer_env"]
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding the emotion2vec package (the repository)
+REPO_CONFIGS = PACKAGE_PARENT / "configs"
 
 
 class PretrainConfigError(Emotion2VecError, ValueError):
@@ -105,12 +107,25 @@ def compose(config_name: str, overrides: Sequence[str], config_dir: str | os.Pat
                                   f"{str(e).splitlines()[0]}") from None
 
 
+def trainer_executable() -> str | None:
+    """``fairseq-hydra-train`` beside this Python, else on ``PATH``; None when fairseq is not installed."""
+    exe = Path(sys.executable).with_name("fairseq-hydra-train")
+    return str(exe) if exe.exists() else shutil.which("fairseq-hydra-train")
+
+
+def trainer_env() -> dict[str, str]:
+    """The environment for a ``fairseq-hydra-train`` subprocess: the plugin imports this same emotion2vec package
+    whatever the subprocess's working directory (``PYTHONPATH`` starts with the folder holding it)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
 def fairseq_command(config_name: str, overrides: Sequence[str], config_dir: str | os.PathLike | None = None) -> list[str]:
     """The ``fairseq-hydra-train`` command line, with ``common.user_dir`` pointing at the plugin."""
     from . import fairseq_user_dir
 
-    exe = Path(sys.executable).with_name("fairseq-hydra-train")
-    exe = str(exe) if exe.exists() else (shutil.which("fairseq-hydra-train") or "fairseq-hydra-train")
+    exe = trainer_executable() or "fairseq-hydra-train"
     directory = Path(config_dir) if config_dir else default_config_dir()
     extra = [] if any(o.startswith("common.user_dir=") for o in overrides) else [f"common.user_dir={fairseq_user_dir()}"]
     return [exe, "--config-dir", str(directory.resolve()), "--config-name", config_name, *extra, *overrides]
