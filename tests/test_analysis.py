@@ -351,11 +351,25 @@ def test_urdu_robustness_of_eight_perturbations_and_of_the_identity(urdu_runs, c
     assert [e["name"] for e in result["perturbations"]] == list(PERTURBATIONS)
     assert result["clean_agreement"] == 1.0 and result["utterances"] == 80
     assert result["perturbations"][2]["values"] == [0.1, 0.2, 0.3]
+    # every score recomputed by hand from the per-utterance table: robustness = share of unchanged predictions
+    lines = (out / "changes.tsv").read_text().splitlines()
+    assert len(lines) == 1 + 8 * 80
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
     for e in result["perturbations"]:
-        assert 0.0 <= e["robustness"] <= 1.0 and e["n"] == 80 and sum(r["n"] for r in e["per_value"].values()) == 80
+        mine = [r for r in rows if r["perturbation"] == e["name"]]
+        assert len(mine) == e["n"] == 80
+        assert all(r["changed"] == ("1" if r["clean"] != r["perturbed"] else "0") for r in mine)
+        flips = sum(r["changed"] == "1" for r in mine)
+        assert e["changed"] == flips and e["robustness"] == pytest.approx(1 - flips / 80)
+        assert sum(r["n"] for r in e["per_value"].values()) == 80
+        for value, r in e["per_value"].items():
+            drawn = [m for m in mine if float(m["value"]) == pytest.approx(float(value))]
+            assert len(drawn) == r["n"] and r["robustness"] == pytest.approx(
+                1 - sum(m["changed"] == "1" for m in drawn) / len(drawn))
+    assert result["overall"]["robustness"] == pytest.approx(np.mean([e["robustness"] for e in result["perturbations"]]))
     assert result["perturbations"][0]["robustness"] < 1.0 or result["perturbations"][-1]["robustness"] < 1.0
     assert (out / "robustness.png").exists() and "| white-noise |" in (out / "results.md").read_text()
-    assert len((out / "changes.tsv").read_text().splitlines()) == 1 + 8 * 80
     assert len(list((out / "audio").rglob("*.wav"))) == 9
     captured = capsys.readouterr().out
     assert "Robustness (%)" in captured

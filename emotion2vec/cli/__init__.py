@@ -70,9 +70,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emotion2vec {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="debug logging, and the traceback of an unexpected error")
+    # -v is accepted after the command too (`emotion2vec extract ... -v`); SUPPRESS keeps a -v given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging, and the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
+        p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".", parents=[common],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if only is None or only == name:
             _command_module(name).add_arguments(p)
