@@ -30,7 +30,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from ..downstream.metrics import (HEADLINE, METRIC_NAMES, PERCENT_METRICS, boots
 from . import AnalysisError
 from .runs import Predictions, Run
 
-__all__ = ["VOTES", "WEIGHTS", "check_compatible", "combine", "run_ensemble", "ensemble_markdown"]
+__all__ = ["VOTES", "WEIGHTS", "check_compatible", "combine", "run_ensemble", "ensemble_markdown", "select_members"]
 
 VOTES = ("soft", "hard")
 WEIGHTS = ("equal", "dev")
@@ -228,6 +228,37 @@ def _rows_by_key(result: dict[str, Any]) -> tuple[dict[str, dict] | None, str]:
         return {r["key"]: r for r in read_data_tsv(data)}, ""
     except (ManifestError, OSError) as e:
         return None, f"no fairness analysis: the corpus of the members cannot be read ({e})"
+
+
+def select_members(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
+                   note: Callable[[str], None] = lambda msg: None) -> list[str]:
+    """The run folders among ``paths`` (e.g. a shell glob ``results/urdu/*``) that an ensemble can combine: probe,
+    fine-tuning, conversation and ensemble runs. Left out, each with a ``note``: what is not a run (a report's
+    table.md), robustness runs and sweeps, the output folder ``out`` itself, and an earlier ensemble whose members
+    are all given too (its members are combined directly). A folder without results.json is an error (an
+    unfinished run)."""
+    from .runs import classify_given
+
+    given = [classify_given(p) for p in paths]
+    for g in given:
+        if g.kind == "missing":
+            raise AnalysisError(f"{g.path}: {g.why}; did the run finish?")
+    folders = {g.folder.resolve() for g in given if g.kind == "run"}
+    kept = []
+    for g in given:
+        if g.kind != "run":
+            why = {"robustness": "a robustness run", "sweep": "a sweep (combine its runs' folders)"}.get(g.kind, g.why)
+            note(f"skipping {g.path} ({why})")
+        elif g.folder.resolve() == Path(out).resolve():
+            note(f"skipping {g.path} (the output folder)")
+        elif g.result.get("kind") == "ensemble" and all(
+                Path(m["path"]).resolve() in folders for m in g.result.get("ensemble", {}).get("members", [])):
+            note(f"skipping {g.path} (an ensemble of runs given too)")
+        else:
+            kept.append(str(g.folder))
+    if not kept:
+        raise AnalysisError(f"no run to combine among {', '.join(str(p) for p in paths)}")
+    return kept
 
 
 def run_ensemble(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, vote: str = "soft",
