@@ -182,6 +182,18 @@ def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
                      + (f"{spk['utterances']} ({spk['share_pct']:.2f} %)" if spk else "–") + " | "
                      + (str(dup["utterances"]) if dup else "–") + " | "
                      + (f"{txt['utterances']} ({txt['share_pct']:.2f} %)" if txt else "–") + " |")
+    labels = list(dict.fromkeys(k for fold in audit.get("folds", []) for split in ("train", "valid", "test")
+                                for k in fold.get("labels", {}).get(split, {})))
+    if labels and len(labels) <= 40:  # class tasks; not a per-speaker label set
+        lines += ["", "Utterances per label, train / valid / test:", "",
+                  "| Fold | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        for fold in audit.get("folds", []):
+            counts = fold.get("labels", {})
+            lines.append(f"| {fold['name']} | " + " | ".join(
+                " / ".join(str(counts.get(split, {}).get(k, 0)) for split in ("train", "valid", "test"))
+                for k in labels) + " |")
+    for w in audit.get("warnings", []):
+        lines.append(f"- WARNING: {w}")
     for n in audit.get("notes", []):
         lines.append(f"- note: {n}")
     return lines
