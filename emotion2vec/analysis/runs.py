@@ -18,8 +18,7 @@ import numpy as np
 
 from . import AnalysisError
 
-__all__ = ["Predictions", "Run", "load_run", "read_predictions", "with_groups", "VALID_PREDICTIONS", "Given",
-           "classify_given"]
+__all__ = ["Predictions", "Run", "load_run", "read_predictions", "with_groups", "VALID_PREDICTIONS"]
 
 #: the valid-set predictions a probe writes beside predictions.tsv
 VALID_PREDICTIONS = "valid_predictions.tsv"
@@ -202,60 +201,3 @@ def with_groups(path: str | os.PathLike, result: dict[str, Any], resamples: int 
         return {**result, **group_analysis(run.test, rows, resamples=resamples)}
     except (Emotion2VecError, OSError):
         return result
-
-
-@dataclass
-class Given:
-    """A path given to a command that takes run folders (``report``, ``ensemble``; often a shell glob such as
-    ``results/urdu/*``), read once: ``kind`` is
-
-    * ``run``: a results.json of a probe, fine-tuning, ensemble or conversation run (``result``);
-    * ``sweep``: a sweep.json of ``probe --train-fraction / --seeds`` (``result``);
-    * ``robustness``: a results.json of ``emotion2vec robustness`` (``result``);
-    * ``missing``: a folder with none of them (an unfinished run, or a folder that holds no run);
-    * ``other``: anything else, e.g. a report's table.md or a JSON file of another kind (``why`` says what)."""
-
-    path: Path
-    kind: str
-    result: dict[str, Any] | None = None
-    why: str = ""
-
-    @property
-    def folder(self) -> Path:
-        return self.path.parent if self.path.suffix == ".json" else self.path
-
-
-def classify_given(path: str | os.PathLike) -> Given:
-    """What ``path`` holds (:class:`Given`); a path that does not exist is an :class:`AnalysisError`."""
-    import json
-
-    from .efficiency import SWEEP_FORMAT
-    from .robustness import ROBUSTNESS_FORMAT
-
-    path = Path(path)
-    if not path.exists():
-        raise AnalysisError(f"{path}: no such file or directory")
-    if path.is_dir():
-        files = [f for f in (path / "results.json", path / "sweep.json") if f.is_file()]
-        if not files:
-            return Given(path, "missing", why="no results.json or sweep.json (an unfinished run, or not a run)")
-        file = path / "sweep.json" if (path / "sweep.json").is_file() else files[0]
-    elif path.suffix == ".json":
-        file = path
-    else:
-        return Given(path, "other", why="a file, not a run folder")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AnalysisError(f"{file}: invalid JSON: {e}") from None
-    kind = None
-    if isinstance(data, dict):
-        if data.get("format") == SWEEP_FORMAT:
-            kind = "sweep"
-        elif data.get("format") == ROBUSTNESS_FORMAT:
-            kind = "robustness"
-        elif all(k in data for k in ("corpus", "source", "summary")):
-            kind = "run"
-    if kind is None:
-        return Given(path, "other", why=f"{file.name} is not the results of an emotion2vec run")
-    return Given(path, kind, data)

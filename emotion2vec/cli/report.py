@@ -47,7 +47,7 @@ def _split(text: str | None) -> list[str] | None:
 
 def _sorted_paths(paths: list[str], skip_missing: bool) -> tuple[list, list, list]:
     """The given paths as (runs, sweeps, robustness runs); what is not a run is left out with a note each."""
-    from ..analysis.runs import classify_given
+    from ..analysis.ensemble import classify_given
     from ..downstream.report import ReportError
 
     runs, sweeps, robustness = [], [], []
