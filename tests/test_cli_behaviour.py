@@ -154,6 +154,12 @@ def test_demo_without_its_config_exits_2_naming_the_file(tmp_path, monkeypatch, 
     assert "make demo" in err and not (out / "corpus").exists()
 
 
+def test_demo_into_a_file_exits_2_naming_it(tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    assert main(["demo", "--fast", "--out", str(tmp_path / "taken")]) == EXIT_BAD_INPUT
+    assert f"--out {tmp_path / 'taken'}: a file, not a folder" in capsys.readouterr().err
+
+
 def test_demo_without_fairseq_exits_2_naming_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("emotion2vec.pretrain.launch.trainer_executable", lambda: None)
     assert main(["demo", "--fast", "--out", str(tmp_path / "demo")]) == EXIT_BAD_INPUT

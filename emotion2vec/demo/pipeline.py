@@ -261,6 +261,8 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", fast: bool = False, seed: 
 
     s = FAST if fast else DemoSettings()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"--out {out}: a file, not a folder")
     _pretraining_tools()  # before any work: the demo cannot pretrain without them
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -161,9 +161,11 @@ def trainer_executable() -> str | None:
 
 def trainer_env() -> dict[str, str]:
     """The environment for a ``fairseq-hydra-train`` subprocess: the plugin imports this same emotion2vec package
-    whatever the subprocess's working directory (``PYTHONPATH`` starts with the folder holding it)."""
+    whatever the subprocess's working directory (run from a repository checkout, ``PYTHONPATH`` starts with the
+    checkout; an installed package is found as usual)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if (PACKAGE_PARENT / "setup.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
 
 
