@@ -398,7 +398,9 @@ def test_a_probe_run_gives_the_start_heads(tiny, subset, tmp_path):
     _finetune_here("--checkpoint", str(tiny), "--data", str(subset), "--out", str(out), "--head-from",
                    str(tmp_path / "probe"), "--epochs", "1", *FAST, "--lr", "1e-12", "--head-lr", "1e-12")
     result = json.loads((out / "results.json").read_text())
-    assert result["finetune"]["start_head"] == "probe's linear head" and not result["warnings"]
+    assert result["finetune"]["start_head"] == "probe's linear head"
+    # no warning about the start head (the subset's 3-clip dev set lacking a class is warned about on its own)
+    assert [w for w in result["warnings"] if "training labels; none of" not in w] == []
     probe, _ = load_head(tmp_path / "probe" / "heads" / "holdout.pt")
     tuned = load_file(out / "models" / "holdout" / "head.safetensors")
     for k, v in probe.state_dict().items():  # standardisation included; lr 1e-12 leaves the weights where they were
