@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from . import ProbeError
 from .metrics import bootstrap_ci, fast_scores, summarize, task_metrics
-from .probe import carve_valid
+from .runs import carve_valid
 
 __all__ = ["ConversationConfig", "Turn", "Sample", "build_turns", "make_samples", "HierarchicalGRU",
            "run_conversation", "DIALOGUE_COLUMNS"]
@@ -378,7 +378,8 @@ def run_conversation(features: str | os.PathLike, data: str | os.PathLike, out: 
     from . import report
     from .corpora import parse_label_map
     from .features import load_sources
-    from .probe import RESULTS_FORMAT, RESULTS_VERSION, cpu_settings, pick_folds, read_inputs, resolve_device
+    from .probe import cpu_settings, resolve_device
+    from .runs import RESULTS_FORMAT, RESULTS_VERSION, pick_folds, read_inputs
 
     config = config or ConversationConfig()
     t0 = time.perf_counter()

@@ -269,8 +269,8 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     from ..downstream.audit import HASH_CACHE, audio_hashes, audit_folds, format_audit
     from ..downstream.losses import make_loss
     from ..downstream.metrics import task_metrics
-    from ..downstream.probe import (RESULTS_FORMAT, RESULTS_VERSION, check_fold_labels, fold_splits, pick_folds,
-                                    read_inputs)
+    from ..downstream.runs import (RESULTS_FORMAT, RESULTS_VERSION, check_fold_labels, fold_splits, pick_folds,
+                                   read_inputs)
     from ..downstream.report import summary_markdown
     from ..extract.run import checkpoint_stamp
     from ..models.upstream import load_upstream, upstream_kind
