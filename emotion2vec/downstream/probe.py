@@ -282,6 +282,15 @@ def _load(features: Path, corpus: _Corpus, names: list[str], config: ProbeConfig
     return _Loaded(packed, info, targets, position, side)
 
 
+def _describe(config: ProbeConfig, loaded: _Loaded, names: list[str], n_params: int, device, load_s: float) -> str:
+    packed, info = loaded.packed, loaded.info
+    return (f"probe: {config.task} task ({config.loss} loss, {config.head} head, {config.pooling} pooling), "
+            f"{info['granularity']}-level features, dim {packed.dim}"
+            + (f" x {packed.num_layers} layers" if packed.num_layers > 1 else "")
+            + f", {info['frames']} frames, {len(names)} {'targets' if config.task == 'regression' else 'classes'} "
+              f"{names}, {n_params:,} parameters, device {device} (loaded in {load_s:.1f}s)")
+
+
 def _threads(threads: int | None, config: ProbeConfig, loaded: _Loaded) -> int | None:
     """None: 1 thread when a batch is small (< SMALL_BATCH_WORK first-layer multiply-adds), else torch's default."""
     packed = loaded.packed
@@ -301,6 +310,20 @@ def _fit(loaded: _Loaded, config: ProbeConfig):
         return outcome
 
     return fit
+
+
+def _result(config: ProbeConfig, corpus: _Corpus, loaded: _Loaded, names: list[str], n_params: int, outcomes,
+            warnings: list[str], audit: dict[str, Any], protocol: str | None, data_dir: Path, features: Path,
+            name: str | None, device, timing: dict[str, float]) -> ProbeResult:
+    fold_spec, info = corpus.fold_spec, loaded.info
+    return ProbeResult(
+        corpus=fold_spec.get("corpus") or data_dir.name, protocol=fold_spec.get("protocol", protocol),
+        speaker_independent=fold_spec.get("speaker_independent"), source=name or features.name,
+        features=str(features), data=str(data_dir), granularity=info["granularity"], dim=loaded.packed.dim,
+        stored_layers=info["stored_layers"], layer=info["layer"], names=names, parameters=n_params,
+        config=config, device=str(device), folds=outcomes, warnings=warnings,
+        notes=loaded.targets.notes + audit["notes"], feature_settings=info["settings"], audit=audit,
+        cross_corpus=corpus.cross, concat=info.get("concat", []), timing=timing)
 
 
 def _write(out: Path, result: ProbeResult, result_dict: dict[str, Any], splits, loaded: _Loaded, test_preds,
@@ -379,13 +402,8 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     dev = resolve_device(device)
     loaded.packed = loaded.packed.to(dev)
     load_s = time.perf_counter() - t0
-    packed, info = loaded.packed, loaded.info
-    n_params = sum(p.numel() for p in Head(head_config(config, packed, len(names))).parameters())
-    log(f"probe: {config.task} task ({config.loss} loss, {config.head} head, {config.pooling} pooling), "
-        f"{info['granularity']}-level features, dim {packed.dim}"
-        + (f" x {packed.num_layers} layers" if packed.num_layers > 1 else "")
-        + f", {info['frames']} frames, {len(names)} {'targets' if config.task == 'regression' else 'classes'} "
-          f"{names}, {n_params:,} parameters, device {dev} (loaded in {load_s:.1f}s)")
+    n_params = sum(p.numel() for p in Head(head_config(config, loaded.packed, len(names))).parameters())
+    log(_describe(config, loaded, names, n_params, dev, load_s))
 
     splits = split_folds(corpus.folds, config.seed, config.valid_fraction, config.valid_is_test,               # 5
                          lambda split, key: loaded.position[(loaded.side[split], key)])
@@ -394,16 +412,8 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
                              "probe")
     train_s = time.perf_counter() - t0 - load_s
 
-    fold_spec = corpus.fold_spec                                                                            # 6
-    result = ProbeResult(
-        corpus=fold_spec.get("corpus") or data_dir.name, protocol=fold_spec.get("protocol", protocol),
-        speaker_independent=fold_spec.get("speaker_independent"), source=name or features.name,
-        features=str(features), data=str(data_dir), granularity=info["granularity"], dim=packed.dim,
-        stored_layers=info["stored_layers"], layer=info["layer"], names=names, parameters=n_params,
-        config=config, device=str(dev), folds=outcomes, warnings=warnings,
-        notes=loaded.targets.notes + audit["notes"], feature_settings=info["settings"], audit=audit,
-        cross_corpus=corpus.cross, concat=info.get("concat", []),
-        timing={"load_s": load_s, "train_s": train_s, "total_s": time.perf_counter() - t0})
+    result = _result(config, corpus, loaded, names, n_params, outcomes, warnings, audit, protocol, data_dir,    # 6
+                     features, name, dev, {"load_s": load_s, "train_s": train_s, "total_s": time.perf_counter() - t0})
     result_dict = result.to_dict()
     records = prediction_records(outcomes, loaded.targets, lambda key: loaded.position[(loaded.side["test"], key)])
     test_preds = add_groups(result_dict, records, {r["key"]: r for r in (corpus.test_rows if cross else corpus.rows)},

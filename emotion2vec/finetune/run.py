@@ -196,6 +196,14 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> bool:
     return True
 
 
+def _open_output(out: Path, settings: dict[str, Any], resumed: bool) -> None:
+    """``out`` created, with finetune.json (the settings) unless a run with the same settings is there."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not resumed:
+        atomic_write_text(out / "finetune.json", json.dumps({"format": RUN_FORMAT, "settings": settings}, indent=1)
+                          + "\n")
+
+
 # ------------------------------------------------------------------------------------------------ 1. corpus
 def _text_vectors(directory: str, keys: Sequence[str]) -> torch.Tensor:
     """(N, T) utterance vectors of ``keys`` from a feature folder (``--text-features``; its model's last layer);
@@ -481,6 +489,28 @@ def _results(config: FinetuneConfig, checkpoint: str, name: str | None, data_dir
         timing={"total_s": time.perf_counter() - t0})
 
 
+def _describe(checkpoint: str, config: FinetuneConfig, corpus: _Corpus, start: _Start, world: int, device,
+              resumed: bool) -> str:
+    from ..models.upstream import upstream_kind
+
+    task = config.downstream_task
+    return (f"finetune: {checkpoint} ({start.info.source}, {upstream_kind(start.upstream)}, {start.num_layers} "
+            f"layers, dim {start.dim}), head on layer {start.layer}; "
+            f"{start.freeze.describe(config.freeze, config.freeze_top)}; {config.task} task ({config.loss} loss, "
+            f"{start.head_text(config)}), {len(corpus.names)} {'targets' if task == 'regression' else 'classes'}; "
+            f"{len(corpus.folds)} fold(s), {world} process(es), device {device}, {config.precision}"
+            + (" (resuming)" if resumed else ""))
+
+
+def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[FoldOutcome], log) -> None:
+    from ..downstream.report import write_outputs
+
+    records = prediction_records(outcomes, corpus.targets, {k: i for i, k in enumerate(corpus.keys)}.__getitem__)
+    write_outputs(out, result, records, markdown=_results_md)
+    log(f"finetune: wrote results.json, results.md, predictions.tsv{', confusion.png' if 'confusion' in result else ''}"
+        f" and models/ to {out}")
+
+
 # ------------------------------------------------------------------------------------------------ the run
 def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLike, config: FinetuneConfig,
                  protocol: str | None = None, folds: str | None = None, fold_seed: int = 0, name: str | None = None,
@@ -494,8 +524,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
 
     Every check (options, corpus, targets, audio, checkpoint, freeze mode, speaker model, kept head, schedule, the
     settings of a run already in ``out``) runs before anything is written to ``out``."""
-    from ..downstream.report import summary_markdown, write_outputs
-    from ..models.upstream import upstream_kind
+    from ..downstream.report import summary_markdown
 
     t0 = time.perf_counter()
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -514,18 +543,10 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     audit, audit_warnings = audit_run(corpus.rows, corpus.fold_spec, corpus.folds, data_dir, audit_audio, log)
     corpus.warnings += audit_warnings
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resumed:
-            atomic_write_text(out / "finetune.json", json.dumps({"format": RUN_FORMAT, "settings": settings},
-                                                                indent=1) + "\n")
+        _open_output(out, settings, resumed)
     runtime = Runtime(dev, rank, world, num_workers, progress, tensorboard,
                       Path(checksum_dir) if checksum_dir else None, log)
-    task = config.downstream_task
-    log(f"finetune: {checkpoint} ({start.info.source}, {upstream_kind(start.upstream)}, {start.num_layers} layers, "
-        f"dim {start.dim}), head on layer {start.layer}; {start.freeze.describe(config.freeze, config.freeze_top)}; "
-        f"{config.task} task ({config.loss} loss, {start.head_text(config)}), {len(corpus.names)} "
-        f"{'targets' if task == 'regression' else 'classes'}; {len(corpus.folds)} fold(s), {world} process(es), "
-        f"device {dev}, {config.precision}" + (" (resuming)" if resumed else ""))
+    log(_describe(checkpoint, config, corpus, start, world, dev, resumed))
 
     outcomes = run_folds(corpus.splits, _fitter(out, config, corpus, start, checkpoint, runtime, settings, log),   # 4
                          corpus.targets, config.bootstrap, config.seed, log, "finetune",
@@ -539,9 +560,6 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
         return {}
 
     result = _results(config, checkpoint, name, data_dir, protocol, corpus, start, outcomes, audit, dev, world, t0)  # 5
-    records = prediction_records(outcomes, corpus.targets, {k: i for i, k in enumerate(corpus.keys)}.__getitem__)
-    write_outputs(out, result, records, markdown=_results_md)
-    log(f"finetune: wrote results.json, results.md, predictions.tsv{', confusion.png' if 'confusion' in result else ''}"
-        f" and models/ to {out}")
+    _write(out, result, corpus, outcomes, log)
     log(summary_markdown(result))
     return result
