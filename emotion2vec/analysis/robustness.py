@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, summarize, summary_metrics
+from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, format_metric, summarize, summary_metrics
 from . import AnalysisError
 from .perturbations import Perturbation, select_perturbations, utterance_rng
 
@@ -438,12 +438,6 @@ def _changes_tsv(task: str, names: list[str], test, clean: np.ndarray, parts, fo
     return "\n".join(lines) + "\n"
 
 
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
-
-
 def robustness_markdown(result: dict[str, Any]) -> str:
     """results.md: per perturbation the robustness, the changed utterances and the headline metric clean and
     perturbed (mean ± std over folds)."""
@@ -469,11 +463,12 @@ def robustness_markdown(result: dict[str, Any]) -> str:
         s = e["summary"][metric]
         lines.append(f"| {e['name']} | {', '.join(f'{v:g}' for v in e['values'])} {e['unit']} | "
                      f"{100 * e['robustness']:.2f} | {e['changed']} / {e['n']} | "
-                     f"{_fmt(metric, clean['mean'])} ± {_fmt(metric, clean['std'])} | "
-                     f"{_fmt(metric, s['mean'])} ± {_fmt(metric, s['std'])} | "
-                     f"{_fmt(metric, s['mean'] - clean['mean'])} |")
+                     f"{format_metric(metric, clean['mean'])} ± {format_metric(metric, clean['std'])} | "
+                     f"{format_metric(metric, s['mean'])} ± {format_metric(metric, s['std'])} | "
+                     f"{format_metric(metric, s['mean'] - clean['mean'])} |")
     o = result["overall"]
-    lines += [f"| **mean** | | **{100 * o['robustness']:.2f}** | | | | {_fmt(metric, -o['metric_drop'])} |", "",
+    lines += [f"| **mean** | | **{100 * o['robustness']:.2f}** | | | | "
+              f"{format_metric(metric, -o['metric_drop'])} |", "",
               "Per drawn value (robustness %): "
               + "; ".join(f"{e['name']} " + ", ".join(f"{v} {100 * r['robustness']:.1f}"
                                                       for v, r in e["per_value"].items())

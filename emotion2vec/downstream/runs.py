@@ -26,27 +26,20 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import ProbeError
-from .metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, bootstrap_ci, summarize, summary_metrics, task_metrics
+from .metrics import (HEADLINE, METRIC_NAMES, bootstrap_ci, format_metric, summarize, summary_metrics,
+                      task_metrics)
 from .targets import Targets, vote_classes
 from .tasks import is_better
 
 __all__ = ["RESULTS_FORMAT", "RESULTS_VERSION", "read_inputs", "read_rows", "pick_folds", "class_names",
            "check_fold_labels", "audit_run", "carve_valid", "fold_splits", "FoldSplit", "split_folds", "Selection",
-           "FoldOutcome", "score_test", "run_folds", "head_entry", "results_dict", "prediction_records", "add_groups",
-           "fmt"]
+           "FoldOutcome", "score_test", "run_folds", "head_entry", "results_dict", "prediction_records", "add_groups"]
 
 RESULTS_FORMAT = "emotion2vec-probe-results"
 #: 2: task, loss, head, targets, headline, bootstrap intervals, audit, layer weights, feature settings, saved heads
 RESULTS_VERSION = 2
 
 Log = Callable[[str], None]
-
-
-def fmt(metric: str, value: float | None) -> str:
-    """A metric as the logs and tables show it: percent with two decimals, or a plain number (CCC, MAE, loss)."""
-    if value is None or value != value:
-        return "–"
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
 
 
 # ------------------------------------------------------------------------------------------------ 1. corpus, folds
@@ -171,12 +164,13 @@ class FoldSplit:
 
 def split_folds(folds: Sequence[Mapping], seed: int, valid_fraction: float, valid_is_test: bool,
                 position: Callable[[str, str], int]) -> list[FoldSplit]:
-    """Every selected fold's :func:`fold_splits`, keys turned into positions by ``position(split, key)``."""
+    """Every selected fold's :func:`fold_splits`, on positions: ``position(split, key)`` is the position of a key of
+    the fold's ``split`` (a cross-corpus run's test keys are those of the other corpus)."""
     out = []
     for i, f in enumerate(folds):
-        parts = fold_splits(f, i, seed, valid_fraction, valid_is_test)
-        train, valid, test = ([position(s, k) for k in keys] for s, keys in zip(("train", "valid", "test"), parts))
-        out.append(FoldSplit(f["name"], train, valid, test, parts[3]))
+        positioned = {s: [position(s, k) for k in f[s]] for s in ("train", "valid", "test")}
+        train, valid, test, note = fold_splits(positioned, i, seed, valid_fraction, valid_is_test)
+        out.append(FoldSplit(f["name"], train, valid, test, note))
     return out
 
 
@@ -277,9 +271,9 @@ def score_test(task: str, predictions: np.ndarray, y: np.ndarray, names: Sequenc
 
 
 def _fold_line(tag: str, split: FoldSplit, o: FoldOutcome, task: str) -> str:
-    shown = " ".join(f"{METRIC_NAMES[m]} {fmt(m, o.test.get(m))}" for m in summary_metrics(task)[:4])
-    ci = (f"; {METRIC_NAMES[o.ci['metric']]} 95% CI [{fmt(o.ci['metric'], o.ci['low'])}, "
-          f"{fmt(o.ci['metric'], o.ci['high'])}]" if o.ci else "")
+    shown = " ".join(f"{METRIC_NAMES[m]} {format_metric(m, o.test.get(m))}" for m in summary_metrics(task)[:4])
+    ci = (f"; {METRIC_NAMES[o.ci['metric']]} 95% CI [{format_metric(o.ci['metric'], o.ci['low'])}, "
+          f"{format_metric(o.ci['metric'], o.ci['high'])}]" if o.ci else "")
     updates = f", {o.updates['num_updates']} updates" if "num_updates" in o.updates else ""
     return (f"{tag}: {o.name}: train {o.n_train} valid {o.n_valid} test {o.n_test}{split.note}; best epoch "
             f"{o.best_epoch}/{o.epochs_run}{updates}; test {shown}{ci} ({o.seconds:.1f}s)")
