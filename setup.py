@@ -39,6 +39,7 @@ setup(
         "opensmile": ["opensmile>=2.5"],
         "media": ["av>=12"],
         "umap": ["umap-learn>=0.5"],
+        "docs": ["mkdocs>=1.6"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10"],
     },
     entry_points={"console_scripts": ["emotion2vec=emotion2vec.cli:main"]},
