@@ -17,23 +17,28 @@ The substitutions (SUBSTITUTIONS, the only differences between the docs and what
       ``legacy_data2vec2.pt``;
     * Hugging Face hub names (``hf:facebook/wav2vec2-base``, ``text:bert-base-uncased``, ...) -> a tiny random model
       of the same class made by ``docs/scripts/random_hf_model.py`` (nothing is downloaded);
-    * corpora: ``data/urdu`` -> a 40-clip subset of URDU (10 per emotion); ``IEMOCAP_full_release`` -> a tree in
-      IEMOCAP's layout (5 sessions, 2 dialogues of 10 alternating turns each, votes, dimensions, transcripts) whose
-      audio is 1 s of URDU clips; ``EmoBox/data/urdu`` -> EmoBox's URDU folds restricted to the subset;
-    * your recordings: ``my_wavs/``, ``recordings/`` (3 URDU clips each), ``speech.wav``, ``other.flac`` (URDU
-      clips), ``talk.wav`` (4 URDU clips end to end);
+    * corpora: ``data/urdu`` -> a 52-clip subset of URDU (13 per emotion, the first second of each);
+      ``IEMOCAP_full_release`` -> a tree in IEMOCAP's layout (5 sessions, 2 dialogues of 10 alternating turns each,
+      votes, dimensions, transcripts) whose audio is 0.6 s of URDU clips; ``EmoBox/data/urdu`` -> EmoBox's URDU folds
+      restricted to the subset;
+    * your recordings: ``my_wavs/``, ``recordings/`` (4 URDU clips each), ``speech.wav``, ``other.flac`` (URDU
+      clips), ``talk.wav`` (6 URDU clips end to end);
     * shorter runs: ``probe``, ``finetune`` and ``conversation`` run 1 epoch (``--epochs 1``); ``finetune`` and
-      ``robustness`` their first fold (``--folds 1``) unless the block picks folds; ``pretrain`` runs 4 updates
-      (``optimization.max_update=4``, warm-up 1, a checkpoint every 2);
-    * the CPU: ``--device cuda*`` -> ``cpu``, ``--dtype bfloat16`` -> ``float32``; recipes get ``DEVICE=cpu``.
+      ``robustness`` their first fold (``--folds 1``) unless the block picks folds (or trains ``--task speaker``,
+      which has one fold); a ``probe`` sweep (``--train-fraction``, ``--seeds``) its first fold too;
+      ``pretrain`` runs 4 updates (``optimization.max_update=4``, warm-up 1, a checkpoint every 2);
+    * the CPU: ``--device cuda*`` -> ``cpu``, ``--dtype bfloat16`` -> ``float32``; recipes get ``DEVICE=cpu``;
+    * the test material: ``$E2V_SHARED`` is set to the folder the tests read (``tests/conftest.py``).
 
 Blocks that cannot run here (LISTED: page, a text found in exactly that block, the reason)
     They run in a checking shell instead: every ``emotion2vec`` line is parsed by that command's own parser
     (``emotion2vec.cli.build_parser``), ``emotion2vec pretrain`` and ``fairseq-hydra-train`` overrides are composed
     against ``configs/`` and pass the configuration checks as on a machine with 8 GPUs, ``torchrun`` lines are parsed
     by torch's launcher and their program checked the same way, ``pip install`` extras and pins must match setup.py
-    and the Makefile, ``make`` targets must exist; the recipes run with ``emotion2vec`` checked, not executed.
-    Whatever else the block does runs as written. A block that is neither run nor listed fails its page.
+    and the Makefile, ``make`` targets must exist; other recipes run with ``emotion2vec`` checked, not executed.
+    Recipes that read corpora (run_all.sh, corpus.sh, pretrain_data.sh) are checked instead: their corpora, feature
+    sources, and the extra arguments they pass to each step (PREPARE_ARGS, EXTRACT_ARGS, PROBE_ARGS). Whatever else
+    the block does runs as written. A block that is neither run nor listed fails its page.
 """
 
 from __future__ import annotations
@@ -68,6 +73,20 @@ LISTED: dict[tuple[str, str], str] = {
     ("README.md", "git clone https://github.com/siddiquelatif/URDU-Dataset"): "downloads the corpus over the network",
     ("README.md", "make demo"): "installs into .venv and runs the 9-minute demo (tests/test_demo.py runs it shortened) "
                                 "and the suite itself",
+    ("docs/demo.md", "DEMO_FAST=1 make demo"): "the full demo runs about 9 minutes; tests/test_demo.py runs the "
+                                               "shortened one",
+    ("docs/finetuning.md", "torchrun --nproc_per_node 4"): "launches 4 and 2 x 4 processes (GPUs, two machines); "
+                                                           "tests/test_finetune.py runs DDP with two CPU processes",
+    ("docs/paper.md", "SOURCES="): "needs 7 licensed corpora and the released weights (several GB)",
+    ("docs/paper.md", "TABLE_METRICS=wa,ua,macro_f1"): "needs 6 licensed corpora and ten released upstreams "
+                                                       "(tens of GB)",
+    ("docs/paper.md", "recipes/pretrain_data.sh"): "needs the five corpora of the 262-hour pretraining set",
+    ("docs/paper.md", "recipes/ablation.sh alpha_0.1"): "100 000 updates on 4 GPUs over the 262-hour set",
+    ("docs/pretraining.md", "fairseq-hydra-train $ARGS model.init_from=null"): "the official configuration: 4 GPUs, "
+                                                                               "fp16, the 262-hour set",
+    ("docs/pretraining.md", "# the official run: 4 GPUs"): "the official configuration on GPUs and several machines",
+    ("docs/pretraining.md", "torchrun --nproc_per_node 2 $(which fairseq-hydra-train)"):
+        "a torchrun launch of two fairseq processes; tests/test_fairseq_plugin.py runs it (4 updates)",
 }
 
 MODELS = {  # workspace path -> golden fixture
@@ -81,6 +100,9 @@ HUB_KINDS = [("wav2vec2", "large", "wav2vec2-large"), ("wav2vec2", "", "wav2vec2
              ("wavlm", "large", "wavlm-large"), ("wavlm", "", "wavlm"), ("data2vec-audio", "", "data2vec-audio"),
              ("whisper", "", "whisper")]
 EPOCHS = "1"
+SUBSET_PER_EMOTION = 13  # 52 clips: 5 or 6 test utterances in each of the 10 folds (a 2-D map needs 5)
+CLIP_SECONDS = 1.0  # each clip's beginning (URDU's clips last 2-3 s)
+IEMOCAP_SECONDS = 0.6  # each utterance of the IEMOCAP-layout tree
 PRETRAIN_UPDATES = {"optimization.max_update": "4", "lr_scheduler.warmup_updates": "1",
                     "checkpoint.save_interval_updates": "2", "common.log_interval": "1"}
 
@@ -135,10 +157,11 @@ def is_prerequisite(block: Block) -> bool:
 def _urdu_subset(root: Path) -> list[Path]:
     clips = []
     for emotion in ("Angry", "Happy", "Neutral", "Sad"):
-        for src in sorted((URDU / emotion).glob("*.wav"))[::10][:10]:
+        for src in sorted((URDU / emotion).glob("*.wav"))[::7][:SUBSET_PER_EMOTION]:
             dst = root / "data" / "urdu" / emotion / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)  # copies, not links: a corpus as a user has it
+            wav, sr = sf.read(src, dtype="int16")
+            sf.write(dst, wav[:int(CLIP_SECONDS * sr)], sr, subtype="PCM_16")  # a file as a user has it, shorter
             clips.append(dst)
     return clips
 
@@ -151,7 +174,7 @@ _IEMO_WORDS = ["i am so happy today", "you are not calm", "well that is sad", "n
 
 def _iemocap(root: Path, clips: list[Path]) -> None:
     """IEMOCAP's layout: per session two dialogues of 10 turns alternating F / M, labels, votes, [V, A, D] and
-    transcripts; audio: the first second of URDU clips."""
+    transcripts; audio: the beginning of URDU clips."""
     base = root / "IEMOCAP_full_release"
     k = 0
     for n in range(1, 6):
@@ -172,7 +195,7 @@ def _iemocap(root: Path, clips: list[Path]) -> None:
                 k += 7
                 out = base / f"Session{n}" / "sentences" / "wav" / dialog / f"{utt}.wav"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                sf.write(out, wav[:sr], sr)
+                sf.write(out, wav[:int(IEMOCAP_SECONDS * sr)], sr)
             for sub, text in (("EmoEvaluation", emo_lines), ("transcriptions", words)):
                 folder = base / f"Session{n}" / "dialog" / sub
                 folder.mkdir(parents=True, exist_ok=True)
@@ -278,8 +301,22 @@ git() { _e2v_call git "$@"; }
 make() { _e2v_call make "$@"; }
 tensorboard() { _e2v_call tensorboard "$@"; }
 export -f _e2v_call emotion2vec python python3 torchrun fairseq-hydra-train pip git make tensorboard
-set -eo pipefail
 """
+#: in the checking shell, the recipes that read corpora are checked instead of run: their arguments and the
+#: variables they read come back to the test process
+_PRELUDE_CHECK = r"""
+_e2v_recipe() {
+  local args=("$@" "--env--") v
+  for v in $E2V_DOCS_RECIPE_VARS $(compgen -v ROOT_ || true); do [ -z "${!v+x}" ] || args+=("$v=${!v}"); done
+  _e2v_call recipe "${args[@]}"
+}
+recipes/run_all.sh() { _e2v_recipe run_all "$@"; }
+recipes/corpus.sh() { _e2v_recipe corpus "$@"; }
+recipes/pretrain_data.sh() { _e2v_recipe pretrain_data "$@"; }
+"""
+RECIPE_VARS = ("ROOT DATA CHECKPOINT CHECKPOINTS CORPORA OUT NAME PROTOCOL GRANULARITY LAYERS PROBE_LAYER TASK "
+               "TARGETS PREPARE_ARGS EXTRACT_ARGS PROBE_ARGS TABLE TABLE_METRICS FBANK FORCE IEMOCAP MELD MEAD MOSEI "
+               "MSP_PODCAST AUDIO16K EXCLUDE WORKERS")
 
 
 @dataclass
@@ -309,7 +346,9 @@ class Runner:
                 argv[i + 1] = "float32"
         if command in ("probe", "finetune", "conversation"):
             argv = _set_option(argv, "--epochs", EPOCHS)
-        if command in ("finetune", "robustness") and not {"--fold", "--folds"} & set(argv):
+        if command in ("finetune", "robustness") and not {"--fold", "--folds"} & set(argv) and "speaker" not in argv:
+            argv = argv + ["--folds", "1"]
+        if command == "probe" and {"--train-fraction", "--seeds"} & set(argv) and "--folds" not in argv:
             argv = argv + ["--folds", "1"]
         if command == "pretrain":
             argv = [a for a in argv if a.split("=")[0] not in PRETRAIN_UPDATES]
@@ -328,7 +367,7 @@ class Runner:
             return 127
         try:
             {"emotion2vec": check_cli, "torchrun": check_torchrun, "fairseq-hydra-train": check_fairseq,
-             "pip": check_pip, "make": check_make, "git": check_git, "venv": lambda a, c: None,
+             "pip": check_pip, "make": check_make, "git": check_git, "recipe": check_recipe, "venv": lambda a, c: None,
              "python": lambda a, c: None, "tensorboard": lambda a, c: None}[kind](argv, cwd)
         except CheckError as e:
             self.fail(f"`{kind} {shlex.join(argv)}`: {e}")
@@ -378,7 +417,8 @@ class Runner:
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         bindir = str(Path(sys.executable).parent)
-        env = dict(os.environ, E2V_SHARED=str(FIXTURES.parents[1]), E2V_DOCS_REQ=str(req_w), E2V_DOCS_RESP=str(resp_r), E2V="emotion2vec", DEVICE="cpu",
+        env = dict(os.environ, E2V_SHARED=str(FIXTURES.parents[1]), E2V_DOCS_RECIPE_VARS=RECIPE_VARS,
+                   E2V_DOCS_REQ=str(req_w), E2V_DOCS_RESP=str(resp_r), E2V="emotion2vec", DEVICE="cpu",
                    PYTHON=sys.executable, PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
                    PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
         if check_only:
@@ -386,7 +426,8 @@ class Runner:
             (self.ws / ".venv" / "bin" / "activate").touch()
         log = self.ws.parent / f"{self.ws.name}.bash.log"
         with open(log, "w") as out:
-            proc = subprocess.Popen(["bash", "-c", _PRELUDE + block.code], cwd=self.ws, env=env, stdout=out,
+            prelude = _PRELUDE + (_PRELUDE_CHECK if check_only else "") + "set -eo pipefail\n"
+            proc = subprocess.Popen(["bash", "-c", prelude + block.code], cwd=self.ws, env=env, stdout=out,
                                     stderr=subprocess.STDOUT, pass_fds=(req_w, resp_r))
         os.close(req_w)
         os.close(resp_r)
@@ -460,7 +501,22 @@ def check_cli(argv: list[str], cwd: Path) -> None:
         _check_config(args.config, args.overrides, args.config_dir, cwd)
 
 
-def _check_config(name: str, overrides: list[str], config_dir: str | None, cwd: Path) -> None:
+def _fairseq_knows(key: str) -> bool:
+    """``section.field`` is a field of fairseq's own configuration schema (what fairseq-hydra-train adds to ours)."""
+    import dataclasses
+
+    try:
+        from fairseq.dataclass.configs import FairseqConfig
+    except ImportError:
+        return False
+    section, _, name = key.lstrip("+").partition(".")
+    node = getattr(FairseqConfig(), section, None)
+    return dataclasses.is_dataclass(node) and name in {f.name for f in dataclasses.fields(node)}
+
+
+def _check_config(name: str, overrides: list[str], config_dir: str | None, cwd: Path, fairseq: bool = False) -> None:
+    """Compose ``configs/NAME`` with the overrides and run the configuration checks. With ``fairseq``, overrides of
+    fields that only fairseq's own schema holds (fairseq-hydra-train merges it) are checked against that schema."""
     from unittest import mock
 
     import torch
@@ -471,10 +527,15 @@ def _check_config(name: str, overrides: list[str], config_dir: str | None, cwd: 
     overrides = [o for o in overrides if not o.startswith("common.user_dir=")]  # the launcher adds it
     if config_dir and not (cwd / config_dir).is_dir():
         raise CheckError(f"--config-dir {config_dir}: no such folder")
-    try:
-        cfg = compose(name, overrides, (cwd / config_dir) if config_dir else None)
-    except Emotion2VecError as e:
-        raise CheckError(str(e)) from None
+    while True:
+        try:
+            cfg = compose(name, overrides, (cwd / config_dir) if config_dir else None)
+            break
+        except Emotion2VecError as e:
+            m = re.search(r"Could not override '([\w.]+)'", str(e))
+            if not (fairseq and m and _fairseq_knows(m.group(1))):
+                raise CheckError(str(e)) from None
+            overrides = [o for o in overrides if o.split("=")[0].lstrip("+") != m.group(1)]
     with mock.patch.object(torch.cuda, "device_count", return_value=8):
         problems = config_problems(cfg, cuda_available=True, check_data=False)
     if problems:
@@ -494,7 +555,7 @@ def check_fairseq(argv: list[str], cwd: Path) -> None:
         raise CheckError("expected --config-dir DIR --config-name NAME and key=value overrides")
     if not any(o.startswith("common.user_dir=") and o.split("=", 1)[1] for o in overrides):
         raise CheckError("no common.user_dir=...: fairseq would not find the plugin")
-    _check_config(opts["--config-name"], overrides, opts.get("--config-dir"), cwd)
+    _check_config(opts["--config-name"], overrides, opts.get("--config-dir"), cwd, fairseq=True)
 
 
 def check_torchrun(argv: list[str], cwd: Path) -> None:
@@ -540,6 +601,48 @@ def check_make(argv: list[str], cwd: Path) -> None:
     for t in argv:
         if not t.startswith("-") and "=" not in t and t not in targets:
             raise CheckError(f"the Makefile has no target {t!r}")
+
+
+def _corpora() -> set[str]:
+    return set(re.search(r'^CORPORA_ALL="([^"]+)"', (REPO / "recipes" / "common.sh").read_text(), re.M).group(1).split())
+
+
+def _check_source(source: str) -> None:
+    if source == "fbank" or re.fullmatch(r"(hf|text):\S+|opensmile:(eGeMAPSv02|ComParE_2016)(:lld)?", source):
+        return
+    if source.startswith(("hf", "text", "opensmile")) or not re.fullmatch(r"[\w./$-]+", source):
+        raise CheckError(f"{source!r} is not a feature source (a checkpoint path, hf:..., opensmile:SET[:lld], fbank)")
+
+
+def check_recipe(argv: list[str], cwd: Path) -> None:
+    """A corpus recipe: its corpora, feature sources and the extra arguments it passes to each step."""
+    split = argv.index("--env--")
+    name, args = argv[0], argv[1:split]
+    env = dict(a.split("=", 1) for a in argv[split + 1:])
+    if name in ("run_all", "corpus"):
+        corpora = env.get("CORPORA", "").split() if name == "run_all" else args[:1]
+        if name == "run_all" and args:
+            raise CheckError(f"recipes/run_all.sh takes no arguments (got {args})")
+        unknown = sorted(set(c.replace("_", "-") for c in corpora) - _corpora())
+        if unknown or (name == "corpus" and len(args) != 1):
+            raise CheckError(f"unknown corpora {unknown or args} (recipes/common.sh knows {sorted(_corpora())})")
+        for source in (env.get("CHECKPOINTS", "") + " " + env.get("CHECKPOINT", "")).split():
+            _check_source(source)
+        steps = {"PREPARE_ARGS": ["prepare", "urdu", "--root", "R"], "EXTRACT_ARGS": ["extract", "--checkpoint", "C",
+                 "--input", "I", "--out", "O"], "PROBE_ARGS": ["probe", "--features", "F", "--data", "D", "--out", "O"]}
+        for var, base in steps.items():
+            if env.get(var):
+                check_cli(base + shlex.split(env[var]), cwd)
+        metrics = set(env.get("TABLE_METRICS", "wa").split(",")) - {"wa", "ua", "wf1", "macro_f1"}
+        if metrics:
+            raise CheckError(f"TABLE_METRICS: unknown {sorted(metrics)}")
+    elif name == "pretrain_data":
+        if args:
+            raise CheckError(f"recipes/pretrain_data.sh takes no arguments (got {args})")
+        for spec in env.get("EXCLUDE", "").split():
+            check_cli(["manifest", "A", "--out", "M", "--exclude", spec], cwd)
+        if not {"IEMOCAP", "MELD", "MEAD", "MOSEI", "MSP_PODCAST"} & set(env):
+            raise CheckError("no corpus set (IEMOCAP, MELD, MEAD, MOSEI, MSP_PODCAST)")
 
 
 def check_git(argv: list[str], cwd: Path) -> None:
