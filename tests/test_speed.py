@@ -39,7 +39,7 @@ GOLDEN = [("tiny_emotion2vec.pt", "tiny_reference.npz"), ("legacy_data2vec2.pt",
           ("funasr_emotion2vec_plus", "plus_reference.npz")]  # the emotion2vec+ folder: its encoder (no head)
 ONNX_TOL = 1e-4  # ONNX Runtime fp32 vs the golden vectors / torch fp32
 INT8_REL_L2 = 0.10  # the int8 graph's feature error bound (relative L2 per utterance, vs fp32): docs/performance.md
-BF16_REL_L2 = 0.05  # bf16 vs fp32 on the tiny random-weight golden model (base geometry: README, Performance)
+BF16_REL_L2 = 0.05  # bf16 vs fp32 on the tiny random-weight golden model (base geometry: docs/performance.md)
 
 
 def rel_l2(a, b) -> float:
