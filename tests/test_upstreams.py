@@ -243,8 +243,8 @@ def _student_error(model: Emotion2VecPretrainer, ref) -> float:
 
 
 def test_initialised_student_computes_data2vec_exactly_without_extra_tokens(d2v1):
-    """docs/pretraining.md's statement: with the remap layout and no utterance tokens, student and teacher start as data2vec
-    (ALiBi scales 0, data2vec's LayerNorm after the positional convolution = the context encoder's input LayerNorm);
+    """docs/pretraining.md's statement: with the remap layout and no utterance tokens, student and teacher start as
+    data2vec (ALiBi scales 0, data2vec's LayerNorm after the positional convolution = the context encoder's input LayerNorm);
     emotion2vec's utterance tokens are attended by every frame and change the outputs."""
     path, ref = d2v1
     model = _student(tokens=0)
