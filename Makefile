@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh machine:  `make demo`  and  `make test`.
+# Two commands do everything on a fresh machine:  `make demo`  and  `make test`  (and `make docs` builds the site).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.emotion2vec-installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install web-tools test demo demo-clean bench clean
+.PHONY: install web-tools test docs demo demo-clean bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(STAMP): setup.py | $(BIN)/python
 	$(BIN)/python -c "import fairseq" >/dev/null 2>&1 || { \
 	  $(BIN)/pip install cython numpy && \
 	  $(BIN)/pip install --no-build-isolation "fairseq-fixed==$(FAIRSEQ_VERSION)"; }
-	$(BIN)/pip install -e ".[test,train,hf,onnx,opensmile,media,serve,web-test]"
+	$(BIN)/pip install -e ".[test,docs,train,hf,onnx,opensmile,media,serve,web-test]"
 	@# fairseq-fixed declares torchaudio, whose PyPI wheel cannot load beside a CPU torch; nothing here uses it.
 	$(BIN)/python -c "import torchaudio" >/dev/null 2>&1 || $(BIN)/pip uninstall -y -q torchaudio
 	touch $@
@@ -46,6 +46,10 @@ web-tools:
 test: install web-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
 
+# The documentation site (README.md + docs/) in site/; strict: a broken link, anchor or page fails the build.
+docs: install
+	$(BIN)/python -m mkdocs build --strict --site-dir site
+
 demo: install
 	$(BIN)/emotion2vec demo --out $(DEMO_OUT)
 
@@ -58,4 +62,4 @@ bench: install
 	$(BIN)/python benchmarks/pretrain_step.py
 
 clean: demo-clean
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache

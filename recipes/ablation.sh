@@ -20,7 +20,7 @@ row_overrides() {
     init_cold_start)      echo "model.init_from=null" ;;                                 # cold start: 61.34 / 62.71 / 61.19
     init_data2vec)        echo "model.init_from=${INIT_V1:-checkpoints/audio_base_ls.pt} model.init_layout=remap" ;;  # data2vec: 70.20 / 70.93 / 70.11
     init_data2vec2)       echo "model.init_from=${INIT:-checkpoints/base_libri.pt}" ;;       # data2vec 2.0: 71.79 / 72.69 / 71.80
-    # Table 9 is a downstream comparison (utterance vs frame features) of the released model: see the README
+    # Table 9 is a downstream comparison (utterance vs frame features) of the released model: see docs/paper.md
     # Table 10, losses
     loss_frame_only)      echo "model.init_from=${INIT:-checkpoints/base_libri.pt} model.utterance_loss_weight=0" ;;
     loss_utterance_only)  echo "model.init_from=${INIT:-checkpoints/base_libri.pt} model.frame_loss_weight=0" ;;

@@ -109,20 +109,87 @@ def test_help_imports_no_torch():
     assert probe.stdout.strip().splitlines()[-1] == "IMPORTED ['soundfile']"
 
 
-def test_readme_layout_matches_the_tree():
-    """Every folder and module of the package is in the README's Layout section, and every module named there
-    exists."""
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Layout"):]
-    block = section[section.index("```") + 3:]
-    block = block[:block.index("```")]
-    listed_modules = set(re.findall(r"\b(\w+)\.py\b", block)) | set(re.findall(r"\((\w+)[,)]", block))
-    listed_modules |= {w for w in re.findall(r"\b(\w+)\b", block)}
-    listed_dirs = set(re.findall(r"\b(\w+)/", block))
-    modules = {p.stem for p in PACKAGE.rglob("*.py") if PLUGIN not in p.parents and not p.name.startswith("__")}
-    dirs = {d.name for d in PACKAGE.rglob("*") if d.is_dir() and not d.name.startswith("__")
-            and PLUGIN not in d.parents}
-    assert not modules - listed_modules, f"README Layout lacks modules {sorted(modules - listed_modules)}"
-    assert not dirs - listed_dirs, f"README Layout lacks folders {sorted(dirs - listed_dirs)}"
-    named = set(re.findall(r"\b(\w+)\.py\b", block))
-    assert named <= modules, f"README Layout names modules that do not exist: {sorted(named - modules)}"
+LAYOUT_PAGE = REPO / "docs" / "architecture.md"
+_ENTRY = re.compile(r"^(?P<indent> *)(?P<name>[\w.]+(?:/|\.py))(?:\s{2,}|\s*$)(?P<rest>.*)$")
+
+
+def _layout_block() -> list[str]:
+    text = LAYOUT_PAGE.read_text(encoding="utf-8")
+    section = text[text.index("## Layout"):]
+    block = section[section.index("```\n") + 4:]
+    return block[:block.index("```")].splitlines()
+
+
+def parse_layout(lines: list[str]) -> tuple[set[str], set[str], set[str]]:
+    """(modules, packages, top-level folders) the layout names, as dotted paths (``emotion2vec.io.audio``).
+
+    An entry is a name ending in ``/`` or ``.py`` at the start of a line, nested under the folder above it by two
+    more spaces; its description (the rest of the line and the continuation lines indented past the entries) names
+    the folder's modules (``audio.py``) and sub-folders (``_fairseq/``)."""
+    modules, packages, top = set(), set(), set()
+    stack: list[tuple[int, str]] = []  # (indent, dotted folder)
+    current = None  # the folder a description belongs to
+    for line in lines:
+        m = _ENTRY.match(line)
+        if m and len(m["indent"]) < 20:
+            indent, name = len(m["indent"]), m["name"]
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            parent = stack[-1][1] if stack else None
+            if parent is None:
+                if name.endswith("/") and name != "emotion2vec/":
+                    for word in line.split():  # the leading folder names: "checkpoints/ manifests/   where ..."
+                        if not word.endswith("/"):
+                            break
+                        top.add(word.rstrip("/"))
+                    current = None
+                    continue
+                if name == "emotion2vec/":
+                    stack.append((indent, "emotion2vec"))
+                    packages.add("emotion2vec")
+                    current = None
+                    continue
+            if parent is None:
+                continue
+            if name.endswith(".py"):
+                modules.add(f"{parent}.{name[:-3]}")
+                current = parent
+            else:
+                current = f"{parent}.{name[:-1]}"
+                packages.add(current)
+                stack.append((indent, current))
+            rest = m["rest"]
+        else:
+            rest = line
+        if current is None:
+            continue
+        modules |= {f"{current}.{mod}" for mod in re.findall(r"(?<![\w./])(\w+)\.py\b", rest)}
+        packages |= {f"{current}.{sub}" for sub in re.findall(r"(?<![\w./])(\w+)/(?=[\s,)]|$)", rest)}
+    return modules, packages, top
+
+
+def test_parse_layout_reads_entries_descriptions_and_nesting():
+    lines = ["emotion2vec/", "  api.py   the API", "  io/      audio.py (x), atomic.py", "           manifests.py (y)",
+             "    sub/   deep.py, inner/ (z)", "  cli/     one per command:", "           prepare.py, extract.py",
+             "configs/  a.yaml", "benchmarks/  tests/  docs/ (x)"]
+    modules, packages, top = parse_layout(lines)
+    assert modules == {"emotion2vec.api", "emotion2vec.io.audio", "emotion2vec.io.atomic", "emotion2vec.io.manifests",
+                       "emotion2vec.io.sub.deep", "emotion2vec.cli.prepare", "emotion2vec.cli.extract"}
+    assert packages == {"emotion2vec", "emotion2vec.io", "emotion2vec.io.sub", "emotion2vec.io.sub.inner",
+                        "emotion2vec.cli"}
+    assert top == {"configs", "benchmarks", "tests", "docs"}
+
+
+def test_layout_page_matches_the_tree():
+    """Every module and folder of the package is in docs/architecture.md's Layout at its real path, and every module,
+    folder and top-level folder named there exists (the fairseq plugin's own modules are left to its folder)."""
+    modules, packages, top = parse_layout(_layout_block())
+    tree_modules = {name for name, path in _modules().items() if path.name != "__init__.py"}
+    tree_packages = {name for name, path in _modules().items() if path.name == "__init__.py"}
+    tree_packages.add("emotion2vec.pretrain._fairseq")
+    assert not tree_modules - modules, f"the Layout lacks modules {sorted(tree_modules - modules)}"
+    assert not modules - tree_modules, f"the Layout names modules that do not exist: {sorted(modules - tree_modules)}"
+    assert not tree_packages - packages, f"the Layout lacks folders {sorted(tree_packages - packages)}"
+    assert not packages - tree_packages, f"the Layout names folders that do not exist: {sorted(packages - tree_packages)}"
+    missing_top = sorted(d for d in top if not (REPO / d).is_dir())
+    assert not missing_top, f"the Layout names top-level folders that do not exist: {missing_top}"

@@ -1,8 +1,8 @@
 """The downstream recipes end to end on the real URDU corpus: prepare -> extract -> probe for the log-mel fbank
 baseline and the tiny golden checkpoint through `recipes/run_all.sh`, then the cross-corpus table.
 
-Shortened probe (a few epochs, every fold) so that it runs in about a minute on 2 CPU cores; the README's URDU table
-comes from the same command with the default 100 epochs.
+Shortened probe (a few epochs, every fold) so that it runs in about a minute on 2 CPU cores; the URDU table of
+docs/evaluation.md comes from the same command with the default 100 epochs.
 """
 
 from __future__ import annotations

@@ -35,10 +35,11 @@ from conftest import FIXTURES, require
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = [("tiny_emotion2vec.pt", "tiny_reference.npz"), ("legacy_data2vec2.pt", "legacy_reference.npz"),
-          ("funasr_emotion2vec", "funasr_reference.npz")]
+          ("funasr_emotion2vec", "funasr_reference.npz"),
+          ("funasr_emotion2vec_plus", "plus_reference.npz")]  # the emotion2vec+ folder: its encoder (no head)
 ONNX_TOL = 1e-4  # ONNX Runtime fp32 vs the golden vectors / torch fp32
-INT8_REL_L2 = 0.10  # documented bound of the int8 graph's feature error (relative L2 per utterance, vs fp32)
-BF16_REL_L2 = 0.05  # bf16 vs fp32 on the tiny random-weight golden model (base geometry: README, Performance)
+INT8_REL_L2 = 0.10  # the int8 graph's feature error bound (relative L2 per utterance, vs fp32): docs/performance.md
+BF16_REL_L2 = 0.05  # bf16 vs fp32 on the tiny random-weight golden model (base geometry: docs/performance.md)
 
 
 def rel_l2(a, b) -> float:
@@ -259,6 +260,17 @@ def test_onnx_int8_stays_within_its_documented_error(fixtures_dir, exported):
         feats = backend.forward(x, torch.tensor([x.shape[1]]), [backend.num_layers - 1])[0, 0].numpy()
         errors.append(rel_l2(feats, ref[f"x{i}"]))
     assert 0 < max(errors) < INT8_REL_L2  # int8 changes the features, within the bound
+
+
+@needs_ort
+def test_export_refuses_what_it_cannot_export_by_name(fixtures_dir, tmp_path):
+    """data2vec (v1) is not an emotion2vec / data2vec 2.0 graph: export says so and writes nothing."""
+    from emotion2vec.extract.export import export_onnx
+
+    with pytest.raises(ExtractionError, match="ONNX export supports emotion2vec / data2vec 2.0 models, not "
+                                              "Data2Vec1Model"):
+        export_onnx(fixtures_dir / "data2vec1_audio.pt", tmp_path / "d2v1.onnx")
+    assert not (tmp_path / "d2v1.onnx").exists()
 
 
 @needs_ort

@@ -243,8 +243,8 @@ def _student_error(model: Emotion2VecPretrainer, ref) -> float:
 
 
 def test_initialised_student_computes_data2vec_exactly_without_extra_tokens(d2v1):
-    """The README's statement: with the remap layout and no utterance tokens, student and teacher start as data2vec
-    (ALiBi scales 0, data2vec's LayerNorm after the positional convolution = the context encoder's input LayerNorm);
+    """docs/pretraining.md's statement: with the remap layout and no utterance tokens, student and teacher start as
+    data2vec (ALiBi scales 0, data2vec's LayerNorm after the positional convolution = the context encoder's input LayerNorm);
     emotion2vec's utterance tokens are attended by every frame and change the outputs."""
     path, ref = d2v1
     model = _student(tokens=0)
@@ -541,7 +541,7 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # the parity tables of the README / closing note: python tests/test_upstreams.py
+if __name__ == "__main__":  # the parity tables of docs/upstreams.md: python tests/test_upstreams.py
     import tempfile
 
     import transformers

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
                    help="int8: dynamic quantisation of the linear layers (int8 weights per output channel, "
                    "activations quantised per call; convolutions stay fp32). Faster and 3x smaller, with a "
-                   "feature error of a few percent (README, Performance)")
+                   "feature error of a few percent (docs/performance.md)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects in the "
                    "checkpoint (can run code: only for files you trust)")
     p.add_argument("--preset", help="architecture preset for a bare state dict without config")

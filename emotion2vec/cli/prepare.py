@@ -43,7 +43,7 @@ def _epilog() -> str:
         "  emotion2vec prepare iemocap --root IEMOCAP_full_release --protocol loso-session --protocol loso-speaker",
         "  emotion2vec prepare iemocap --root IEMOCAP_full_release --all-labels --protocol session-rotation",
         "  emotion2vec prepare msp-podcast --root MSP-Podcast --test-set Test2",
-        "  emotion2vec prepare emobox --root data/urdu --emobox-data EmoBox/data/urdu",
+        "  emotion2vec prepare emobox --root data/urdu --emobox-data EmoBox/data/urdu --out manifests/urdu-emobox",
         "  emotion2vec prepare meld --root MELD.Raw --audio-dir MELD.Raw_wav",
         "  emotion2vec prepare folder --root my_corpus --speaker-regex '^(?P<speaker>[^_]+)_' --label-map wut=angry",
     ]

@@ -53,7 +53,7 @@ class DemoSettings:
     max_tokens: int = 180000  # about 4 utterances per update
     ema_decay: float = 0.99
     ema_end_decay: float = 0.999
-    # The official utterance target is identically zero under instance-normalised targets (README, "Why the demo
+    # The official utterance target is identically zero under instance-normalised targets (docs/demo.md, "Why the demo
     # changes the utterance objective"); the demo uses the layer-normalised, frame-mean variant with a small weight.
     utterance_loss: str = "global"
     utterance_target: str = "layer_norm"
