@@ -2,7 +2,9 @@
 
 Supported (``model_type`` of the folder's ``config.json`` -> the transformers class loaded): ``wav2vec2`` ->
 Wav2Vec2Model, ``hubert`` -> HubertModel, ``wavlm`` -> WavLMModel, ``data2vec-audio`` -> Data2VecAudioModel,
-``whisper`` -> the encoder of WhisperModel. A checkpoint saved with a head (``Wav2Vec2ForCTC``, ...) loads its
+``unispeech`` -> UniSpeechModel, ``unispeech-sat`` -> UniSpeechSatModel (the UniSpeech encoders Gavali & Verma
+fine-tune: ``microsoft/unispeech-large-1500h-cv``, ``microsoft/unispeech-large-multi-lingual-1500h-cv``; UniSpeech-SAT
+as ``microsoft/unispeech-sat-base`` / ``-large``), ``whisper`` -> the encoder of WhisperModel. A checkpoint saved with a head (``Wav2Vec2ForCTC``, ...) loads its
 encoder. transformers is an optional dependency (``pip install 'emotion2vec[hf]'``), imported when a model loads.
 
 Layers are the model's hidden states: layer 0 is the Transformer's input (CNN features + positional convolution
@@ -15,8 +17,9 @@ when its feature extractor says ``do_normalize`` (default: yes), and for Whisper
 (``WhisperFeatureExtractor``: 30 s windows, 100 mel frames/s, 50 output frames/s).
 
 Padding semantics (``cfg.padding``), so that a batch gives the features of each input alone:
-    ``mask``      the padded batch runs with an attention mask: wav2vec 2.0 / HuBERT / WavLM with a LayerNorm CNN
-                  (``feat_extract_norm == "layer"``, the large models), whose valid frames never see padding;
+    ``mask``      the padded batch runs with an attention mask: wav2vec 2.0 / HuBERT / WavLM / UniSpeech /
+                  UniSpeech-SAT with a LayerNorm CNN (``feat_extract_norm == "layer"``, the large models), whose
+                  valid frames never see padding;
     ``unpadded``  inputs of equal length run together, unpadded, the others alone: the models trained without
                   attention masks (``feat_extract_norm == "group"``, the base models: their first convolution
                   normalises over the whole input, padding included), data2vec-audio (its 5-layer positional
@@ -42,7 +45,10 @@ __all__ = ["HFUpstream", "HFUpstreamConfig", "SUPPORTED", "load_hf_upstream", "p
 
 #: config.json model_type -> the transformers class whose encoder is loaded
 SUPPORTED = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel",
-             "data2vec-audio": "Data2VecAudioModel", "whisper": "WhisperModel"}
+             "data2vec-audio": "Data2VecAudioModel", "unispeech": "UniSpeechModel",
+             "unispeech-sat": "UniSpeechSatModel", "whisper": "WhisperModel"}
+#: encoders whose LayerNorm-CNN variants zero the padded frames before the positional convolution (``mask`` policy)
+_MASKABLE = ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
 SAMPLE_RATE = 16000
 _NORM_EPS = 1e-7  # transformers' zero-mean unit-variance normalisation
 
@@ -78,7 +84,7 @@ def padding_policy(config: Any) -> str:
     if config.model_type == "whisper":
         return "window"
     layer_norm_cnn = getattr(config, "feat_extract_norm", "group") == "layer"
-    if (config.model_type in ("wav2vec2", "hubert", "wavlm") and layer_norm_cnn
+    if (config.model_type in _MASKABLE and layer_norm_cnn
             and not getattr(config, "conv_pos_batch_norm", False)):
         return "mask"
     return "unpadded"
