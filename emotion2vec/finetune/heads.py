@@ -191,15 +191,9 @@ def speaker_spec_config(encoder: SpeakerEncoder) -> dict[str, Any]:
 
 
 def _build_upstream(model: Mapping[str, Any], state: dict[str, Tensor], where: str) -> nn.Module:
-    from ..models.checkpoint import LoadedCheckpoint, build_model
-    from ..models.config import Emotion2VecConfig
+    from ..models.checkpoint import LoadedCheckpoint, build_model, config_from_dict
 
-    if model.get("architecture") == "data2vec1":
-        from ..models.data2vec1 import Data2Vec1Config
-
-        config = Data2Vec1Config.from_dict(model)
-    else:
-        config = Emotion2VecConfig.from_dict(model)
+    config = config_from_dict(model)
     return build_model(LoadedCheckpoint(config, state, None, "emotion2vec", f"{where} (speaker model)"),
                        with_decoder=False).eval()
 

@@ -137,9 +137,10 @@ def load_upstream(spec: str | os.PathLike, trust: bool = False, preset_name: str
         classifier = read_hf_classifier(beside) if beside.is_dir() else None
         return model.eval(), UpstreamInfo(f"hf:{model.cfg.model_class}", text, classifier, {"hf": model.settings()})
     if text == "cnn14" or text.startswith("cnn14:"):
-        from .cnn14 import load_cnn14
+        from .panns import load_cnn14
 
-        return load_cnn14(text, trust=trust)
+        model, source, meta = load_cnn14(text, trust=trust)
+        return model, UpstreamInfo(source, text, None, meta)
     if text == "fbank" or text.startswith("opensmile:"):
         raise CheckpointError(f"{text!r} is a feature baseline, not a model: use it with `emotion2vec extract "
                               f"--checkpoint {text}` (and in recipes), not as a model")

@@ -1,0 +1,253 @@
+"""The other papers as published: Wagner et al.'s CNN14 baseline and linguistic-sensitivity test, Gavali & Verma's
+cost tables (UniSpeech / UniSpeech-SAT parity lives in test_upstreams.py with the other Hugging Face classes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from emotion2vec import Emotion2Vec
+from emotion2vec.cli import main as cli
+from emotion2vec.extract.store import FeatureStore
+from emotion2vec.models.checkpoint import CheckpointError, save_checkpoint_dir
+from emotion2vec.models.cnn14 import Cnn14Config, Cnn14Model, MaskedBatchNorm2d, hz_to_slaney_mel, slaney_mel_filterbank
+from emotion2vec.models.panns import DROPPED, KEY_RULES, map_panns_state
+from emotion2vec.models.config import ConfigError
+from emotion2vec.models.upstream import Upstream, load_upstream
+
+from conftest import URDU, require
+
+TINY = dict(channels=(4, 8, 8, 8, 8, 16))
+
+
+def run(*args) -> int:
+    return cli([str(a) for a in args])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _tiny_cnn14(seed: int = 0) -> Cnn14Model:
+    """A small CNN14 with random weights and running statistics (so that eval-mode BN is not the identity)."""
+    model = Cnn14Model(Cnn14Config(**TINY))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+def _panns_state(model: Cnn14Model, fft: int = 512, mels: int | None = None) -> dict[str, torch.Tensor]:
+    """``model``'s weights in the key names of a PANNs CNN14 file, with its front end and AudioSet head tensors."""
+    cfg = model.cfg
+    state = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("blocks."):
+            _, i, rest = k.split(".", 2)
+            k = f"conv_block{int(i) + 1}.{rest}"
+        state[k] = v.clone()
+    n, k = torch.arange(fft, dtype=torch.float64), torch.arange(fft // 2 + 1, dtype=torch.float64)[:, None]
+    hann = torch.hann_window(fft, periodic=True, dtype=torch.float64)
+    state["spectrogram_extractor.stft.conv_real.weight"] = (torch.cos(2 * math.pi * k * n / fft) * hann)[:, None].float()
+    state["spectrogram_extractor.stft.conv_imag.weight"] = (-torch.sin(2 * math.pi * k * n / fft) * hann)[:, None].float()
+    sr = 16000 if fft == 512 else 32000
+    state["logmel_extractor.melW"] = slaney_mel_filterbank(sr, fft, mels or cfg.mel_bins, 50, sr // 2 if fft == 512
+                                                           else 14000).float()
+    state["fc1.weight"], state["fc1.bias"] = torch.randn(16, 16), torch.zeros(16)
+    state["fc_audioset.weight"], state["fc_audioset.bias"] = torch.randn(527, 16), torch.zeros(527)
+    return state
+
+
+# ------------------------------------------------------------------------------------------------ CNN14
+def test_slaney_mel_scale_and_filterbank():
+    # the scale's anchors: 3 mels per 200 Hz below 1 kHz, 15 at 1 kHz, 27 more per factor 6.4 above
+    assert float(hz_to_slaney_mel(200.0)) == pytest.approx(3.0)
+    assert float(hz_to_slaney_mel(1000.0)) == pytest.approx(15.0)
+    assert float(hz_to_slaney_mel(6400.0)) == pytest.approx(42.0)
+    fb = slaney_mel_filterbank(16000, 512, 64, 50.0, 8000.0)
+    assert fb.shape == (257, 64) and float(fb.min()) == 0.0
+    freqs = torch.linspace(0, 8000, 257, dtype=torch.float64)
+    # the edges recomputed from the scale: 66 equally spaced mels between 50 Hz and 8 kHz
+    lo, hi = float(hz_to_slaney_mel(50.0)), float(hz_to_slaney_mel(8000.0))
+    mels = torch.linspace(lo, hi, 66, dtype=torch.float64)
+    hz = torch.where(mels >= 15, 1000 * torch.exp((mels - 15) * math.log(6.4) / 27), mels * 200 / 3)
+    assert float(hz[0]) == pytest.approx(50.0) and float(hz[-1]) == pytest.approx(8000.0)
+    for band in range(64):
+        lower, upper = float(hz[band]), float(hz[band + 2])
+        inside = (freqs > lower) & (freqs < upper)
+        assert bool((fb[~inside, band] == 0).all())  # a triangle between its neighbours' centres
+        assert float(fb[:, band].max()) <= 2 / (upper - lower) + 1e-12  # peak 2 / width: every band has area 1
+        if upper - lower > 16 * 31.25:
+            assert float(fb[:, band].sum()) * 31.25 == pytest.approx(1.0, rel=0.02)
+
+
+def test_log_mel_frames_by_hand():
+    model = _tiny_cnn14()
+    wav = torch.randn(4321, generator=torch.Generator().manual_seed(1)) * 0.1
+    ours = model.logmel(wav)
+    assert ours.shape == (1 + 4321 // 160, 64)
+    x = np.pad(wav.numpy().astype(np.float64), 256, mode="reflect")  # centred frames
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(512) / 512)
+    fb = slaney_mel_filterbank(16000, 512, 64, 50.0, 8000.0).numpy()
+    for t in (0, 7, ours.shape[0] - 1):
+        power = np.abs(np.fft.rfft(x[t * 160:t * 160 + 512] * hann)) ** 2
+        expected = 10 * np.log10(np.maximum(power @ fb, 1e-10))
+        assert np.abs(ours[t].numpy() - expected).max() < 1e-3
+
+
+def test_cnn14_geometry_and_parameter_count():
+    model, info = load_upstream("cnn14")
+    assert isinstance(model, Upstream) and info.source == "cnn14" and not model.training
+    cfg = model.cfg
+    assert (cfg.num_layers, cfg.embed_dim, cfg.frame_stride, cfg.normalize) == (1, 2048, 5120, False)
+    # PANNs' CNN14 has 80,753,615 parameters; its AudioSet head (fc1 2048x2048, fc_audioset 2048x527) is not here
+    head = 2048 * 2048 + 2048 + 2048 * 527 + 527
+    assert sum(p.numel() for p in model.parameters()) + head == 80_753_615
+    assert [cfg.num_frames(n) for n in (256, 257, 400, 5119, 5120, 16000)] == [0, 1, 1, 1, 2, 4]
+    again, _ = load_upstream("cnn14")
+    assert torch.equal(again.blocks[3].conv1.weight, model.blocks[3].conv1.weight)  # a fixed initialisation
+
+
+def test_cnn14_batched_frames_equal_each_input_alone():
+    model = _tiny_cnn14()
+    wavs = [torch.randn(n, generator=torch.Generator().manual_seed(n)) * 0.1 for n in (16000, 12345, 7001, 400)]
+    batch, pad = torch.zeros(4, 16000), torch.ones(4, 16000, dtype=torch.bool)
+    for i, w in enumerate(wavs):
+        batch[i, :len(w)], pad[i, :len(w)] = w, False
+    with torch.no_grad():
+        together = model.extract_features(batch, pad)
+        for i, w in enumerate(wavs):
+            alone = model.extract_features(w[None])
+            T = model.cfg.num_frames(len(w))
+            assert alone.x.shape == (1, T, 16) and int((~together.padding_mask[i]).sum()) == T
+            assert float((together.x[i, :T] - alone.x[0]).abs().max()) < 1e-5
+        with pytest.raises(ConfigError, match="at least 257 samples"):
+            model.extract_features(torch.zeros(1, 200))
+        with pytest.raises(ConfigError, match="one layer"):
+            model.extract_features(batch, pad, layers=[3])
+
+
+def test_masked_batch_norm_trains_on_the_valid_frames_only():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 10, 4)
+    valid = torch.arange(10)[None, :] < torch.tensor([10, 6])[:, None]
+    ours, ref = MaskedBatchNorm2d(3), torch.nn.BatchNorm2d(3)
+    ref.load_state_dict(ours.state_dict())
+    y = ours.train()(x, valid)
+    packed = torch.cat([x[0], x[1, :, :6]], dim=1)[None]  # the 16 valid frames as one input
+    expected = ref.train()(packed)[0]
+    assert torch.allclose(torch.cat([y[0], y[1, :, :6]], dim=1), expected, atol=1e-5)
+    assert torch.allclose(ours.running_mean, ref.running_mean, atol=1e-6)
+    assert torch.allclose(ours.running_var, ref.running_var, atol=1e-6)
+    assert int(ours.num_batches_tracked) == 1
+
+
+def test_panns_file_maps_by_rule_and_refuses_what_it_cannot_run(tmp_path):
+    model = _tiny_cnn14(seed=3)
+    state = _panns_state(model)
+    examples = {"bn0.running_mean": "bn0.running_mean", "conv_block3.conv2.weight": "blocks.2.conv2.weight",
+                "conv_block6.bn1.running_var": "blocks.5.bn1.running_var"}
+    assert [ex for _, _, ex in KEY_RULES] == list(examples)
+    for theirs, ours in examples.items():
+        assert list(map_panns_state({theirs: torch.zeros(1)}, "x")[0]) == [ours]
+    path = tmp_path / "Cnn14_16k.pth"
+    torch.save({"model": state, "iteration": 10}, path)
+    loaded, info = load_upstream(f"cnn14:{path}")
+    assert info.source == "cnn14-panns" and info.meta["dropped"] == sorted(DROPPED)
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    wav = torch.randn(1, 9000, generator=torch.Generator().manual_seed(5)) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(loaded.extract_features(wav).x, model.extract_features(wav).x, atol=1e-6)
+    assert "PANNs file Cnn14_16k.pth" in loaded.settings()["cnn14_weights"]
+    bad = {**state, "conv_block7.conv1.weight": torch.zeros(1)}
+    torch.save({"model": bad}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="unknown tensor.*conv_block7.conv1.weight"):
+        load_upstream(f"cnn14:{tmp_path / 'bad.pth'}")
+    torch.save({"model": _panns_state(model, fft=1024)}, tmp_path / "32k.pth")
+    with pytest.raises(CheckpointError, match="1024-point FFT.*Cnn14_16k"):
+        load_upstream(f"cnn14:{tmp_path / '32k.pth'}")
+    wrong_range = dict(state)
+    wrong_range["logmel_extractor.melW"] = slaney_mel_filterbank(16000, 512, 64, 0.0, 8000.0).float()
+    torch.save({"model": wrong_range}, tmp_path / "range.pth")
+    with pytest.raises(CheckpointError, match="mel filterbank differs"):
+        load_upstream(f"cnn14:{tmp_path / 'range.pth'}")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_upstream(f"cnn14:{tmp_path / 'missing.pth'}")
+
+
+@pytest.fixture(scope="module")
+def tiny_cnn14_dir(tmp_path_factory) -> Path:
+    """A small CNN14 in our checkpoint format (what a user gets from `convert`-like saving or an export)."""
+    model = _tiny_cnn14(seed=1)
+    out = tmp_path_factory.mktemp("cnn14") / "tiny_cnn14"
+    save_checkpoint_dir(out, model.cfg, model.state_dict())
+    return out
+
+
+def test_cnn14_extracts_through_the_cli_with_windows(tiny_cnn14_dir, tmp_path):
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    clips = {"short": 0.5, "mid": 3.0, "long": 5.0}
+    for name, seconds in clips.items():
+        sf.write(wavs / f"{name}.wav", np.random.default_rng(len(name)).standard_normal(int(seconds * 16000)) * 0.05,
+                 16000, subtype="FLOAT")
+    out = tmp_path / "f"
+    assert run("extract", "--checkpoint", tiny_cnn14_dir, "--input", wavs, "--out", out, "--chunk-seconds", "2",
+               "--num-workers", "0", "--quiet") == 0
+    meta = json.loads((out / "features.json").read_text())
+    assert meta["backend"] == "cnn14" and meta["frame_rate"] == 3.125 and meta["dim"] == 16
+    model, _ = load_upstream(tiny_cnn14_dir)
+    store = FeatureStore(out)
+    for name, seconds in clips.items():
+        x = store[name]
+        assert x.shape == (model.cfg.num_frames(int(seconds * 16000)), 16) and np.isfinite(x).all()
+    wav, _ = sf.read(wavs / "mid.wav", dtype="float32")
+    with torch.no_grad():
+        whole = model.extract_features(torch.from_numpy(wav)[None]).x[0].numpy()
+    assert np.abs(store["mid"][:2] - whole[:2]).max() < 1e-4  # the first window's kept frames are exact
+
+
+def test_cnn14_fine_tunes_from_scratch_exports_and_predicts(tiny_cnn14_dir, tmp_path):
+    root = require(URDU, "URDU corpus")
+    audio = tmp_path / "audio"
+    for label in ("Angry", "Happy", "Neutral", "Sad"):
+        (audio / label).mkdir(parents=True)
+        for f in sorted((root / label).glob("*.wav"))[:6]:
+            (audio / label / f.name).symlink_to(f)
+    data = tmp_path / "manifest"
+    assert run("prepare", "urdu", "--root", audio, "--out", data, "--protocol", "holdout", "--no-audio-audit",
+               "--quiet") == 0
+    out = tmp_path / "run"
+    assert run("finetune", "--checkpoint", tiny_cnn14_dir, "--data", data, "--out", out, "--freeze", "none",
+               "--epochs", "1", "--max-seconds", "1", "--batch-seconds", "4", "--num-workers", "0", "--bootstrap",
+               "0", "--no-audio-audit", "--precision", "fp32", "--quiet", "--no-tensorboard") == 0
+    result = json.loads((out / "holdout" / "result.json").read_text())
+    export = out / "models" / "holdout"
+    tuned = Emotion2Vec.from_checkpoint(export)
+    rows = {r["key"]: r for r in csv.DictReader(open(data / "data.tsv"), delimiter="\t")}
+    key = result["test_keys"][0]
+    scores = tuned.predict(rows[key]["path"])["scores"]
+    order = json.loads((export / "config.json").read_text())["classifier"]["labels"]
+    assert sorted(order) == sorted(scores)
+    assert np.abs(np.array([scores[c] for c in order]) - result["predictions"][0]).max() < 1e-4
+    start, _ = load_upstream(tiny_cnn14_dir)
+    changed, _ = load_upstream(export)
+    assert not torch.equal(start.blocks[0].conv1.weight, changed.blocks[0].conv1.weight)  # trained from its start
