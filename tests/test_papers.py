@@ -225,20 +225,28 @@ def test_cnn14_extracts_through_the_cli_with_windows(tiny_cnn14_dir, tmp_path):
     assert np.abs(store["mid"][:2] - whole[:2]).max() < 1e-4  # the first window's kept frames are exact
 
 
-def test_cnn14_fine_tunes_from_scratch_exports_and_predicts(tiny_cnn14_dir, tmp_path):
+@pytest.fixture(scope="module")
+def cnn14_run(tiny_cnn14_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """One epoch of fine-tuning the small CNN14 from its start, everything trained: (data, run)."""
     root = require(URDU, "URDU corpus")
-    audio = tmp_path / "audio"
+    base = tmp_path_factory.mktemp("cnn14_run")
+    audio = base / "audio"
     for label in ("Angry", "Happy", "Neutral", "Sad"):
         (audio / label).mkdir(parents=True)
         for f in sorted((root / label).glob("*.wav"))[:6]:
             (audio / label / f.name).symlink_to(f)
-    data = tmp_path / "manifest"
+    data = base / "manifest"
     assert run("prepare", "urdu", "--root", audio, "--out", data, "--protocol", "holdout", "--no-audio-audit",
                "--quiet") == 0
-    out = tmp_path / "run"
+    out = base / "run"
     assert run("finetune", "--checkpoint", tiny_cnn14_dir, "--data", data, "--out", out, "--freeze", "none",
                "--epochs", "1", "--max-seconds", "1", "--batch-seconds", "4", "--num-workers", "0", "--bootstrap",
                "0", "--no-audio-audit", "--precision", "fp32", "--quiet", "--no-tensorboard") == 0
+    return data, out
+
+
+def test_cnn14_fine_tunes_from_scratch_exports_and_predicts(tiny_cnn14_dir, cnn14_run):
+    data, out = cnn14_run
     result = json.loads((out / "holdout" / "result.json").read_text())
     export = out / "models" / "holdout"
     tuned = Emotion2Vec.from_checkpoint(export)
@@ -251,3 +259,64 @@ def test_cnn14_fine_tunes_from_scratch_exports_and_predicts(tiny_cnn14_dir, tmp_
     start, _ = load_upstream(tiny_cnn14_dir)
     changed, _ = load_upstream(export)
     assert not torch.equal(start.blocks[0].conv1.weight, changed.blocks[0].conv1.weight)  # trained from its start
+
+
+# ------------------------------------------------------------------------------------------------ cost tables
+def _cnn14_flops_by_hand(cfg: Cnn14Config, samples: int) -> int:
+    """Multiply-adds x 2 of the mel projection and of every 3 x 3 convolution at its resolution."""
+    T, Fq = cfg.spectrogram_frames(samples), cfg.mel_bins
+    total = 2 * T * (cfg.window // 2 + 1) * Fq
+    widths = (1, *cfg.channels)
+    for i in range(6):
+        c_in, c_out = widths[i], widths[i + 1]
+        total += 2 * 9 * T * Fq * (c_in * c_out + c_out * c_out)
+        if i < 5:
+            T, Fq = -(-T // 2), Fq // 2
+    return total
+
+
+def test_cost_figures_against_hand_computation(tiny_cnn14_dir):
+    from emotion2vec.analysis.cost import measure_model
+
+    cost = measure_model(str(tiny_cnn14_dir), seconds=[4.0, 2.5], batch=2, repeats=1)
+    model, _ = load_upstream(tiny_cnn14_dir)
+    assert cost.parameters == sum(p.numel() for p in model.parameters())
+    assert cost.weight_mb == pytest.approx(sum(t.numel() * 4 for t in model.state_dict().values()
+                                               if t.is_floating_point()) / 1e6)
+    assert cost.disk_mb == pytest.approx((tiny_cnn14_dir / "model.safetensors").stat().st_size / 1e6)
+    for seconds, gflops in zip(cost.seconds, cost.gflops_per_audio_s):
+        assert gflops * 1e9 * seconds == pytest.approx(_cnn14_flops_by_hand(model.cfg, int(seconds * 16000)))
+    assert all(ms > 0 for ms in cost.forward_ms) and cost.train_step_s > 0
+
+
+def test_cost_benchmark_measures_every_model_in_one_run(tiny_cnn14_dir, cnn14_run, fixtures_dir, tmp_path):
+    import subprocess
+    import sys
+
+    transformers = pytest.importorskip("transformers", reason="the hf extra is not installed")
+    config = transformers.UniSpeechSatConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                             intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+                                             num_conv_pos_embedding_groups=4)
+    torch.manual_seed(0)
+    transformers.UniSpeechSatModel(config).save_pretrained(tmp_path / "sat")
+    export = cnn14_run[1] / "models" / "holdout"
+    models = [str(fixtures_dir / "tiny_emotion2vec.pt"), f"hf:{tmp_path / 'sat'}", str(tiny_cnn14_dir), str(export)]
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "cost.py"), *models, "--seconds", "1", "2",
+                           "--batch", "2", "--repeats", "1", "--threads", "1", "--json", str(tmp_path / "c.json"),
+                           "--out", str(tmp_path / "c.md")], capture_output=True, text=True, timeout=600, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("# machine:") and (tmp_path / "c.md").read_text() == proc.stdout
+    assert "GFLOPs / audio s (1 s)" in lines[2] and "forward ms (2 s)" in lines[2] and "train step s (2 x 1 s)" in lines[2]
+    figures = json.loads((tmp_path / "c.json").read_text())["models"]
+    assert [f["model"] for f in figures] == models and len(lines) == 4 + len(models)
+    sat = next(f for f in figures if f["model"].startswith("hf:"))
+    assert sat["source"] == "hf:UniSpeechSatModel"
+    assert sat["parameters"] == sum(p.numel() for p in transformers.UniSpeechSatModel(config).parameters())
+    tuned = next(f for f in figures if f["model"] == str(export))
+    assert tuned["notes"] == ["with its downstream head"] and tuned["parameters"] > figures[2]["parameters"]
+    assert all(f["train_step_s"] > 0 and len(f["forward_ms"]) == 2 for f in figures)
+    bad = subprocess.run([sys.executable, str(repo / "benchmarks" / "cost.py"), str(tmp_path / "nothing")],
+                         capture_output=True, text=True, timeout=120, cwd=repo)
+    assert bad.returncode == 2 and "nothing" in bad.stderr
