@@ -39,6 +39,8 @@ setup(
         "opensmile": ["opensmile>=2.5"],
         "media": ["av>=12"],
         "umap": ["umap-learn>=0.5"],
+        # eSpeak NG (library + voice data in the wheel) for `emotion2vec linguistics`: no download at run time
+        "tts": ["espeakng-loader>=0.2"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10"],
     },
     entry_points={"console_scripts": ["emotion2vec=emotion2vec.cli:main"]},

@@ -320,3 +320,166 @@ def test_cost_benchmark_measures_every_model_in_one_run(tiny_cnn14_dir, cnn14_ru
     bad = subprocess.run([sys.executable, str(repo / "benchmarks" / "cost.py"), str(tmp_path / "nothing")],
                          capture_output=True, text=True, timeout=120, cwd=repo)
     assert bad.returncode == 2 and "nothing" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------------ linguistics
+@pytest.fixture(scope="module")
+def valence_model(tmp_path_factory, ) -> Path:
+    """A tiny regression model (arousal, valence): the tiny emotion2vec checkpoint with a random head, exported as
+    `finetune` exports (nothing here is trained; the test checks the bookkeeping, not the model)."""
+    from emotion2vec.downstream.heads import HeadConfig
+    from emotion2vec.finetune.export import classifier_spec, export_model
+    from emotion2vec.finetune.heads import UtteranceHead
+
+    from conftest import FIXTURES
+
+    tiny = require(FIXTURES / "tiny_emotion2vec.pt", "golden checkpoint fixtures")
+    upstream, _ = load_upstream(tiny)
+    torch.manual_seed(0)
+    head = UtteranceHead(HeadConfig(upstream.cfg.embed_dim, 2, hidden=16))
+    spec = classifier_spec(head, ["arousal", "valence"], -1, "regression", "ccc", "identity")
+    out = tmp_path_factory.mktemp("valence") / "model"
+    export_model(out, upstream, spec, {"source": "test"})
+    return out
+
+
+def test_word_ranking_and_classes_by_hand():
+    from emotion2vec.analysis.linguistics import make_sentences, rank_words, tokenize, word_classes
+
+    assert tokenize("Don't STOP, it's 3 o'clock!") == ["dont", "stop", "its", "oclock"]
+    rows = [{"key": "a", "text": "a great day, great!", "valence": "0.9"},
+            {"key": "b", "text": "the day was awful", "valence": "0.1"},
+            {"key": "c", "text": "an awful wall", "valence": "0.3"},
+            {"key": "d", "text": "the wall", "valence": "0.5"},
+            {"key": "e", "text": "", "valence": "0.7"},  # no transcript: not counted
+            {"key": "f", "text": "nothing here", "valence": "0.5"}]  # counted in the mean rating only
+    ranking, center = rank_words(rows, min_count=2)
+    # great: 0.9 twice; day: (0.9 + 0.1) / 2; wall: (0.3 + 0.5) / 2; awful: (0.1 + 0.3) / 2; the/a/an/was: stopwords
+    assert [(s.word, s.count, round(s.mean, 6)) for s in ranking] == [
+        ("great", 2, 0.9), ("day", 2, 0.5), ("wall", 2, 0.4), ("awful", 2, 0.2)]
+    assert center == pytest.approx((0.9 + 0.1 + 0.3 + 0.5 + 0.5) / 5)
+    classes = word_classes(ranking, center, top=1)
+    assert classes == {"positive": ["great"], "neutral": ["day"], "negative": ["awful"]}  # |0.5 - 0.46| < |0.4 - 0.46|
+    assert [s.word_class for s in ranking] == ["positive", "neutral", "", "negative"]
+    with_stopwords, _ = rank_words(rows, min_count=2, stopwords=set())
+    assert "the" in {s.word for s in with_stopwords}
+    sentences = make_sentences(classes, ["This is {word}.", "So {word}!"])
+    assert [(s.word_class, s.text) for s in sentences][:2] == [("positive", "This is great."), ("positive", "So great!")]
+    assert len(sentences) == 6
+
+
+def test_espeak_renders_offline_and_deterministically():
+    pytest.importorskip("espeakng_loader", reason="the tts extra is not installed")
+    from emotion2vec.analysis.tts import EspeakTts, render16k
+
+    tts = EspeakTts("en")
+    wav, sr = tts.render("This is wonderful.")
+    assert sr == 22050 and wav.dtype == np.float32 and 0.5 < len(wav) / sr < 3.0 and np.abs(wav).max() > 0.05
+    again, _ = tts.render("This is wonderful.")
+    assert np.array_equal(wav, again)
+    longer, _ = tts.render("This is wonderful, and the afternoon was long.")
+    assert len(longer) > len(wav)
+    at16 = render16k(tts, "This is wonderful.")
+    assert abs(len(at16) - len(wav) * 16000 / 22050) <= 2
+    monotone, _ = EspeakTts("en", pitch_range=0).render("This is wonderful.")
+    assert not np.array_equal(monotone, wav)  # the setting reaches the engine (and is restored below)
+    assert np.array_equal(tts.render("This is wonderful.")[0], wav)
+
+
+def test_linguistics_command_scores_every_sentence_with_the_model(valence_model, tmp_path, capsys):
+    pytest.importorskip("espeakng_loader", reason="the tts extra is not installed")
+    out = tmp_path / "ling"
+    assert run("linguistics", valence_model, "--out", out, "--positive", "wonderful,great", "--negative",
+               "stupid,awful", "--neutral", "afternoon,wall", "--template", "This is {word}.", "--template",
+               "I think it is {word}.", "--quiet") == 0
+    printed = capsys.readouterr().out
+    rows = list(csv.DictReader(open(out / "sentences.tsv"), delimiter="\t"))
+    assert len(rows) == 12 and rows[0]["sentence"] == "This is wonderful." and rows[1]["sentence"] == "I think it is wonderful."
+    model = Emotion2Vec.from_checkpoint(valence_model)
+    for r in rows:
+        wav, sr = sf.read(out / r["audio"], dtype="float32")
+        assert sr == 16000
+        assert float(r["valence"]) == pytest.approx(model.predict(wav, sample_rate=16000)["values"]["valence"],
+                                                    abs=1e-5)
+    result = json.loads((out / "linguistics.json").read_text())
+    for c in ("positive", "neutral", "negative"):
+        v = [float(r["valence"]) for r in rows if r["class"] == c]
+        assert result["summary"][c]["n"] == 4 and result["summary"][c]["mean"] == pytest.approx(np.mean(v), abs=1e-6)
+    assert result["summary"]["spread"] == pytest.approx(result["summary"]["positive"]["mean"]
+                                                        - result["summary"]["negative"]["mean"])
+    assert result["target"] == "valence" and "| positive | 4 |" in printed and "Spread" in printed
+    assert (out / "linguistics.png").read_bytes()[:4] == b"\x89PNG"
+    # the same folder with other settings is refused; the same settings run again
+    assert run("linguistics", valence_model, "--out", out, "--quiet") == 2
+    assert "other settings" in capsys.readouterr().err
+    assert run("linguistics", valence_model, "--out", out, "--positive", "wonderful,great", "--negative",
+               "stupid,awful", "--neutral", "afternoon,wall", "--template", "This is {word}.", "--template",
+               "I think it is {word}.", "--quiet") == 0
+
+
+def test_linguistics_ranks_a_corpus_and_renders_its_transcripts_with_a_tts_command(valence_model, tmp_path, capsys):
+    import sys
+
+    rng = np.random.default_rng(0)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    texts = {"train": ["what a lovely lovely day", "a lovely evening", "the awful noise", "awful weather today",
+                       "the chair is here", "a chair and a day", "noise and weather", "evening weather"],
+             "test": ["lovely weather", "awful day", "the chair", "a noise"]}
+    lines = ["key\tpath\tlabel\tspeaker\tgender\tduration\tsplit\ttext\tvalence"]
+    for split, items in texts.items():
+        for i, text in enumerate(items):
+            key = f"{split}{i}"
+            sf.write(audio / f"{key}.wav", rng.standard_normal(16000).astype(np.float32) * 0.05, 16000)
+            valence = 0.8 if ("lovely" in text) else 0.2 if "awful" in text else 0.5
+            lines.append(f"{key}\t{audio / key}.wav\tx\ts{i % 3}\t\t1.0\t{split}\t{text}\t{valence}")
+    data = tmp_path / "manifest"
+    data.mkdir()
+    (data / "data.tsv").write_text("\n".join(lines) + "\n")
+    # a TTS program: a tone whose pitch follows the sentence's length, written at 16 kHz
+    script = tmp_path / "tone_tts.py"
+    script.write_text("import sys, numpy as np, soundfile as sf\n"
+                      "n = len(sys.argv[2])\n"
+                      "sf.write(sys.argv[1], (0.1 * np.sin(np.arange(8000 + 100 * n) * n / 50)).astype('float32'), "
+                      "16000, subtype='FLOAT')\n")
+    out = tmp_path / "ling"
+    command = f"{sys.executable} {script} {{out}} {{text}}"
+    assert run("linguistics", valence_model, "--data", data, "--min-count", "2", "--top", "1", "--transcripts", "4",
+               "--tts-command", command, "--out", out, "--quiet") == 0
+    words = list(csv.DictReader(open(out / "words.tsv"), delimiter="\t"))
+    top = {w["class"]: w["word"] for w in words if w["class"]}
+    assert top == {"positive": "lovely", "negative": "awful", "neutral": next(
+        w["word"] for w in words if w["word"] in ("chair", "day", "evening", "noise", "weather") and w["class"])}
+    lovely = next(w for w in words if w["word"] == "lovely")
+    assert int(lovely["count"]) == 3 and float(lovely["mean_valence"]) == pytest.approx(0.8)
+    sentence = next(csv.DictReader(open(out / "sentences.tsv"), delimiter="\t"))
+    wav, _ = sf.read(out / sentence["audio"], dtype="float32")
+    n = len(sentence["sentence"])
+    assert np.allclose(wav, (0.1 * np.sin(np.arange(8000 + 100 * n) * n / 50)).astype(np.float32), atol=1e-6)
+    rows = list(csv.DictReader(open(out / "transcripts.tsv"), delimiter="\t"))
+    assert [r["key"] for r in rows] == ["test0", "test1", "test2", "test3"]
+    model = Emotion2Vec.from_checkpoint(valence_model)
+    original = np.array([model.predict(str(audio / f"{r['key']}.wav"))["values"]["valence"] for r in rows])
+    assert np.allclose([float(r["original"]) for r in rows], original, atol=1e-5)
+    rated, syn = np.array([float(r["valence"]) for r in rows]), np.array([float(r["synthetic"]) for r in rows])
+    expected = 2 * np.cov(syn, rated, bias=True)[0, 1] / (syn.var() + rated.var() + (syn.mean() - rated.mean()) ** 2)
+    result = json.loads((out / "linguistics.json").read_text())
+    assert result["transcripts"]["ccc_synthetic"] == pytest.approx(expected, abs=1e-6)
+    assert result["ranking"]["split"] == "train" and result["ranking"]["words"] == len(words)
+
+
+def test_linguistics_bad_inputs_are_named(valence_model, fixtures_dir, tmp_path, capsys):
+    from emotion2vec.analysis import AnalysisError
+    from emotion2vec.analysis.tts import CommandTts
+
+    with pytest.raises(AnalysisError, match=r"must write its audio to \{out\}"):
+        CommandTts("espeak-ng {text}")
+    with pytest.raises(AnalysisError, match="program 'no-such-tts' not found"):
+        CommandTts("no-such-tts -w {out} {text}").render("hello")
+    plus = fixtures_dir / "funasr_emotion2vec_plus"
+    assert run("linguistics", plus, "--out", tmp_path / "a", "--tts-command", "x -w {out} {text}", "--quiet") == 2
+    assert "a classification head" in capsys.readouterr().err
+    assert run("linguistics", valence_model, "--out", tmp_path / "b", "--target", "dominance", "--tts-command",
+               "x -w {out} {text}", "--quiet") == 2
+    assert "predicts arousal, valence" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
