@@ -483,3 +483,134 @@ def test_linguistics_bad_inputs_are_named(valence_model, fixtures_dir, tmp_path,
                "x -w {out} {text}", "--quiet") == 2
     assert "predicts arousal, valence" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+# ------------------------------------------------------------------------------------------------ docs/papers.md
+#: blocks that need a licensed corpus, a downloaded model or a GPU (a text found in exactly that block): every
+#: emotion2vec / benchmark line in them is parsed by its command's own parser instead of run
+PAGE_CHECKED = {
+    "prepare msp-podcast": "MSP-Podcast (licensed) and a GPU",
+    "hf:facebook/wav2vec2-large-robust --data manifests/msp_podcast": "a model fine-tuned on MSP-Podcast",
+    "prepare ravdess": "RAVDESS and six downloaded models on a GPU",
+    "hf:facebook/wav2vec2-large-960h-lv60-self hf:facebook/wav2vec2-large-xlsr-53": "six downloaded models, a GPU",
+}
+
+
+def _page_blocks(page: Path) -> list[str]:
+    import re
+
+    return re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+
+
+def _page_commands(block: str) -> list[list[str]]:
+    """emotion2vec and ``python benchmarks/...`` lines of a bash block (continuations joined), as argv."""
+    import shlex
+
+    out, current = [], ""
+    for raw in block.splitlines():
+        line = raw.strip()
+        if current:
+            current += " " + line
+        elif line.startswith(("emotion2vec ", "python benchmarks/")):
+            current = line
+        if current.endswith("\\"):
+            current = current[:-1].rstrip()
+            continue
+        if current:
+            out.append(shlex.split(current))
+            current = ""
+    return out
+
+
+def _check_argv(argv: list[str]) -> None:
+    """The command's own parser accepts every flag (argparse exits 2 otherwise)."""
+    import importlib.util
+
+    from emotion2vec.cli import build_parser
+
+    if argv[0] == "python":
+        path = Path(__file__).resolve().parents[1] / argv[1]
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.build_parser().parse_args(argv[2:])
+    else:
+        build_parser(argv[1]).parse_args(argv[1:])
+
+
+@pytest.fixture(scope="module")
+def page_workspace(tmp_path_factory, tiny_cnn14_dir) -> tuple[Path, dict[str, str]]:
+    """The docs' workspace (checkpoints/, data/urdu as 8 clips per emotion, manifests/urdu) and the substitutions:
+    hub names -> tiny random models of the same class, ``cnn14`` -> a small CNN14 (the full one trains too slowly
+    for a test; its geometry is tested above)."""
+    transformers = pytest.importorskip("transformers", reason="the hf extra is not installed")
+    from conftest import FIXTURES
+
+    root = require(URDU, "URDU corpus")
+    ws = tmp_path_factory.mktemp("papers_page")
+    (ws / "benchmarks").symlink_to(Path(__file__).resolve().parents[1] / "benchmarks")  # the page runs in a clone
+    (ws / "checkpoints").mkdir()
+    (ws / "checkpoints" / "emotion2vec_base.pt").symlink_to(require(FIXTURES / "tiny_emotion2vec.pt", "fixtures"))
+    (ws / "checkpoints" / "emotion2vec_plus_base").symlink_to(FIXTURES / "funasr_emotion2vec_plus")
+    for label in ("Angry", "Happy", "Neutral", "Sad"):
+        (ws / "data" / "urdu" / label).mkdir(parents=True)
+        for f in sorted((root / label).glob("*.wav"))[:8]:
+            (ws / "data" / "urdu" / label / f.name).symlink_to(f)
+    assert run("prepare", "urdu", "--root", ws / "data" / "urdu", "--out", ws / "manifests" / "urdu", "--folds",
+               "3", "--no-audio-audit", "--quiet") == 0
+    torch.manual_seed(0)
+    config = transformers.UniSpeechConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                          intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+                                          num_conv_pos_embedding_groups=4, feat_extract_norm="layer",
+                                          do_stable_layer_norm=True)
+    transformers.UniSpeechModel(config).save_pretrained(ws / "hub" / "unispeech")
+    return ws, {"hf:microsoft/unispeech-large-1500h-cv": f"hf:{ws / 'hub' / 'unispeech'}",
+                "cnn14": str(tiny_cnn14_dir)}
+
+
+def test_papers_page_runs_as_written(page_workspace, monkeypatch):
+    import subprocess
+    import sys
+
+    ws, substitutions = page_workspace
+    monkeypatch.chdir(ws)
+    page = Path(__file__).resolve().parents[1] / "docs" / "papers.md"
+    blocks = _page_blocks(page)
+    for marker in PAGE_CHECKED:
+        assert sum(marker in b for b in blocks) == 1, f"{marker!r} must mark exactly one block"
+    ran = 0
+    for block in blocks:
+        commands = _page_commands(block)
+        assert commands, block
+        checked = any(marker in block for marker in PAGE_CHECKED)
+        for argv in commands:
+            _check_argv(argv)
+            if checked:
+                continue
+            argv = [substitutions.get(a, a) for a in argv]
+            if "--epochs" in argv:
+                argv[argv.index("--epochs") + 1] = "1"
+            if argv[0] == "python":
+                proc = subprocess.run([sys.executable, *argv[1:], *(["--threads", "1"])], capture_output=True,
+                                      text=True, timeout=600, cwd=ws)
+                assert proc.returncode == 0, proc.stderr[-2000:]
+            else:
+                extra = ["--folds", "1"] if argv[1] == "finetune" else []
+                assert cli(argv[1:] + extra) == 0, " ".join(argv)
+            ran += 1
+    assert ran >= 5
+    assert (ws / "results" / "cost.md").read_text().startswith("# machine:")
+    assert json.loads((ws / "results" / "urdu" / "cnn14" / "results.json").read_text())
+
+
+def test_cnn14_under_bf16_autocast_keeps_its_front_end_in_float32():
+    model = _tiny_cnn14()
+    wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(2)) * 0.1
+    pad = torch.zeros(2, 8000, dtype=torch.bool)
+    pad[1, 6000:] = True
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.logmel(wavs[0]).dtype == torch.float32
+        low = model.extract_features(wavs, pad).x.float()
+    with torch.no_grad():
+        full = model.extract_features(wavs, pad).x
+    assert torch.isfinite(low).all() and float((low - full).abs().max()) < 0.1 * float(full.abs().max())

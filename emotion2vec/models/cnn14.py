@@ -166,10 +166,11 @@ class LogMel(nn.Module):
                                                           cfg.fmax).float(), persistent=False)
 
     def forward(self, wav: Tensor) -> Tensor:
-        spec = torch.stft(wav.float(), self.cfg.window, self.cfg.hop, self.cfg.window, self.window, center=True,
-                          pad_mode="reflect", return_complex=True)  # (..., F, T)
-        power = spec.real.square() + spec.imag.square()
-        return 10.0 * torch.log10(torch.clamp(power.transpose(-1, -2) @ self.mel, min=_AMIN))
+        with torch.autocast(wav.device.type, enabled=False):  # power and its log in float32 under any precision
+            spec = torch.stft(wav.float(), self.cfg.window, self.cfg.hop, self.cfg.window, self.window, center=True,
+                              pad_mode="reflect", return_complex=True)  # (..., F, T)
+            power = spec.real.square() + spec.imag.square()
+            return 10.0 * torch.log10(torch.clamp(power.transpose(-1, -2) @ self.mel, min=_AMIN))
 
 
 class MaskedBatchNorm2d(nn.BatchNorm2d):
