@@ -614,3 +614,89 @@ def test_cnn14_under_bf16_autocast_keeps_its_front_end_in_float32():
     with torch.no_grad():
         full = model.extract_features(wavs, pad).x
     assert torch.isfinite(low).all() and float((low - full).abs().max()) < 0.1 * float(full.abs().max())
+
+
+# ------------------------------------------------------------------------------------------------ Park et al.
+def _arcface_by_hand(e: np.ndarray, centres: np.ndarray, y: int, s: float = 30.0, m: float = 0.3) -> float:
+    """Eq. (4) of Park et al. for one input: angles from the normalised vectors, the margin on the true class."""
+    cos = [float(np.dot(e, w) / np.linalg.norm(e) / np.linalg.norm(w)) for w in centres]
+    theta = [math.acos(max(-1.0, min(1.0, c))) for c in cos]
+    target = math.exp(s * math.cos(theta[y] + m))
+    others = sum(math.exp(s * math.cos(t)) for j, t in enumerate(theta) if j != y)
+    return -math.log(target / (target + others))
+
+
+def test_park_fusion_eq5_by_hand():
+    from emotion2vec.finetune.park import fuse_eq5
+
+    w = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    h = torch.tensor([[[1.0, 1.0, 2.0], [4.0, 5.0, 6.0]]])
+    # E = w_1 * h_1 + w_2 * h_2 = [1, 2, 1] + [0, -5, 18]
+    assert fuse_eq5(w, h).tolist() == [[1.0, -3.0, 19.0]]
+
+
+def test_park_emotion_and_speaker_heads_against_hand_computation():
+    from emotion2vec.downstream.losses import ArcFaceLoss
+    from emotion2vec.finetune.park import ParkHead, ParkHeadConfig, masked_max
+
+    torch.manual_seed(0)
+    frames, lengths = torch.randn(3, 7, 12), torch.tensor([7, 5, 2])
+    emotion = ParkHead(ParkHeadConfig(12, 4, dim=8, blocks=2, heads=4, ffn=16)).eval()
+    with torch.no_grad():
+        emotion.fusion.copy_(torch.randn(2, 8))
+        h = emotion.pooled_vectors(frames, lengths)  # (B, k, d)
+        # block by block, by hand: ReLU, FC, block 1, max over valid frames; block 2 on block 1's output
+        x = emotion.fc(F.relu(frames))
+        first = emotion.blocks[0](x, lengths)
+        second = emotion.blocks[1](first, lengths)
+        for b, n in enumerate(lengths.tolist()):
+            assert torch.allclose(h[b, 0], first[b, :n].max(0).values, atol=1e-6)
+            assert torch.allclose(h[b, 1], second[b, :n].max(0).values, atol=1e-6)
+            alone = emotion.pooled_vectors(frames[b:b + 1, :n], lengths[b:b + 1])
+            assert torch.allclose(alone[0], h[b], atol=1e-5)  # padding never reaches a valid frame
+        e = emotion.embed(frames, lengths)
+        assert torch.allclose(e, emotion.fusion[0] * h[:, 0] + emotion.fusion[1] * h[:, 1], atol=1e-6)
+        outputs = emotion(frames, lengths)
+    centres = emotion.output.weight.detach().numpy()
+    y = torch.tensor([2, 0, 3])
+    by_hand = np.mean([_arcface_by_hand(e[b].numpy(), centres, int(y[b])) for b in range(3)])
+    for b in range(3):
+        cos = centres @ e[b].numpy() / np.linalg.norm(centres, axis=1) / np.linalg.norm(e[b].numpy())
+        assert np.allclose(outputs[b].numpy(), 30 * cos, atol=1e-4)  # s cos(theta_j) on the l2-normalised E
+    assert float(ArcFaceLoss(30.0, 0.3)(outputs, y)) == pytest.approx(by_hand, rel=1e-4)
+
+    speaker = ParkHead(ParkHeadConfig(12, 5, network="speaker", dim=8, blocks=1, ffn=16)).eval()
+    with torch.no_grad():
+        h_id = speaker.embed(frames, lengths)
+        x = speaker.blocks[0](speaker.fc(frames), lengths)  # no ReLU before the speaker network's FC
+        assert torch.allclose(h_id, masked_max(x, lengths), atol=1e-6)
+        logits = speaker(frames, lengths)
+    spk = torch.tensor([4, 1, 1])
+    by_hand = np.mean([_arcface_by_hand(h_id[b].numpy(), speaker.output.weight.detach().numpy(), int(spk[b]))
+                       for b in range(3)])
+    assert float(ArcFaceLoss(30.0, 0.3)(logits, spk)) == pytest.approx(by_hand, rel=1e-4)
+    ce = ParkHead(ParkHeadConfig(12, 5, network="speaker", dim=8, blocks=1, ffn=16, output="linear")).eval()
+    assert isinstance(ce.output, torch.nn.Linear)  # the cross-entropy variant: a linear layer, softmax in the loss
+
+
+def test_park_speaker_aware_fusion_extends_eq5_by_one_vector():
+    from emotion2vec.finetune import FinetuneError
+    from emotion2vec.finetune.park import ParkHead, ParkHeadConfig, repeat_pad
+
+    torch.manual_seed(1)
+    frames, lengths = torch.randn(2, 6, 12), torch.tensor([6, 4])
+    head = ParkHead(ParkHeadConfig(12, 4, dim=8, blocks=3, ffn=16)).eval()
+    with torch.no_grad():
+        head.fusion.copy_(torch.rand(3, 8) + 0.5)
+        trained = head.fusion.detach().clone()
+        before = head.embed(frames, lengths)
+        head.extend_fusion()
+        assert head.fusion.shape == (4, 8) and torch.equal(head.fusion[:3], trained)
+        assert torch.equal(head.fusion[3], torch.ones(8))
+        h_id = torch.randn(2, 8)
+        after = head.embed(frames, lengths, h_id[:, None])
+        assert torch.allclose(after, before + h_id, atol=1e-5)  # k + 1 vectors, the new row at 1
+    with pytest.raises(FinetuneError, match="fuses 1 extra"):
+        head.embed(frames, lengths)
+    wav = torch.arange(1.0, 4.0)
+    assert repeat_pad(wav, 8).tolist() == [1, 2, 3, 1, 2, 3, 1, 2, 3] and repeat_pad(wav, 2) is wav

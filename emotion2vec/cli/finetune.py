@@ -90,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ft.add_argument("--speaker-model", default=None, metavar="DIR",
                     help="fuse this `finetune --task speaker` model's utterance embedding (frozen) into the head")
     ft.add_argument("--fusion", choices=FUSIONS, default="concat",
-                    help="concat: [h; e]; tensor: vec([h; 1] outer [e; 1]) (default concat)")
+                    help="concat: [h; e]; tensor: Zadeh et al.'s (2017) outer-product tensor fusion, "
+                         "vec([h; 1] outer [e; 1]) (default concat)")
     ft.add_argument("--text-features", default=None, metavar="DIR",
                     help="speech + text: concatenate each utterance's vector from this feature folder (`extract "
                          "--checkpoint text:PATH`) to the pooled speech vector before the output layer (the folds "

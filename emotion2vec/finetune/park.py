@@ -1,0 +1,160 @@
+"""Park et al.'s speaker-specific emotion networks: attention blocks with max-pooling, the fusion of their Eq. (5),
+ArcFace heads.
+
+Both of their networks read the frames of a wav2vec 2.0 encoder (its CNN frozen) and differ in the head:
+
+speaker-identification network (their Fig. 1)
+    frames (B, T, D) -> FC (D -> d) -> one attention block -> max over time -> H_id (B, d)
+    -> ArcFace over the speakers (s = 30, m = 0.3: the cosine between l2-normalised H_id and one centre per
+       speaker), or the cross-entropy variant (a linear layer and softmax)
+emotion network (their Fig. 2)
+    frames -> ReLU -> FC (D -> d) -> k attention blocks in a row (k = 1..4); block i's output max-pooled over time
+    is h_i (B, d) -> E = sum_i W_fusion,i (elementwise) h_i            (their Eq. 5; W_fusion (k, d), learnt)
+    -> ArcFace over the emotions (E l2-normalised), or the cross-entropy variant (a linear layer on E)
+speaker-aware model (their Fig. 3)
+    the speaker network's H_id joins the emotion network's k vectors: Eq. (5) over k + 1 vectors with W_fusion
+    extended to (k + 1, d) (:meth:`ParkHead.extend_fusion`: the trained k rows kept, the new one starting at 1).
+
+An attention block: the paper gives 4 heads and dropout 0.1; its layout here is the Transformer encoder layer
+(self-attention and a position-wise feed-forward layer of width ``ffn``, each with a residual connection and a
+LayerNorm), padded frames masked out of the attention. Max-pooling ignores padded frames. ``W_fusion`` starts at 1
+(E is then the plain sum of the h_i).
+
+:class:`ParkHead` is this head on frames; the fine-tuning run puts it on an upstream (``finetune --head park``).
+``tensor`` fusion elsewhere in :mod:`.heads` is Zadeh et al.'s outer product, a different operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..downstream.heads import CosineClassifier
+from . import FinetuneError
+
+__all__ = ["ParkHeadConfig", "AttentionBlock", "ParkHead", "masked_max", "fuse_eq5", "repeat_pad"]
+
+
+@dataclass
+class ParkHeadConfig:
+    """``network`` ``emotion`` (ReLU, FC, ``blocks`` attention blocks, Eq. (5)) or ``speaker`` (FC, one block)."""
+
+    input_dim: int
+    num_outputs: int
+    network: str = "emotion"
+    dim: int = 768  # d: the FC's output, the attention blocks' width
+    blocks: int = 4  # k
+    heads: int = 4
+    ffn: int = 768
+    dropout: float = 0.1
+    output: str = "arcface"  # arcface | linear (the cross-entropy variant)
+    arcface_scale: float = 30.0
+    extra_vectors: int = 0  # vectors from outside joining Eq. (5): 1 with the speaker network
+
+    def __post_init__(self) -> None:
+        if self.network not in ("emotion", "speaker"):
+            raise FinetuneError(f"Park network {self.network!r}: emotion or speaker")
+        if self.network == "speaker" and (self.blocks != 1 or self.extra_vectors):
+            raise FinetuneError("Park's speaker-identification network has one attention block and no fusion")
+        if not 1 <= self.blocks <= 16:
+            raise FinetuneError(f"--park-blocks {self.blocks}: 1..16 (the paper: 1 to 4)")
+        if self.dim % self.heads:
+            raise FinetuneError(f"--park-dim {self.dim} is not divisible by {self.heads} attention heads")
+        if self.output not in ("arcface", "linear"):
+            raise FinetuneError(f"Park head output {self.output!r}: arcface or linear")
+        if not 0.0 <= self.dropout < 1.0:
+            raise FinetuneError(f"Park head dropout {self.dropout}: must lie in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def masked_max(x: Tensor, lengths: Tensor) -> Tensor:
+    """(B, T, d) frames, (B,) valid frames -> (B, d) the maximum over each input's valid frames."""
+    valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+    return x.masked_fill(~valid[..., None], float("-inf")).amax(dim=1)
+
+
+def fuse_eq5(weight: Tensor, vectors: Tensor) -> Tensor:
+    """Eq. (5): ``weight`` (k, d), ``vectors`` (B, k, d) -> E (B, d) = sum_i weight_i (elementwise) vectors_i."""
+    return (weight[None] * vectors).sum(dim=1)
+
+
+def repeat_pad(wav: Tensor, min_samples: int) -> Tensor:
+    """Park et al.'s 3-s rule: a waveform shorter than ``min_samples`` gets copies of itself appended until it is at
+    least that long (whole copies, so the result may be longer)."""
+    n = wav.shape[-1]
+    if n >= min_samples or n == 0:
+        return wav
+    copies = -(-min_samples // n)
+    return wav.repeat(*([1] * (wav.dim() - 1)), copies)
+
+
+class AttentionBlock(nn.Module):
+    """(B, T, d) frames, (B,) valid frames -> (B, T, d): a Transformer encoder layer (see the module docstring)."""
+
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, activation="relu", batch_first=True)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        pad = torch.arange(x.shape[1], device=x.device)[None, :] >= lengths[:, None]
+        return self.layer(x, src_key_padding_mask=pad if bool(pad.any()) else None)
+
+
+class ParkHead(nn.Module):
+    """frames (B, T, D), valid frames (B,) [, extra vectors (B, e, d)] -> outputs (B, C).
+
+    ``embed`` gives the vector the output layer reads: E of Eq. (5) (emotion network) or H_id (speaker network);
+    an ArcFace output l2-normalises it (``s cos``), a linear one reads it as it is.
+    """
+
+    def __init__(self, config: ParkHeadConfig):
+        super().__init__()
+        self.config = c = config
+        self.fc = nn.Linear(c.input_dim, c.dim)
+        self.blocks = nn.ModuleList(AttentionBlock(c.dim, c.heads, c.ffn, c.dropout) for _ in range(c.blocks))
+        if c.network == "emotion":
+            self.fusion = nn.Parameter(torch.ones(c.blocks + c.extra_vectors, c.dim))
+        self.output = (CosineClassifier(c.dim, c.num_outputs, c.arcface_scale) if c.output == "arcface"
+                       else nn.Linear(c.dim, c.num_outputs))
+
+    @property
+    def pooled_dim(self) -> int:
+        return self.config.dim
+
+    def pooled_vectors(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        """(B, k, d): each attention block's output, max-pooled over the valid frames."""
+        x = self.fc(F.relu(frames) if self.config.network == "emotion" else frames)
+        out = []
+        for block in self.blocks:
+            x = block(x, lengths)
+            out.append(masked_max(x, lengths))
+        return torch.stack(out, dim=1)
+
+    def embed(self, frames: Tensor, lengths: Tensor, extra: Tensor | None = None) -> Tensor:
+        h = self.pooled_vectors(frames, lengths)
+        if self.config.network == "speaker":
+            return h[:, 0]
+        if self.config.extra_vectors:
+            if extra is None or extra.shape[1:] != (self.config.extra_vectors, self.config.dim):
+                raise FinetuneError(f"this Park head fuses {self.config.extra_vectors} extra ({self.config.dim}-dim) "
+                                    f"vector(s) per input (the speaker network's)")
+            h = torch.cat([h, extra.to(h.dtype)], dim=1)
+        return fuse_eq5(self.fusion, h)
+
+    def forward(self, frames: Tensor, lengths: Tensor, extra: Tensor | None = None) -> Tensor:
+        return self.output(self.embed(frames, lengths, extra))
+
+    def extend_fusion(self, extra: int = 1) -> "ParkHead":
+        """The integration step: ``extra`` more vectors join Eq. (5); the trained rows of W_fusion are kept, the new
+        ones start at 1. Returns self."""
+        if self.config.network != "emotion":
+            raise FinetuneError("only the emotion network fuses vectors")
+        old = self.fusion.detach()
+        self.config = ParkHeadConfig(**{**asdict(self.config), "extra_vectors": self.config.extra_vectors + extra})
+        self.fusion = nn.Parameter(torch.cat([old, old.new_ones(extra, old.shape[1])]))
+        return self
