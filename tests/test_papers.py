@@ -700,3 +700,65 @@ def test_park_speaker_aware_fusion_extends_eq5_by_one_vector():
         head.embed(frames, lengths)
     wav = torch.arange(1.0, 4.0)
     assert repeat_pad(wav, 8).tolist() == [1, 2, 3, 1, 2, 3, 1, 2, 3] and repeat_pad(wav, 2) is wav
+
+
+# ------------------------------------------------------------------------------------------------ EMO-SUPERB
+def _emo_superb_tree(root: Path, corpus: str = "IMPROV", wavs: Path | None = None) -> Path:
+    """A small tree in the EMO-SUPERB layout: Audios/, Primary/ and Secondary/ with config.json and two partitions."""
+    audios = root / corpus / "Audios"
+    audios.mkdir(parents=True)
+    names = [f"MSP-IMPROV-S01{e}-{g}0{s}-R-{g}{g}01.wav" for e in "AHNS" for g in "FM" for s in (1, 2)]
+    rng = np.random.default_rng(0)
+    for n in names:
+        sf.write(audios / n, (rng.standard_normal(8000) * 0.05).astype(np.float32), 16000)
+    for cond, classes in (("Primary", ["angry", "sad", "neutral", "happy"]),
+                          ("Secondary", ["angry", "sad", "neutral", "happy", "frustrated"])):
+        folder = root / corpus / cond
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({
+            "data_split_type": {"train": "Train", "dev": "Development", "test": "Test"},
+            "categorical": {"emo_type": classes}, "dimensional": {"max_score": 5, "min_score": 1}}))
+        for part in (1, 2):
+            lines = ["FileName," + ",".join(classes) + ",EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
+            for i, n in enumerate(names):
+                main = {"A": 0, "S": 1, "N": 2, "H": 3}[n[14]]
+                shares = [0.9 if j == main else 0.1 / (len(classes) - 1) for j in range(len(classes))]
+                gender, speaker = n[16], n[18]
+                test = (speaker == "1") == (part == 1)
+                split = "Test" if test else ("Development" if gender == "F" else "Train")
+                lines.append(f"{n}," + ",".join(f"{v:.6f}" for v in shares) + f",3.0,{1 + main},2.0,0{speaker},"
+                             f"{'Female' if gender == 'F' else 'Male'},{split}")
+            (folder / f"labels_consensus_{part}.csv").write_text("\n".join(lines) + "\n")
+    return root / corpus
+
+
+def test_emo_superb_label_folders_and_table_layout(tmp_path):
+    from emotion2vec.downstream.emo_superb import EmoSuperbError, benchmark_table, read_condition
+
+    tree = _emo_superb_tree(tmp_path)
+    cond = read_condition(tree / "Primary")
+    assert cond.classes == ["angry", "sad", "neutral", "happy"] and cond.folds == ["fold1", "fold2"]
+    row = cond.rows["MSP-IMPROV-S01H-M02-R-MM01.wav"]
+    assert row.speaker == "M02" and row.gender == "M" and row.shares["happy"] == pytest.approx(0.9)
+    assert row.dimensions == {"arousal": 0.5, "valence": 0.75, "dominance": 0.25}  # (x - 1) / (5 - 1)
+    assert row.folds == {"fold1": "train", "fold2": "test"}
+    assert read_condition(tree / "Secondary").classes[-1] == "frustrated"
+    bad = tree / "Primary" / "labels_consensus_1.csv"
+    bad.write_text(bad.read_text().replace(",Test\n", ",Holdout\n", 1))
+    with pytest.raises(EmoSuperbError, match=r"labels_consensus_1.csv:\d+: .*Split_Set 'Holdout'"):
+        read_condition(tree / "Primary")
+
+    def result(source, corpus, value):
+        return {"source": source, "corpus": corpus, "summary": {"ml_macro_f1": {"mean": value, "std": 0.0}}}
+
+    conditions = ["msp-improv (P)", "crema-d", "msp-podcast (P)", "biic-podcast (P)", "iemocap", "biic-nnime",
+                  "msp-improv (S)", "msp-podcast (S)", "biic-podcast (S)"]
+    runs = [result("WavLM", c, 0.1 * (i + 1)) for i, c in enumerate(conditions)] + [result("FBANK", "iemocap", 0.242)]
+    lines = benchmark_table(runs).splitlines()
+    assert lines[0] == ("| Upstream | Average | IMPROV (P) | CREMA-D | POD (P) | B-POD (P) | IEMOCAP | NNIME | "
+                        "IMPROV (S) | POD (S) | B-POD (S) |")
+    assert lines[2] == ("| WavLM | 0.50000 | 0.100 | 0.200 | 0.300 | 0.400 | 0.500 | 0.600 | 0.700 | 0.800 | "
+                        "0.900 |")
+    assert lines[3] == "| FBANK |  | – | – | – | – | 0.242 | – | – | – | – |"  # no average over fewer conditions
+    with pytest.raises(EmoSuperbError, match="'urdu' is not an EMO-SUPERB condition"):
+        benchmark_table([result("WavLM", "urdu", 0.5)])
