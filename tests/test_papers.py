@@ -762,3 +762,38 @@ def test_emo_superb_label_folders_and_table_layout(tmp_path):
     assert lines[3] == "| FBANK |  | – | – | – | – | 0.242 | – | – | – | – |"  # no average over fewer conditions
     with pytest.raises(EmoSuperbError, match="'urdu' is not an EMO-SUPERB condition"):
         benchmark_table([result("WavLM", "urdu", 0.5)])
+
+
+def test_park_speaker_aware_model_exports_and_predicts(tmp_path):
+    """Step 2 of Park et al. as stored: the speaker network (upstream + Park speaker head) frozen inside the emotion
+    head; the export loads in predict and the speaker model loads as a speaker encoder."""
+    from conftest import FIXTURES
+    from emotion2vec.finetune.export import classifier_spec, export_model
+    from emotion2vec.finetune.heads import SpeakerEncoder, upstream_frames
+    from emotion2vec.finetune.model import load_speaker_encoder
+    from emotion2vec.finetune.park import ParkHead, ParkHeadConfig
+
+    tiny = require(FIXTURES / "tiny_emotion2vec.pt", "golden checkpoint fixtures")
+    upstream, _ = load_upstream(tiny)
+    D = upstream.cfg.embed_dim
+    torch.manual_seed(0)
+    spk_head = ParkHead(ParkHeadConfig(D, 3, network="speaker", dim=16, blocks=1, ffn=16))
+    export_model(tmp_path / "spk", upstream, classifier_spec(spk_head, ["s1", "s2", "s3"], -1, "speaker", "ce",
+                                                             "softmax"), {})
+    encoder = load_speaker_encoder(str(tmp_path / "spk"))
+    assert isinstance(encoder, SpeakerEncoder) and not encoder.normalize and encoder.dim == 16
+    emotion = ParkHead(ParkHeadConfig(D, 4, dim=16, blocks=2, ffn=16)).extend_fusion()
+    aware = ParkHead(emotion.config, encoder)
+    aware.load_state_dict({**emotion.state_dict(), **{f"speaker.{k}": v for k, v in encoder.state_dict().items()}})
+    aware.eval()
+    export_model(tmp_path / "emo", upstream, classifier_spec(aware, ["angry", "happy", "neutral", "sad"], -1,
+                                                             "categorical", "ce", "softmax"), {})
+    meta = json.loads((tmp_path / "emo" / "config.json").read_text())["classifier"]
+    assert meta["kind"] == "park" and meta["config"]["fusion"] == "park" and meta["config"]["park"]["extra_vectors"] == 1
+    wav = torch.randn(24000, generator=torch.Generator().manual_seed(4)) * 0.1
+    scores = Emotion2Vec.from_checkpoint(tmp_path / "emo").predict(wav.numpy(), sample_rate=16000)["scores"]
+    with torch.no_grad():  # by hand: H_id from the speaker network, Eq. (5) over 2 + 1 vectors, s cos, softmax
+        frames, valid = upstream_frames(upstream, wav[None], torch.tensor([len(wav)]), -1)  # normalised inside
+        h_id = spk_head.eval().embed(frames, valid)
+        expected = torch.softmax(aware(frames, valid, h_id), -1)[0]
+    assert np.allclose([scores[c] for c in ("angry", "happy", "neutral", "sad")], expected.numpy(), atol=1e-4)

@@ -39,6 +39,7 @@ PROTOCOL_HELP = {
     "speaker-holdout": "holdout with whole speakers: ~20% of utterances as test speakers, ~10% of the rest as dev",
     "original": "the official split (split column); no official valid -> seeded 10% of train",
     "emobox": "EmoBox's own folds (prepare emobox); missing valid -> seeded 20% of train",
+    "emo-superb": "EMO-SUPERB's partitions (labels_consensus_<N>.csv: msp-improv, biic-nnime, biic-podcast)",
 }
 
 

@@ -35,7 +35,11 @@ from torch import Tensor, nn
 from ..downstream.heads import CosineClassifier
 from . import FinetuneError
 
-__all__ = ["ParkHeadConfig", "AttentionBlock", "ParkHead", "masked_max", "fuse_eq5", "repeat_pad"]
+__all__ = ["ParkHeadConfig", "AttentionBlock", "ParkHead", "masked_max", "fuse_eq5", "repeat_pad", "PARK_KIND",
+           "park_spec_config", "park_from_spec"]
+
+#: the classifier kind of an exported Park head (config.json's classifier entry)
+PARK_KIND = "park"
 
 
 @dataclass
@@ -112,7 +116,7 @@ class ParkHead(nn.Module):
     an ArcFace output l2-normalises it (``s cos``), a linear one reads it as it is.
     """
 
-    def __init__(self, config: ParkHeadConfig):
+    def __init__(self, config: ParkHeadConfig, speaker: nn.Module | None = None):
         super().__init__()
         self.config = c = config
         self.fc = nn.Linear(c.input_dim, c.dim)
@@ -121,6 +125,8 @@ class ParkHead(nn.Module):
             self.fusion = nn.Parameter(torch.ones(c.blocks + c.extra_vectors, c.dim))
         self.output = (CosineClassifier(c.dim, c.num_outputs, c.arcface_scale) if c.output == "arcface"
                        else nn.Linear(c.dim, c.num_outputs))
+        self.speaker = speaker  # the speaker-aware model: the speaker network (SpeakerEncoder) whose H_id joins Eq. 5
+        self.fusion_kind = "park" if speaker is not None else None
 
     @property
     def pooled_dim(self) -> int:
@@ -147,6 +153,9 @@ class ParkHead(nn.Module):
         return fuse_eq5(self.fusion, h)
 
     def forward(self, frames: Tensor, lengths: Tensor, extra: Tensor | None = None) -> Tensor:
+        """``extra``: (B, e, d) vectors joining Eq. (5), or (B, d) for one (the speaker network's H_id)."""
+        if extra is not None and extra.dim() == 2:
+            extra = extra[:, None]
         return self.output(self.embed(frames, lengths, extra))
 
     def extend_fusion(self, extra: int = 1) -> "ParkHead":
@@ -158,3 +167,37 @@ class ParkHead(nn.Module):
         self.config = ParkHeadConfig(**{**asdict(self.config), "extra_vectors": self.config.extra_vectors + extra})
         self.fusion = nn.Parameter(torch.cat([old, old.new_ones(extra, old.shape[1])]))
         return self
+
+
+# ------------------------------------------------------------------------------------------------ stored form
+def park_spec_config(head: ParkHead) -> dict:
+    """What :func:`park_from_spec` needs besides the state: the head's config and, for the speaker-aware model, the
+    speaker network's (upstream config, layer, Park speaker head config; its tensors are under ``speaker.``)."""
+    from .heads import speaker_spec_config
+
+    config = {"park": head.config.to_dict()}
+    if head.speaker is not None:
+        config.update(fusion="park", speaker_dim=head.speaker.dim, speaker=speaker_spec_config(head.speaker))
+    return config
+
+
+def park_from_spec(state, config, where: str) -> ParkHead:
+    """An exported Park head (classifier kind ``park``), weights loaded strictly; a speaker-aware one rebuilds its
+    speaker network from the same state."""
+    from ..models.checkpoint import load_state_strict
+    from .heads import SpeakerEncoder, _build_upstream
+
+    try:
+        park = ParkHeadConfig(**config["park"])
+    except (KeyError, TypeError) as e:
+        raise FinetuneError(f"{where}: the Park head's config is incomplete ({e})") from None
+    speaker = None
+    if config.get("fusion") == "park":
+        sp = config.get("speaker") or {}
+        prefix = "speaker.upstream."
+        upstream = _build_upstream(sp.get("model") or {}, {k[len(prefix):]: v for k, v in state.items()
+                                                           if k.startswith(prefix)}, where)
+        speaker = SpeakerEncoder(upstream, ParkHead(ParkHeadConfig(**sp["head"])), sp["layer"], normalize=False)
+    head = ParkHead(park, speaker)
+    load_state_strict(head, dict(state), where)
+    return head.eval()
