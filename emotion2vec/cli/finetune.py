@@ -91,7 +91,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="fuse this `finetune --task speaker` model's utterance embedding (frozen) into the head")
     ft.add_argument("--fusion", choices=FUSIONS, default="concat",
                     help="concat: [h; e]; tensor: Zadeh et al.'s (2017) outer-product tensor fusion, "
-                         "vec([h; 1] outer [e; 1]) (default concat)")
+                         "vec([h; 1] outer [e; 1]); park: Park et al.'s Eq. (5), the speaker network's vector joins "
+                         "the emotion network's k block vectors, E = sum_i W_i * h_i (needs --park-blocks and a Park "
+                         "speaker model) (default concat)")
+    ft.add_argument("--park-blocks", type=int, default=0, metavar="K",
+                    help="Park et al.'s head instead of the utterance head: ReLU, FC, K attention blocks each "
+                         "max-pooled over time, fused by Eq. (5), then --head arcface (l2-normalised, s cos) or "
+                         "linear; with --task speaker their speaker network (FC, one block, max-pool: K = 1) "
+                         "(default 0: the utterance head)")
+    ft.add_argument("--park-dim", type=int, default=0, metavar="D",
+                    help="width of Park et al.'s head (default 0: the upstream's)")
+    ft.add_argument("--park-ffn", type=int, default=0, metavar="F",
+                    help="feed-forward width of its attention blocks (default 0: --park-dim)")
     ft.add_argument("--text-features", default=None, metavar="DIR",
                     help="speech + text: concatenate each utterance's vector from this feature folder (`extract "
                          "--checkpoint text:PATH`) to the pooled speech vector before the output layer (the folds "
@@ -164,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         arcface_margin=args.arcface_margin, layer=args.layer, standardize=args.standardize, freeze=freeze, freeze_top=top,
         freeze_updates=args.freeze_updates, layer_decay=args.layer_decay, init_head=args.init_head,
         head_label_map=args.head_label_map, head_from=args.head_from, speaker_model=args.speaker_model, fusion=args.fusion,
+        park_blocks=args.park_blocks, park_dim=args.park_dim, park_ffn=args.park_ffn,
         text_features=args.text_features,
         epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup=args.warmup, batch_seconds=args.batch_seconds, accumulate=args.accumulate,

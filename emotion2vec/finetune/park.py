@@ -36,7 +36,7 @@ from ..downstream.heads import CosineClassifier
 from . import FinetuneError
 
 __all__ = ["ParkHeadConfig", "AttentionBlock", "ParkHead", "masked_max", "fuse_eq5", "repeat_pad", "PARK_KIND",
-           "park_spec_config", "park_from_spec"]
+           "park_spec_config", "park_from_spec", "build_park_head"]
 
 #: the classifier kind of an exported Park head (config.json's classifier entry)
 PARK_KIND = "park"
@@ -201,3 +201,42 @@ def park_from_spec(state, config, where: str) -> ParkHead:
     head = ParkHead(park, speaker)
     load_state_strict(head, dict(state), where)
     return head.eval()
+
+
+def build_park_head(config, names, dim: int, speaker: nn.Module | None = None, kept=None,
+                    where: str = "") -> ParkHead:
+    """The Park head a fine-tuning fold starts from (``config``: a :class:`~.config.FinetuneConfig` with
+    ``park_blocks`` > 0).
+
+    ``kept`` (``--init-head keep``: the start export's ``park`` classifier) is the integration step: the trained
+    emotion network's head, its classes those of the task, with W_fusion extended by the speaker network's vector
+    (``--fusion park``). Otherwise a new head: their speaker network for ``--task speaker``, else their emotion
+    network with ``park_blocks`` blocks (and room in Eq. 5 for the speaker vector when one is fused)."""
+    if kept is not None:
+        if kept.kind != PARK_KIND or kept.config.get("fusion"):
+            raise FinetuneError(f"--init-head keep with --park-blocks: {where} must be an emotion network exported by "
+                                f"`finetune --park-blocks K` (its head is {kept.kind}"
+                                + (", already speaker-aware" if kept.config.get("fusion") else "") + ")")
+        if list(kept.labels) != list(names):
+            raise FinetuneError(f"--init-head keep: the Park head of {where} has the classes {list(kept.labels)}, "
+                                f"this task {list(names)}")
+        head = park_from_spec(kept.state, kept.config, where)
+        if head.config.blocks != config.park_blocks:
+            raise FinetuneError(f"--park-blocks {config.park_blocks}: the kept head of {where} has "
+                                f"{head.config.blocks} attention blocks")
+        head.train()
+    else:
+        d = config.park_dim or dim
+        network = "speaker" if config.task == "speaker" else "emotion"
+        head = ParkHead(ParkHeadConfig(dim, len(names), network, d, config.park_blocks, ffn=config.park_ffn or d,
+                                       output=config.head, arcface_scale=config.arcface_scale))
+    if speaker is not None:
+        if speaker.dim != head.config.dim:
+            raise FinetuneError(f"--fusion park: the speaker network gives {speaker.dim}-dim vectors, the emotion "
+                                f"network's blocks are {head.config.dim} wide (--park-dim)")
+        if not isinstance(getattr(speaker, "head", None), ParkHead):
+            raise FinetuneError("--fusion park needs Park et al.'s speaker network as --speaker-model (a `finetune "
+                                "--task speaker --park-blocks 1` export)")
+        head.extend_fusion()
+        head.speaker, head.fusion_kind = speaker, "park"
+    return head
