@@ -797,3 +797,31 @@ def test_park_speaker_aware_model_exports_and_predicts(tmp_path):
         h_id = spk_head.eval().embed(frames, valid)
         expected = torch.softmax(aware(frames, valid, h_id), -1)[0]
     assert np.allclose([scores[c] for c in ("angry", "happy", "neutral", "sad")], expected.numpy(), atol=1e-4)
+
+
+def test_park_tables_layout(tmp_path, capsys):
+    from emotion2vec.analysis import AnalysisError
+    from emotion2vec.analysis.park_tables import park_tables
+
+    def run_(task, head, blocks, fusion, wa, ua):
+        return {"source": f"{task}-{head}-{blocks}-{fusion}", "corpus": "iemocap", "task": "categorical",
+                "config": {"task": task, "head": head, "park_blocks": blocks, "fusion": fusion},
+                "summary": {"wa": {"mean": wa, "std": 0.0}, "ua": {"mean": ua, "std": 0.0}}}
+
+    runs = [run_("speaker", "linear", 1, "concat", 0.8798, 0.8719), run_("speaker", "arcface", 1, "concat", 0.9389,
+                                                                          0.9422)]
+    runs += [run_("categorical", "arcface", b, "concat", 0.70 + b / 100, 0.71 + b / 100) for b in (1, 2, 3, 4)]
+    runs += [run_("categorical", "arcface", 4, "park", 0.7214, 0.7297)]
+    text = park_tables(runs)
+    assert "| ArcFace | 93.89 | 94.22 |" in text and "| Cross-entropy | 87.98 | 87.19 |" in text
+    assert "| Emotion classification network | ArcFace | WA | 71.00 | 72.00 | 73.00 | 74.00 |" in text
+    assert "| Speaker-specific emotion representation network | ArcFace | UA | – | – | – | 72.97 |" in text
+    assert "Cross-entropy | WA" not in text  # no cross-entropy emotion runs given: no such rows
+    with pytest.raises(AnalysisError, match="not a Park network"):
+        park_tables([run_("categorical", "linear", 0, "concat", 0.5, 0.5)])
+    for i, r in enumerate(runs):
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "results.json").write_text(json.dumps({**r, "protocol": "loso-session", "folds": []}))
+    capsys.readouterr()
+    assert run("report", *[tmp_path / f"r{i}" for i in range(len(runs))], "--layout", "park") == 0
+    assert capsys.readouterr().out == text

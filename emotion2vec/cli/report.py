@@ -27,9 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-missing", action="store_true",
                    help="ignore given directories without results.json instead of failing")
     p.add_argument("--no-bold", action="store_true", help="do not bold the best mean per column")
-    p.add_argument("--layout", choices=("corpora", "emo-superb"), default="corpora",
+    p.add_argument("--layout", choices=("corpora", "emo-superb", "park"), default="corpora",
                    help="corpora (default): the table above; emo-superb: EMO-SUPERB's Table 3, one row per upstream, "
-                        "the Average and the nine conditions, cells the 1/C-rule macro-F1 of `--task soft` runs")
+                        "the Average and the nine conditions, cells the 1/C-rule macro-F1 of `--task soft` runs; "
+                        "park: Park et al.'s Tables 2 and 6 from `finetune --park-blocks K` runs")
     p.add_argument("--curve", default=None, metavar="PNG",
                    help="the label-efficiency curve of the sweeps given (default: next to --out as "
                         "<out>_efficiency.png)")
@@ -53,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
         for p in sorted(set(paths) - set(kept)):
             print(f"report: skipping {p} (no results.json)", file=sys.stderr)
         paths = kept
-    if args.layout == "emo-superb":
+    if args.layout in ("emo-superb", "park"):
+        from ..analysis.park_tables import park_tables
         from ..downstream.emo_superb import benchmark_table
 
-        text = benchmark_table(load_result(p) for p in paths)
+        text = (benchmark_table if args.layout == "emo-superb" else park_tables)([load_result(p) for p in paths])
         if args.out:
             atomic_write_text(args.out, text)
         print(text, end="")
