@@ -125,7 +125,7 @@ def run_sweep(probe: Callable[..., dict[str, Any]], features: str | os.PathLike,
     names = first.get("targets") or first.get("labels") or []
     metrics = list(summary_metrics(task, names))
     sweep = {"format": SWEEP_FORMAT, "version": 1, "corpus": first["corpus"], "source": first["source"],
-             "task": task, "headline": HEADLINE[task], "targets": first.get("targets", []),
+             "protocol": first.get("protocol"), "task": task, "headline": HEADLINE[task], "targets": first.get("targets", []),
              "labels": first.get("labels", []), "metrics": metrics, "fractions": fraction_list, "seeds": seed_list,
              "runs": runs, "by_fraction": _aggregate(runs, metrics)}
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,8 @@ def table_result(sweep: Mapping[str, Any]) -> dict[str, Any]:
     seed), for :func:`emotion2vec.downstream.report.make_table`."""
     last = sweep["by_fraction"][-1]
     folds = next(r["folds"] for r in sweep["runs"] if r["fraction"] == last["fraction"])
-    return {"corpus": sweep["corpus"], "source": sweep["source"], "task": sweep["task"],
+    return {"corpus": sweep["corpus"], "source": sweep["source"], "protocol": sweep.get("protocol"),
+            "task": sweep["task"],
             "targets": sweep.get("targets", []), "labels": sweep.get("labels", []), "summary": last["summary"],
             "folds": folds}
 

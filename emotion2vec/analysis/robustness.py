@@ -39,7 +39,8 @@ from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, summar
 from . import AnalysisError
 from .perturbations import Perturbation, select_perturbations, utterance_rng
 
-__all__ = ["ROBUSTNESS_FORMAT", "THRESHOLD", "changed", "run_robustness", "robustness_markdown", "robustness_png"]
+__all__ = ["ROBUSTNESS_FORMAT", "THRESHOLD", "changed", "run_robustness", "robustness_markdown", "robustness_png",
+           "robustness_table"]
 
 ROBUSTNESS_FORMAT = "emotion2vec-robustness-results"
 THRESHOLD = 0.05
@@ -469,3 +470,22 @@ def robustness_png(result: dict[str, Any]) -> bytes:
     fig.suptitle(f"{corpus_name(str(result['corpus']))} / {result['source']}: robustness to perturbations",
                  fontsize=10)
     return _png(fig)
+
+
+def robustness_table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown table across robustness runs (``emotion2vec report``): per run its corpus, feature source, the probe
+    or fine-tuning run it perturbed, the test utterances, the robustness (%) under each perturbation ("–" where
+    the run left it out), their mean and the mean change of the headline metric."""
+    from ..downstream.report import corpus_name
+
+    names = list(dict.fromkeys(e["name"] for r in results for e in r["perturbations"]))
+    lines = ["| Corpus | Features | Run | Utterances | " + " | ".join(names) + " | Mean | Δ headline |",
+             "|---|---|---|---:|" + "---:|" * (len(names) + 2)]
+    for r in results:
+        by_name = {e["name"]: e for e in r["perturbations"]}
+        metric = r["headline"]
+        cells = [f"{100 * by_name[n]['robustness']:.2f}" if n in by_name else "–" for n in names]
+        lines.append(f"| {corpus_name(str(r['corpus']))} | {r['source']} | {Path(str(r['run'])).name} | "
+                     f"{r['utterances']} | " + " | ".join(cells) + f" | {100 * r['overall']['robustness']:.2f} | "
+                     f"{METRIC_NAMES.get(metric, metric)} {_fmt(metric, -r['overall']['metric_drop'])} |")
+    return "\n".join(lines) + "\n"

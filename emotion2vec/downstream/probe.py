@@ -355,7 +355,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     across splits in the leakage audit (hashes cached next to data.tsv).
     """
     from . import report
-    from .audit import audit_cross, audit_folds, format_audit
+    from .audit import audit_cross, audit_folds, audit_summary
     from .corpora import parse_label_map
 
     config = config or ProbeConfig()
@@ -414,7 +414,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     else:
         hashes, unreadable = _hashes(rows, data_dir, audit_audio, log)
         audit = audit_folds(rows, {**fold_spec, "folds": selected}, hashes, unreadable)
-    log(format_audit(audit))
+    log(audit_summary(audit) + (f"\n  (per-fold table: {Path(out) / 'results.md'})" if out is not None else ""))
     warnings += [f"leakage audit: {w}" for w in audit["warnings"]]
 
     # positions: (side, key) -> row of the packed features and of the targets

@@ -266,7 +266,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     Every check (options, corpus, targets, audio, checkpoint, freeze mode, speaker model, kept head, schedule, the
     settings of a run already in ``out``) runs before anything is written to ``out``."""
     from .. import __version__
-    from ..downstream.audit import HASH_CACHE, audio_hashes, audit_folds, format_audit
+    from ..downstream.audit import HASH_CACHE, audio_hashes, audit_folds, audit_summary
     from ..downstream.losses import make_loss
     from ..downstream.metrics import task_metrics
     from ..downstream.probe import (RESULTS_FORMAT, RESULTS_VERSION, check_fold_labels, fold_splits, pick_folds,
@@ -364,7 +364,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     # nothing was written before this point
     hashes, unreadable = (audio_hashes(rows, data_dir / HASH_CACHE, log) if audit_audio else (None, []))
     audit = audit_folds(rows, {**fold_spec, "folds": selected}, hashes, unreadable)
-    log(format_audit(audit))
+    log(audit_summary(audit) + f"\n  (per-fold table: {Path(out) / 'results.md'})")
     warnings += [f"leakage audit: {w}" for w in audit["warnings"]]
     if main:
         out.mkdir(parents=True, exist_ok=True)
