@@ -16,7 +16,7 @@ a fine-tuned export, whose classification head is then part of the forward):
                           this grow with the clip's length, so it is given per length
 ``forward_ms``            the measured forward time of one clip (batch 1, inference mode; the minimum of ``repeats``)
 ``train_step_s``          one fine-tuning update measured: forward, backward and an Adam step of the upstream (its
-                          convolutional front end frozen where it has one) and a mean-pooled linear head over
+                          convolutional front end frozen where it has one, layerdrop off) and a mean-pooled linear head over
                           ``classes`` classes, on ``batch`` clips of the first length (the minimum of ``repeats``)
 """
 
@@ -117,7 +117,7 @@ def _best_time(fn: Callable[[], Any], repeats: int, device: torch.device) -> flo
 def _train_step_time(upstream: nn.Module, layer: int, batch: int, samples: int, classes: int, repeats: int,
                      device: torch.device) -> float:
     from ..finetune.heads import upstream_frames
-    from ..finetune.model import FinetuneError, plan_freeze
+    from ..finetune.model import FinetuneError, disable_layerdrop, plan_freeze
 
     try:
         frozen = set(plan_freeze(upstream, "cnn", None, "model").frozen)
@@ -132,6 +132,7 @@ def _train_step_time(upstream: nn.Module, layer: int, batch: int, samples: int, 
     x = (torch.randn(batch, samples, generator=g) * 0.1).to(device)
     lengths = torch.full((batch,), samples, dtype=torch.long, device=device)
     y = torch.randint(0, classes, (batch,), generator=g).to(device)
+    disable_layerdrop(upstream)  # as fine-tuning does for a head on the hidden states: every step runs every block
     upstream.train()
 
     def step() -> None:
