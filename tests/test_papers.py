@@ -65,8 +65,9 @@ def _panns_state(model: Cnn14Model, fft: int = 512, mels: int | None = None) -> 
         state[k] = v.clone()
     n, k = torch.arange(fft, dtype=torch.float64), torch.arange(fft // 2 + 1, dtype=torch.float64)[:, None]
     hann = torch.hann_window(fft, periodic=True, dtype=torch.float64)
-    state["spectrogram_extractor.stft.conv_real.weight"] = (torch.cos(2 * math.pi * k * n / fft) * hann)[:, None].float()
-    state["spectrogram_extractor.stft.conv_imag.weight"] = (-torch.sin(2 * math.pi * k * n / fft) * hann)[:, None].float()
+    angle = 2 * math.pi * k * n / fft
+    state["spectrogram_extractor.stft.conv_real.weight"] = (torch.cos(angle) * hann)[:, None].float()
+    state["spectrogram_extractor.stft.conv_imag.weight"] = (-torch.sin(angle) * hann)[:, None].float()
     sr = 16000 if fft == 512 else 32000
     state["logmel_extractor.melW"] = slaney_mel_filterbank(sr, fft, mels or cfg.mel_bins, 50, sr // 2 if fft == 512
                                                            else 14000).float()
@@ -308,7 +309,8 @@ def test_cost_benchmark_measures_every_model_in_one_run(tiny_cnn14_dir, cnn14_ru
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("# machine:") and (tmp_path / "c.md").read_text() == proc.stdout
-    assert "GFLOPs / audio s (1 s)" in lines[2] and "forward ms (2 s)" in lines[2] and "train step s (2 x 1 s)" in lines[2]
+    header = lines[2]
+    assert "GFLOPs / audio s (1 s)" in header and "forward ms (2 s)" in header and "train step s (2 x 1 s)" in header
     figures = json.loads((tmp_path / "c.json").read_text())["models"]
     assert [f["model"] for f in figures] == models and len(lines) == 4 + len(models)
     sat = next(f for f in figures if f["model"].startswith("hf:"))
@@ -364,7 +366,8 @@ def test_word_ranking_and_classes_by_hand():
     with_stopwords, _ = rank_words(rows, min_count=2, stopwords=set())
     assert "the" in {s.word for s in with_stopwords}
     sentences = make_sentences(classes, ["This is {word}.", "So {word}!"])
-    assert [(s.word_class, s.text) for s in sentences][:2] == [("positive", "This is great."), ("positive", "So great!")]
+    assert [(s.word_class, s.text) for s in sentences][:2] == [("positive", "This is great."),
+                                                               ("positive", "So great!")]
     assert len(sentences) == 6
 
 
@@ -394,7 +397,8 @@ def test_linguistics_command_scores_every_sentence_with_the_model(valence_model,
                "I think it is {word}.", "--quiet") == 0
     printed = capsys.readouterr().out
     rows = list(csv.DictReader(open(out / "sentences.tsv"), delimiter="\t"))
-    assert len(rows) == 12 and rows[0]["sentence"] == "This is wonderful." and rows[1]["sentence"] == "I think it is wonderful."
+    assert len(rows) == 12 and rows[0]["sentence"] == "This is wonderful."
+    assert rows[1]["sentence"] == "I think it is wonderful."
     model = Emotion2Vec.from_checkpoint(valence_model)
     for r in rows:
         wav, sr = sf.read(out / r["audio"], dtype="float32")
@@ -759,7 +763,7 @@ def test_emo_superb_label_folders_and_table_layout(tmp_path):
                         "IMPROV (S) | POD (S) | B-POD (S) |")
     assert lines[2] == ("| WavLM | 0.50000 | 0.100 | 0.200 | 0.300 | 0.400 | 0.500 | 0.600 | 0.700 | 0.800 | "
                         "0.900 |")
-    assert lines[3] == "| FBANK |  | – | – | – | – | 0.242 | – | – | – | – |"  # no average over fewer conditions
+    assert lines[3] == "| FBANK |  | – | – | – | – | 0.242 | – | – | – | – |"  # no average over fewer
     with pytest.raises(EmoSuperbError, match="'urdu' is not an EMO-SUPERB condition"):
         benchmark_table([result("WavLM", "urdu", 0.5)])
 
@@ -789,7 +793,8 @@ def test_park_speaker_aware_model_exports_and_predicts(tmp_path):
     export_model(tmp_path / "emo", upstream, classifier_spec(aware, ["angry", "happy", "neutral", "sad"], -1,
                                                              "categorical", "ce", "softmax"), {})
     meta = json.loads((tmp_path / "emo" / "config.json").read_text())["classifier"]
-    assert meta["kind"] == "park" and meta["config"]["fusion"] == "park" and meta["config"]["park"]["extra_vectors"] == 1
+    assert meta["kind"] == "park" and meta["config"]["fusion"] == "park"
+    assert meta["config"]["park"]["extra_vectors"] == 1
     wav = torch.randn(24000, generator=torch.Generator().manual_seed(4)) * 0.1
     scores = Emotion2Vec.from_checkpoint(tmp_path / "emo").predict(wav.numpy(), sample_rate=16000)["scores"]
     with torch.no_grad():  # by hand: H_id from the speaker network, Eq. (5) over 2 + 1 vectors, s cos, softmax

@@ -16,8 +16,8 @@ a fine-tuned export, whose classification head is then part of the forward):
                           this grow with the clip's length, so it is given per length
 ``forward_ms``            the measured forward time of one clip (batch 1, inference mode; the minimum of ``repeats``)
 ``train_step_s``          one fine-tuning update measured: forward, backward and an Adam step of the upstream (its
-                          convolutional front end frozen where it has one, layerdrop off) and a mean-pooled linear head over
-                          ``classes`` classes, on ``batch`` clips of the first length (the minimum of ``repeats``)
+                          convolutional front end frozen where it has one, layerdrop off) and a mean-pooled linear
+                          head over ``classes`` classes, on ``batch`` clips of the first length (the minimum of ``repeats``)
 """
 
 from __future__ import annotations

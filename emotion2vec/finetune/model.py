@@ -189,8 +189,8 @@ def load_speaker_encoder(path: str, trust: bool = False) -> SpeakerEncoder:
     if spec.kind == "park":  # Park et al.'s speaker network: its max-pooled attention-block output H_id, unscaled
         from .park import park_from_spec
 
-        return SpeakerEncoder(upstream, park_from_spec(spec.state, spec.config, path), int(spec.config.get("layer", -1)),
-                              normalize=False)
+        head = park_from_spec(spec.state, spec.config, path)
+        return SpeakerEncoder(upstream, head, int(spec.config.get("layer", -1)), normalize=False)
     head = classifier_from_spec(spec.state, spec.config, path)
     return SpeakerEncoder(upstream, head, int(spec.config.get("layer", -1)))
 
