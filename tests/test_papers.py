@@ -830,3 +830,35 @@ def test_park_tables_layout(tmp_path, capsys):
     capsys.readouterr()
     assert run("report", *[tmp_path / f"r{i}" for i in range(len(runs))], "--layout", "park") == 0
     assert capsys.readouterr().out == text
+
+
+def test_speaker_network_on_a_hugging_face_upstream_is_stored_inside_the_export(tmp_path):
+    """Park et al.'s networks run on wav2vec 2.0 (a Hugging Face model here): the speaker network inside a
+    speaker-aware export is rebuilt from its transformers config and tensors."""
+    transformers = pytest.importorskip("transformers", reason="the hf extra is not installed")
+    from emotion2vec.finetune.export import classifier_spec, export_model
+    from emotion2vec.finetune.heads import upstream_frames
+    from emotion2vec.finetune.model import load_speaker_encoder
+    from emotion2vec.finetune.park import ParkHead, ParkHeadConfig
+
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+                                         num_conv_pos_embedding_groups=4)
+    torch.manual_seed(0)
+    transformers.Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
+    upstream, _ = load_upstream(f"hf:{tmp_path / 'w2v'}")
+    spk_head = ParkHead(ParkHeadConfig(32, 3, network="speaker", dim=8, blocks=1, ffn=8)).eval()
+    export_model(tmp_path / "spk", upstream, classifier_spec(spk_head, ["a", "b", "c"], -1, "speaker", "ce",
+                                                             "softmax"), {})
+    encoder = load_speaker_encoder(str(tmp_path / "spk"))
+    emotion = ParkHead(ParkHeadConfig(32, 2, dim=8, blocks=1, ffn=8)).extend_fusion()
+    aware = ParkHead(emotion.config, encoder)
+    aware.load_state_dict({**emotion.state_dict(), **{f"speaker.{k}": v for k, v in encoder.state_dict().items()}})
+    export_model(tmp_path / "emo", upstream, classifier_spec(aware.eval(), ["neg", "pos"], -1, "categorical", "ce",
+                                                             "softmax"), {})
+    wav = torch.randn(16000, generator=torch.Generator().manual_seed(1)) * 0.1
+    scores = Emotion2Vec.from_checkpoint(tmp_path / "emo").predict(wav.numpy(), sample_rate=16000)["scores"]
+    with torch.no_grad():
+        frames, valid = upstream_frames(upstream, wav[None], torch.tensor([16000]), -1)
+        expected = torch.softmax(aware(frames, valid, spk_head.embed(frames, valid)), -1)[0]
+    assert np.allclose([scores["neg"], scores["pos"]], expected.numpy(), atol=1e-5)

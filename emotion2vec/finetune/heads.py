@@ -190,14 +190,25 @@ class SpeakerEncoder(nn.Module):
 def speaker_spec_config(encoder: SpeakerEncoder) -> dict[str, Any]:
     """What :func:`classifier_from_spec` needs to rebuild ``encoder`` (its tensors go in the state under
     ``speaker.``): the upstream's config, the layer and the head's config."""
+    from ..models.upstream import upstream_kind
+
     head = encoder.head.config
-    return {"model": encoder.upstream.cfg.to_dict(), "layer": encoder.layer,
-            "head": head.to_dict() if hasattr(head, "to_dict") else asdict(head)}
+    if upstream_kind(encoder.upstream) == "hf":
+        from ..models.hf import hf_spec
+
+        model = hf_spec(encoder.upstream)
+    else:
+        model = encoder.upstream.cfg.to_dict()
+    return {"model": model, "layer": encoder.layer, "head": head.to_dict() if hasattr(head, "to_dict") else asdict(head)}
 
 
 def _build_upstream(model: Mapping[str, Any], state: dict[str, Tensor], where: str) -> nn.Module:
     from ..models.checkpoint import LoadedCheckpoint, build_model, config_from_dict
 
+    if model.get("architecture") == "hf":  # a Hugging Face speaker model: its transformers config and tensors
+        from ..models.hf import hf_upstream_from_spec
+
+        return hf_upstream_from_spec(model, state, f"{where} (speaker model)")
     config = config_from_dict(model)
     return build_model(LoadedCheckpoint(config, state, None, "emotion2vec", f"{where} (speaker model)"),
                        with_decoder=False).eval()
