@@ -323,7 +323,7 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     """Combine the finished runs ``run_dirs`` (see the module docstring); write the outputs to ``out``; return
     results.json's dict."""
     from .. import __version__
-    from ..downstream.probe import RESULTS_FORMAT, RESULTS_VERSION
+    from ..downstream.runs import RESULTS_FORMAT, RESULTS_VERSION
     from ..downstream.report import confusion_png, corpus_name, predictions_tsv
     from ..io.atomic import atomic_write_bytes, atomic_write_text
     from .fairness import group_analysis, group_summary

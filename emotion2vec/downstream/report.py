@@ -35,7 +35,7 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -339,11 +339,15 @@ def layer_weights_png(layers: Sequence[int], mean: Sequence[float], std: Sequenc
     return _png(fig)
 
 
-def write_outputs(out: str | os.PathLike, result: dict[str, Any], predictions: Iterable[dict[str, Any]]) -> None:
-    """Write the output files of a probe run into ``out`` (created if needed), each atomically."""
+def write_outputs(out: str | os.PathLike, result: dict[str, Any], predictions: Iterable[dict[str, Any]],
+                  markdown: Callable[[dict[str, Any]], str] | None = None, title: str | None = None) -> None:
+    """Write the output files of a per-fold run (probe, fine-tuning, conversation) into ``out`` (created if needed),
+    each atomically: predictions.tsv, confusion.png, layer_weights.png (as the result has them), results.md
+    (``markdown``, default :func:`results_markdown`) and results.json. ``title``: the figures' (default: corpus /
+    source (N fold(s)))."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{corpus_name(result['corpus'])} / {result['source']} ({len(result['folds'])} fold(s))"
+    title = title or f"{corpus_name(result['corpus'])} / {result['source']} ({len(result['folds'])} fold(s))"
     names = result.get("targets") or result["labels"]
     atomic_write_text(out / "predictions.tsv", predictions_tsv(predictions, names, _task(result)))
     if "confusion" in result:
@@ -352,7 +356,7 @@ def write_outputs(out: str | os.PathLike, result: dict[str, Any], predictions: I
     if weights:
         atomic_write_bytes(out / "layer_weights.png",
                            layer_weights_png(weights["layers"], weights["mean"], weights["std"], title))
-    atomic_write_text(out / "results.md", results_markdown(result))
+    atomic_write_text(out / "results.md", (markdown or results_markdown)(result))
     # results.json last: its presence marks a finished run (the recipes skip a probe whose results.json exists)
     atomic_write_text(out / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
 
