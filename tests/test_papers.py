@@ -862,3 +862,125 @@ def test_speaker_network_on_a_hugging_face_upstream_is_stored_inside_the_export(
         frames, valid = upstream_frames(upstream, wav[None], torch.tensor([16000]), -1)
         expected = torch.softmax(aware(frames, valid, spk_head.embed(frames, valid)), -1)[0]
     assert np.allclose([scores["neg"], scores["pos"]], expected.numpy(), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ preparers
+def _tone(path: Path, seconds: float = 0.5, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (np.random.default_rng(seed).standard_normal(int(seconds * 16000)) * 0.05).astype(np.float32),
+             16000)
+
+
+def test_prepare_voxceleb1_in_the_release_layout(tmp_path, capsys):
+    root = tmp_path / "VoxCeleb1"
+    lines = []
+    for s, speaker in enumerate(("id10001", "id10002", "id10003")):
+        for v, video in enumerate(("1zcIwhmdeo4", "7w0IBEWc9Qw")):
+            for n in (1, 2):
+                rel = f"{speaker}/{video}/{n:05d}.wav"
+                _tone(root / "wav" / rel, seed=s * 10 + v * 2 + n)
+                lines.append(f"{1 if v == 0 else 2 if n == 1 else 3} {rel}")
+    (root / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    (root / "vox1_meta.csv").write_text("VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"
+                                        "id10001\tA.J._Buckley\tm\tIreland\tdev\nid10002\tA.R._Rahman\tm\tIndia\tdev\n"
+                                        "id10003\tAamir_Khan\tf\tIndia\tdev\n")
+    out = tmp_path / "manifest"
+    assert run("prepare", "voxceleb1", "--root", root, "--out", out, "--no-audio-audit", "--quiet") == 0
+    rows = list(csv.DictReader(open(out / "data.tsv"), delimiter="\t"))
+    assert len(rows) == 12 and rows[0]["key"] == "id10001/1zcIwhmdeo4/00001"
+    assert {r["speaker"] for r in rows} == {"id10001", "id10002", "id10003"} and rows[0]["label"] == "id10001"
+    assert [r["split"] for r in rows[:4]] == ["train", "train", "valid", "test"]
+    assert {r["gender"] for r in rows if r["speaker"] == "id10003"} == {"F"}
+    folds = json.loads((out / "folds.json").read_text())
+    assert folds["protocol"] == "original" and len(folds["folds"][0]["test"]) == 3
+    (root / "iden_split.txt").write_text("\n".join(lines + ["4 id10001/x/00009.wav"]) + "\n")
+    assert run("prepare", "voxceleb1", "--root", root, "--out", tmp_path / "bad", "--no-audio-audit",
+               "--quiet") == 2
+    assert "iden_split.txt:13" in capsys.readouterr().err
+
+
+def test_prepare_emo_superb_corpora_with_their_partitions_and_conditions(tmp_path, capsys):
+    from emotion2vec.downstream.emo_superb import benchmark_table
+
+    tree = _emo_superb_tree(tmp_path)
+    for cond, n_classes in (("P", 4), ("S", 5)):
+        out = tmp_path / f"improv_{cond}"
+        assert run("prepare", "msp-improv", "--root", tree, "--condition", cond, "--out", out, "--no-audio-audit",
+                   "--quiet") == 0
+        rows = {r["key"]: r for r in csv.DictReader(open(out / "data.tsv"), delimiter="\t")}
+        row = rows["MSP-IMPROV-S01H-M02-R-MM01"]
+        assert row["label"] == "happy" and row["speaker"] == "M02" and row["fold1"] == "train" and row["fold2"] == "test"
+        assert len(row["votes"].split(",")) == n_classes and "happy:0.9" in row["votes"]
+        assert float(row["valence"]) == pytest.approx(0.75)
+        folds = json.loads((out / "folds.json").read_text())
+        assert folds["corpus"] == f"msp-improv ({cond})" and folds["protocol"] == "emo-superb"
+        assert [f["name"] for f in folds["folds"]] == ["fold1", "fold2"]
+        assert all(not (set(f["test"]) & set(f["train"])) for f in folds["folds"])
+    assert run("prepare", "biic-nnime", "--root", tree, "--condition", "P", "--out", tmp_path / "x",
+               "--quiet") == 2
+    assert "--condition do not apply" in capsys.readouterr().err
+    # the soft task reads the shares; the table places the run in its condition
+    data = tmp_path / "improv_P"
+    assert run("extract", "--checkpoint", "fbank", "--input", data / "data.tsv", "--out", tmp_path / "f",
+               "--granularity", "utterance", "--num-workers", "0", "--quiet") == 0
+    assert run("probe", "--features", tmp_path / "f", "--data", data, "--out", tmp_path / "r", "--task", "soft",
+               "--loss", "cb-ce", "--select-metric", "ml_macro_f1", "--epochs", "2", "--name", "FBANK",
+               "--quiet") == 0
+    result = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert result["corpus"] == "msp-improv (P)" and "ml_macro_f1" in result["summary"]
+    assert "| FBANK |  | " in benchmark_table([result])
+
+
+def _msp_podcast_tree(root: Path) -> Path:
+    rows = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
+    detail = ["FileName,EmoDetail"]
+    sets = ["Train", "Train", "Development", "Test1", "Test2", "Test3"]
+    for i, (cls, split) in enumerate(zip("HASNHA", sets)):
+        name = f"MSP-PODCAST_0001_{i:04d}.wav"
+        _tone(root / "Audios" / name, seed=i)
+        rows.append(f"{name},{cls},4.0,{2 + i % 5},3.0,{10 + i % 3},{'Female' if i % 2 else 'Male'},{split}")
+        detail += [f"{name},\"WORKER1; Happy; Excited,Amused; A:4; V:5; D:3\"",
+                   f"{name},\"WORKER2; Neutral; Concerned; A:3; V:4; D:3\""]
+    (root / "Labels").mkdir(parents=True)
+    (root / "Labels" / "labels_consensus.csv").write_text("\n".join(rows) + "\n")
+    (root / "Labels" / "labels_detailed.csv").write_text("\n".join(detail) + "\n")
+    return root
+
+
+def test_prepare_msp_podcast_conditions_and_two_test_sets(tmp_path):
+    root = _msp_podcast_tree(tmp_path / "MSP-Podcast")
+    out = tmp_path / "pod_s"
+    assert run("prepare", "msp-podcast", "--root", root, "--condition", "S", "--test-set", "Test1,Test2", "--out",
+               out, "--no-audio-audit", "--quiet") == 0
+    rows = list(csv.DictReader(open(out / "data.tsv"), delimiter="\t"))
+    assert [r["split"] for r in rows] == ["train", "train", "valid", "test", "test"]  # Test3 left out
+    assert rows[0]["votes"] == "amused:1,concerned:1,excited:1" and rows[0]["label"] == "happy"
+    assert json.loads((out / "folds.json").read_text())["corpus"] == "msp-podcast (S)"
+    assert run("prepare", "msp-podcast", "--root", root, "--condition", "P", "--out", tmp_path / "pod_p",
+               "--no-audio-audit", "--quiet") == 0
+    primary = list(csv.DictReader(open(tmp_path / "pod_p" / "data.tsv"), delimiter="\t"))
+    assert primary[0]["votes"] == "happy:1,neutral:1" and len(primary) == 4  # Test1 only by default
+
+
+def test_prepare_mosi_as_wagner_uses_it(tmp_path, capsys):
+    root = tmp_path / "MOSI"
+    lines = ["video_id,clip_id,text,label,mode"]
+    for i, (video, score, mode) in enumerate([("v1", 2.4, "train"), ("v1", 0.0, "train"), ("v2", -1.2, "test"),
+                                              ("v2", 0.0, "test")]):
+        _tone(root / "wav" / video / f"{i}.wav", seed=i)
+        lines.append(f"{video},{i},some words,{score},{mode}")
+    (root / "label.csv").write_text("\n".join(lines) + "\n")
+    speakers = tmp_path / "speakers.tsv"
+    speakers.write_text("video_id\tgender\nv1\tfemale\nv2\tm\n")
+    out = tmp_path / "mosi"
+    assert run("prepare", "mosi", "--root", root, "--keep-neutral", "--speakers", speakers, "--out", out,
+               "--no-audio-audit", "--quiet") == 0
+    rows = list(csv.DictReader(open(out / "data.tsv"), delimiter="\t"))
+    assert [r["label"] for r in rows] == ["positive", "neutral", "negative", "neutral"]
+    assert [r["gender"] for r in rows] == ["F", "F", "M", "M"] and rows[1]["sentiment"] == "0.5000"
+    assert run("prepare", "mosi", "--root", root, "--out", tmp_path / "binary", "--no-audio-audit", "--quiet") == 0
+    assert len(list(csv.DictReader(open(tmp_path / "binary" / "data.tsv"), delimiter="\t"))) == 2
+    speakers.write_text("video_id\tgender\nv1\tfemale\nv9\tm\n")
+    assert run("prepare", "mosi", "--root", root, "--speakers", speakers, "--out", tmp_path / "bad",
+               "--no-audio-audit", "--quiet") == 2
+    assert "names 1 video(s) not in the corpus: v9" in capsys.readouterr().err
