@@ -984,3 +984,105 @@ def test_prepare_mosi_as_wagner_uses_it(tmp_path, capsys):
     assert run("prepare", "mosi", "--root", root, "--speakers", speakers, "--out", tmp_path / "bad",
                "--no-audio-audit", "--quiet") == 2
     assert "names 1 video(s) not in the corpus: v9" in capsys.readouterr().err
+
+
+PARK_FAST = ["--max-seconds", "1", "--batch-seconds", "4", "--num-workers", "0", "--bootstrap", "0",
+             "--no-audio-audit", "--precision", "fp32", "--quiet", "--no-tensorboard", "--park-dim", "16",
+             "--park-ffn", "16", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def park_runs(tmp_path_factory):
+    """Park et al.'s two steps on tiny data: the speaker network (URDU speakers), the emotion network (a URDU
+    hold-out), then their integration with the speaker network frozen; learning rates of 1e-12 in the last step, so
+    that its exported weights show where it started."""
+    from conftest import FIXTURES
+
+    tiny = require(FIXTURES / "tiny_emotion2vec.pt", "golden checkpoint fixtures")
+    root = require(URDU, "URDU corpus")
+    base = tmp_path_factory.mktemp("park")
+    for label in ("Angry", "Happy", "Neutral", "Sad"):
+        (base / "audio" / label).mkdir(parents=True)
+        for f in sorted((root / label).glob("*.wav"))[:6]:
+            (base / "audio" / label / f.name).symlink_to(f)
+    data = base / "manifest"
+    assert run("prepare", "urdu", "--root", base / "audio", "--out", data, "--protocol", "holdout",
+               "--no-audio-audit", "--quiet") == 0
+    spk, emo, both = base / "speaker", base / "emotion", base / "aware"
+    assert run("finetune", "--checkpoint", tiny, "--data", data, "--out", spk, "--task", "speaker",
+               "--min-speaker-utterances", "4", "--park-blocks", "1", *PARK_FAST) == 0
+    assert run("finetune", "--checkpoint", tiny, "--data", data, "--out", emo, "--park-blocks", "2", "--head",
+               "arcface", *PARK_FAST) == 0
+    assert run("finetune", "--checkpoint", tiny, "--data", data, "--out", both, "--start-from", emo, "--init-head",
+               "keep", "--speaker-model", spk / "models" / "speaker", "--fusion", "park", "--park-blocks", "2",
+               "--head", "arcface", "--lr", "1e-12", "--head-lr", "1e-12", "--clip-norm", "100", "--repeat-pad", "1",
+               *PARK_FAST) == 0
+    return tiny, data, spk, emo, both
+
+
+def test_park_two_step_training_integrates_each_folds_emotion_network(park_runs):
+    from safetensors.torch import load_file
+
+    tiny, data, spk, emo, both = park_runs
+    spk_meta = json.loads((spk / "models" / "speaker" / "config.json").read_text())["classifier"]
+    assert spk_meta["kind"] == "park" and spk_meta["config"]["park"]["network"] == "speaker"
+    emo_head = load_file(emo / "models" / "holdout" / "head.safetensors")
+    assert emo_head["fusion"].shape == (2, 16)
+    aware_meta = json.loads((both / "models" / "holdout" / "config.json").read_text())["classifier"]
+    assert aware_meta["config"]["fusion"] == "park" and aware_meta["config"]["park"]["extra_vectors"] == 1
+    aware_head = load_file(both / "models" / "holdout" / "head.safetensors")
+    assert torch.allclose(aware_head["fusion"][:2], emo_head["fusion"], atol=1e-6)  # the trained rows kept
+    assert torch.allclose(aware_head["fusion"][2], torch.ones(16))  # the speaker's row starts at 1
+    spk_weights = load_file(spk / "models" / "speaker" / "head.safetensors")
+    assert torch.equal(aware_head["speaker.head.fc.weight"], spk_weights["fc.weight"])  # frozen speaker network
+    start = load_file(emo / "models" / "holdout" / "model.safetensors")
+    tuned = load_file(both / "models" / "holdout" / "model.safetensors")
+    assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in start.items())  # started from fold's model
+    result = json.loads((both / "results.json").read_text())
+    assert result["config"]["park_blocks"] == 2 and result["config"]["fusion"] == "park"
+    rows = {r["key"]: r for r in csv.DictReader(open(data / "data.tsv"), delimiter="\t")}
+    fold = json.loads((both / "holdout" / "result.json").read_text())
+    scores = Emotion2Vec.from_checkpoint(both / "models" / "holdout").predict(rows[fold["test_keys"][0]]["path"])
+    order = aware_meta["labels"]
+    assert np.abs(np.array([scores["scores"][c] for c in order]) - fold["predictions"][0]).max() < 1e-4
+    assert "| Speaker-specific emotion representation network | ArcFace | WA | – | " in \
+        __import__("emotion2vec.analysis.park_tables", fromlist=["x"]).park_tables([result])
+
+
+def test_park_options_that_do_not_go_together_are_named(park_runs, capsys):
+    tiny, data, spk, emo, _ = park_runs
+    cases = [
+        (["--fusion", "park", "--speaker-model", str(spk / "models" / "speaker")], "needs their emotion network"),
+        (["--park-blocks", "2", "--speaker-model", str(spk / "models" / "speaker")], "use --fusion park"),
+        (["--task", "speaker", "--park-blocks", "2"], "one attention block"),
+        (["--park-blocks", "2", "--pooling", "attention"], "max-pools its attention blocks"),
+        (["--park-blocks", "3", "--start-from", str(emo), "--init-head", "keep"], "has 2 attention blocks"),
+        (["--start-from", str(spk)], "no model for fold holdout"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert run("finetune", "--checkpoint", tiny, "--data", data, "--out", "/nonexistent/x", *args,
+                   "--quiet") == 2, args
+        assert message in capsys.readouterr().err, (args, message)
+
+
+def test_speaker_network_on_the_official_identification_split(tmp_path):
+    from conftest import FIXTURES
+
+    tiny = require(FIXTURES / "tiny_emotion2vec.pt", "golden checkpoint fixtures")
+    root = tmp_path / "VoxCeleb1"
+    lines = []
+    for s, speaker in enumerate(("id10001", "id10002")):
+        for n in range(1, 7):
+            rel = f"{speaker}/vid{n % 2}/{n:05d}.wav"
+            _tone(root / "wav" / rel, seconds=1.0, seed=s * 10 + n)
+            lines.append(f"{1 if n <= 4 else 2 if n == 5 else 3} {rel}")
+    (root / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    data = tmp_path / "vox"
+    assert run("prepare", "voxceleb1", "--root", root, "--out", data, "--no-audio-audit", "--quiet") == 0
+    out = tmp_path / "spk"
+    assert run("finetune", "--checkpoint", tiny, "--data", data, "--out", out, "--task", "speaker",
+               "--speaker-split", "official", "--park-blocks", "1", "--head", "linear", *PARK_FAST) == 0
+    fold = json.loads((out / "speaker" / "result.json").read_text())
+    assert (fold["n_train"], fold["n_valid"], fold["n_test"]) == (8, 2, 2)
+    assert sorted(fold["test_keys"]) == ["id10001/vid0/00006", "id10002/vid0/00006"]

@@ -103,6 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="width of Park et al.'s head (default 0: the upstream's)")
     ft.add_argument("--park-ffn", type=int, default=0, metavar="F",
                     help="feed-forward width of its attention blocks (default 0: --park-dim)")
+    ft.add_argument("--start-from", default=None, metavar="FINETUNE_RUN",
+                    help="each fold starts from the model that finished fine-tuning run exported for the same fold "
+                         "(models/<fold>: its encoder, and its head with --init-head keep); --checkpoint gives the "
+                         "architecture (Park et al.'s second step: integrate each fold's emotion network with the "
+                         "speaker network)")
     ft.add_argument("--text-features", default=None, metavar="DIR",
                     help="speech + text: concatenate each utterance's vector from this feature folder (`extract "
                          "--checkpoint text:PATH`) to the pooled speech vector before the output layer (the folds "
@@ -136,6 +141,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--valid-is-test", action="store_true", help="select on the test keys (optimistic)")
     train.add_argument("--speaker-test-fraction", type=float, default=0.2,
                        help="--task speaker: share of each speaker's utterances tested (default 0.2)")
+    train.add_argument("--speaker-split", choices=("random", "official"), default="random",
+                       help="--task speaker: random (default: --speaker-test-fraction of each speaker's utterances "
+                            "tested) or official (the corpus's split column: VoxCeleb1's identification split)")
     train.add_argument("--min-speaker-utterances", type=int, default=3,
                        help="--task speaker: leave out speakers with fewer utterances (default 3)")
     train.add_argument("--bootstrap", type=int, default=1000, help="resamples of the 95%% interval (default 1000)")
@@ -175,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         arcface_margin=args.arcface_margin, layer=args.layer, standardize=args.standardize, freeze=freeze, freeze_top=top,
         freeze_updates=args.freeze_updates, layer_decay=args.layer_decay, init_head=args.init_head,
         head_label_map=args.head_label_map, head_from=args.head_from, speaker_model=args.speaker_model, fusion=args.fusion,
-        park_blocks=args.park_blocks, park_dim=args.park_dim, park_ffn=args.park_ffn,
+        park_blocks=args.park_blocks, park_dim=args.park_dim, park_ffn=args.park_ffn, start_from=args.start_from,
+        speaker_split=args.speaker_split,
         text_features=args.text_features,
         epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup=args.warmup, batch_seconds=args.batch_seconds, accumulate=args.accumulate,

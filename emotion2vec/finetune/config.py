@@ -71,6 +71,8 @@ class FinetuneConfig:
     park_blocks: int = 0              # > 0: Park et al.'s head with this many attention blocks (speaker task: 1)
     park_dim: int = 0                 # its width d (0: the upstream's)
     park_ffn: int = 0                 # its attention blocks' feed-forward width (0: d)
+    start_from: str | None = None     # a finished fine-tuning run: each fold starts from its model of the same fold
+    speaker_split: str = "random"     # --task speaker: random per-speaker split | official (the split column)
     # optimisation
     epochs: int = 10
     lr: float = 1e-4
@@ -128,6 +130,13 @@ class FinetuneConfig:
             raise FinetuneError("--speaker-model changes the head's input (the speaker embedding is fused in): it "
                                 "cannot keep the start checkpoint's head (--init-head keep), except Park et al.'s "
                                 "(--fusion park extends its fusion by the speaker vector)")
+        if self.speaker_split not in ("random", "official"):
+            raise FinetuneError(f"--speaker-split {self.speaker_split!r}: random or official")
+        if self.speaker_split == "official" and self.task != "speaker":
+            raise FinetuneError("--speaker-split applies to --task speaker")
+        if self.start_from and (self.head_from or self.standardize):
+            raise FinetuneError("--start-from starts each fold from a fine-tuned model; it does not go with "
+                                + ("--head-from" if self.head_from else "--standardize"))
         if self.park_blocks < 0 or self.park_dim < 0 or self.park_ffn < 0:
             raise FinetuneError("--park-blocks, --park-dim and --park-ffn must be >= 0")
         if self.park_blocks and self.task == "speaker" and self.park_blocks != 1:
