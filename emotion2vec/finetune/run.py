@@ -544,8 +544,9 @@ def _results(config: FinetuneConfig, checkpoint: str, name: str | None, data_dir
     return results_dict(
         kind="finetune", corpus=spec.get("corpus") or data_dir.name, protocol=spec.get("protocol", protocol),
         speaker_independent=spec.get("speaker_independent"), task=config.downstream_task, loss=config.loss,
-        head=head_entry(start.head_text(config) if config.init_head == "keep" or config.park_blocks else config.head,
-                        config),
+        head=head_entry(f"kept {info.classifier.kind}" if config.init_head == "keep" and not config.start_from
+                        else start.head_text(config) if config.init_head == "keep" or config.park_blocks
+                        else config.head, config),
         names=corpus.names, source=name or f"finetuned_{Path(checkpoint).stem}", features=f"fine-tuned {checkpoint}",
         data=str(data_dir), granularity="frame", dim=int(start.dim), stored_layers=[start.layer], layer=start.layer,
         feature_settings={}, parameters=first.stats["parameters"],
