@@ -978,6 +978,7 @@ def test_prepare_mosi_as_wagner_uses_it(tmp_path, capsys):
     rows = list(csv.DictReader(open(out / "data.tsv"), delimiter="\t"))
     assert [r["label"] for r in rows] == ["positive", "neutral", "negative", "neutral"]
     assert [r["gender"] for r in rows] == ["F", "F", "M", "M"] and rows[1]["sentiment"] == "0.5000"
+    assert [r["valence"] for r in rows] == [r["sentiment"] for r in rows] and rows[0]["valence"] == "0.9000"
     assert run("prepare", "mosi", "--root", root, "--out", tmp_path / "binary", "--no-audio-audit", "--quiet") == 0
     assert len(list(csv.DictReader(open(tmp_path / "binary" / "data.tsv"), delimiter="\t"))) == 2
     speakers.write_text("video_id\tgender\nv1\tfemale\nv9\tm\n")

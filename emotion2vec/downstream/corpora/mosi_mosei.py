@@ -77,8 +77,9 @@ def _mmsa(root, corpus: str, audio_dir=None, keep_neutral: bool = False, speaker
                 problems.add(wav_dir / vid / f"{clip}.wav", f"audio missing for row {i}")
             continue
         label = "positive" if score > 0 else "negative" if score < 0 else "neutral"
+        extra = {"valence": _scaled(score, -3, 3)} if keep_neutral else {}  # Wagner et al.: sentiment as valence
         entries.append(_entry(audio, f"{vid}/{clip}", label, vid, genders.get(vid, ""), split=mode,
-                              sentiment=_scaled(score, -3, 3), text=_one_line(row.get("text", ""))))
+                              sentiment=_scaled(score, -3, 3), text=_one_line(row.get("text", "")), **extra))
     if mp4_only and not entries:
         wav = base / "wav"
         raise CorpusError(
@@ -115,7 +116,8 @@ def prepare_mosi(root, audio_dir=None, keep_neutral: bool = False, speakers=None
     regression target), the transcript as ``text``.
 
     Wagner et al.'s use (valence regression on the sentiment score): ``keep_neutral`` keeps the score-0 clips
-    (label ``neutral``), and ``speakers`` (a table of video_id and gender, which the corpus does not distribute)
+    (label ``neutral``) and writes the scaled score as ``valence`` too (the column a valence model is tested on
+    cross-corpus), and ``speakers`` (a table of video_id and gender, which the corpus does not distribute)
     fills ``gender`` for the fairness analysis."""
     return _mmsa(root, "mosi", audio_dir, keep_neutral, speakers)
 
