@@ -1087,3 +1087,33 @@ def test_speaker_network_on_the_official_identification_split(tmp_path):
     fold = json.loads((out / "speaker" / "result.json").read_text())
     assert (fold["n_train"], fold["n_valid"], fold["n_test"]) == (8, 2, 2)
     assert sorted(fold["test_keys"]) == ["id10001/vid0/00006", "id10002/vid0/00006"]
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+@pytest.mark.parametrize("recipe,expected", [
+    ("park_iemocap.sh", 2 + 2 + 8 + 8 + 1),   # prepare x2, speaker x2, emotion 4 blocks x 2 losses, aware, report
+    ("emo_superb.sh", 9 * 3 + 1),             # per condition: prepare, extract, probe; the table
+])
+def test_paper_recipes_print_commands_every_parser_accepts(recipe, expected, tmp_path):
+    import shlex
+    import subprocess
+
+    from emotion2vec.cli import build_parser
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ, "PRINT": "1", "OUT": str(tmp_path), "CHECKPOINT": "hf:facebook/wav2vec2-base"}
+    proc = subprocess.run(["bash", str(repo / "recipes" / recipe)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [shlex.split(line) for line in proc.stdout.splitlines() if line.startswith("emotion2vec ")]
+    assert len(lines) == expected
+    for argv in lines:
+        build_parser(argv[1]).parse_args(argv[1:])  # argparse exits 2 on any unknown or malformed option
+    commands = [" ".join(a) for a in lines]
+    assert all("hf:facebook/wav2vec2-base" in c for c in commands if " finetune " in c or " extract " in c)
+    assert "--layout" in commands[-1]
+    if recipe == "park_iemocap.sh":
+        aware = [c for c in commands if "--fusion park" in c]
+        assert len(aware) == 8 and all("--start-from" in c and "speaker_arcface/models/speaker" in c for c in aware)
+    else:
+        assert sum("--condition S" in c for c in commands) == 3 and any("Test1,Test2" in c for c in commands)
