@@ -493,7 +493,10 @@ def test_linguistics_bad_inputs_are_named(valence_model, fixtures_dir, tmp_path,
 #: blocks that need a licensed corpus, a downloaded model or a GPU (a text found in exactly that block): every
 #: emotion2vec / benchmark line in them is parsed by its command's own parser instead of run
 PAGE_CHECKED = {
-    "prepare msp-podcast": "MSP-Podcast (licensed) and a GPU",
+    "prepare voxceleb1": "VoxCeleb1 and IEMOCAP (licensed), a downloaded model and a GPU",
+    "prepare msp-improv": "EMO-SUPERB's corpora (licensed), a downloaded model and a GPU",
+    "prepare mosi --root data/CMU-MOSI": "CMU-MOSI and MSP-Podcast features",
+    "--out results/msp_podcast/cnn14": "MSP-Podcast (licensed) and a GPU",
     "hf:facebook/wav2vec2-large-robust --data manifests/msp_podcast": "a model fine-tuned on MSP-Podcast",
     "prepare ravdess": "RAVDESS and six downloaded models on a GPU",
     "hf:facebook/wav2vec2-large-960h-lv60-self hf:facebook/wav2vec2-large-xlsr-53": "six downloaded models, a GPU",
