@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..downstream.metrics import (HEADLINE, METRIC_NAMES, PERCENT_METRICS, bootstrap_ci, fast_scores, summarize,
+from ..downstream.metrics import (HEADLINE, METRIC_NAMES, bootstrap_ci, fast_scores, format_metric, summarize,
                                   summary_metrics)
 from . import AnalysisError
 from .runs import Predictions, Run
@@ -411,12 +411,6 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     return result
 
 
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
-
-
 def ensemble_markdown(result: dict[str, Any]) -> str:
     """results.md of an ensemble: settings, per-fold table, the ensemble against its members, the search ranking,
     the fairness section."""
@@ -435,30 +429,30 @@ def ensemble_markdown(result: dict[str, Any]) -> str:
                               else "equal weights"),
              "- members: " + ", ".join(f"`{m['source']}` ({m['path']})" for m in e["members"] if m["chosen"]),
              f"- task {result['task']}, {len(result['folds'])} fold(s)"
-             + (f"; dev {mname} of the ensemble {_fmt(metric, e['dev'])}" if e.get("dev") is not None else ""), ""]
+             + (f"; dev {mname} of the ensemble {format_metric(metric, e['dev'])}" if e.get("dev") is not None else ""), ""]
     lines += ["| Fold | Test | Dev " + mname + " | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics)
               + f" | {mname} 95% CI |", "|---|---:|---:|" + "---:|" * (len(metrics) + 1)]
     for f in result["folds"]:
         ci = f.get("ci")
-        lines.append(f"| {f['name']} | {f['n_test']} | {_fmt(metric, f['valid'].get(metric))} | "
-                     + " | ".join(_fmt(m, f["test"].get(m)) for m in metrics)
-                     + (f" | [{_fmt(metric, ci['low'])}, {_fmt(metric, ci['high'])}] |" if ci else " | – |"))
+        lines.append(f"| {f['name']} | {f['n_test']} | {format_metric(metric, f['valid'].get(metric))} | "
+                     + " | ".join(format_metric(m, f["test"].get(m)) for m in metrics)
+                     + (f" | [{format_metric(metric, ci['low'])}, {format_metric(metric, ci['high'])}] |" if ci else " | – |"))
     lines.append("| **mean ± std** | | | " + " | ".join(
-        f"{_fmt(m, result['summary'][m]['mean'])} ± {_fmt(m, result['summary'][m]['std'])}" for m in metrics) + " | |")
+        f"{format_metric(m, result['summary'][m]['mean'])} ± {format_metric(m, result['summary'][m]['std'])}" for m in metrics) + " | |")
     lines += ["", "## Ensemble against its members", "",
               f"| Run | In ensemble | Dev {mname} | " + " | ".join(f"Test {METRIC_NAMES.get(m, m)}" for m in metrics)
               + " |", "|---|---|---:|" + "---:|" * len(metrics)]
     for m in e["members"]:
-        lines.append(f"| {m['source']} | {'yes' if m['chosen'] else 'no'} | {_fmt(metric, m['dev'])} | "
-                     + " | ".join(f"{_fmt(k, (m['test'].get(k) or {}).get('mean'))} ± "
-                                  f"{_fmt(k, (m['test'].get(k) or {}).get('std'))}" for k in metrics) + " |")
-    lines.append(f"| **{result['source']}** | | {_fmt(metric, e.get('dev'))} | " + " | ".join(
-        f"**{_fmt(m, result['summary'][m]['mean'])} ± {_fmt(m, result['summary'][m]['std'])}**" for m in metrics)
+        lines.append(f"| {m['source']} | {'yes' if m['chosen'] else 'no'} | {format_metric(metric, m['dev'])} | "
+                     + " | ".join(f"{format_metric(k, (m['test'].get(k) or {}).get('mean'))} ± "
+                                  f"{format_metric(k, (m['test'].get(k) or {}).get('std'))}" for k in metrics) + " |")
+    lines.append(f"| **{result['source']}** | | {format_metric(metric, e.get('dev'))} | " + " | ".join(
+        f"**{format_metric(m, result['summary'][m]['mean'])} ± {format_metric(m, result['summary'][m]['std'])}**" for m in metrics)
         + " |")
     if e.get("search"):
         lines += ["", f"## Combinations ranked on dev ({len(e['search'])})", "",
                   f"| Rank | Members | Dev {mname} | Test {mname} |", "|---:|---|---:|---:|"]
-        lines += [f"| {s['rank']} | {' + '.join(s['members'])} | {_fmt(metric, s['dev'])} | {_fmt(metric, s['test'])} |"
+        lines += [f"| {s['rank']} | {' + '.join(s['members'])} | {format_metric(metric, s['dev'])} | {format_metric(metric, s['test'])} |"
                   for s in e["search"][:50]]
         if len(e["search"]) > 50:
             lines.append(f"| ... | {len(e['search']) - 50} more in results.json | | |")

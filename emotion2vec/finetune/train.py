@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..downstream.metrics import METRIC_NAMES, PERCENT_METRICS, fast_scores
+from ..downstream.metrics import METRIC_NAMES, fast_scores, format_metric
 from ..downstream.targets import Targets
 from ..downstream.runs import Selection
 from ..downstream.training import standardization
@@ -197,10 +197,6 @@ def frame_statistics(model: FinetuneModel, data: FoldData, indices: list[int], r
         count += x.shape[0]
     model.train()
     return standardization(total, square, count)
-
-
-def _fmt(metric: str, value: float) -> str:
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.4f}"
 
 
 class Collectives:
@@ -446,7 +442,7 @@ class _Fold:
             if self.writer is not None:
                 for k, v in scores.items():
                     self.writer.add_scalar(f"valid/{k}", v, self.num_updates)
-            shown = (f"; valid {METRIC_NAMES.get(metric, metric)} {_fmt(metric, scores[metric])}, loss "
+            shown = (f"; valid {METRIC_NAMES.get(metric, metric)} {format_metric(metric, scores[metric])}, loss "
                      f"{scores['loss']:.4f}")
         if runtime.main:
             runtime.log(f"finetune: {data.name}: epoch {self.epoch}/{config.epochs}, {self.num_updates}/{self.total} "
