@@ -919,6 +919,9 @@ def test_prepare_emo_superb_corpora_with_their_partitions_and_conditions(tmp_pat
         assert folds["corpus"] == f"msp-improv ({cond})" and folds["protocol"] == "emo-superb"
         assert [f["name"] for f in folds["folds"]] == ["fold1", "fold2"]
         assert all(not (set(f["test"]) & set(f["train"])) for f in folds["folds"])
+    assert run("prepare", "msp-improv", "--root", tree, "--out", tmp_path / "default", "--no-audio-audit",
+               "--quiet") == 0
+    assert json.loads((tmp_path / "default" / "folds.json").read_text())["corpus"] == "msp-improv (P)"
     assert run("prepare", "biic-nnime", "--root", tree, "--condition", "P", "--out", tmp_path / "x",
                "--quiet") == 2
     assert "--condition do not apply" in capsys.readouterr().err

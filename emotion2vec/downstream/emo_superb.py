@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 from ..errors import Emotion2VecError
 
-__all__ = ["EmoSuperbError", "CONDITIONS", "CONDITION_FOLDERS", "Condition", "LabelRow", "read_condition",
+__all__ = ["EmoSuperbError", "CONDITIONS", "CONDITION_FOLDERS", "CONDITIONED", "Condition", "LabelRow", "read_condition",
            "condition_corpus", "benchmark_table"]
 
 
@@ -44,6 +44,8 @@ CONDITIONS = (("IMPROV (P)", "msp-improv", "P"), ("CREMA-D", "crema-d", ""), ("P
               ("B-POD (P)", "biic-podcast", "P"), ("IEMOCAP", "iemocap", ""), ("NNIME", "biic-nnime", ""),
               ("IMPROV (S)", "msp-improv", "S"), ("POD (S)", "msp-podcast", "S"), ("B-POD (S)", "biic-podcast", "S"))
 CONDITION_FOLDERS = {"P": "Primary", "S": "Secondary"}
+#: corpora only read for the benchmark and scored under both conditions: prepared without --condition they are P
+CONDITIONED = ("msp-improv", "biic-podcast")
 _SPLITS = {"train": "train", "dev": "valid", "test": "test"}
 _FILE_COLUMNS = ("FileName", "")
 _DIMENSIONS = (("EmoAct", "arousal"), ("EmoVal", "valence"), ("EmoDom", "dominance"))

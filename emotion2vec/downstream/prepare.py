@@ -136,13 +136,15 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike | None 
     ``emobox_data``, ``test_set``, ``condition``, ``keep_neutral``, ``speakers``). A protocol that promises speaker independence but shares a speaker raises
     :class:`~.audit.AuditError` before anything is written.
     """
-    from .emo_superb import condition_corpus
+    from .emo_superb import CONDITIONED, condition_corpus
 
     name = corpus_name(corpus)
     spec = CORPORA[name]
     protocols = parse_protocols(protocols)
     rows = prepare_corpus(name, root, label_map=label_map, exclude=exclude, **corpus_options)
     condition = corpus_options.get("condition") or ""  # EMO-SUPERB's P / S: part of the corpus's name
+    if not condition and name in CONDITIONED:  # scored under two conditions: the default one is named too
+        condition = "P"
     if not protocols:
         protocols = [default_protocol(name, rows)]
     overrides = {"folds": folds, "valid_fraction": valid_fraction, "test_fraction": test_fraction}
