@@ -688,7 +688,7 @@ def test_park_emotion_and_speaker_heads_against_hand_computation():
 
 def test_park_speaker_aware_fusion_extends_eq5_by_one_vector():
     from emotion2vec.finetune import FinetuneError
-    from emotion2vec.finetune.park import ParkHead, ParkHeadConfig, repeat_pad
+    from emotion2vec.finetune.park import ParkHead, ParkHeadConfig
 
     torch.manual_seed(1)
     frames, lengths = torch.randn(2, 6, 12), torch.tensor([6, 4])
@@ -705,8 +705,6 @@ def test_park_speaker_aware_fusion_extends_eq5_by_one_vector():
         assert torch.allclose(after, before + h_id, atol=1e-5)  # k + 1 vectors, the new row at 1
     with pytest.raises(FinetuneError, match="fuses 1 extra"):
         head.embed(frames, lengths)
-    wav = torch.arange(1.0, 4.0)
-    assert repeat_pad(wav, 8).tolist() == [1, 2, 3, 1, 2, 3, 1, 2, 3] and repeat_pad(wav, 2) is wav
 
 
 # ------------------------------------------------------------------------------------------------ EMO-SUPERB

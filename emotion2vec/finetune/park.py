@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ..downstream.heads import CosineClassifier
 from . import FinetuneError
 
-__all__ = ["ParkHeadConfig", "AttentionBlock", "ParkHead", "masked_max", "fuse_eq5", "repeat_pad", "PARK_KIND",
+__all__ = ["ParkHeadConfig", "AttentionBlock", "ParkHead", "masked_max", "fuse_eq5", "PARK_KIND",
            "park_spec_config", "park_from_spec", "build_park_head"]
 
 #: the classifier kind of an exported Park head (config.json's classifier entry)
@@ -85,16 +85,6 @@ def masked_max(x: Tensor, lengths: Tensor) -> Tensor:
 def fuse_eq5(weight: Tensor, vectors: Tensor) -> Tensor:
     """Eq. (5): ``weight`` (k, d), ``vectors`` (B, k, d) -> E (B, d) = sum_i weight_i (elementwise) vectors_i."""
     return (weight[None] * vectors).sum(dim=1)
-
-
-def repeat_pad(wav: Tensor, min_samples: int) -> Tensor:
-    """Park et al.'s 3-s rule: a waveform shorter than ``min_samples`` gets copies of itself appended until it is at
-    least that long (whole copies, so the result may be longer)."""
-    n = wav.shape[-1]
-    if n >= min_samples or n == 0:
-        return wav
-    copies = -(-min_samples // n)
-    return wav.repeat(*([1] * (wav.dim() - 1)), copies)
 
 
 class AttentionBlock(nn.Module):
