@@ -19,6 +19,8 @@
 # Environment: CHECKPOINT (default hf:facebook/wav2vec2-base, the paper's wav2vec 2.0 base), DATA (default data:
 #   DATA/VoxCeleb1 and DATA/IEMOCAP_full_release), OUT (default .), DEVICE (default cuda when available),
 #   BLOCKS (default "1 2 3 4"), LOSSES (default "arcface linear": ArcFace and the cross-entropy variant),
+#   BETAS (default none; e.g. "0.1 0.5 1"): their Fig. 7b-c, the speaker network trained with the emotion network
+#   (4 blocks, ArcFace) by Eq. (6) with each beta, its layers after the upstream (head) or everything (all),
 #   PARK_SCHEDULE_ARGS: extra fine-tuning arguments for the paper's per-epoch x0.98 learning-rate decay and its
 #   under-sampling of IEMOCAP's larger classes, once fine-tuning has options for them (empty: not applied).
 set -euo pipefail
@@ -75,5 +77,20 @@ for k in $BLOCKS; do
   done
 done
 
+# 4b. their Fig. 7b-c: the speaker network trained with the emotion network by Eq. (6), per beta (BETAS, default none)
+for beta in ${BETAS:-}; do
+  for mode in head all; do
+    done_ "$RESULTS/joint_${mode}_beta$beta" ||
+      step finetune --checkpoint "$CHECKPOINT" --data "$OUT/manifests/iemocap" --out "$RESULTS/joint_${mode}_beta$beta" \
+        --start-from "$RESULTS/emotion_k4_arcface" --init-head keep \
+        --speaker-model "$RESULTS/speaker_arcface/models/speaker" --fusion park --park-blocks 4 --head arcface \
+        --speaker-train "$mode" --emotion-weight 1 --id-weight "$beta" \
+        --lr 1e-5 --head-lr 1e-5 --batch-seconds 90 --accumulate 4 --patience 10 --epochs 100 "${common[@]}"
+  done
+done
+
 # 5. the tables
-step report "$RESULTS"/speaker_* "$RESULTS"/emotion_k* "$RESULTS"/aware_k* --layout park --out "$RESULTS/tables.md"
+joint=()
+for beta in ${BETAS:-}; do joint+=("$RESULTS/joint_head_beta$beta" "$RESULTS/joint_all_beta$beta"); done
+step report "$RESULTS"/speaker_* "$RESULTS"/emotion_k* "$RESULTS"/aware_k* "${joint[@]}" --layout park \
+  --out "$RESULTS/tables.md"

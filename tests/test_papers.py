@@ -818,6 +818,10 @@ def test_park_tables_layout(tmp_path, capsys):
                                                                           0.9422)]
     runs += [run_("categorical", "arcface", b, "concat", 0.70 + b / 100, 0.71 + b / 100) for b in (1, 2, 3, 4)]
     runs += [run_("categorical", "arcface", 4, "park", 0.7214, 0.7297)]
+    joint = run_("categorical", "arcface", 4, "park", 0.70, 0.71)
+    joint["config"].update(speaker_train="all", emotion_weight=1.0, id_weight=0.5)
+    text = park_tables(runs + [joint])
+    assert "| All fine-tuned | 4 | ArcFace | 1 | 0.5 | 70.00 | 71.00 |" in text
     text = park_tables(runs)
     assert "| ArcFace | 93.89 | 94.22 |" in text and "| Cross-entropy | 87.98 | 87.19 |" in text
     assert "| Emotion classification network | ArcFace | WA | 71.00 | 72.00 | 73.00 | 74.00 |" in text
@@ -1063,6 +1067,7 @@ def test_park_options_that_do_not_go_together_are_named(park_runs, capsys):
         (["--park-blocks", "2", "--pooling", "attention"], "max-pools its attention blocks"),
         (["--park-blocks", "3", "--start-from", str(emo), "--init-head", "keep"], "has 2 attention blocks"),
         (["--start-from", str(spk)], "no model for fold holdout"),
+        (["--speaker-train", "head"], "needs --fusion park"),
     ]
     for args, message in cases:
         capsys.readouterr()
@@ -1095,7 +1100,7 @@ def test_speaker_network_on_the_official_identification_split(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ recipes
 @pytest.mark.parametrize("recipe,expected", [
-    ("park_iemocap.sh", 2 + 2 + 8 + 8 + 1),   # prepare x2, speaker x2, emotion 4 blocks x 2 losses, aware, report
+    ("park_iemocap.sh", 2 + 2 + 8 + 8 + 4 + 1),  # prepare, speaker, emotion 4 x 2, aware 4 x 2, joint 2 x 2, report
     ("emo_superb.sh", 9 * 3 + 1),             # per condition: prepare, extract, probe; the table
 ])
 def test_paper_recipes_print_commands_every_parser_accepts(recipe, expected, tmp_path):
@@ -1105,7 +1110,8 @@ def test_paper_recipes_print_commands_every_parser_accepts(recipe, expected, tmp
     from emotion2vec.cli import build_parser
 
     repo = Path(__file__).resolve().parents[1]
-    env = {**__import__("os").environ, "PRINT": "1", "OUT": str(tmp_path), "CHECKPOINT": "hf:facebook/wav2vec2-base"}
+    env = {**__import__("os").environ, "PRINT": "1", "OUT": str(tmp_path), "CHECKPOINT": "hf:facebook/wav2vec2-base",
+           "BETAS": "0.1 1"}
     proc = subprocess.run(["bash", str(repo / "recipes" / recipe)], env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -1118,6 +1124,37 @@ def test_paper_recipes_print_commands_every_parser_accepts(recipe, expected, tmp
     assert "--layout" in commands[-1]
     if recipe == "park_iemocap.sh":
         aware = [c for c in commands if "--fusion park" in c]
-        assert len(aware) == 8 and all("--start-from" in c and "speaker_arcface/models/speaker" in c for c in aware)
+        assert len(aware) == 12 and all("--start-from" in c and "speaker_arcface/models/speaker" in c for c in aware)
+        assert sum("--speaker-train all --emotion-weight 1 --id-weight 0.1" in c for c in commands) == 1
     else:
         assert sum("--condition S" in c for c in commands) == 3 and any("Test1,Test2" in c for c in commands)
+
+
+@pytest.mark.parametrize("mode", ["head", "all"])
+def test_park_joint_training_by_eq6_trains_the_speaker_network(park_runs, mode, tmp_path):
+    """Their Fig. 7b-c: the speaker network trains with the emotion network on alpha L_emo + beta L_id (ArcFace over
+    the fold's training speakers); ``head`` keeps the speaker model's upstream, ``all`` trains it but its CNN."""
+    from safetensors.torch import load_file
+
+    tiny, data, spk, emo, _ = park_runs
+    out = tmp_path / mode
+    assert run("finetune", "--checkpoint", tiny, "--data", data, "--out", out, "--start-from", emo, "--init-head",
+               "keep", "--speaker-model", spk / "models" / "speaker", "--fusion", "park", "--park-blocks", "2",
+               "--head", "arcface", "--speaker-train", mode, "--emotion-weight", "0.5", "--id-weight", "2",
+               "--lr", "1e-3", "--head-lr", "1e-2", *PARK_FAST) == 0
+    tuned = load_file(out / "models" / "holdout" / "head.safetensors")
+    assert not any(k.startswith("speaker.id_output.") for k in tuned)  # the identification layer is not exported
+    before_head = load_file(spk / "models" / "speaker" / "head.safetensors")
+    assert not torch.equal(tuned["speaker.head.fc.weight"], before_head["fc.weight"])  # the speaker network trained
+    before = load_file(spk / "models" / "speaker" / "model.safetensors")
+    after = {k[len("speaker.upstream."):]: v for k, v in tuned.items() if k.startswith("speaker.upstream.")}
+    changed = {k for k, v in before.items() if not torch.equal(after[k], v)}
+    if mode == "head":
+        assert not changed
+    else:
+        assert changed and not any(k.startswith("feature_extractor.") for k in changed)
+    rows = {r["key"]: r for r in csv.DictReader(open(data / "data.tsv"), delimiter="\t")}
+    fold = json.loads((out / "holdout" / "result.json").read_text())
+    scores = Emotion2Vec.from_checkpoint(out / "models" / "holdout").predict(rows[fold["test_keys"][0]]["path"])
+    order = json.loads((out / "models" / "holdout" / "config.json").read_text())["classifier"]["labels"]
+    assert np.abs(np.array([scores["scores"][c] for c in order]) - fold["predictions"][0]).max() < 1e-4

@@ -103,6 +103,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="width of Park et al.'s head (default 0: the upstream's)")
     ft.add_argument("--park-ffn", type=int, default=0, metavar="F",
                     help="feed-forward width of its attention blocks (default 0: --park-dim)")
+    ft.add_argument("--speaker-train", choices=("frozen", "head", "all"), default="frozen",
+                    help="--fusion park: the speaker network frozen (default), or trained with the emotion network "
+                         "by Eq. (6), alpha L_emotion + beta L_identification (ArcFace over the fold's training "
+                         "speakers): head = the layers after its upstream, all = its upstream too (its CNN frozen)")
+    ft.add_argument("--emotion-weight", type=float, default=1.0, metavar="ALPHA",
+                    help="alpha of Eq. (6) (default 1)")
+    ft.add_argument("--id-weight", type=float, default=1.0, metavar="BETA",
+                    help="beta of Eq. (6) (default 1)")
     ft.add_argument("--start-from", default=None, metavar="FINETUNE_RUN",
                     help="each fold starts from the model that finished fine-tuning run exported for the same fold "
                          "(models/<fold>: its encoder, and its head with --init-head keep); --checkpoint gives the "
@@ -184,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
         freeze_updates=args.freeze_updates, layer_decay=args.layer_decay, init_head=args.init_head,
         head_label_map=args.head_label_map, head_from=args.head_from, speaker_model=args.speaker_model, fusion=args.fusion,
         park_blocks=args.park_blocks, park_dim=args.park_dim, park_ffn=args.park_ffn, start_from=args.start_from,
-        speaker_split=args.speaker_split,
+        speaker_split=args.speaker_split, speaker_train=args.speaker_train, emotion_weight=args.emotion_weight,
+        id_weight=args.id_weight,
         text_features=args.text_features,
         epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup=args.warmup, batch_seconds=args.batch_seconds, accumulate=args.accumulate,

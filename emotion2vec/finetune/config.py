@@ -73,6 +73,9 @@ class FinetuneConfig:
     park_ffn: int = 0                 # its attention blocks' feed-forward width (0: d)
     start_from: str | None = None     # a finished fine-tuning run: each fold starts from its model of the same fold
     speaker_split: str = "random"     # --task speaker: random per-speaker split | official (the split column)
+    speaker_train: str = "frozen"     # --fusion park: frozen | head (its layers after the upstream) | all
+    emotion_weight: float = 1.0       # alpha of Eq. (6)
+    id_weight: float = 1.0            # beta of Eq. (6)
     # optimisation
     epochs: int = 10
     lr: float = 1e-4
@@ -130,6 +133,13 @@ class FinetuneConfig:
             raise FinetuneError("--speaker-model changes the head's input (the speaker embedding is fused in): it "
                                 "cannot keep the start checkpoint's head (--init-head keep), except Park et al.'s "
                                 "(--fusion park extends its fusion by the speaker vector)")
+        if self.speaker_train not in ("frozen", "head", "all"):
+            raise FinetuneError(f"--speaker-train {self.speaker_train!r}: frozen, head or all")
+        if self.speaker_train != "frozen" and (self.fusion != "park" or self.task != "categorical"):
+            raise FinetuneError("--speaker-train head / all trains Park et al.'s speaker network with the emotion "
+                                "network (Eq. 6): it needs --fusion park and --task categorical")
+        if self.emotion_weight < 0 or self.id_weight < 0 or not (self.emotion_weight or self.id_weight):
+            raise FinetuneError("--emotion-weight and --id-weight (alpha and beta of Eq. 6) must be >= 0, not both 0")
         if self.speaker_split not in ("random", "official"):
             raise FinetuneError(f"--speaker-split {self.speaker_split!r}: random or official")
         if self.speaker_split == "official" and self.task != "speaker":

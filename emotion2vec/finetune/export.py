@@ -52,7 +52,8 @@ def classifier_spec(head: nn.Module, names: Sequence[str], layer: int, task: str
 
     common = {"layer": int(layer), "task": task, "loss": loss, "activation": activation}
     if isinstance(head, ParkHead):  # Park et al.'s attention-block head (and its speaker network)
-        state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
+        state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()
+                 if not k.startswith("speaker.id_output.")}  # the joint training's identification layer
         return ClassifierSpec(PARK_KIND, list(names), state, {**common, **park_spec_config(head)})
     if not isinstance(head, UtteranceHead):  # a kept emotion2vec+ head
         state = {k: v.detach().cpu().clone() for k, v in head.linear.state_dict().items()}

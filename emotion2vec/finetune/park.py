@@ -230,3 +230,86 @@ def build_park_head(config, names, dim: int, speaker: nn.Module | None = None, k
         head.extend_fusion()
         head.speaker, head.fusion_kind = speaker, "park"
     return head
+
+
+# ------------------------------------------------------------------------------------------------ joint training
+class TrainableSpeaker(nn.Module):
+    """Park et al.'s speaker network trained with the emotion network (their Fig. 7b-c): waveforms (B, N), valid
+    samples (B,) -> H_id (B, d) with gradients.
+
+    ``mode`` ``head``: the speaker model's upstream stays frozen (their "Arcface Fine-tuned": the attention-pooling
+    and the speaker classification layers train); ``all``: its upstream trains too, except its convolutional front
+    end ("All Fine-tuned"). ``id_output`` is a new ArcFace layer over the fold's training speakers (the paper reduces
+    VoxCeleb1's 1,251 centres to IEMOCAP's training speakers); in training each forward leaves its outputs in
+    ``id_logits`` for the identification loss (:class:`JointLoss`). Exported models keep the speaker network, not
+    ``id_output``."""
+
+    def __init__(self, encoder: nn.Module, mode: str, num_speakers: int, scale: float = 30.0):
+        super().__init__()
+        if mode not in ("head", "all"):
+            raise FinetuneError(f"--speaker-train {mode!r}: frozen, head or all")
+        import copy
+
+        from .model import plan_freeze
+
+        self.upstream = copy.deepcopy(encoder.upstream)
+        self.head = copy.deepcopy(encoder.head)
+        self.layer, self.mode, self.normalize = encoder.layer, mode, False
+        self.id_output = CosineClassifier(self.head.config.dim, num_speakers, scale)
+        frozen = {n for n, _ in self.upstream.named_parameters()}
+        if mode == "all":
+            for p in self.upstream.parameters():
+                p.requires_grad_(True)  # the frozen speaker encoder's flags would read as "fixed by design"
+            try:
+                frozen = set(plan_freeze(self.upstream, "cnn", None, "the speaker model").frozen)
+            except FinetuneError:
+                frozen = set()
+        for n, p in self.upstream.named_parameters():
+            p.requires_grad_(n not in frozen)
+        for p in [*self.head.parameters(), *self.id_output.parameters()]:
+            p.requires_grad_(True)
+        self.id_logits: Tensor | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.head.config.dim
+
+    def train(self, mode: bool = True) -> "TrainableSpeaker":
+        super().train(mode)
+        if self.mode == "head":
+            self.upstream.eval()  # frozen: no dropout either
+        return self
+
+    def forward(self, waveform: Tensor, lengths: Tensor) -> Tensor:
+        from .heads import upstream_frames
+
+        with torch.set_grad_enabled(self.mode == "all" and torch.is_grad_enabled()):
+            frames, valid = upstream_frames(self.upstream, waveform, lengths, self.layer)
+        h = self.head.embed(frames, valid)
+        self.id_logits = self.id_output(h) if self.training else None
+        return h
+
+
+class JointLoss(nn.Module):
+    """Eq. (6): alpha * L_emotion + beta * L_identification. ``targets`` (B, 2): the emotion class and the speaker's
+    index among the fold's training speakers (-1 outside them: valid and test utterances, scored on L_emotion alone).
+    L_identification is ArcFace on the speaker network's ``id_logits`` of the same forward."""
+
+    def __init__(self, emotion: nn.Module, speaker: TrainableSpeaker, alpha: float, beta: float,
+                 scale: float = 30.0, margin: float = 0.3):
+        super().__init__()
+        from ..downstream.losses import ArcFaceLoss
+
+        self.emotion, self.speaker, self.alpha, self.beta = emotion, [speaker], float(alpha), float(beta)
+        self.identification = ArcFaceLoss(scale, margin)
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        loss = self.alpha * self.emotion(outputs, targets[:, 0])
+        logits = self.speaker[0].id_logits
+        known = targets[:, 1] >= 0
+        if self.beta and logits is not None and bool(known.any()):
+            loss = loss + self.beta * self.identification(logits[known].float(), targets[known, 1])
+        return loss
+
+    def activate(self, outputs: Tensor) -> Tensor:
+        return self.emotion.activate(outputs)

@@ -63,7 +63,7 @@ from .config import FinetuneConfig, differences
 from .data import WaveformDataset, check_audio
 from .export import activation_of, classifier_spec, export_model
 from .heads import UtteranceHead
-from .park import build_park_head
+from .park import JointLoss, TrainableSpeaker, build_park_head
 from .model import (FinetuneModel, disable_layerdrop, head_config, kept_head, load_speaker_encoder, plan_freeze,
                     probe_head)
 from .train import Collectives, FoldData, Runtime, evaluate, frame_statistics, load_model_state, train_fold
@@ -480,6 +480,19 @@ def _fitter(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
         start.upstream.load_state_dict(_fold_state(config, fold.name, start))
         torch.manual_seed(config.seed)
         head, _ = start.head(config, names, checkpoint, fold.name)
+        speaker_index = None
+        if config.speaker_train != "frozen":  # Eq. (6): the speaker network trains, over the fold's train speakers
+            speaker_of = {r["key"]: str(r.get("speaker", "") or "") for r in corpus.rows}
+            spoken = [speaker_of[corpus.keys[j]] for j in fold.train]
+            known = sorted({s for s in spoken if s})
+            if len(known) < 2:
+                raise FinetuneError(f"--speaker-train {config.speaker_train}: fold {fold.name} has {len(known)} "
+                                    f"training speaker(s); the identification loss needs two or more")
+            index = {s: n for n, s in enumerate(known)}
+            speaker_index = torch.full((len(corpus.keys),), -1, dtype=torch.long)
+            for j in fold.train:
+                speaker_index[j] = index.get(speaker_of[corpus.keys[j]], -1)
+            head.speaker = TrainableSpeaker(start.speaker, config.speaker_train, len(known), config.arcface_scale)
         model = FinetuneModel(start.upstream, head, start.layer).to(runtime.device)
         if config.standardize:
             sample = np.random.default_rng([config.seed, i, 1]).permutation(fold.train)[:STANDARDIZE_UTTERANCES]
@@ -491,6 +504,10 @@ def _fitter(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
         loss_fn = make_loss(task, config.loss, targets.y[np.asarray(fold.train)], len(names), config.head,
                             config.label_smoothing, config.cb_beta, config.arcface_scale,
                             config.arcface_margin).to(runtime.device)
+        if speaker_index is not None:
+            loss_fn = JointLoss(loss_fn, head.speaker, config.emotion_weight, config.id_weight, config.arcface_scale,
+                                config.arcface_margin)
+            loss_fn.speaker_index = speaker_index
         log(f"finetune: {fold.name}: train {len(fold.train)} valid {len(fold.valid)} test {len(fold.test)}"
             f"{split.note}; {n_params:,} parameters, {n_trainable:,} trained")
         trained = train_fold(model, loss_fn, fold, config, start.freeze, fold_dir, runtime, settings)
