@@ -244,13 +244,13 @@ class TrainableSpeaker(nn.Module):
     ``id_logits`` for the identification loss (:class:`JointLoss`). Exported models keep the speaker network, not
     ``id_output``."""
 
-    def __init__(self, encoder: nn.Module, mode: str, num_speakers: int, scale: float = 30.0):
+    def __init__(self, encoder: nn.Module, mode: str, num_speakers: int, scale: float = 30.0, plan_freeze=None):
+        """``plan_freeze``: :func:`~.model.plan_freeze` (which parameters form the upstream's convolutional front
+        end), needed for ``all``."""
         super().__init__()
         if mode not in ("head", "all"):
             raise FinetuneError(f"--speaker-train {mode!r}: frozen, head or all")
         import copy
-
-        from .model import plan_freeze
 
         self.upstream = copy.deepcopy(encoder.upstream)
         self.head = copy.deepcopy(encoder.head)
@@ -258,6 +258,8 @@ class TrainableSpeaker(nn.Module):
         self.id_output = CosineClassifier(self.head.config.dim, num_speakers, scale)
         frozen = {n for n, _ in self.upstream.named_parameters()}
         if mode == "all":
+            if plan_freeze is None:
+                raise FinetuneError("--speaker-train all needs the freeze plan of the speaker model's upstream")
             for p in self.upstream.parameters():
                 p.requires_grad_(True)  # the frozen speaker encoder's flags would read as "fixed by design"
             try:

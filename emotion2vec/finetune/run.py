@@ -492,7 +492,8 @@ def _fitter(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
             speaker_index = torch.full((len(corpus.keys),), -1, dtype=torch.long)
             for j in fold.train:
                 speaker_index[j] = index.get(speaker_of[corpus.keys[j]], -1)
-            head.speaker = TrainableSpeaker(start.speaker, config.speaker_train, len(known), config.arcface_scale)
+            head.speaker = TrainableSpeaker(start.speaker, config.speaker_train, len(known), config.arcface_scale,
+                                            plan_freeze)
         model = FinetuneModel(start.upstream, head, start.layer).to(runtime.device)
         if config.standardize:
             sample = np.random.default_rng([config.seed, i, 1]).permutation(fold.train)[:STANDARDIZE_UTTERANCES]
