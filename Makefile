@@ -21,7 +21,7 @@ $(STAMP): setup.py | $(BIN)/python
 	$(BIN)/python -c "import fairseq" >/dev/null 2>&1 || { \
 	  $(BIN)/pip install cython numpy && \
 	  $(BIN)/pip install --no-build-isolation "fairseq-fixed==$(FAIRSEQ_VERSION)"; }
-	$(BIN)/pip install -e ".[test,docs,train,hf,onnx,opensmile,media,serve,web-test]"
+	$(BIN)/pip install -e ".[test,docs,train,hf,onnx,opensmile,media,serve,web-test,tts]"
 	@# fairseq-fixed declares torchaudio, whose PyPI wheel cannot load beside a CPU torch; nothing here uses it.
 	$(BIN)/python -c "import torchaudio" >/dev/null 2>&1 || $(BIN)/pip uninstall -y -q torchaudio
 	touch $@

@@ -44,6 +44,8 @@ setup(
         # the service's tests: an HTTP client (in process and against a real server) and a browser driver (it
         # drives the operating system's Chromium; no browser download)
         "web-test": ["httpx>=0.27", "playwright>=1.40"],
+        # eSpeak NG (library + voice data in the wheel) for `emotion2vec linguistics`: no download at run time
+        "tts": ["espeakng-loader>=0.2"],
         "docs": ["mkdocs>=1.6"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10"],
     },

@@ -85,6 +85,15 @@ LISTED: dict[tuple[str, str], str] = {
     ("docs/pretraining.md", "fairseq-hydra-train $ARGS model.init_from=null"): "the official configuration: 4 GPUs, "
                                                                                "fp16, the 262-hour set",
     ("docs/pretraining.md", "# the official run: 4 GPUs"): "the official configuration on GPUs and several machines",
+    ("docs/papers.md", "prepare voxceleb1"): "VoxCeleb1 and IEMOCAP (licensed), a downloaded model and a GPU",
+    ("docs/papers.md", "prepare msp-improv"): "EMO-SUPERB's corpora (licensed), a downloaded model and a GPU",
+    ("docs/papers.md", "prepare mosi --root data/CMU-MOSI"): "CMU-MOSI and MSP-Podcast (licensed)",
+    ("docs/papers.md", "--out results/msp_podcast/cnn14"): "MSP-Podcast (licensed) and a GPU",
+    ("docs/papers.md", "hf:facebook/wav2vec2-large-robust --data manifests/msp_podcast"):
+        "a model fine-tuned on MSP-Podcast (licensed)",
+    ("docs/papers.md", "prepare ravdess"): "RAVDESS and six downloaded models on a GPU",
+    ("docs/papers.md", "hf:facebook/wav2vec2-large-960h-lv60-self hf:facebook/wav2vec2-large-xlsr-53"):
+        "six downloaded models, a GPU",
     ("docs/pretraining.md", "torchrun --nproc_per_node 2 $(which fairseq-hydra-train)"):
         "a torchrun launch of two fairseq processes; tests/test_fairseq_plugin.py runs it (4 updates)",
 }
@@ -101,10 +110,10 @@ MODELS = {  # workspace path -> golden fixture
     "checkpoints/audio_base_ls.pt": "data2vec1_audio.pt",
     "checkpoints/base_libri.pt": "legacy_data2vec2.pt",
 }
-LINKED_FROM_REPO = ("configs", "recipes", "docs")
+LINKED_FROM_REPO = ("configs", "recipes", "docs", "benchmarks")
 HUB_KINDS = [("wav2vec2", "large", "wav2vec2-large"), ("wav2vec2", "", "wav2vec2"), ("hubert", "", "hubert"),
              ("wavlm", "large", "wavlm-large"), ("wavlm", "", "wavlm"), ("data2vec-audio", "", "data2vec-audio"),
-             ("whisper", "", "whisper")]
+             ("unispeech-sat", "", "unispeech-sat"), ("unispeech", "", "unispeech"), ("whisper", "", "whisper")]
 EPOCHS = "1"
 SUBSET_PER_EMOTION = 13  # 52 clips: 5 or 6 test utterances in each of the 10 folds (a 2-D map needs 5)
 CLIP_SECONDS = 1.0  # each clip's beginning (URDU's clips last 2-3 s)
@@ -298,7 +307,7 @@ _e2v_call() {  # KIND ARGS...: handled by the test process, which answers with a
   local rc; read -r rc <&"$E2V_DOCS_RESP"; return "$rc"
 }
 emotion2vec() { _e2v_call emotion2vec "$@"; }
-python() { case "${1:-}" in docs/scripts/*.py) _e2v_call python "$@" ;; *) command python "$@" ;; esac; }
+python() { case "${1:-}" in docs/scripts/*.py|benchmarks/*.py) _e2v_call python "$@" ;; *) command python "$@" ;; esac; }
 python3() { case "${1:-}" in -m) [ "${2:-}" = venv ] && { _e2v_call venv "$@"; return; } ;; esac; command python3 "$@"; }
 torchrun() { _e2v_call torchrun "$@"; }
 fairseq-hydra-train() { _e2v_call fairseq-hydra-train "$@"; }
@@ -374,7 +383,7 @@ class Runner:
         try:
             {"emotion2vec": check_cli, "torchrun": check_torchrun, "fairseq-hydra-train": check_fairseq,
              "pip": check_pip, "make": check_make, "git": check_git, "recipe": check_recipe, "venv": lambda a, c: None,
-             "python": lambda a, c: None, "tensorboard": lambda a, c: None}[kind](argv, cwd)
+             "python": check_script, "tensorboard": lambda a, c: None}[kind](argv, cwd)
         except CheckError as e:
             self.fail(f"`{kind} {shlex.join(argv)}`: {e}")
         return 0
@@ -395,6 +404,7 @@ class Runner:
         return rc
 
     def run_script(self, cwd: Path, argv: list[str]) -> int:
+        argv = [argv[0]] + self.substitute(argv[1:], cwd)
         old, old_argv = os.getcwd(), sys.argv
         os.chdir(cwd)
         sys.argv = list(argv)
@@ -600,6 +610,22 @@ def check_pip(argv: list[str], cwd: Path) -> None:
             raise CheckError(f"{a}: the Makefile pins torch=={_makefile_var('TORCH_VERSION')}")
         if a.startswith("fairseq-fixed==") and a != f"fairseq-fixed=={_makefile_var('FAIRSEQ_VERSION')}":
             raise CheckError(f"{a}: the Makefile pins fairseq-fixed=={_makefile_var('FAIRSEQ_VERSION')}")
+
+
+def check_script(argv: list[str], cwd: Path) -> None:
+    """``python benchmarks/X.py ...`` / ``docs/scripts/X.py``: the script exists and its ``--help`` lists every option
+    the line passes."""
+    script = REPO / argv[0]
+    if not script.is_file():
+        raise CheckError(f"no script {argv[0]}")
+    res = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=cwd, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if res.returncode != 0:
+        raise CheckError(f"{argv[0]} --help exited {res.returncode}: {res.stderr[-500:]}")
+    known = set(re.findall(r"(--[\w-]+)", res.stdout))
+    unknown = [a.split("=")[0] for a in argv[1:] if a.startswith("--") and a.split("=")[0] not in known]
+    if unknown:
+        raise CheckError(f"{argv[0]} does not take {', '.join(unknown)}")
 
 
 def check_make(argv: list[str], cwd: Path) -> None:

@@ -636,7 +636,8 @@ def test_emobox_import(tmp_path):
 # ------------------------------------------------------------------------------------------------ registry
 def test_registry_covers_every_corpus():
     expected = {"iemocap", "meld", "ravdess", "ravdess-song", "savee", "emodb", "emovo", "cafe", "subesco", "shemo",
-                "urdu", "aesdd", "resd", "m3ed", "mosi", "mosei", "msp-podcast", "crema-d", "folder", "emobox"}
+                "urdu", "aesdd", "resd", "m3ed", "mosi", "mosei", "msp-podcast", "crema-d", "msp-improv", "biic-nnime",
+                "biic-podcast", "voxceleb1", "folder", "emobox"}
     assert set(CORPORA) == expected and all(callable(s.prepare) for s in CORPORA.values())
     assert C.default_protocol("iemocap") == "loso-session"
     assert {C.default_protocol(c) for c in ("meld", "resd", "m3ed", "mosi", "mosei", "msp-podcast")} == {"original"}

@@ -305,6 +305,12 @@ def _hf_configs(transformers):
                                       max_bucket_distance=50), t.WavLMModel, "mask"),
         "data2vec_audio": (t.Data2VecAudioConfig(**{**SMALL, "num_conv_pos_embeddings": 5}), t.Data2VecAudioModel,
                            "unpadded"),
+        "unispeech_base": (t.UniSpeechConfig(**SMALL), t.UniSpeechModel, "unpadded"),
+        "unispeech_large": (t.UniSpeechConfig(**SMALL, feat_extract_norm="layer", do_stable_layer_norm=True),
+                            t.UniSpeechModel, "mask"),
+        "unispeech_sat_base": (t.UniSpeechSatConfig(**SMALL), t.UniSpeechSatModel, "unpadded"),
+        "unispeech_sat_large": (t.UniSpeechSatConfig(**SMALL, feat_extract_norm="layer", do_stable_layer_norm=True),
+                                t.UniSpeechSatModel, "mask"),
         "whisper": (t.WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
                                     vocab_size=100, max_target_positions=32, pad_token_id=0, bos_token_id=1,
@@ -378,6 +384,7 @@ def hf_errors(folder, cls) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("name", ["wav2vec2_base", "wav2vec2_large", "hubert_base", "wavlm_large", "data2vec_audio",
+                                  "unispeech_base", "unispeech_large", "unispeech_sat_base", "unispeech_sat_large",
                                   "whisper"])
 def test_hf_parity_with_transformers_and_padding_semantics(hf_models, name):
     folder, cls, policy = hf_models[name]

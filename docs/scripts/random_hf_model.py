@@ -7,7 +7,7 @@ random convolutions keep, so figures made with it measure the pipeline, not a mo
     python docs/scripts/random_hf_model.py bert checkpoints/bert_random        # for --checkpoint text:PATH
 
 Kinds: wav2vec2, wav2vec2-large (layer-norm front end, pre-LN blocks), hubert, wavlm, wavlm-large, data2vec-audio,
-whisper (encoder-decoder; emotion2vec reads the encoder), bert (with a small word-piece vocabulary). Defaults:
+unispeech, unispeech-sat (both large-like, as the released ones), whisper (encoder-decoder; emotion2vec reads the encoder), bert (with a small word-piece vocabulary). Defaults:
 128 dimensions, 4 blocks, 4 heads, the published front end (7 convolutions of 512 channels); the same seed gives the
 same weights.
 """
@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-KINDS = ("wav2vec2", "wav2vec2-large", "hubert", "wavlm", "wavlm-large", "data2vec-audio", "whisper", "bert")
+KINDS = ("wav2vec2", "wav2vec2-large", "hubert", "wavlm", "wavlm-large", "data2vec-audio", "unispeech",
+         "unispeech-sat", "whisper", "bert")
 BERT_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "i", "you", "we", "am", "are", "is", "so", "not", "very",
               "happy", "sad", "angry", "calm", "today", "what", "no", "yes", "well", "the", "a", "that", ".", ",",
               "?", "!"]
@@ -49,6 +50,10 @@ def build(kind: str, out: str | Path, hidden: int = 128, layers: int = 4, heads:
         model = t.WavLMModel(t.WavLMConfig(**speech, **extra, num_buckets=16, max_bucket_distance=50))
     elif kind == "data2vec-audio":
         model = t.Data2VecAudioModel(t.Data2VecAudioConfig(**{**speech, "num_conv_pos_embeddings": 5}))
+    elif kind == "unispeech":
+        model = t.UniSpeechModel(t.UniSpeechConfig(**speech, **large))
+    elif kind == "unispeech-sat":
+        model = t.UniSpeechSatModel(t.UniSpeechSatConfig(**speech, **large))
     elif kind == "whisper":
         model = t.WhisperModel(t.WhisperConfig(
             d_model=hidden, encoder_layers=layers, decoder_layers=1, encoder_attention_heads=heads,

@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit", "leakage audit of a prepared corpus's folds (shared speakers, audio, text)"),
     "report": ("report", "one table across corpora and feature sources from finished probe runs"),
     "robustness": ("robustness", "re-score a probe run's test set under eight signal perturbations (Wagner et al.)"),
+    "linguistics": ("linguistics", "valence of TTS sentences with positive / neutral / negative words (Wagner et al.)"),
     "ensemble": ("ensemble", "combine finished runs by hard / soft voting; search combinations on dev"),
     "convert": ("convert", "convert an official checkpoint to config.json + model.safetensors"),
     "export": ("export", "export a checkpoint to ONNX (dynamic batch and length, optional int8) for ONNX Runtime"),

@@ -90,7 +90,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ft.add_argument("--speaker-model", default=None, metavar="DIR",
                     help="fuse this `finetune --task speaker` model's utterance embedding (frozen) into the head")
     ft.add_argument("--fusion", choices=FUSIONS, default="concat",
-                    help="concat: [h; e]; tensor: vec([h; 1] outer [e; 1]) (default concat)")
+                    help="concat: [h; e]; tensor: Zadeh et al.'s (2017) outer-product tensor fusion, "
+                         "vec([h; 1] outer [e; 1]); park: Park et al.'s Eq. (5), the speaker network's vector joins "
+                         "the emotion network's k block vectors, E = sum_i W_i * h_i (needs --park-blocks and a Park "
+                         "speaker model) (default concat)")
+    ft.add_argument("--park-blocks", type=int, default=0, metavar="K",
+                    help="Park et al.'s head instead of the utterance head: ReLU, FC, K attention blocks each "
+                         "max-pooled over time, fused by Eq. (5), then --head arcface (l2-normalised, s cos) or "
+                         "linear; with --task speaker their speaker network (FC, one block, max-pool: K = 1) "
+                         "(default 0: the utterance head)")
+    ft.add_argument("--park-dim", type=int, default=0, metavar="D",
+                    help="width of Park et al.'s head (default 0: the upstream's)")
+    ft.add_argument("--park-ffn", type=int, default=0, metavar="F",
+                    help="feed-forward width of its attention blocks (default 0: --park-dim)")
+    ft.add_argument("--speaker-train", choices=("frozen", "head", "all"), default="frozen",
+                    help="--fusion park: the speaker network frozen (default), or trained with the emotion network "
+                         "by Eq. (6), alpha L_emotion + beta L_identification (ArcFace over the fold's training "
+                         "speakers): head = the layers after its upstream, all = its upstream too (its CNN frozen)")
+    ft.add_argument("--emotion-weight", type=float, default=1.0, metavar="ALPHA",
+                    help="alpha of Eq. (6) (default 1)")
+    ft.add_argument("--id-weight", type=float, default=1.0, metavar="BETA",
+                    help="beta of Eq. (6) (default 1)")
+    ft.add_argument("--start-from", default=None, metavar="FINETUNE_RUN",
+                    help="each fold starts from the model that finished fine-tuning run exported for the same fold "
+                         "(models/<fold>: its encoder, and its head with --init-head keep); --checkpoint gives the "
+                         "architecture (Park et al.'s second step: integrate each fold's emotion network with the "
+                         "speaker network)")
     ft.add_argument("--text-features", default=None, metavar="DIR",
                     help="speech + text: concatenate each utterance's vector from this feature folder (`extract "
                          "--checkpoint text:PATH`) to the pooled speech vector before the output layer (the folds "
@@ -124,6 +149,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--valid-is-test", action="store_true", help="select on the test keys (optimistic)")
     train.add_argument("--speaker-test-fraction", type=float, default=0.2,
                        help="--task speaker: share of each speaker's utterances tested (default 0.2)")
+    train.add_argument("--speaker-split", choices=("random", "official"), default="random",
+                       help="--task speaker: random (default: --speaker-test-fraction of each speaker's utterances "
+                            "tested) or official (the corpus's split column: VoxCeleb1's identification split)")
     train.add_argument("--min-speaker-utterances", type=int, default=3,
                        help="--task speaker: leave out speakers with fewer utterances (default 3)")
     train.add_argument("--bootstrap", type=int, default=1000, help="resamples of the 95%% interval (default 1000)")
@@ -163,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
         arcface_margin=args.arcface_margin, layer=args.layer, standardize=args.standardize, freeze=freeze, freeze_top=top,
         freeze_updates=args.freeze_updates, layer_decay=args.layer_decay, init_head=args.init_head,
         head_label_map=args.head_label_map, head_from=args.head_from, speaker_model=args.speaker_model, fusion=args.fusion,
+        park_blocks=args.park_blocks, park_dim=args.park_dim, park_ffn=args.park_ffn, start_from=args.start_from,
+        speaker_split=args.speaker_split, speaker_train=args.speaker_train, emotion_weight=args.emotion_weight,
+        id_weight=args.id_weight,
         text_features=args.text_features,
         epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup=args.warmup, batch_seconds=args.batch_seconds, accumulate=args.accumulate,

@@ -82,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="iemocap: keep every label, not only the 4 classes (EMO-SUPERB's label set); "
                             "msp-podcast: keep other (O) and no-agreement (X, as unknown)")
     group.add_argument("--test-set", metavar="NAME",
-                       help="msp-podcast: the Split_Set that is the test set (default Test1; the other test sets "
-                            "are left out)")
+                       help="msp-podcast: the Split_Set(s) that are the test set, comma-separated (default Test1; "
+                            "the other test sets are left out; EMO-SUPERB: Test1,Test2)")
     group.add_argument("--audio-dir", metavar="DIR",
                        help="meld: wav/flac tree mirroring the release (converted from its .mp4); "
                             "mosi/mosei: folder with <video_id>/<clip_id>.wav (default ROOT/wav)")
@@ -91,6 +91,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="folder: regex searched in the file name (no extension); named group 'speaker' or the "
                             "first group = speaker, optional group 'gender'")
     group.add_argument("--emobox-data", metavar="DIR", help="emobox: EmoBox's data/<ds> folder")
+    group.add_argument("--condition", choices=("P", "S", "p", "s"),
+                       help="EMO-SUPERB's label condition: P = primary emotions, S = secondary (msp-improv, "
+                            "biic-podcast: which label folder; msp-podcast: which raters' votes); the corpus is "
+                            "named e.g. 'msp-improv (P)' in folds and results")
+    group.add_argument("--keep-neutral", action="store_true",
+                       help="mosi: keep the neutral clips (score 0, label neutral), as Wagner et al.'s valence "
+                            "regression on the sentiment score does")
+    group.add_argument("--speakers", metavar="TABLE",
+                       help="mosi: CSV/TSV of video_id (or speaker) and gender (m/f), which the corpus does not "
+                            "distribute: fills the gender column")
     parser.add_argument("--quiet", action="store_true", help="print only errors")
 
 
@@ -106,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
                      audit_audio=not args.no_audio_audit, label_map=args.label_map,
                      exclude=read_key_list(args.exclude), overwrite_folds=args.overwrite_folds,
                      all_labels=args.all_labels, audio_dir=args.audio_dir,
-                     speaker_regex=args.speaker_regex, emobox_data=args.emobox_data, test_set=args.test_set)
+                     speaker_regex=args.speaker_regex, emobox_data=args.emobox_data, test_set=args.test_set,
+                     condition=args.condition.upper() if args.condition else None, keep_neutral=args.keep_neutral,
+                     speakers=args.speakers)
     if not args.quiet:
         print(result.summary())
         print(result.audit_text())

@@ -36,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip given directories without results.json (unfinished runs) with a note instead of "
                         "failing")
     p.add_argument("--no-bold", action="store_true", help="do not bold the best mean per column")
+    p.add_argument("--layout", choices=("corpora", "emo-superb", "park"), default="corpora",
+                   help="corpora (default): the table above; emo-superb: EMO-SUPERB's Table 3, one row per upstream, "
+                        "the Average and the nine conditions, cells the 1/C-rule macro-F1 of `--task soft` runs; "
+                        "park: Park et al.'s Tables 2 and 6 from `finetune --park-blocks K` runs")
     p.add_argument("--curve", default=None, metavar="PNG",
                    help="the label-efficiency curve of the sweeps given (default: next to --out as "
                         "<out>_efficiency.png)")
@@ -89,6 +93,15 @@ def run(args: argparse.Namespace) -> int:
     from ..io.atomic import atomic_write_bytes, atomic_write_text
 
     given_runs, given_sweeps, given_robust = _sorted_paths(list(args.results), args.skip_missing)
+    if args.layout in ("emo-superb", "park"):
+        from ..analysis.park_tables import park_tables
+        from ..downstream.emo_superb import benchmark_table
+
+        text = (benchmark_table if args.layout == "emo-superb" else park_tables)([g.result for g in given_runs])
+        if args.out:
+            atomic_write_text(args.out, text)
+        print(text, end="")
+        return 0
     runs = [dict(with_groups(g.folder, g.result), run_dir=str(g.folder)) for g in given_runs]
     sweeps = [g.result for g in given_sweeps]
     rows = runs + [_sweep_protocol(g) for g in given_sweeps]

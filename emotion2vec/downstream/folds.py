@@ -40,6 +40,8 @@ and every random draw comes from ``random.Random`` seeded with the seed):
 ``emobox``        folds imported from EmoBox (columns ``fold1``, ``fold2``, ... holding train/valid/test or empty);
                   a fold without valid keys gets a seeded stratified ``valid_fraction`` (0.2) of its train keys, as
                   the EmoBox recipe does. ``speaker_independent`` computed from the data.
+``emo-superb``    EMO-SUPERB's partitions, imported the same way (columns ``fold1``, ... from the benchmark's
+                  ``labels_consensus_<N>.csv`` files, each with its own development set).
 
 Invariants (:func:`check_folds`, run before every save and after every load): train/valid/test disjoint within a
 fold; every key exists in data.tsv; every fold has train and test keys; for the k-fold and leave-one-out protocols
@@ -66,12 +68,12 @@ __all__ = ["PROTOCOLS", "PROTOCOL_OPTIONS", "PARTITION_PROTOCOLS", "SPEAKER_INDE
            "save_folds", "load_folds", "folds_filename", "infer_protocol"]
 
 PROTOCOLS = ("loso-session", "session-rotation", "loso-speaker", "random-kfold", "speaker-kfold", "holdout",
-             "speaker-holdout", "original", "emobox")
+             "speaker-holdout", "original", "emobox", "emo-superb")
 #: protocols that promise speaker independence (a fold sharing a speaker is an error, see audit.py)
 SPEAKER_INDEPENDENT_PROTOCOLS = ("session-rotation", "loso-speaker", "speaker-kfold", "speaker-holdout")
 #: protocols whose split comes from outside (the corpus's official split, EmoBox's folds): speaker overlap is
 #: reported loudly, not refused
-IMPORTED_PROTOCOLS = ("original", "emobox")
+IMPORTED_PROTOCOLS = ("original", "emobox", "emo-superb")
 #: protocols whose test sets partition the corpus and whose folds each cover every key
 PARTITION_PROTOCOLS = ("loso-session", "session-rotation", "loso-speaker", "random-kfold", "speaker-kfold")
 SPLIT_NAMES = ("train", "valid", "test")
@@ -87,6 +89,7 @@ PROTOCOL_OPTIONS = {
     "speaker-holdout": {"test_fraction": 0.2, "valid_fraction": 0.1},
     "original": {"valid_fraction": 0.1},
     "emobox": {"valid_fraction": 0.2},
+    "emo-superb": {"valid_fraction": 0.2},
 }
 
 
@@ -385,12 +388,13 @@ def _original(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
 
 
 @_protocol("emobox")
-def _emobox(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+def _emobox(c: _Corpus, opts: dict, seed: int, protocol: str = "emobox") -> tuple[list[dict], bool]:
     frac = opts["valid_fraction"] = _check_fraction(opts["valid_fraction"])
     columns = sorted({col for r in c.by_key.values() for col in r if col.startswith("fold") and col[4:].isdigit()},
                      key=lambda col: int(col[4:]))
     if not columns:
-        raise FoldsError("protocol emobox needs fold1, fold2, ... columns (written by `prepare emobox`)")
+        raise FoldsError(f"protocol {protocol} needs fold1, fold2, ... columns (written by `prepare "
+                         f"{'emobox' if protocol == 'emobox' else 'msp-improv / biic-nnime / biic-podcast'}`)")
     folds = []
     for col in columns:
         val = {k: str(c.by_key[k].get(col, "")).strip() for k in c.keys}
@@ -399,11 +403,16 @@ def _emobox(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
             raise FoldsError(f"column {col}: values must be train/valid/test or empty; bad rows: {_few(bad)}")
         parts = {s: [k for k in c.keys if val[k] == s] for s in SPLIT_NAMES}
         if not parts["valid"]:
-            valid = _stratified_sample(parts["train"], c.labels, frac, _rng(seed, "emobox", col))
+            valid = _stratified_sample(parts["train"], c.labels, frac, _rng(seed, protocol, col))
             parts["train"] = [k for k in parts["train"] if k not in valid]
             parts["valid"] = sorted(valid)
         folds.append(_fold(col, parts["train"], parts["valid"], parts["test"]))
     return folds, _speaker_independent(folds, c.by_key)
+
+
+@_protocol("emo-superb")
+def _emo_superb(c: _Corpus, opts: dict, seed: int) -> tuple[list[dict], bool]:
+    return _emobox(c, opts, seed, "emo-superb")
 
 
 def make_folds(rows: list[dict], protocol: str, seed: int = 0, corpus: str = "", **options) -> dict:

@@ -39,6 +39,7 @@ PROTOCOL_HELP = {
     "speaker-holdout": "holdout with whole speakers: ~20% of utterances as test speakers, ~10% of the rest as dev",
     "original": "the official split (split column); no official valid -> seeded 10% of train",
     "emobox": "EmoBox's own folds (prepare emobox); missing valid -> seeded 20% of train",
+    "emo-superb": "EMO-SUPERB's partitions (labels_consensus_<N>.csv: msp-improv, biic-nnime, biic-podcast)",
 }
 
 
@@ -132,13 +133,18 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike | None 
     ``folds`` / ``valid_fraction`` / ``test_fraction``
     override the protocol options that take them; ``audit_audio``: compare decoded audio across splits in the
     audit; ``corpus_options``: the corpus's own options (``all_labels``, ``audio_dir``, ``speaker_regex``,
-    ``emobox_data``, ``test_set``). A protocol that promises speaker independence but shares a speaker raises
+    ``emobox_data``, ``test_set``, ``condition``, ``keep_neutral``, ``speakers``). A protocol that promises speaker independence but shares a speaker raises
     :class:`~.audit.AuditError` before anything is written.
     """
+    from .emo_superb import CONDITIONED, condition_corpus
+
     name = corpus_name(corpus)
     spec = CORPORA[name]
     protocols = parse_protocols(protocols)
     rows = prepare_corpus(name, root, label_map=label_map, exclude=exclude, **corpus_options)
+    condition = corpus_options.get("condition") or ""  # EMO-SUPERB's P / S: part of the corpus's name
+    if not condition and name in CONDITIONED:  # scored under two conditions: the default one is named too
+        condition = "P"
     if not protocols:
         protocols = [default_protocol(name, rows)]
     overrides = {"folds": folds, "valid_fraction": valid_fraction, "test_fraction": test_fraction}
@@ -149,7 +155,7 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike | None 
     for p in protocols:
         opts = {k: v for k, v in spec.fold_options.items() if k in PROTOCOL_OPTIONS[p]}
         opts.update({k: v for k, v in overrides.items() if v is not None and k in PROTOCOL_OPTIONS[p]})
-        made.append((p, make_folds(rows, p, seed=int(seed), corpus=name, **opts)))
+        made.append((p, make_folds(rows, p, seed=int(seed), corpus=condition_corpus(name, condition), **opts)))
 
     out = Path(out) if out else Path("manifests") / name
     out.mkdir(parents=True, exist_ok=True)

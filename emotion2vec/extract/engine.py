@@ -105,7 +105,7 @@ class BatchedForward:
 
     def windows(self, num_samples: int) -> list[tuple[int, int, int, int]]:
         """Chunk plan for a long input: (sample start, sample length, first kept frame, end kept frame)."""
-        stride = SAMPLE_RATE // int(self.backend.frame_rate)  # samples per frame
+        stride = round(SAMPLE_RATE / self.backend.frame_rate)  # samples per frame (5120 for CNN14's 3.125 Hz)
         total = self.backend.num_frames(num_samples)
         wf = self.backend.num_frames(self.chunk_samples)
         context = wf // 6  # frames of left/right context each window adds around the part it keeps
@@ -122,7 +122,7 @@ class BatchedForward:
 
     def forward_long(self, wav: torch.Tensor) -> torch.Tensor:
         """Overlapping windows stitched onto the unchunked frame grid (same frame count and timing)."""
-        stride = SAMPLE_RATE // int(self.backend.frame_rate)
+        stride = round(SAMPLE_RATE / self.backend.frame_rate)
         plan = self.windows(len(wav))
         per_batch = max(1, self.max_tokens // self.chunk_samples)
         pieces = []

@@ -52,7 +52,7 @@ class ExtractionResult:
 
 def checkpoint_stamp(checkpoint: str) -> str:
     """Size and modification time of the checkpoint's weights: a re-trained file at the same path is noticed."""
-    p = Path(checkpoint)
+    p = Path(checkpoint[len("cnn14:"):] if checkpoint.startswith("cnn14:") else checkpoint)
     if p.is_dir():
         p = next((p / n for n in ("model.safetensors", "model.pt") if (p / n).exists()), p)
     try:

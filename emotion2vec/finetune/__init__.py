@@ -2,7 +2,8 @@
 
 :mod:`.config` (the options and what goes together), :mod:`.data` (waveform batches by total seconds, crops,
 repeat-padding, the seeded per-epoch plan that makes a resume exact), :mod:`.heads` (the utterance head, speaker
-fusion, the frozen speaker encoder), :mod:`.model` (upstream + head, freezing, layer-wise learning rates, starting
+fusion, the frozen speaker encoder), :mod:`.park` (Park et al.'s attention-block heads and the fusion of their
+Eq. 5), :mod:`.model` (upstream + head, freezing, layer-wise learning rates, starting
 from a classifier's head), :mod:`.train` (one fold: AdamW, schedule, accumulation, clipping, autocast, DDP,
 checkpoints, selection on dev), :mod:`.export` (the model folder `predict` and `extract` load) and :mod:`.run`
 (folds, outputs like a probe run).
@@ -21,6 +22,6 @@ class FinetuneError(Emotion2VecError, ValueError):
 FREEZE_MODES = ("cnn", "none", "all-but-top")
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-FUSIONS = ("concat", "tensor")
+FUSIONS = ("concat", "tensor", "park")
 FT_TASKS = ("categorical", "soft", "multilabel", "regression", "speaker")
 INIT_HEAD = ("new", "keep")

@@ -67,7 +67,15 @@ class FinetuneConfig:
     head_from: str | None = None      # a probe run whose per-fold heads start the fine-tuning (LP-FT)
     speaker_model: str | None = None  # a `finetune --task speaker` export fused into the head
     text_features: str | None = None  # an utterance-level feature folder (text:PATH) concatenated in the head
-    fusion: str = "concat"            # concat | tensor
+    fusion: str = "concat"            # concat | tensor (Zadeh et al.'s outer product) | park (Park et al.'s Eq. 5)
+    park_blocks: int = 0              # > 0: Park et al.'s head with this many attention blocks (speaker task: 1)
+    park_dim: int = 0                 # its width d (0: the upstream's)
+    park_ffn: int = 0                 # its attention blocks' feed-forward width (0: d)
+    start_from: str | None = None     # a finished fine-tuning run: each fold starts from its model of the same fold
+    speaker_split: str = "random"     # --task speaker: random per-speaker split | official (the split column)
+    speaker_train: str = "frozen"     # --fusion park: frozen | head (its layers after the upstream) | all
+    emotion_weight: float = 1.0       # alpha of Eq. (6)
+    id_weight: float = 1.0            # beta of Eq. (6)
     # optimisation
     epochs: int = 10
     lr: float = 1e-4
@@ -121,9 +129,43 @@ class FinetuneConfig:
         if self.speaker_model and self.task == "speaker":
             raise FinetuneError("--speaker-model fuses a speaker model into an emotion model; --task speaker trains "
                                 "the speaker model itself")
-        if self.speaker_model and self.init_head == "keep":
+        if self.speaker_model and self.init_head == "keep" and self.fusion != "park":
             raise FinetuneError("--speaker-model changes the head's input (the speaker embedding is fused in): it "
-                                "cannot keep the start checkpoint's head (--init-head keep)")
+                                "cannot keep the start checkpoint's head (--init-head keep), except Park et al.'s "
+                                "(--fusion park extends its fusion by the speaker vector)")
+        if self.speaker_train not in ("frozen", "head", "all"):
+            raise FinetuneError(f"--speaker-train {self.speaker_train!r}: frozen, head or all")
+        if self.speaker_train != "frozen" and (self.fusion != "park" or self.task != "categorical"):
+            raise FinetuneError("--speaker-train head / all trains Park et al.'s speaker network with the emotion "
+                                "network (Eq. 6): it needs --fusion park and --task categorical")
+        if self.emotion_weight < 0 or self.id_weight < 0 or not (self.emotion_weight or self.id_weight):
+            raise FinetuneError("--emotion-weight and --id-weight (alpha and beta of Eq. 6) must be >= 0, not both 0")
+        if self.speaker_split not in ("random", "official"):
+            raise FinetuneError(f"--speaker-split {self.speaker_split!r}: random or official")
+        if self.speaker_split == "official" and self.task != "speaker":
+            raise FinetuneError("--speaker-split applies to --task speaker")
+        if self.start_from and (self.head_from or self.standardize):
+            raise FinetuneError("--start-from starts each fold from a fine-tuned model; it does not go with "
+                                + ("--head-from" if self.head_from else "--standardize"))
+        if self.park_blocks < 0 or self.park_dim < 0 or self.park_ffn < 0:
+            raise FinetuneError("--park-blocks, --park-dim and --park-ffn must be >= 0")
+        if self.park_blocks and self.task == "speaker" and self.park_blocks != 1:
+            raise FinetuneError(f"--park-blocks {self.park_blocks}: Park et al.'s speaker-identification network has "
+                                f"one attention block (--park-blocks 1)")
+        if self.fusion == "park" and not (self.park_blocks and self.speaker_model):
+            raise FinetuneError("--fusion park is Park et al.'s speaker-aware model: it needs their emotion network "
+                                "(--park-blocks K) and their speaker network (--speaker-model, a `finetune --task "
+                                "speaker --park-blocks 1` export)")
+        if self.park_blocks and self.speaker_model and self.fusion != "park":
+            raise FinetuneError(f"--park-blocks with --speaker-model fuses by Park et al.'s Eq. (5): use --fusion "
+                                f"park, not {self.fusion}")
+        if self.park_blocks and (self.text_features or self.head_from or self.standardize):
+            clash = ("--text-features" if self.text_features else "--head-from" if self.head_from
+                     else "--standardize")
+            raise FinetuneError(f"--park-blocks (Park et al.'s head) does not go with {clash}")
+        if self.park_blocks and (self.pooling != "mean" or self.hidden != 256 or self.dropout):
+            raise FinetuneError("--pooling, --hidden and --dropout shape the utterance head; Park et al.'s head "
+                                "(--park-blocks) max-pools its attention blocks (--park-dim, --park-ffn)")
         if self.standardize and self.init_head == "keep":
             raise FinetuneError("--standardize adds input statistics to a new head; a kept head (--init-head keep) "
                                 "was trained without them")

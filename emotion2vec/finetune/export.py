@@ -6,6 +6,9 @@ for the fine-tuned encoder, ``head.safetensors`` for the head), with the classif
 the head kind, the label or target names and the head's config:
 
 ``mean_linear``  a kept emotion2vec+ head (mean over frames, one Linear);
+``park``         Park et al.'s head (:class:`~.park.ParkHead`): ``config`` as ``downstream`` with ``park`` (its
+                 :class:`~.park.ParkHeadConfig`) instead of ``head``, and for the speaker-aware model ``fusion`` park
+                 and ``speaker`` (the speaker network, its tensors under ``speaker.``);
 ``downstream``   the fine-tuning head (:class:`~.heads.UtteranceHead`): ``config`` has ``layer``, ``task``, ``loss``,
                  ``activation`` (softmax | sigmoid | identity: class probabilities, multi-label probabilities or
                  regression values), ``head`` (its :class:`~emotion2vec.downstream.heads.HeadConfig`) and, for a
@@ -45,7 +48,13 @@ def activation_of(loss_fn: nn.Module) -> str:
 def classifier_spec(head: nn.Module, names: Sequence[str], layer: int, task: str, loss: str,
                     activation: str) -> ClassifierSpec:
     """The :class:`~emotion2vec.models.checkpoint.ClassifierSpec` of a trained head (tensors copied to the CPU)."""
+    from .park import PARK_KIND, ParkHead, park_spec_config
+
     common = {"layer": int(layer), "task": task, "loss": loss, "activation": activation}
+    if isinstance(head, ParkHead):  # Park et al.'s attention-block head (and its speaker network)
+        state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()
+                 if not k.startswith("speaker.id_output.")}  # the joint training's identification layer
+        return ClassifierSpec(PARK_KIND, list(names), state, {**common, **park_spec_config(head)})
     if not isinstance(head, UtteranceHead):  # a kept emotion2vec+ head
         state = {k: v.detach().cpu().clone() for k, v in head.linear.state_dict().items()}
         return ClassifierSpec("mean_linear", list(names), state, common)

@@ -146,11 +146,13 @@ class UtteranceHead(nn.Module):
 
 class SpeakerEncoder(nn.Module):
     """A speaker-identification model (upstream + head), frozen: raw waveforms (B, N), valid samples (B,) ->
-    L2-normalised utterance embeddings (B, S). Always in eval mode, never trained."""
+    utterance embeddings (B, S), L2-normalised (``normalize``; Park et al.'s speaker network gives its max-pooled
+    attention-block output H_id as it is). Always in eval mode, never trained."""
 
-    def __init__(self, upstream: nn.Module, head: UtteranceHead, layer: int):
+    def __init__(self, upstream: nn.Module, head: nn.Module, layer: int, normalize: bool = True):
         super().__init__()
         self.upstream, self.head, self.layer = upstream, head, int(layer) % upstream.cfg.num_layers
+        self.normalize = normalize
         for p in self.parameters():
             p.requires_grad_(False)
         super().train(False)
@@ -165,7 +167,8 @@ class SpeakerEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, waveform: Tensor, lengths: Tensor) -> Tensor:
         frames, valid = upstream_frames(self.upstream, waveform, lengths, self.layer)
-        return F.normalize(self.head.embed(frames, valid).float(), dim=-1)
+        e = self.head.embed(frames, valid).float()
+        return F.normalize(e, dim=-1) if self.normalize else e
 
     @torch.no_grad()
     def embed_waveforms(self, wavs: list, max_samples: int = 160_000) -> Tensor:
@@ -187,19 +190,26 @@ class SpeakerEncoder(nn.Module):
 def speaker_spec_config(encoder: SpeakerEncoder) -> dict[str, Any]:
     """What :func:`classifier_from_spec` needs to rebuild ``encoder`` (its tensors go in the state under
     ``speaker.``): the upstream's config, the layer and the head's config."""
-    return {"model": encoder.upstream.cfg.to_dict(), "layer": encoder.layer, "head": asdict(encoder.head.config)}
+    from ..models.upstream import upstream_kind
+
+    head = encoder.head.config
+    if upstream_kind(encoder.upstream) == "hf":
+        from ..models.hf import hf_spec
+
+        model = hf_spec(encoder.upstream)
+    else:
+        model = encoder.upstream.cfg.to_dict()
+    return {"model": model, "layer": encoder.layer, "head": head.to_dict() if hasattr(head, "to_dict") else asdict(head)}
 
 
 def _build_upstream(model: Mapping[str, Any], state: dict[str, Tensor], where: str) -> nn.Module:
-    from ..models.checkpoint import LoadedCheckpoint, build_model
-    from ..models.config import Emotion2VecConfig
+    from ..models.checkpoint import LoadedCheckpoint, build_model, config_from_dict
 
-    if model.get("architecture") == "data2vec1":
-        from ..models.data2vec1 import Data2Vec1Config
+    if model.get("architecture") == "hf":  # a Hugging Face speaker model: its transformers config and tensors
+        from ..models.hf import hf_upstream_from_spec
 
-        config = Data2Vec1Config.from_dict(model)
-    else:
-        config = Emotion2VecConfig.from_dict(model)
+        return hf_upstream_from_spec(model, state, f"{where} (speaker model)")
+    config = config_from_dict(model)
     return build_model(LoadedCheckpoint(config, state, None, "emotion2vec", f"{where} (speaker model)"),
                        with_decoder=False).eval()
 

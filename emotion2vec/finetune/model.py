@@ -173,18 +173,24 @@ def head_config(config: FinetuneConfig, dim: int, num_outputs: int) -> HeadConfi
 
 
 def load_speaker_encoder(path: str, trust: bool = False) -> SpeakerEncoder:
-    """The frozen speaker encoder of a ``finetune --task speaker`` export."""
+    """The frozen speaker encoder of a ``finetune --task speaker`` export (its utterance head, or Park et al.'s
+    speaker network)."""
     from ..models.upstream import load_upstream
     from .heads import classifier_from_spec
 
     upstream, info = load_upstream(path, trust=trust)
     spec = info.classifier
-    if spec is None or spec.kind != "downstream" or spec.config.get("task") != "speaker":
+    if spec is None or spec.kind not in ("downstream", "park") or spec.config.get("task") != "speaker":
         found = "no classification head" if spec is None else f"a {spec.config.get('task') or spec.kind} head"
         raise FinetuneError(f"--speaker-model {path}: not a speaker model ({found}); train one with "
                             f"`emotion2vec finetune --task speaker` and give its exported folder")
     if spec.config.get("fusion"):
         raise FinetuneError(f"--speaker-model {path}: a speaker-aware model cannot itself be the speaker model")
+    if spec.kind == "park":  # Park et al.'s speaker network: its max-pooled attention-block output H_id, unscaled
+        from .park import park_from_spec
+
+        head = park_from_spec(spec.state, spec.config, path)
+        return SpeakerEncoder(upstream, head, int(spec.config.get("layer", -1)), normalize=False)
     head = classifier_from_spec(spec.state, spec.config, path)
     return SpeakerEncoder(upstream, head, int(spec.config.get("layer", -1)))
 

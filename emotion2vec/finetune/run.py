@@ -13,8 +13,13 @@ A fold without valid keys takes a seeded random ``valid_fraction`` of its train 
 draws them, so a probe and a fine-tuning run of the same corpus select on the same utterances.
 
 ``--task speaker`` ignores the corpus folds: one fold ``speaker`` splits each speaker's utterances at random (seeded;
-``speaker_test_fraction`` to test, ``valid_fraction`` of the rest to valid); speakers with fewer than
+``speaker_test_fraction`` to test, ``valid_fraction`` of the rest to valid), or with ``--speaker-split official`` by
+the corpus's own identification split (its ``split`` column: VoxCeleb1's iden_split.txt); speakers with fewer than
 ``min_speaker_utterances`` utterances are left out (listed in the notes).
+
+``--start-from RUN``: each fold starts from the model RUN exported for the same fold (its encoder; with
+``--init-head keep`` its head too) instead of the start checkpoint's weights: Park et al.'s second step, where each
+fold's trained emotion network is integrated with the speaker network (``--fusion park``).
 
 ``text_features``: an utterance-level feature folder of the same keys (``extract --checkpoint text:PATH``: the
 transcripts' embeddings) whose vector is concatenated to the pooled speech vector before the output layer (speech +
@@ -58,6 +63,7 @@ from .config import FinetuneConfig, differences
 from .data import WaveformDataset, check_audio
 from .export import activation_of, classifier_spec, export_model
 from .heads import UtteranceHead
+from .park import JointLoss, TrainableSpeaker, build_park_head
 from .model import (FinetuneModel, disable_layerdrop, head_config, kept_head, load_speaker_encoder, plan_freeze,
                     probe_head)
 from .train import Collectives, FoldData, Runtime, evaluate, frame_statistics, load_model_state, train_fold
@@ -134,6 +140,22 @@ def speaker_split(rows: Sequence[Mapping], config: FinetuneConfig) -> tuple[list
         raise FinetuneError(f"--task speaker: {len(kept)} speaker(s) have at least {config.min_speaker_utterances} "
                             f"utterances (--min-speaker-utterances); speaker identification needs two or more")
     fold: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    if config.speaker_split == "official":  # the corpus's identification split (VoxCeleb1's iden_split.txt)
+        splits = {str(r["key"]): str(r.get("split", "") or "").strip() for r in rows}
+        bad = sorted(k for k, v in splits.items() if v not in fold)
+        if bad:
+            raise FinetuneError(f"--speaker-split official needs a split column with train/valid/test for every row "
+                                f"(e.g. `prepare voxceleb1`); {len(bad)} row(s) have none (e.g. {', '.join(bad[:3])})")
+        for s in kept:
+            for k in by_speaker[s]:
+                fold[splits[k]].append(k)
+        notes = [f"speaker identification over {len(kept)} speakers on the corpus's own split"]
+        if few:
+            notes.append(f"left out {len(few)} speaker(s) with fewer than {config.min_speaker_utterances} "
+                         f"utterances: {', '.join(few)}")
+        relabelled = [{**r, "label": str(r["speaker"])} for r in rows if str(r["speaker"]) in kept]
+        return relabelled, {"protocol": "speaker-id-official", "speaker_independent": False, "labels": kept,
+                            "folds": [{"name": "speaker", **fold}]}, notes
     rng = np.random.default_rng([config.seed, 7])
     for s in kept:
         keys = [by_speaker[s][i] for i in rng.permutation(len(by_speaker[s]))]
@@ -277,14 +299,54 @@ def _read_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: st
 # ------------------------------------------------------------------------------------------------ 2. the start model
 def _new_head(config: FinetuneConfig, info, names: list[str], dim: int, speaker, checkpoint: str, fold: str,
               layer: int, text_dim: int = 0):
-    """The head fold ``fold`` starts from -> (head, notes): the start checkpoint's (``--init-head keep``), the
-    fold's probe head (``--head-from``) or a new one."""
+    """The head fold ``fold`` starts from -> (head, notes): the start checkpoint's (``--init-head keep``; with
+    ``--start-from``, the fold's model's), the fold's probe head (``--head-from``), Park et al.'s
+    (``--park-blocks``: :func:`~.park.build_park_head`) or a new one."""
+    classifier, where = info.classifier, checkpoint
+    if config.start_from and config.init_head == "keep":
+        where = str(Path(config.start_from) / "models" / fold)
+        classifier = _fold_model(config.start_from, fold)[1].classifier
+    if config.park_blocks:
+        return build_park_head(config, names, dim, speaker, classifier if config.init_head == "keep" else None,
+                               where), []
     if config.init_head == "keep":
-        return kept_head(info.classifier, names, config, dim, checkpoint)
+        return kept_head(classifier, names, config, dim, where)
     if config.head_from:
         return probe_head(config.head_from, fold, names, config, dim, layer, checkpoint)
     return UtteranceHead(head_config(config, dim, len(names)), config.fusion if speaker is not None else None,
                          speaker, text_dim), []
+
+
+_FOLD_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def _fold_model(run: str, fold: str):
+    """(upstream, info) of the model ``run`` exported for ``fold`` (``--start-from``), read once."""
+    from ..models.upstream import load_upstream
+
+    key = (str(Path(run).resolve()), fold)
+    if key not in _FOLD_MODELS:
+        folder = Path(run) / "models" / fold
+        if not folder.is_dir():
+            raise FinetuneError(f"--start-from {run}: no model for fold {fold} ({folder}); the run must have "
+                                f"finished the same folds")
+        _FOLD_MODELS.clear()  # one fold's model at a time in memory
+        _FOLD_MODELS[key] = load_upstream(str(folder))
+    return _FOLD_MODELS[key]
+
+
+def _fold_state(config: FinetuneConfig, fold: str, start: "_Start") -> dict[str, torch.Tensor]:
+    """The upstream weights fold ``fold`` starts from: the start checkpoint's, or (``--start-from``) those of the
+    fold's model of that run, which must have the start checkpoint's architecture."""
+    if not config.start_from:
+        return start.state
+    upstream, _ = _fold_model(config.start_from, fold)
+    state = upstream.state_dict()
+    bad = sorted(k for k in start.state if k not in state or tuple(state[k].shape) != tuple(start.state[k].shape))
+    if bad or set(state) - set(start.state):
+        raise FinetuneError(f"--start-from {config.start_from}: the model of fold {fold} is not a fine-tuned "
+                            f"{start.info.source} (mismatched tensors: {', '.join(bad[:5]) or 'extra tensors'})")
+    return state
 
 
 @dataclass
@@ -308,6 +370,12 @@ class _Start:
                          self.text_dim)
 
     def head_text(self, config: FinetuneConfig) -> str:
+        if config.init_head == "keep" and config.start_from:
+            return "each fold's kept head" + (" (Park, its fusion extended by the speaker network)"
+                                              if config.fusion == "park" else "")
+        if config.park_blocks:
+            return (f"Park {config.head} head ({config.park_blocks} attention block(s)"
+                    + (", fused with the speaker network" if config.fusion == "park" else "") + ")")
         return (f"kept {self.info.classifier.kind} head" if config.init_head == "keep" else
                 f"probe's {config.head} head" if config.head_from else f"{config.head} head")
 
@@ -324,7 +392,7 @@ def _load_start(checkpoint: str, config: FinetuneConfig, trust: bool, corpus: _C
         raise FinetuneError(f"--layer {config.layer}: {checkpoint} has {L} layers (0..{L - 1}, or -1 for the last)")
     layer = config.layer % L
     freeze = plan_freeze(upstream, config.freeze, config.freeze_top, checkpoint)
-    if config.init_head == "keep":
+    if config.init_head == "keep" and not config.start_from:
         if info.classifier is None:
             raise FinetuneError(f"--init-head keep: {checkpoint} has no classification head to keep (use "
                                 f"--init-head new)")
@@ -344,6 +412,8 @@ def _load_start(checkpoint: str, config: FinetuneConfig, trust: bool, corpus: _C
                                                        if layer != L - 1 else
                                                        "transformers returns no hidden state for a dropped layer"))
     start.state = {k: v.detach().clone() for k, v in upstream.state_dict().items()}
+    for fold in corpus.data if config.start_from else ():  # every fold's start model fits, before anything is written
+        _fold_state(config, fold.name, start)
     return start
 
 
@@ -361,6 +431,8 @@ def _settings(config: FinetuneConfig, checkpoint: str, data_dir: Path, protocol:
             "speaker_model_stamp": checkpoint_stamp(config.speaker_model) if config.speaker_model else None,
             "text_features_stamp": (checkpoint_stamp(str(Path(config.text_features) / "index.tsv"))
                                     if config.text_features else None),
+            "start_from_stamp": _stamp([checkpoint_stamp(str(Path(config.start_from) / "models" / f.name))
+                                        for f in corpus.data]) if config.start_from else None,
             "head_from_stamp": _stamp([checkpoint_stamp(str(Path(config.head_from) / "heads" / f"{f.name}.pt"))
                                        for f in corpus.data]) if config.head_from else None}
 
@@ -405,9 +477,23 @@ def _fitter(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
     def fit(i: int, split: FoldSplit) -> FoldOutcome | None:
         fold = corpus.data[i]
         fold_dir = out / fold.name
-        start.upstream.load_state_dict(start.state)
+        start.upstream.load_state_dict(_fold_state(config, fold.name, start))
         torch.manual_seed(config.seed)
         head, _ = start.head(config, names, checkpoint, fold.name)
+        speaker_index = None
+        if config.speaker_train != "frozen":  # Eq. (6): the speaker network trains, over the fold's train speakers
+            speaker_of = {r["key"]: str(r.get("speaker", "") or "") for r in corpus.rows}
+            spoken = [speaker_of[corpus.keys[j]] for j in fold.train]
+            known = sorted({s for s in spoken if s})
+            if len(known) < 2:
+                raise FinetuneError(f"--speaker-train {config.speaker_train}: fold {fold.name} has {len(known)} "
+                                    f"training speaker(s); the identification loss needs two or more")
+            index = {s: n for n, s in enumerate(known)}
+            speaker_index = torch.full((len(corpus.keys),), -1, dtype=torch.long)
+            for j in fold.train:
+                speaker_index[j] = index.get(speaker_of[corpus.keys[j]], -1)
+            head.speaker = TrainableSpeaker(start.speaker, config.speaker_train, len(known), config.arcface_scale,
+                                            plan_freeze)
         model = FinetuneModel(start.upstream, head, start.layer).to(runtime.device)
         if config.standardize:
             sample = np.random.default_rng([config.seed, i, 1]).permutation(fold.train)[:STANDARDIZE_UTTERANCES]
@@ -419,6 +505,10 @@ def _fitter(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
         loss_fn = make_loss(task, config.loss, targets.y[np.asarray(fold.train)], len(names), config.head,
                             config.label_smoothing, config.cb_beta, config.arcface_scale,
                             config.arcface_margin).to(runtime.device)
+        if speaker_index is not None:
+            loss_fn = JointLoss(loss_fn, head.speaker, config.emotion_weight, config.id_weight, config.arcface_scale,
+                                config.arcface_margin)
+            loss_fn.speaker_index = speaker_index
         log(f"finetune: {fold.name}: train {len(fold.train)} valid {len(fold.valid)} test {len(fold.test)}"
             f"{split.note}; {n_params:,} parameters, {n_trainable:,} trained")
         trained = train_fold(model, loss_fn, fold, config, start.freeze, fold_dir, runtime, settings)
@@ -472,7 +562,9 @@ def _results(config: FinetuneConfig, checkpoint: str, name: str | None, data_dir
     return results_dict(
         kind="finetune", corpus=spec.get("corpus") or data_dir.name, protocol=spec.get("protocol", protocol),
         speaker_independent=spec.get("speaker_independent"), task=config.downstream_task, loss=config.loss,
-        head=head_entry(f"kept {info.classifier.kind}" if config.init_head == "keep" else config.head, config),
+        head=head_entry(f"kept {info.classifier.kind}" if config.init_head == "keep" and not config.start_from
+                        else start.head_text(config) if config.init_head == "keep" or config.park_blocks
+                        else config.head, config),
         names=corpus.names, source=name or f"finetuned_{Path(checkpoint).stem}", features=f"fine-tuned {checkpoint}",
         data=str(data_dir), granularity="frame", dim=int(start.dim), stored_layers=[start.layer], layer=start.layer,
         feature_settings={}, parameters=first.stats["parameters"],

@@ -296,6 +296,9 @@ class _Fold:
         self.dtype = autocast_dtype(config.precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.y = _targets_tensor(self.data.targets, self.device)
+        speakers = getattr(self.loss_fn, "speaker_index", None)  # Eq. (6): each position's training-speaker index
+        if speakers is not None:
+            self.y = torch.stack([self.y, speakers.to(self.device)], dim=1)
         self.net: nn.Module = model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel

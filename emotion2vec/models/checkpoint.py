@@ -370,6 +370,21 @@ def _funasr_classifier(head: dict[str, Tensor], tokens: Path, where: Path) -> Cl
     return ClassifierSpec("mean_linear", labels, dict(head), {"layer": -1})
 
 
+def config_from_dict(model: Mapping[str, Any]):
+    """The model config of our ``config.json`` (its ``model`` entry): an emotion2vec / data2vec 2.0 config, or the
+    architecture it names (``data2vec1``, ``cnn14``)."""
+    architecture = model.get("architecture") if isinstance(model, Mapping) else None
+    if architecture == "data2vec1":
+        from .data2vec1 import Data2Vec1Config
+
+        return Data2Vec1Config.from_dict(model)
+    if architecture == "cnn14":
+        from .cnn14 import Cnn14Config
+
+        return Cnn14Config.from_dict(model)
+    return Emotion2VecConfig.from_dict(model)
+
+
 def _read_ours(directory: Path) -> LoadedCheckpoint:
     from safetensors.torch import load_file
 
@@ -384,12 +399,7 @@ def _read_ours(directory: Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{config_path}: format_version {meta['format_version']} is newer than this "
                               f"emotion2vec ({FORMAT_VERSION}); upgrade the package")
     try:
-        if isinstance(meta.get("model"), dict) and meta["model"].get("architecture") == "data2vec1":  # converted
-            from .data2vec1 import Data2Vec1Config
-
-            config = Data2Vec1Config.from_dict(meta["model"])
-        else:
-            config = Emotion2VecConfig.from_dict(meta["model"])
+        config = config_from_dict(meta["model"])
     except (KeyError, ConfigError, TypeError) as e:
         raise CheckpointError(f"{config_path}: invalid model config: {e}") from None
     try:
@@ -477,6 +487,10 @@ def build_model(ckpt: LoadedCheckpoint, with_decoder: bool | None = None):
         from .data2vec1 import Data2Vec1Model
 
         model = Data2Vec1Model(ckpt.config)
+    elif getattr(ckpt.config, "architecture", None) == "cnn14":
+        from .cnn14 import Cnn14Model
+
+        model = Cnn14Model(ckpt.config, weights=f"{ckpt.path}")
     else:
         model = Emotion2VecModel(ckpt.config, with_decoder=with_decoder)
     state = ckpt.model if with_decoder else {k: v for k, v in ckpt.model.items() if not k.startswith("decoder.")}

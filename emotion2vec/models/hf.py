@@ -2,7 +2,9 @@
 
 Supported (``model_type`` of the folder's ``config.json`` -> the transformers class loaded): ``wav2vec2`` ->
 Wav2Vec2Model, ``hubert`` -> HubertModel, ``wavlm`` -> WavLMModel, ``data2vec-audio`` -> Data2VecAudioModel,
-``whisper`` -> the encoder of WhisperModel. A checkpoint saved with a head (``Wav2Vec2ForCTC``, ...) loads its
+``unispeech`` -> UniSpeechModel, ``unispeech-sat`` -> UniSpeechSatModel (the UniSpeech encoders Gavali & Verma
+fine-tune: ``microsoft/unispeech-large-1500h-cv``, ``microsoft/unispeech-large-multi-lingual-1500h-cv``; UniSpeech-SAT
+as ``microsoft/unispeech-sat-base`` / ``-large``), ``whisper`` -> the encoder of WhisperModel. A checkpoint saved with a head (``Wav2Vec2ForCTC``, ...) loads its
 encoder. transformers is an optional dependency (``pip install 'emotion2vec[hf]'``), imported when a model loads.
 
 Layers are the model's hidden states: layer 0 is the Transformer's input (CNN features + positional convolution
@@ -15,8 +17,9 @@ when its feature extractor says ``do_normalize`` (default: yes), and for Whisper
 (``WhisperFeatureExtractor``: 30 s windows, 100 mel frames/s, 50 output frames/s).
 
 Padding semantics (``cfg.padding``), so that a batch gives the features of each input alone:
-    ``mask``      the padded batch runs with an attention mask: wav2vec 2.0 / HuBERT / WavLM with a LayerNorm CNN
-                  (``feat_extract_norm == "layer"``, the large models), whose valid frames never see padding;
+    ``mask``      the padded batch runs with an attention mask: wav2vec 2.0 / HuBERT / WavLM / UniSpeech /
+                  UniSpeech-SAT with a LayerNorm CNN (``feat_extract_norm == "layer"``, the large models), whose
+                  valid frames never see padding;
     ``unpadded``  inputs of equal length run together, unpadded, the others alone: the models trained without
                   attention masks (``feat_extract_norm == "group"``, the base models: their first convolution
                   normalises over the whole input, padding included), data2vec-audio (its 5-layer positional
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -38,11 +41,15 @@ from .checkpoint import CheckpointError
 from .config import ATTENTION_IMPLEMENTATIONS, ConfigError
 from .encoder import FeatureOutput
 
-__all__ = ["HFUpstream", "HFUpstreamConfig", "SUPPORTED", "load_hf_upstream", "padding_policy"]
+__all__ = ["HFUpstream", "HFUpstreamConfig", "SUPPORTED", "load_hf_upstream", "padding_policy", "hf_spec",
+           "hf_upstream_from_spec"]
 
 #: config.json model_type -> the transformers class whose encoder is loaded
 SUPPORTED = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel",
-             "data2vec-audio": "Data2VecAudioModel", "whisper": "WhisperModel"}
+             "data2vec-audio": "Data2VecAudioModel", "unispeech": "UniSpeechModel",
+             "unispeech-sat": "UniSpeechSatModel", "whisper": "WhisperModel"}
+#: encoders whose LayerNorm-CNN variants zero the padded frames before the positional convolution (``mask`` policy)
+_MASKABLE = ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
 SAMPLE_RATE = 16000
 _NORM_EPS = 1e-7  # transformers' zero-mean unit-variance normalisation
 
@@ -78,7 +85,7 @@ def padding_policy(config: Any) -> str:
     if config.model_type == "whisper":
         return "window"
     layer_norm_cnn = getattr(config, "feat_extract_norm", "group") == "layer"
-    if (config.model_type in ("wav2vec2", "hubert", "wavlm") and layer_norm_cnn
+    if (config.model_type in _MASKABLE and layer_norm_cnn
             and not getattr(config, "conv_pos_batch_norm", False)):
         return "mask"
     return "unpadded"
@@ -235,23 +242,31 @@ def load_hf_upstream(name: str) -> HFUpstream:
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()
-    mel = None
+    mel, input_norm = None, True
     if config.model_type == "whisper":
-        model = model.get_encoder()
         try:
             mel = transformers.WhisperFeatureExtractor.from_pretrained(name)
         except OSError:  # a folder without preprocessor_config.json: the standard front end for its mel bins
             mel = transformers.WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    else:
+        try:
+            input_norm = bool(transformers.Wav2Vec2FeatureExtractor.from_pretrained(name).do_normalize)
+        except OSError:  # no preprocessor_config.json: transformers' default
+            input_norm = True
+    return _wrap(model, config, name, input_norm, mel)
+
+
+def _wrap(model: nn.Module, config: Any, name: str, input_norm: bool, mel: Any) -> HFUpstream:
+    """A transformers model (the whole model; Whisper's encoder is taken here) as an :class:`HFUpstream`."""
+    model_class = SUPPORTED[config.model_type]
+    if config.model_type == "whisper":
+        model = model.get_encoder() if hasattr(model, "get_encoder") else model
         if mel.feature_size != config.num_mel_bins:
             raise CheckpointError(f"hf:{name}: the feature extractor has {mel.feature_size} mel bins, the model "
                                   f"{config.num_mel_bins}")
         cfg = HFUpstreamConfig(config.model_type, model_class, config.encoder_layers + 1, config.d_model,
                                mel.hop_length * 2, "window", False, max_samples=mel.n_samples)
     else:
-        try:
-            input_norm = bool(transformers.Wav2Vec2FeatureExtractor.from_pretrained(name).do_normalize)
-        except OSError:  # no preprocessor_config.json: transformers' default
-            input_norm = True
         stride = 1
         for s in config.conv_stride:
             stride *= s
@@ -259,3 +274,29 @@ def load_hf_upstream(name: str) -> HFUpstream:
                                stride, padding_policy(config), input_norm,
                                conv_layers=list(zip(config.conv_kernel, config.conv_stride)))
     return HFUpstream(model.float().eval(), cfg, name, mel)
+
+
+def hf_spec(upstream: HFUpstream) -> dict[str, Any]:
+    """What :func:`hf_upstream_from_spec` rebuilds an upstream from, besides its tensors: the transformers config,
+    the class and the input preprocessing (a speaker network stored inside an exported head)."""
+    return {"architecture": "hf", "model_type": upstream.cfg.model_type, "model_class": upstream.cfg.model_class,
+            "config": upstream.model.config.to_dict(), "input_norm": upstream.cfg.input_norm}
+
+
+def hf_upstream_from_spec(spec: Mapping[str, Any], state: Mapping[str, Tensor], where: str) -> HFUpstream:
+    """An :class:`HFUpstream` from :func:`hf_spec` and its state dict (keys ``model.*``), loaded strictly."""
+    from .checkpoint import load_state_strict
+
+    transformers = _import_transformers()
+    try:
+        model_type = spec["model_type"]
+        config = transformers.AutoConfig.for_model(model_type, **{k: v for k, v in spec["config"].items()
+                                                                  if k != "model_type"})
+        model = getattr(transformers, SUPPORTED[model_type])(config)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{where}: the stored Hugging Face model cannot be rebuilt ({type(e).__name__}: "
+                              f"{e})") from None
+    mel = transformers.WhisperFeatureExtractor(feature_size=config.num_mel_bins) if model_type == "whisper" else None
+    upstream = _wrap(model, config, f"{where} (stored)", bool(spec.get("input_norm", True)), mel)
+    load_state_strict(upstream, dict(state), where)
+    return upstream.eval()

@@ -7,8 +7,11 @@ An upstream is a ``torch.nn.Module`` with the interface of :class:`~emotion2vec.
   :class:`~emotion2vec.models.Emotion2VecModel`;
 * a fairseq ``data2vec_audio`` checkpoint (data2vec (v1), ``audio_base_ls.pt``) ->
   :class:`~emotion2vec.models.data2vec1.Data2Vec1Model`;
-* ``hf:PATH`` (a ``save_pretrained`` folder or a hub name: wav2vec 2.0, HuBERT, WavLM, data2vec-audio, the Whisper
-  encoder) -> :class:`~emotion2vec.models.hf.HFUpstream`.
+* ``hf:PATH`` (a ``save_pretrained`` folder or a hub name: wav2vec 2.0, HuBERT, WavLM, data2vec-audio, UniSpeech,
+  UniSpeech-SAT, the Whisper encoder) -> :class:`~emotion2vec.models.hf.HFUpstream`;
+* ``cnn14`` (PANNs' CNN14 on log-mel, a fresh initialisation: Wagner et al.'s from-scratch baseline) or
+  ``cnn14:PATH`` (PANNs' AudioSet weights from that file) -> :class:`~emotion2vec.models.cnn14.Cnn14Model`; a
+  fine-tuned CNN14 export is our checkpoint format and loads like the first family.
 
 :func:`load_upstream` is the one loader the extraction backends, the Python API and fine-tuning use.
 """
@@ -117,7 +120,7 @@ def load_upstream(spec: str | os.PathLike, trust: bool = False, preset_name: str
 
     ``hf:PATH`` -> :class:`~emotion2vec.models.hf.HFUpstream` (with the classifier beside it when ``PATH`` is the
     ``encoder/`` of a fine-tuned export); a fine-tuned Hugging Face export folder (``classifier.json`` + ``encoder/``)
-    likewise; anything else goes to :func:`~emotion2vec.models.checkpoint.load_model`, which reads emotion2vec /
+    likewise; ``cnn14`` / ``cnn14:PATH`` -> :class:`~emotion2vec.models.cnn14.Cnn14Model`; anything else goes to :func:`~emotion2vec.models.checkpoint.load_model`, which reads emotion2vec /
     data2vec 2.0 / FunASR / our checkpoints and fairseq data2vec (v1) ``data2vec_audio`` checkpoints (as
     :class:`~emotion2vec.models.data2vec1.Data2Vec1Model`). ``info`` has ``source``, ``path``, ``classifier`` and
     ``meta``.
@@ -133,6 +136,11 @@ def load_upstream(spec: str | os.PathLike, trust: bool = False, preset_name: str
         beside = Path(text[len(HF_PREFIX):]).parent
         classifier = read_hf_classifier(beside) if beside.is_dir() else None
         return model.eval(), UpstreamInfo(f"hf:{model.cfg.model_class}", text, classifier, {"hf": model.settings()})
+    if text == "cnn14" or text.startswith("cnn14:"):
+        from .panns import load_cnn14
+
+        model, source, meta = load_cnn14(text, trust=trust)
+        return model, UpstreamInfo(source, text, None, meta)
     if text == "fbank" or text.startswith("opensmile:"):
         raise CheckpointError(f"{text!r} is a feature baseline, not a model: use it with `emotion2vec extract "
                               f"--checkpoint {text}` (and in recipes), not as a model")

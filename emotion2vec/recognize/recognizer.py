@@ -63,9 +63,13 @@ def build_head(kind: str, state: dict[str, Tensor], config: dict, where: str) ->
         from ..finetune.heads import classifier_from_spec
 
         return classifier_from_spec(state, config, where)
+    if kind == "park":
+        from ..finetune.park import park_from_spec
+
+        return park_from_spec(state, config, where)
     if kind != "mean_linear":
-        raise RecognitionError(f"{where}: unknown classifier head {kind!r} (this emotion2vec knows 'mean_linear' "
-                               f"and 'downstream')")
+        raise RecognitionError(f"{where}: unknown classifier head {kind!r} (this emotion2vec knows 'mean_linear', "
+                               f"'downstream' and 'park')")
     weight = state["weight"]
     head = MeanLinearHead(weight.shape[1], weight.shape[0])
     head.linear.load_state_dict(state)

@@ -26,6 +26,7 @@ from .aesdd import prepare_aesdd
 from .cafe import prepare_cafe
 from .crema_d import prepare_crema_d
 from .emobox import prepare_emobox
+from .emo_superb import prepare_biic_nnime, prepare_biic_podcast, prepare_msp_improv
 from .emodb import prepare_emodb
 from .emovo import prepare_emovo
 from .folder import prepare_folder
@@ -40,10 +41,12 @@ from .savee import prepare_savee
 from .shemo import prepare_shemo
 from .subesco import prepare_subesco
 from .urdu import prepare_urdu
+from .voxceleb1 import prepare_voxceleb1
 
 __all__ = ["CorpusError", "CorpusSpec", "CORPORA", "PREPARERS", "ALIASES", "canonical_label", "corpus_name",
            "prepare_corpus", "default_protocol", "parse_label_map"] + [
     "prepare_iemocap", "prepare_meld", "prepare_ravdess", "prepare_ravdess_song", "prepare_savee", "prepare_emodb",
     "prepare_emovo", "prepare_cafe", "prepare_subesco", "prepare_shemo", "prepare_urdu", "prepare_aesdd",
     "prepare_resd", "prepare_m3ed", "prepare_mosi", "prepare_mosei", "prepare_msp_podcast", "prepare_crema_d",
-    "prepare_folder", "prepare_emobox"]
+    "prepare_folder", "prepare_emobox", "prepare_msp_improv", "prepare_biic_nnime", "prepare_biic_podcast",
+    "prepare_voxceleb1"]

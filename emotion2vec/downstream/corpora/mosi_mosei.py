@@ -4,12 +4,46 @@ from __future__ import annotations
 
 import math
 
-from .base import (log, CorpusError, _layout, corpus_spec, _Problems, _check_root, _find, _entry, _finish, _one_line,
+from .base import (log, CorpusError, _GENDER_WORDS, _layout, corpus_spec, _Problems, _check_root, _find, _entry, _finish, _one_line,
                    _shq, _read_csv, _scaled)
 
 
-def _mmsa(root, corpus: str, audio_dir=None) -> list[dict]:
+def _speaker_genders(path, corpus: str) -> dict[str, str]:
+    """A table of the videos' speakers' gender (MOSI distributes none; Wagner et al. annotated it): CSV or TSV with a
+    header naming ``video_id`` (or ``speaker``) and ``gender`` (m / f / male / female). -> {video_id: M / F}."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise CorpusError(f"{corpus}: --speakers {path}: cannot read: {e.strerror or e}") from None
+    lines = text.splitlines()
+    delimiter = "\t" if lines and "\t" in lines[0] else ","
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    video = next((h for h in ("video_id", "speaker", "video") if h in header), None)
+    if video is None or "gender" not in header:
+        raise CorpusError(f"{corpus}: --speakers {path}: needs a header with video_id (or speaker) and gender, got "
+                          f"{reader.fieldnames}")
+    out, bad = {}, []
+    for i, row in enumerate(reader, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+        gender = _GENDER_WORDS.get(row["gender"].lower())
+        if not row[video] or gender is None:
+            bad.append(f"{path}:{i}: video {row[video]!r}, gender {row['gender']!r}")
+            continue
+        out[row[video]] = gender
+    if bad:
+        raise CorpusError(f"{corpus}: --speakers: {len(bad)} row(s) without a video or with a gender other than "
+                          f"m / f / male / female: " + "; ".join(bad[:5]))
+    return out
+
+
+def _mmsa(root, corpus: str, audio_dir=None, keep_neutral: bool = False, speakers=None) -> list[dict]:
     root = _check_root(corpus, root)
+    genders = _speaker_genders(speakers, corpus) if speakers else {}
     problems = _Problems(corpus, root)
     labels = _find(root, ["label.csv"], want_dir=False, depth=2)
     if not labels:
@@ -30,7 +64,7 @@ def _mmsa(root, corpus: str, audio_dir=None) -> list[dict]:
         if mode is None or not vid or not clip or not math.isfinite(score):
             problems.add(f"{labels[0]}:{i}", f"bad row (video_id {vid!r}, clip_id {clip!r}, mode {row['mode']!r})")
             continue
-        if score == 0:
+        if score == 0 and not keep_neutral:
             neutral += 1
             continue
         audio = next((wav_dir / vid / f"{clip}{e}" for e in (".wav", ".flac")
@@ -42,8 +76,10 @@ def _mmsa(root, corpus: str, audio_dir=None) -> list[dict]:
             else:
                 problems.add(wav_dir / vid / f"{clip}.wav", f"audio missing for row {i}")
             continue
-        entries.append(_entry(audio, f"{vid}/{clip}", "positive" if score > 0 else "negative", vid, "", split=mode,
-                              sentiment=_scaled(score, -3, 3), text=_one_line(row.get("text", ""))))
+        label = "positive" if score > 0 else "negative" if score < 0 else "neutral"
+        extra = {"valence": _scaled(score, -3, 3)} if keep_neutral else {}  # Wagner et al.: sentiment as valence
+        entries.append(_entry(audio, f"{vid}/{clip}", label, vid, genders.get(vid, ""), split=mode,
+                              sentiment=_scaled(score, -3, 3), text=_one_line(row.get("text", "")), **extra))
     if mp4_only and not entries:
         wav = base / "wav"
         raise CorpusError(
@@ -55,19 +91,35 @@ def _mmsa(root, corpus: str, audio_dir=None) -> list[dict]:
     for mp4 in mp4_only:
         problems.add(mp4, "only the .mp4 exists (extract it to wav/ with ffmpeg)")
     if neutral:
-        log.info("%s: binary sentiment: left out %d neutral segment(s) (label 0)", corpus, neutral)
+        log.info("%s: binary sentiment: left out %d neutral segment(s) (label 0; --keep-neutral keeps them)", corpus,
+                 neutral)
+    if genders:
+        videos = {e["speaker"] for e in entries}
+        unknown = sorted(set(genders) - videos)
+        if unknown:
+            raise CorpusError(f"{corpus}: --speakers names {len(unknown)} video(s) not in the corpus: "
+                              f"{', '.join(unknown[:10])}")
+        missing = sorted(videos - set(genders))
+        if missing:
+            log.info("%s: --speakers gives no gender for %d video(s): %s", corpus, len(missing),
+                     ", ".join(missing[:10]))
     return _finish(corpus, root, entries, problems)
 
 
-@corpus_spec('mosi', "original", "CMU-MOSI, binary sentiment (neutral left out)",
+@corpus_spec('mosi', "original", "CMU-MOSI, binary sentiment (neutral left out unless --keep-neutral)",
              layout=('MMSA layout: label.csv (video_id, clip_id, text, label, ..., mode in train/valid/test) and '
                      'wav/<video_id>/<clip_id>.wav (or --audio-dir DIR holding <video_id>/<clip_id>.wav)'),
-             options=("audio_dir",))
-def prepare_mosi(root, audio_dir=None) -> list[dict]:
+             options=("audio_dir", "keep_neutral", "speakers"))
+def prepare_mosi(root, audio_dir=None, keep_neutral: bool = False, speakers=None) -> list[dict]:
     """CMU-MOSI, MMSA layout: binary sentiment (label > 0 positive, < 0 negative, 0 left out), speaker = video_id,
     split from ``mode``; the continuous score (-3..3) is kept as ``sentiment`` scaled to [0, 1] by (x + 3) / 6 (a
-    regression target), the transcript as ``text``."""
-    return _mmsa(root, "mosi", audio_dir)
+    regression target), the transcript as ``text``.
+
+    Wagner et al.'s use (valence regression on the sentiment score): ``keep_neutral`` keeps the score-0 clips
+    (label ``neutral``) and writes the scaled score as ``valence`` too (the column a valence model is tested on
+    cross-corpus), and ``speakers`` (a table of video_id and gender, which the corpus does not distribute)
+    fills ``gender`` for the fairness analysis."""
+    return _mmsa(root, "mosi", audio_dir, keep_neutral, speakers)
 
 
 @corpus_spec('mosei', "original", "CMU-MOSEI, binary sentiment (neutral left out)",

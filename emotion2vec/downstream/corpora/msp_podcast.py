@@ -47,22 +47,53 @@ def _msp_votes(path: Path, corpus: str, problems: "_Problems") -> dict[str, dict
     return votes
 
 
+def _msp_secondary_votes(path: Path, corpus: str, problems: "_Problems") -> dict[str, dict[str, int]]:
+    """Per file, the raters' secondary emotions (several per rater) from labels_detailed.csv's ``EmoDetail`` cells
+    'WORKER; Primary; secondary,secondary,...; A:..; V:..; D:..' (EMO-SUPERB's S condition)."""
+    rows = _read_csv(path, ("FileName",), corpus)
+    if rows and "EmoDetail" not in rows[0]:
+        raise CorpusError(f"{corpus}: {path} has no EmoDetail column: the secondary emotions (--condition S) are "
+                          f"read from its cells 'WORKER; Primary; secondary,...; A:..; V:..; D:..'")
+    votes: dict[str, dict[str, int]] = defaultdict(dict)
+    for i, row in enumerate(rows, start=2):
+        fields = [f.strip() for f in str(row["EmoDetail"]).split(";")]
+        if len(fields) < 3:
+            problems.add(f"{path}:{i}", f"EmoDetail {row['EmoDetail']!r} has no secondary field")
+            continue
+        name = Path(row["FileName"]).stem
+        for raw in (f.strip() for f in fields[2].split(",")):
+            if not raw:
+                continue
+            label = "other" if raw.lower().startswith("other") else canonical_label(raw.lower())
+            votes[name][label] = votes[name].get(label, 0) + 1
+    return votes
+
+
 @corpus_spec('msp-podcast', "original", "MSP-Podcast, 8 classes + arousal/valence/dominance, official split",
              layout=('Labels/labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, '
                      'Split_Set in Train/Development/Test1/Test2), optional Labels/labels_detailed.csv (one row per '
                      'rater: FileName + EmoClass_Major, or an EmoDetail cell), Audios/<FileName> and optional '
                      'Transcripts/<FileName stem>.txt'),
-             options=("all_labels", "test_set"))
-def prepare_msp_podcast(root, all_labels: bool = False, test_set: str | None = None) -> list[dict]:
+             options=("all_labels", "test_set", "condition"))
+def prepare_msp_podcast(root, all_labels: bool = False, test_set: str | None = None,
+                        condition: str | None = None) -> list[dict]:
     """MSP-Podcast: 8 consensus classes (A, S, H, U, F, D, C, N; ``all_labels`` keeps O = other and X = no
     agreement as ``unknown``), split Train / Development / ``test_set`` (default Test1) -> train / valid / test,
     segments of the other test sets left out (logged); ``arousal``, ``valence``, ``dominance`` = EmoAct, EmoVal,
     EmoDom (1-7) scaled to [0, 1] by (x - 1) / 6; speaker = SpkrID (empty when Unknown); ``votes`` = the raters'
     primary categories from labels_detailed.csv when present; ``text`` = ``Transcripts/<stem>.txt`` when that
-    folder exists (empty for a segment without one)."""
+    folder exists (empty for a segment without one).
+
+    EMO-SUPERB's conditions: ``condition`` P keeps the primary votes (as without it), S puts the raters' secondary
+    emotions in ``votes`` instead (labels_detailed.csv's EmoDetail cells; the consensus EmoClass stays the label);
+    ``test_set`` may name several sets (``Test1,Test2``: the benchmark's test set)."""
     corpus = "msp-podcast"
     root = _check_root(corpus, root)
-    test_set = (test_set or "Test1").strip()
+    test_sets = [t.strip() for t in (test_set or "Test1").split(",") if t.strip()] or ["Test1"]
+    test_set = ",".join(test_sets)
+    condition = (condition or "").strip().upper()[:1]
+    if condition not in ("", "P", "S"):
+        raise CorpusError(f"{corpus}: --condition {condition!r}: P (primary emotions) or S (secondary)")
     found = _find(root, ["labels_consensus.csv"], want_dir=False, depth=2)
     if not found:
         raise CorpusError(f"{corpus}: Labels/labels_consensus.csv not found under {root}. Expected layout: "
@@ -75,16 +106,24 @@ def prepare_msp_podcast(root, all_labels: bool = False, test_set: str | None = N
                             depth=1)
     problems = _Problems(corpus, root)
     detailed = labels_csv.parent / "labels_detailed.csv"
-    votes = _msp_votes(detailed, corpus, problems) if detailed.is_file() else {}
+    if condition == "S":
+        if not detailed.is_file():
+            raise CorpusError(f"{corpus}: --condition S needs {detailed} (the raters' secondary emotions)")
+        votes = _msp_secondary_votes(detailed, corpus, problems)
+    else:
+        votes = _msp_votes(detailed, corpus, problems) if detailed.is_file() else {}
     rows = _read_csv(labels_csv, ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender",
                                   "Split_Set"), corpus)
     sets = sorted({r["Split_Set"] for r in rows})
-    if test_set.lower() not in {s.lower() for s in sets}:
-        raise CorpusError(f"{corpus}: --test-set {test_set} is not a Split_Set of {labels_csv} ({', '.join(sets)})")
+    unknown = [t for t in test_sets if t.lower() not in {s.lower() for s in sets}]
+    if unknown:
+        raise CorpusError(f"{corpus}: --test-set {', '.join(unknown)} is not a Split_Set of {labels_csv} "
+                          f"({', '.join(sets)})")
+    tests = {t.lower() for t in test_sets}
     entries, left_out, dropped = [], Counter(), Counter()
     for i, row in enumerate(rows, start=2):
         split_set = row["Split_Set"].strip()
-        split = "test" if split_set.lower() == test_set.lower() else _MSP_SPLITS.get(split_set.lower())
+        split = "test" if split_set.lower() in tests else _MSP_SPLITS.get(split_set.lower())
         if split is None:
             left_out[split_set] += 1
             continue

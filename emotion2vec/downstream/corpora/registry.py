@@ -13,6 +13,7 @@ from .base import CORPORA, CorpusError, _listing, log, parse_label_map
 from .cafe import prepare_cafe
 from .crema_d import prepare_crema_d
 from .emobox import prepare_emobox
+from .emo_superb import prepare_biic_nnime, prepare_biic_podcast, prepare_msp_improv
 from .emodb import prepare_emodb
 from .emovo import prepare_emovo
 from .folder import prepare_folder
@@ -27,17 +28,20 @@ from .savee import prepare_savee
 from .shemo import prepare_shemo
 from .subesco import prepare_subesco
 from .urdu import prepare_urdu
+from .voxceleb1 import prepare_voxceleb1
 
 #: every corpus preparer (each carries its :class:`~.base.CorpusSpec` as ``spec``), in the order ``prepare --help``
 #: lists them
 PREPARERS = (prepare_iemocap, prepare_meld, prepare_ravdess, prepare_ravdess_song, prepare_savee, prepare_emodb,
              prepare_emovo, prepare_cafe, prepare_subesco, prepare_shemo, prepare_urdu, prepare_aesdd, prepare_resd,
-             prepare_m3ed, prepare_mosi, prepare_mosei, prepare_msp_podcast, prepare_crema_d, prepare_folder,
-             prepare_emobox)
+             prepare_m3ed, prepare_mosi, prepare_mosei, prepare_msp_podcast, prepare_crema_d, prepare_msp_improv,
+             prepare_biic_nnime, prepare_biic_podcast, prepare_voxceleb1, prepare_folder, prepare_emobox)
 CORPORA.update((fn.spec.name, fn.spec) for fn in PREPARERS)
 
 ALIASES = {"ravdess-speech": "ravdess", "cmu-mosi": "mosi", "cmu-mosei": "mosei", "emo-db": "emodb",
-           "msp": "msp-podcast", "msppodcast": "msp-podcast", "cremad": "crema-d", "crema": "crema-d"}
+           "msp": "msp-podcast", "msppodcast": "msp-podcast", "cremad": "crema-d", "crema": "crema-d",
+           "improv": "msp-improv", "mspimprov": "msp-improv", "nnime": "biic-nnime", "bpod": "biic-podcast",
+           "biicpodcast": "biic-podcast", "vox1": "voxceleb1"}
 
 
 def default_protocol(corpus: str, rows: list[Mapping] | None = None) -> str:
