@@ -36,7 +36,7 @@ from .errors import Emotion2VecError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Processes", "JobInterrupted", "RefusedOnMain", "join", "balanced_shards", "stop_on_sigterm",
+__all__ = ["Processes", "JobInterrupted", "RefusedOnMain", "Stop", "join", "balanced_shards", "stop_on_sigterm",
            "TIMEOUT"]
 
 #: how long a process waits for the others at a meeting point (the slowest shard's lead over the fastest)
@@ -203,14 +203,34 @@ def balanced_shards(costs: Sequence[float], world_size: int) -> list[list[int]]:
     return [sorted(s) for s in shards]
 
 
-@contextmanager
-def stop_on_sigterm(processes: Processes) -> Iterator[None]:
-    """In a sharded run, SIGTERM (what torchrun sends every process when one of them fails) raises
-    :class:`JobInterrupted` naming this process, instead of ending it without a word."""
-    if not processes.sharded:
-        yield
-        return
+class Stop:
+    """Whether SIGTERM asked this process to stop (:func:`stop_on_sigterm`); :meth:`check` between batches."""
 
+    def __init__(self, processes: Processes):
+        self.processes, self.requested = processes, False
+
+    def error(self) -> JobInterrupted:
+        return JobInterrupted(f"{self.processes.name()}: stopped by SIGTERM (torchrun stops every process when one "
+                              f"fails; its report names that one). The outputs written so far are kept: run the "
+                              f"same command again to finish the rest")
+
+    def check(self) -> None:
+        if self.requested:
+            raise self.error()
+
+
+@contextmanager
+def stop_on_sigterm(processes: Processes) -> Iterator[Stop]:
+    """In a sharded run, SIGTERM (what torchrun sends every process when one of them fails) stops this process at
+    the next :meth:`Stop.check` with :class:`JobInterrupted` naming it, instead of ending it without a word. The
+    signal only sets a flag: the loop leaves at a safe point, so its decoding workers are shut down (an error the
+    stop causes inside the block, such as a decoding worker ended by the same signal, becomes the same
+    :class:`JobInterrupted`). A process waiting for the others at a meeting point inside the block learns from
+    torch.distributed that one of them is gone (:meth:`Processes.all_gather` says so)."""
+    stop = Stop(processes)
+    if not processes.sharded:
+        yield stop
+        return
     owner = os.getpid()
 
     def handler(signum, frame):
@@ -218,16 +238,20 @@ def stop_on_sigterm(processes: Processes) -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise JobInterrupted(f"{processes.name()}: stopped by SIGTERM (torchrun stops every process when one fails; "
-                             f"its report names that one). The outputs written so far are kept: run the same "
-                             f"command again to finish the rest")
+        stop.requested = True
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave the default
-        yield
+        yield stop
         return
     try:
-        yield
+        yield stop
+    except JobInterrupted:
+        raise
+    except Exception:
+        if stop.requested:
+            raise stop.error() from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)

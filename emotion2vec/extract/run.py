@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..distributed import Processes, balanced_shards, stop_on_sigterm
+from ..distributed import Processes, Stop, balanced_shards, stop_on_sigterm
 from ..io.atomic import atomic_save_npy, atomic_write_text
 from ..io.audio import SAMPLE_RATE
 from . import GRANULARITIES, SEQUENCE_GRANULARITIES, ExtractionError
@@ -244,7 +244,8 @@ def _plan(inputs: Sequence[str], out: Path, meta: dict[str, Any], engine: Batche
 # ------------------------------------------------------------------------------------------------ step 4: compute
 def _compute(items: list[Item], batches: list[list[int]], engine: BatchedForward, npy_path: Callable[[Item], Path],
              granularity: str, num_workers: int, progress: bool, layers: list[int], recognizer=None,
-             scores: dict[str, np.ndarray] | None = None) -> tuple[dict[str, int], dict[str, str], float]:
+             scores: dict[str, np.ndarray] | None = None, stop: Stop | None = None
+             ) -> tuple[dict[str, int], dict[str, str], float]:
     """Extract the items of ``batches`` (index lists into ``items``) and write the .npy of ``layers``. With a
     ``recognizer`` (whose layer the engine also computes), its class probabilities go into ``scores`` by key.
     -> ({key: frames}, {key: decoding error}, seconds of audio done)."""
@@ -277,6 +278,8 @@ def _compute(items: list[Item], batches: list[list[int]], engine: BatchedForward
                 frames[it.key] = feats.shape[1]
                 done_audio += len(w) / SAMPLE_RATE
         bar.update(len(samples))
+        if stop is not None:
+            stop.check()
         elapsed = max(time.perf_counter() - t0, 1e-9)
         bar.set_postfix_str(f"{done_audio / 3600:.3f}/{total_audio / 3600:.3f} h audio, "
                             f"{done_audio / elapsed:.1f}x realtime")
@@ -423,12 +426,12 @@ def run_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, backend: B
         log(f"{processes.name()}: {n} of the {len(plan.work)} file(s) to do, {seconds / 60:.1f} min of audio, on "
             f"{backend.device}")
     scores = None if plan.scores is None else dict(plan.scores)
-    with stop_on_sigterm(processes):
+    with stop_on_sigterm(processes) as stop:
         frames, errors, done_audio = _compute(plan.work, mine, engine, npy_path, granularity, num_workers,  # 4
-                                              progress and processes.main, layers, recognizer, scores)
-    mine_scores = None if scores is None else {k: scores[k] for k in frames}
-    reports = processes.all_gather({"frames": frames, "errors": errors, "scores": mine_scores,
-                                    "audio": done_audio})
+                                              progress and processes.main, layers, recognizer, scores, stop)
+        mine_scores = None if scores is None else {k: scores[k] for k in frames}
+        reports = processes.all_gather({"frames": frames, "errors": errors, "scores": mine_scores,
+                                        "audio": done_audio})
     if not processes.main:
         failed = [(k, "", e) for k, e in errors.items()]
         return ExtractionResult(len(items), len(frames), plan.skipped, failed, done_audio,

@@ -104,7 +104,7 @@ def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str
     errors: dict[str, str] = {}
     bar = tqdm(total=sum(len(b) for b in mine), unit="file", disable=None if progress and processes.main else True,
                file=sys.stderr)
-    with stop_on_sigterm(processes):
+    with stop_on_sigterm(processes) as stop:
         for samples in decoded_batches(readable, mine, normalize=False, num_workers=num_workers):
             segments, raw, owners = [], [], []
             for i, wav, err in samples:
@@ -124,8 +124,9 @@ def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str
                     results.setdefault(it.key, []).append(Prediction(
                         it.key, it.path, a / SAMPLE_RATE if window else None, b / SAMPLE_RATE if window else None, p))
             bar.update(len(samples))
-    bar.close()
-    reports = processes.all_gather((results, errors))
+            stop.check()
+        bar.close()
+        reports = processes.all_gather((results, errors))
     if not processes.main:
         return []
     for shard_results, shard_errors in reports:
