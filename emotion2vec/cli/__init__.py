@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("pretrain", "check a pretraining configuration and run it with fairseq-hydra-train"),
     "extract": ("extract", "extract frame/utterance features of any layer to .npy"),
     "predict": ("predict", "recognise emotions with an emotion2vec+ or fine-tuned model (per file or window)"),
+    "pseudo-label": ("pseudo_label", "label unlabelled speech with emotion recognisers, filter it into a training set"),
     "probe": ("probe", "train and evaluate the downstream probe per fold (WA / UA / WF1 / macro-F1)"),
     "conversation": ("conversation", "predict the emotion of a speaker's next turn from the dialogue's previous turns"),
     "finetune": ("finetune", "fine-tune an upstream with a head end to end per fold; export the models"),

@@ -65,22 +65,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, processes, device) -> int:
-    from ..extract.backends import ModelBackend, resolve_dtype
-    from ..extract.engine import BatchedForward
-    from ..models.upstream import load_upstream
-    from ..recognize import RecognitionError
-    from ..recognize.recognizer import Recognizer
-    from ..recognize.run import predict, write_outputs
+    from ..recognize.run import load_recognition, predict, write_outputs
 
-    model, ckpt = load_upstream(args.model, trust=args.trust_checkpoint)
-    if ckpt.classifier is None:
-        raise RecognitionError(f"{args.model}: no classification head in this checkpoint (it gives features: "
-                               f"`emotion2vec extract`); use an emotion2vec+ model or one from `emotion2vec finetune`")
-    recognizer = Recognizer.from_spec(ckpt.classifier, model.cfg.num_layers, model.cfg.embed_dim, args.model)
-    model.set_attention_implementation(args.attention)
-    backend = ModelBackend(model, device, resolve_dtype(args.dtype, device), description=args.model)
-    engine = BatchedForward(backend, [recognizer.layer], args.max_tokens, args.chunk_seconds)
-    predictions = predict(engine, recognizer.to(device), args.inputs, args.window, args.hop, args.num_workers,
+    engine, recognizer = load_recognition(args.model, device, args.dtype, args.attention, args.max_tokens,
+                                          args.chunk_seconds, args.trust_checkpoint)
+    predictions = predict(engine, recognizer, args.inputs, args.window, args.hop, args.num_workers,
                           progress=not args.quiet, processes=processes)
     if not processes.main:
         return 0

@@ -25,13 +25,13 @@ import numpy as np
 
 from ..distributed import Processes, balanced_shards, stop_on_sigterm
 from ..extract.engine import BatchedForward, plan_batches
-from ..extract.inputs import decoded_batches, discover_inputs, probe_lengths
+from ..extract.inputs import Item, decoded_batches, discover_inputs, probe_lengths
 from ..io.atomic import atomic_write_bytes, atomic_write_text
 from ..io.audio import MIN_SAMPLES, SAMPLE_RATE
 from . import RecognitionError
 from .recognizer import Recognizer, display_label
 
-__all__ = ["Prediction", "window_bounds", "check_window", "predict", "predictions_tsv", "predictions_jsonl",
+__all__ = ["Prediction", "load_recognition", "window_bounds", "check_window", "predict", "predictions_tsv", "predictions_jsonl",
            "timeline_png", "write_outputs"]
 
 
@@ -46,6 +46,25 @@ class Prediction:
     end: float | None = None
     probabilities: np.ndarray | None = None
     error: str | None = None
+
+
+def load_recognition(model: str, device, dtype: str = "float32", attention: str = "sdpa",
+                     max_tokens: int | None = None, chunk_seconds: float = 30.0,
+                     trust: bool = False) -> tuple[BatchedForward, Recognizer]:
+    """A classifier model (emotion2vec+, or one exported by ``emotion2vec finetune``) on ``device``: the engine
+    that computes its head's layer and the recogniser. A model without a head is refused by name."""
+    from ..extract.backends import ModelBackend, resolve_dtype
+    from ..models.upstream import load_upstream
+
+    upstream, ckpt = load_upstream(model, trust=trust)
+    if ckpt.classifier is None:
+        raise RecognitionError(f"{model}: no classification head in this checkpoint (it gives features: "
+                               f"`emotion2vec extract`); use an emotion2vec+ model or one from `emotion2vec finetune`")
+    recognizer = Recognizer.from_spec(ckpt.classifier, upstream.cfg.num_layers, upstream.cfg.embed_dim, model)
+    upstream.set_attention_implementation(attention)
+    backend = ModelBackend(upstream, device, resolve_dtype(dtype, device), description=model)
+    engine = BatchedForward(backend, [recognizer.layer], max_tokens, chunk_seconds)
+    return engine, recognizer.to(device)
 
 
 def window_bounds(num_samples: int, window: float, hop: float | None = None) -> list[tuple[int, int]]:
@@ -72,9 +91,12 @@ def check_window(window: float | None, hop: float | None) -> None:
                                f"leave parts of the recording unlabelled)")
 
 
-def _plan(inputs: Sequence[str], engine: BatchedForward, world_size: int):
+def _plan(inputs: Sequence[str] | Sequence[Item], engine: BatchedForward, world_size: int):
     """(every input, the readable ones, their length-sorted batches, the batches each process takes)."""
-    items = discover_inputs(inputs)
+    if inputs and all(isinstance(it, Item) for it in inputs):
+        items = [Item(it.key, it.path, it.channel) for it in inputs]
+    else:
+        items = discover_inputs(inputs)
     probe_lengths(items)
     readable = [it for it in items if it.error is None]
     batches = plan_batches([it.num_samples for it in readable], engine.max_tokens, engine.chunk_samples)
@@ -82,10 +104,12 @@ def _plan(inputs: Sequence[str], engine: BatchedForward, world_size: int):
     return items, readable, batches, shards
 
 
-def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str], window: float | None = None,
+def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str] | Sequence[Item],
+            window: float | None = None,
             hop: float | None = None, num_workers: int = 0, progress: bool = True,
             processes: Processes | None = None) -> list[Prediction]:
     """Predictions for every input (every window with ``window``), in input order; unreadable files get ``error``.
+    ``inputs``: what :func:`~emotion2vec.extract.inputs.discover_inputs` reads, or the items it gave.
 
     ``engine`` must compute the recogniser's layer (``engine.layers == [recognizer.layer]``). ``processes``: this
     process's place in a sharded job (:func:`emotion2vec.distributed.join`): process 0 plans, every process predicts
