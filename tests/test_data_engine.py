@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, require
+from conftest import FIXTURES, URDU, require
+from docs_blocks import blocks, check_flags, env, needs_cluster, run_bash, run_python, workspace
 from emotion2vec.cli import main as cli
 from emotion2vec.downstream.targets import build_targets, vote_classes
 from emotion2vec.extract.inputs import Item
-from emotion2vec.io.manifests import parse_votes, read_data_tsv, write_data_tsv
+from emotion2vec.io.manifests import parse_votes, read_data_tsv
 from emotion2vec.pseudolabel import PseudoLabelError
 from emotion2vec.pseudolabel.combine import combine
 from emotion2vec.pseudolabel.corpus import check_disjoint, corpus_rows, votes
@@ -28,7 +28,6 @@ from emotion2vec.pseudolabel.filter import FilterConfig, select
 from emotion2vec.pseudolabel.predictions import ModelPredictions, model_names, read_table
 from emotion2vec.pseudolabel.report import rounds_markdown
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LABELS = ["angry", "happy", "sad"]
 
@@ -123,47 +122,33 @@ def test_votes_are_the_class_shares_and_the_corpus_gets_one_fold():
 
 # ------------------------------------------------------------------------------------------------ the engine on CPU
 FILTERS = "--min-confidence 0.75 --min-margin 0 --min-agreement 1 --num-workers 0 --quiet"
-FINETUNE = ("--freeze all-but-top 0 --standardize --layer 0 --epochs 15 --select-metric loss --max-seconds 2 "
-            "--batch-seconds 8 --head-lr 1e-2 --num-workers 0 --bootstrap 0 --no-audio-audit --precision fp32 "
-            "--no-tensorboard --quiet --threads 1")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHON=sys.executable, **extra)
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> Path:
-    """Angry and sad utterances of 10 synthetic speakers (5 each): the seed set (3 speakers, labelled), the pool
-    (5 speakers, labels hidden: only truth/data.tsv knows them) and the dev set (2 speakers)."""
-    from emotion2vec.demo.synth import build_corpus
-    from emotion2vec.downstream.folds import make_folds, save_folds
-
-    base = tmp_path_factory.mktemp("engine")
-    rows, _ = build_corpus(base / "audio", seed=0, num_speakers=10, utterances_per_emotion=5,
-                           emotions=("angry", "sad"), num_workers=2)
-    seed = [r for r in rows if r["speaker"] < "spk03"]
-    dev = [r for r in rows if r["speaker"] >= "spk08"]
-    pool = [r for r in rows if "spk03" <= r["speaker"] < "spk08"]
-    for name, part in (("seed", seed), ("dev", dev), ("truth", pool)):
-        write_data_tsv(base / name / "data.tsv", part)
-    save_folds(make_folds(seed, "holdout", corpus="seed", test_fraction=0.2, valid_fraction=0.25),
-               base / "seed" / "folds.json")
-    (base / "unlabelled.scp").write_text("".join(f"u{i:03d} {r['path']}\n" for i, r in enumerate(pool)))
-    return base
+def docs_workspace(tmp_path_factory) -> Path:
+    """The workspace docs/data-engine.md assumes, with the synthetic corpus its first Python block writes: angry and
+    sad utterances of 10 synthetic speakers, the seed set (3 speakers, labelled), the pool (5 speakers, labels hidden:
+    only engine/truth knows them) and the dev set (2 speakers)."""
+    ws = workspace(tmp_path_factory.mktemp("docs"), require(FIXTURES, "golden checkpoint fixtures"),
+                   require(URDU, "URDU corpus"))
+    python = blocks("data-engine.md", "python")
+    assert len(python) == 1
+    run_python(python[0], ws)
+    return ws
 
 
 @pytest.fixture(scope="module")
-def engine_run(synthetic) -> tuple[Path, subprocess.CompletedProcess]:
-    """recipes/data_engine.sh, one round: the seed model labels, a model fine-tuned on seed + kept labels re-labels."""
-    tiny = require(FIXTURES / "tiny_emotion2vec.pt", "golden checkpoint fixtures")
-    env = _env(SEED=str(synthetic / "seed"), DEV=str(synthetic / "dev"), UNLABELLED=str(synthetic / "unlabelled.scp"),
-               BASE=str(tiny), ROUNDS="1", WORK=str(synthetic / "work"), FINETUNE_ARGS=FINETUNE,
-               LABEL_ARGS=f"--reference {synthetic / 'truth' / 'data.tsv'} {FILTERS}")
-    proc = subprocess.run(["bash", str(REPO / "recipes" / "data_engine.sh")], env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return synthetic / "work", proc
+def synthetic(docs_workspace) -> Path:
+    return docs_workspace / "engine"
+
+
+@pytest.fixture(scope="module")
+def engine_run(docs_workspace) -> tuple[Path, subprocess.CompletedProcess]:
+    """The page's recipes/data_engine.sh block, one round: the seed model labels, a model fine-tuned on seed + kept
+    labels re-labels."""
+    recipe = [b for b in blocks("data-engine.md", "bash") if "recipes/data_engine.sh" in b and not needs_cluster(b)]
+    assert len(recipe) == 1
+    return docs_workspace / "engine" / "work", run_bash(recipe[0], docs_workspace, timeout=900)
 
 
 def test_kept_pseudo_labels_are_right_more_often_than_all_of_them(engine_run, synthetic):
@@ -226,14 +211,15 @@ def test_one_more_round_runs_end_to_end_and_the_rounds_are_tabulated(engine_run)
     assert f"| {first['kept']} | {first['hours']['kept']:.3f} |" in table[2]
     assert (work / "rounds.md").read_text() == rounds_markdown([work / "round1" / "labels" / "report.json",
                                                                 work / "final" / "labels" / "report.json"])
-    assert table[2] in proc.stderr + proc.stdout
+    assert table[2] in proc.stdout  # the page cats rounds.md
+    assert "the pseudo-labels are right for" in proc.stdout  # and the end of round 1's report
 
 
 def test_other_filters_reuse_the_predictions_and_other_models_are_refused(engine_run, synthetic, tmp_path, capsys):
     work, _ = engine_run
     labels = tmp_path / "labels"
     shutil.copytree(work / "round1" / "labels", labels)
-    model = json.loads((labels / "report.json").read_text())["models"][0]["model"]
+    model = str(synthetic.parent / json.loads((labels / "report.json").read_text())["models"][0]["model"])
     stamps = {p.name: p.stat().st_mtime_ns for p in (labels / "predictions").iterdir()}
     args = ["pseudo-label", model, "--input", str(synthetic / "unlabelled.scp"), "--out", str(labels),
             "--train-with", str(synthetic / "seed"), "--score-on", str(synthetic / "dev"), "--quiet"]
@@ -243,7 +229,7 @@ def test_other_filters_reuse_the_predictions_and_other_models_are_refused(engine
     assert "predicting" not in err and "kept 6 of 50" in err
     assert {p.name: p.stat().st_mtime_ns for p in (labels / "predictions").iterdir()} == stamps
     other = work / "final" / "labels" / "report.json"
-    other_model = json.loads(other.read_text())["models"][0]["model"]
+    other_model = str(synthetic.parent / json.loads(other.read_text())["models"][0]["model"])
     assert cli(["pseudo-label", other_model, *args[2:]]) == 2
     assert "holds predictions made with other settings: models is" in capsys.readouterr().err
     assert cli([*args, "--min-confidence", "1.0", "--min-margin", "1.0"]) == 2
@@ -254,13 +240,12 @@ def test_other_filters_reuse_the_predictions_and_other_models_are_refused(engine
 def test_sharded_labelling_equals_one_process_and_resumes_by_chunk(engine_run, synthetic, tmp_path, monkeypatch):
     work, _ = engine_run
     labels = work / "round1" / "labels"
-    model = json.loads((labels / "report.json").read_text())["models"][0]["model"]
+    model = json.loads((labels / "report.json").read_text())["models"][0]["model"]  # relative to the workspace
     out = tmp_path / "sharded"
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "emotion2vec", "pseudo-label", model,
-           "--input", str(synthetic / "unlabelled.scp"), "--out", str(out), "--train-with", str(synthetic / "seed"),
-           "--score-on", str(synthetic / "dev"), "--reference", str(synthetic / "truth" / "data.tsv"),
-           *FILTERS.split()]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+           "--input", "engine/unlabelled.scp", "--out", str(out), "--train-with", "engine/seed", "--score-on",
+           "engine/dev", "--reference", "engine/truth/data.tsv", *FILTERS.split()]
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300, cwd=synthetic.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("predictions/1-holdout.tsv", "predictions/1-holdout.dev.tsv", "data.tsv", "folds.json",
                  "rejected.tsv", "report.md"):
@@ -282,7 +267,7 @@ def test_sharded_labelling_equals_one_process_and_resumes_by_chunk(engine_run, s
 
     monkeypatch.setattr(recognize, "predict", stopping)
     resumed = tmp_path / "resumed"
-    args = ["pseudo-label", model, "--input", str(synthetic / "unlabelled.scp"), "--out", str(resumed),
+    args = ["pseudo-label", str(synthetic.parent / model), "--input", str(synthetic / "unlabelled.scp"), "--out", str(resumed),
             *FILTERS.split()]
     assert cli(args) == 130
     assert [p.name for p in (resumed / "predictions" / "1-holdout.parts").iterdir()] == ["00000.tsv"]
@@ -294,3 +279,25 @@ def test_sharded_labelling_equals_one_process_and_resumes_by_chunk(engine_run, s
     assert list(chunked.windows) == list(whole.windows) and len(whole.windows) == 50
     for key, windows in whole.windows.items():  # other batches: equal up to rounding
         np.testing.assert_allclose(chunked.windows[key][0][2], windows[0][2], atol=2e-6)
+
+
+def test_the_rest_of_the_page_runs_as_written(docs_workspace):
+    """Labelling a corpus with a quota, re-filtering from the stored predictions; the GPU examples' flags."""
+    ws = docs_workspace
+    ran = checked = 0
+    for block in blocks("data-engine.md", "bash"):
+        if "recipes/data_engine.sh" in block and not needs_cluster(block):
+            continue  # the engine_run fixture's block
+        if needs_cluster(block):
+            checked += check_flags(block)
+            continue
+        proc = run_bash(block, ws)
+        ran += 1
+        if ran == 1:
+            assert "predicting 40 file(s)" in proc.stderr
+            report = json.loads((ws / "pseudo" / "urdu" / "report.json").read_text())
+            assert report["reference"]["files"] == 40 and report["kept"] == sum(
+                min(40, v["files"]) for v in report["per_class"].values())
+        else:
+            assert "predicting" not in proc.stderr  # the stored predictions
+    assert ran == 2 and checked == 3

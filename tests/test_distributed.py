@@ -20,6 +20,7 @@ import soundfile as sf
 import torch
 
 from conftest import FIXTURES, URDU, require
+from docs_blocks import blocks, check_flags, needs_cluster, run_bash, workspace
 from emotion2vec.cli import main as cli
 from emotion2vec.distributed import Processes, balanced_shards
 from emotion2vec.extract.engine import plan_batches
@@ -293,3 +294,30 @@ def test_predict_keeps_an_earlier_table_when_every_input_fails(wavs, tmp_path, f
     fresh = tmp_path / "fresh.tsv"
     assert cli(["predict", str(plus), str(bad), "--out", str(fresh), "--num-workers", "0", "--quiet"]) == 1
     assert "error: unreadable audio" in fresh.read_text()
+
+
+# ------------------------------------------------------------------------------------------------ docs
+def test_the_distributed_page_runs_as_written(tmp_path, fixtures_dir, urdu_dir):
+    """docs/distributed.md: the one-node blocks run on CPU processes in a workspace as the page assumes; the GPU,
+    multi-node and SLURM blocks have every torchrun and emotion2vec option checked; the benchmark command exists."""
+    ws = workspace(tmp_path / "ws", fixtures_dir, urdu_dir)
+    ran = checked = 0
+    for block in blocks("distributed.md", "bash"):
+        if block.startswith("python benchmarks/"):
+            script, *options = block.split()[1:]
+            usage = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / script), "--help"],
+                                   capture_output=True, text=True, timeout=60).stdout
+            assert all(o in usage for o in options if o.startswith("--")), usage
+        elif needs_cluster(block):
+            checked += check_flags(block)
+        else:
+            proc = run_bash(block, ws)
+            ran += 1
+            if ran == 3:  # the same command again: nothing left
+                assert "resuming: 40 of 40 outputs already exist" in proc.stderr
+    assert ran == 3 and checked == 3
+    store = FeatureStore(ws / "features" / "urdu" / "emotion2vec_base")
+    assert len(store) == 40 and not store.errors
+    assert len((ws / "predictions.tsv").read_text().splitlines()) == 41
+    packed = FeatureStore(ws / "features" / "urdu" / "emotion2vec_base_packed")
+    assert packed.meta["packed"] and packed[store.keys()[0]].shape == (96,)

@@ -53,7 +53,9 @@ class FilterConfig:
         if self.max_hours_per_class is not None and not (self.max_hours_per_class > 0):
             raise PseudoLabelError(f"--max-hours-per-class {self.max_hours_per_class}: must be > 0")
         if self.labels is not None:
-            if not self.labels or len(set(self.labels)) != len(self.labels):
+            if not self.labels:
+                raise PseudoLabelError("--labels: give at least one class")
+            if len(set(self.labels)) != len(self.labels):
                 raise PseudoLabelError(f"--labels {','.join(self.labels)}: give each class once")
         return self
 

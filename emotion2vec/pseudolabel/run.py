@@ -102,7 +102,8 @@ def _settings(models: Sequence[str], stamps: Sequence[str], window: float, hop: 
     from ..extract.backends import resolve_dtype
 
     return {"format": RUN_FORMAT, "version": 1,
-            "models": [{"model": str(m), "stamp": s} for m, s in zip(models, stamps)],
+            "models": [{"model": str(m) if str(m).startswith("hf:") else str(Path(m).resolve()), "stamp": s}
+                       for m, s in zip(models, stamps)],
             "window": float(window), "hop": float(hop), "inputs": _digest([(it.key, it.path) for it in items]),
             "dtype": str(resolve_dtype(engine.dtype, engine.device)).removeprefix("torch."),
             "attention": engine.attention, "chunk_seconds": float(engine.chunk_seconds)}
