@@ -19,7 +19,7 @@ setup(
     license="MIT",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["emotion2vec", "emotion2vec.*"]),
-    package_data={"emotion2vec": ["py.typed"]},
+    package_data={"emotion2vec": ["py.typed", "serve/page/*"]},
     install_requires=[
         "torch>=2.1",
         "numpy>=1.24",
@@ -39,6 +39,11 @@ setup(
         "opensmile": ["opensmile>=2.5"],
         "media": ["av>=12"],
         "umap": ["umap-learn>=0.5"],
+        # `emotion2vec serve`: the ASGI app and its OpenAPI description, the server, the multipart parser
+        "serve": ["fastapi>=0.110", "uvicorn>=0.30", "python-multipart>=0.0.18"],
+        # the service's tests: an HTTP client (in process and against a real server) and a browser driver (it
+        # drives the operating system's Chromium; no browser download)
+        "web-test": ["httpx>=0.27", "playwright>=1.40"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10"],
     },
     entry_points={"console_scripts": ["emotion2vec=emotion2vec.cli:main"]},

@@ -83,9 +83,10 @@ class Emotion2Vec:
         if sample_rate != SAMPLE_RATE:
             wav = resample(wav, int(sample_rate), SAMPLE_RATE)
         if len(wav) < MIN_SAMPLES:
-            raise AudioError("<waveform>", f"too short: {len(wav)} samples at 16 kHz (< {MIN_SAMPLES})")
+            raise AudioError("<waveform>", f"too short: {len(wav)} samples at 16 kHz (< {MIN_SAMPLES})",
+                             kind="too_short")
         if not np.isfinite(wav).all():
-            raise AudioError("<waveform>", "waveform contains NaN or infinite samples")
+            raise AudioError("<waveform>", "waveform contains NaN or infinite samples", kind="invalid")
         return wav
 
     def extract(self, audio: AudioLike | Sequence[AudioLike], sample_rate: int | None = None,

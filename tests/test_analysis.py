@@ -351,11 +351,25 @@ def test_urdu_robustness_of_eight_perturbations_and_of_the_identity(urdu_runs, c
     assert [e["name"] for e in result["perturbations"]] == list(PERTURBATIONS)
     assert result["clean_agreement"] == 1.0 and result["utterances"] == 80
     assert result["perturbations"][2]["values"] == [0.1, 0.2, 0.3]
+    # every score recomputed by hand from the per-utterance table: robustness = share of unchanged predictions
+    lines = (out / "changes.tsv").read_text().splitlines()
+    assert len(lines) == 1 + 8 * 80
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
     for e in result["perturbations"]:
-        assert 0.0 <= e["robustness"] <= 1.0 and e["n"] == 80 and sum(r["n"] for r in e["per_value"].values()) == 80
+        mine = [r for r in rows if r["perturbation"] == e["name"]]
+        assert len(mine) == e["n"] == 80
+        assert all(r["changed"] == ("1" if r["clean"] != r["perturbed"] else "0") for r in mine)
+        flips = sum(r["changed"] == "1" for r in mine)
+        assert e["changed"] == flips and e["robustness"] == pytest.approx(1 - flips / 80)
+        assert sum(r["n"] for r in e["per_value"].values()) == 80
+        for value, r in e["per_value"].items():
+            drawn = [m for m in mine if float(m["value"]) == pytest.approx(float(value))]
+            assert len(drawn) == r["n"] and r["robustness"] == pytest.approx(
+                1 - sum(m["changed"] == "1" for m in drawn) / len(drawn))
+    assert result["overall"]["robustness"] == pytest.approx(np.mean([e["robustness"] for e in result["perturbations"]]))
     assert result["perturbations"][0]["robustness"] < 1.0 or result["perturbations"][-1]["robustness"] < 1.0
     assert (out / "robustness.png").exists() and "| white-noise |" in (out / "results.md").read_text()
-    assert len((out / "changes.tsv").read_text().splitlines()) == 1 + 8 * 80
     assert len(list((out / "audio").rglob("*.wav"))) == 9
     captured = capsys.readouterr().out
     assert "Robustness (%)" in captured
@@ -412,6 +426,61 @@ def test_urdu_ensembles_of_two_and_three_runs_and_the_report(urdu_runs):
     assert cli(["report", *runs[:1], str(urdu_runs / "e2"), str(urdu_runs / "e3"), "--out", str(table)]) == 0
     text = table.read_text()
     assert "| hard3 |" in text and "Fairness" in text and "F - M" in text
+
+
+def test_globs_of_a_results_folder_report_and_ensemble_what_is_there(urdu_runs, tmp_path, capsys):
+    """`report results/urdu/*` and `ensemble results/urdu/*` over what the docs put in such a folder: probe runs,
+    a robustness run, a report's table.md, an earlier ensemble, a run under another protocol (report only)."""
+    results = tmp_path / "results"
+    for name in ("p1", "p42"):
+        shutil.copytree(urdu_runs / name, results / name)
+    data = str(urdu_runs / "m")
+    assert cli(["robustness", str(results / "p42"), "--data", data, "--out", str(results / "p42_robustness"),
+                "--perturbations", "gain,white-noise", "--folds", "1", "--quiet"]) == 0
+    (results / "table.md").write_text("| an earlier report |\n")
+    capsys.readouterr()
+    assert cli(["ensemble", *map(str, sorted(results.glob("*"))), "--out", str(results / "ens"), "--quiet",
+                "--bootstrap", "0"]) == 0
+    err = capsys.readouterr().err
+    assert f"ensemble: note: skipping {results / 'table.md'} (a file, not a run folder)" in err
+    assert f"ensemble: note: skipping {results / 'p42_robustness'} (a robustness run)" in err
+    members = json.loads((results / "ens" / "results.json").read_text())["ensemble"]["members"]
+    assert [Path(m["path"]).name for m in members] == ["p1", "p42"]
+    # a second ensemble over the same glob: the first one (its members are given) and the --out folder are skipped
+    (results / "ens_hard").mkdir()
+    shutil.copy(results / "ens" / "results.json", results / "ens_hard" / "results.json")  # as if from before
+    assert cli(["ensemble", *map(str, sorted(results.glob("*"))), "--vote", "hard", "--out",
+                str(results / "ens_hard"), "--quiet", "--bootstrap", "0"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping {results / 'ens'} (an ensemble of runs given too)" in err
+    assert f"skipping {results / 'ens_hard'} (the output folder)" in err
+    hard = json.loads((results / "ens_hard" / "results.json").read_text())
+    assert [Path(m["path"]).name for m in hard["ensemble"]["members"]] == ["p1", "p42"] and hard["config"]["vote"] == "hard"
+
+    # the same feature source under another protocol: another column group, never a refusal
+    assert cli(["probe", "--features", str(urdu_runs / "fbank"), "--data", data, "--out", str(results / "spk"),
+                "--protocol", "speaker-kfold", "--folds", "1", "--epochs", "2", "--bootstrap", "0", "--quiet",
+                "--no-audio-audit"]) == 0
+    capsys.readouterr()
+    assert cli(["report", *map(str, sorted(results.glob("*"))), "--out", str(tmp_path / "table.md")]) == 0
+    captured = capsys.readouterr()
+    assert f"report: note: skipping {results / 'table.md'} (a file, not a run folder)" in captured.err
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    assert lines[0] == ("| Features | URDU (random-kfold) WA | URDU (random-kfold) UA | URDU (random-kfold) WF1 | "
+                        "URDU (speaker-kfold) WA | URDU (speaker-kfold) UA | URDU (speaker-kfold) WF1 |")
+    rows = {line.split(" | ")[0][2:]: line for line in lines[2:lines.index("")]}
+    source = json.loads((results / "p1" / "results.json").read_text())["source"]
+    ensemble_source = json.loads((results / "ens" / "results.json").read_text())["source"]
+    assert set(rows) == {ensemble_source, f"{ensemble_source} (ens_hard)", source, f"{source} (p42)"}
+    p42 = json.loads((results / "p42" / "results.json").read_text())["summary"]["ua"]
+    spk = json.loads((results / "spk" / "results.json").read_text())["summary"]["ua"]
+    assert rows[f"{source} (p42)"].split(" | ")[2].strip("*") == f"{100 * p42['mean']:.2f} ± {100 * p42['std']:.2f}"
+    assert rows[source].split(" | ")[5] == f"{100 * spk['mean']:.2f} ± {100 * spk['std']:.2f}"  # p1's row: spk
+    assert "URDU (random-kfold) 2, URDU (speaker-kfold) 1" in "\n".join(lines)
+    robust = json.loads((results / "p42_robustness" / "results.json").read_text())
+    gain, noise = (f"{100 * e['robustness']:.2f}" for e in robust["perturbations"])
+    assert (f"| URDU | {source} | p42 | 40 | {gain} | {noise} | {100 * robust['overall']['robustness']:.2f} | UA "
+            in captured.out)
 
 
 def test_urdu_label_efficiency_sweep_and_curve(urdu_runs):

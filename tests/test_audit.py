@@ -146,3 +146,32 @@ def test_probe_reports_the_audit_and_refuses_a_broken_promise(tmp_path):
     with pytest.raises(ProbeError, match="folds.json: does not match .* not speaker-independent: speaker"):
         run_probe(fdir, ddir, None, ProbeConfig(epochs=1), verbose=False)
 
+
+
+def test_a_valid_split_missing_classes_is_a_warning_and_the_probe_prints_one_audit_line(tmp_path, capsys):
+    """A dev set with one class (URDU's speaker-holdout builds such a fold): a WARNING at the top of results.md and in
+    results.json; the probe prints the audit's summary line, the per-fold table stays in results.md."""
+    fdir, ddir, feats, labels_of, folds = synthetic_corpus(tmp_path, "utterance", n=40, n_folds=2)
+    spec = json.loads((ddir / "folds.json").read_text())
+    for fold in spec["folds"]:  # valid: only the first label; the others go to train
+        first = labels_of[fold["valid"][0]]
+        fold["train"] += [k for k in fold["valid"] if labels_of[k] != first]
+        fold["valid"] = [k for k in fold["valid"] if labels_of[k] == first]
+    (ddir / "folds.json").write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    assert cli(["probe", "--features", str(fdir), "--data", str(ddir), "--out", str(out), "--epochs", "2",
+                "--bootstrap", "0", "--no-audio-audit"]) == 0
+    printed = capsys.readouterr().out
+    trained = sorted(set(labels_of.values()))
+    missing = [label for label in trained if label != first]
+    warning = (f"fold1: valid holds 1 of the {len(trained)} training labels; none of {', '.join(missing)}: the "
+               f"epoch and the head are chosen on the classes it has")
+    result = json.loads((out / "results.json").read_text())
+    assert f"leakage audit: {warning}" in result["warnings"]
+    md = (out / "results.md").read_text()
+    assert md.index(warning) < md.index("| Fold |")  # at the top
+    assert "Utterances per label, train / valid / test:" in md and "| fold1 | " in md.split("Utterances per label")[1]
+    audit_lines = [line for line in printed.splitlines() if "leakage audit (" in line]
+    assert len(audit_lines) == 1 and audit_lines[0].startswith("leakage audit (") and "2 fold(s)" in audit_lines[0]
+    assert f"WARNING: {warning}" in printed and f"(per-fold table: {out / 'results.md'})" in printed
+    assert "    labels: train" not in printed and "  fold1: train" not in printed  # the table is not reprinted

@@ -17,18 +17,32 @@ BIN = Path(sys.executable).parent
 SOURCES = ("pretrained", "before_pretraining", "fbank", "egemaps", "fine-tuned")
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def _demo(out: Path) -> subprocess.CompletedProcess:
+    """The demo run as a user runs it: a relative --out, from a directory outside the repository."""
     env = dict(os.environ, DEMO_FAST="1", OMP_NUM_THREADS="2")
-    return subprocess.run([str(BIN / "emotion2vec"), "demo", "--out", str(out)], env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run([str(BIN / "emotion2vec"), "demo", "--out", out.name], env=env, capture_output=True,
+                          text=True, timeout=900, cwd=out.parent)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
+    out = tmp_path_factory.mktemp("demo") / "demo_fast"
     proc = _demo(out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
+
+
+def test_demo_relative_out_means_the_callers_directory(demo_run):
+    """fairseq-hydra-train is given absolute paths and Hydra's log goes into the output folder, not the
+    repository (a relative --out used to be resolved from the repository root and pretraining failed)."""
+    out, proc = demo_run
+    assert (out / "pretrain" / "checkpoint_last.pt").is_file()
+    assert (out / "pretrain" / "hydra" / "hydra_train.log").is_file()
+    assert not (REPO / "demo_fast").exists() and not (REPO / "hydra_train.log").exists()
+    assert "demo_fast/results/table.md" in proc.stdout  # printed as given
 
 
 def test_demo_prints_table_and_plots(demo_run):
@@ -43,7 +57,7 @@ def test_demo_prints_table_and_plots(demo_run):
     for plot in ("plots/training_curves.png", "plots/tsne.png", *(f"results/{n}/confusion.png" for n in SOURCES)):
         path = out / plot
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
-        assert str(path) in proc.stdout
+        assert str(path.relative_to(out.parent)) in proc.stdout
 
 
 def test_demo_prints_only_its_own_lines(demo_run):
@@ -86,10 +100,9 @@ def test_demo_rerun_reuses_outputs(demo_run):
 
 def test_demo_clean_start_after_demo_clean(tmp_path):
     """`make demo-clean` removes exactly the demo output folder."""
-    repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "demo_out"
     (out / "corpus").mkdir(parents=True)
-    proc = subprocess.run(["make", "-C", str(repo), "demo-clean", f"DEMO_OUT={out}"], capture_output=True,
+    proc = subprocess.run(["make", "-C", str(REPO), "demo-clean", f"DEMO_OUT={out}"], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
     assert not out.exists() and tmp_path.exists()

@@ -111,8 +111,11 @@ def test_resume_writes_nothing_twice(tiny, golden_wavs, tmp_path, capsys):
     assert (out / "utt2.npy").exists() and len(FeatureStore(out)) == 4
     assert not list(out.glob(".*.tmp"))
     # other settings in the same folder are refused instead of mixing features
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
     assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out, "--granularity", "utterance") == 2
-    assert "other settings" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "other settings" in err and "granularity is 'frame' there, 'utterance' now" in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
     copy = tmp_path / "model.pt"  # so is a checkpoint that changed at the same path (e.g. training went on)
     copy.write_bytes(tiny.read_bytes())
     assert run("extract", "--checkpoint", copy, "--input", d, "--out", tmp_path / "g") == 0
@@ -129,16 +132,18 @@ def test_resume_refuses_other_compute_settings_naming_both_values(tiny, golden_w
     meta = json.loads((out / "features.json").read_text())
     assert (meta["dtype"], meta["attention"], meta["backend"], meta["chunk_seconds"]) == ("bfloat16", "sdpa",
                                                                                            "emotion2vec", 30.0)
-    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    for option, value, old in (("--dtype", "float32", "bfloat16"), ("--attention", "eager", "sdpa"),
-                               ("--chunk-seconds", "20", "30.0")):
+    files = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    for option, value, there, now in (("--dtype", "float32", "'bfloat16'", "'float32'"),
+                                      ("--attention", "eager", "'sdpa'", "'eager'"),
+                                      ("--chunk-seconds", "20", "30.0", "20.0")):
         capsys.readouterr()
         assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out, "--dtype", "bfloat16", option,
                    value) == 2
         err = capsys.readouterr().err
         setting = option.lstrip("-").replace("-", "_")
-        assert f"{setting} is {old!r} there" in err or f"{setting} is {old} there" in err, err
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps  # nothing touched
+        assert f"{setting} is {there} there, {now} now" in err, err  # both values, in this order
+        assert "--overwrite" in err
+        assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == files  # nothing touched
     # --overwrite redoes the folder with the new settings
     assert run("extract", "--checkpoint", tiny, "--input", d, "--out", out, "--overwrite", "--num-workers", "0") == 0
     assert json.loads((out / "features.json").read_text())["dtype"] == "float32"

@@ -107,6 +107,22 @@ def test_single_process_run_logs_and_checkpoint(corpus, tmp_path):
     assert len(events.Scalars("loss")) == 6
 
 
+def test_emotion2vec_pretrain_reads_relative_paths_from_the_callers_directory(corpus, tmp_path):
+    """`emotion2vec pretrain` run outside the repository with relative task.data and save_dir: the run, its
+    checkpoint and Hydra's log land there, nothing in the repository."""
+    import shutil
+
+    shutil.copytree(corpus, tmp_path / "man")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    res = subprocess.run([str(BIN / "emotion2vec"), "pretrain", "emotion2vec_tiny_cpu", "task.data=man",
+                          "checkpoint.save_dir=run", "optimization.max_update=2", "lr_scheduler.warmup_updates=1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert read_checkpoint(tmp_path / "run" / "checkpoint_last.pt").meta["num_updates"] == 2
+    assert (tmp_path / "run" / "hydra" / "hydra_train.log").is_file()
+    assert not (REPO / "run").exists() and not (REPO / "hydra_train.log").exists()
+
+
 def test_kill_minus_9_then_resume_continues_the_update_count(corpus, tmp_path):
     args = ("optimization.max_update=40", "checkpoint.save_interval_updates=4")
     proc = _train(tmp_path / "run", corpus, *args, background=True)

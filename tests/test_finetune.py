@@ -29,6 +29,7 @@ from emotion2vec.finetune.heads import fuse
 from emotion2vec.finetune.model import kept_head, parameter_depths, plan_freeze
 from emotion2vec.finetune.train import lr_factor
 from emotion2vec.models.checkpoint import read_checkpoint
+from emotion2vec.io.manifests import read_data_tsv
 from emotion2vec.models.upstream import load_upstream
 
 BIN = Path(sys.executable).parent
@@ -221,6 +222,9 @@ def test_kept_emotion2vec_plus_head_carries_the_shared_classes_over(plus):
     mapped, notes = kept_head(info.classifier, ["calm", "angry"],
                               FinetuneConfig(init_head="keep", head_label_map="calm=中立/neutral"), 96, str(plus))
     assert torch.equal(mapped.linear.weight[0], proj["weight"][4])
+    with pytest.raises(FinetuneError, match=r"names data label\(s\) calm, ps that the task does not have"):
+        kept_head(info.classifier, CLASSES, FinetuneConfig(init_head="keep", head_label_map="calm=中立/neutral,"
+                                                                                               "ps=happy"), 96, str(plus))
     with pytest.raises(FinetuneError, match="none of the classes .* matches a label of the head"):
         kept_head(info.classifier, ["bored"], FinetuneConfig(init_head="keep"), 96, str(plus))
     with pytest.raises(FinetuneError, match="--pooling attention do not apply"):
@@ -228,7 +232,7 @@ def test_kept_emotion2vec_plus_head_carries_the_shared_classes_over(plus):
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def test_training_lowers_the_loss_and_writes_a_probe_like_run(base_run):
+def test_training_lowers_the_loss_and_writes_a_probe_like_run(base_run, capsys):
     out, _ = base_run
     result = json.loads((out / "results.json").read_text())
     fold = result["folds"][0]
@@ -242,6 +246,22 @@ def test_training_lowers_the_loss_and_writes_a_probe_like_run(base_run):
         assert (out / name).exists(), name
     assert list((out / "holdout" / "tb").glob("events.out.tfevents.*"))
     assert (out / "results.md").read_text().startswith("# Fine-tuning: URDU")
+    # a valid split without every training class is a warning at the top (the subset's dev set has 3 clips)
+    labels = {r["key"]: r["label"] for r in read_data_tsv(Path(result["data"]) / "data.tsv")}
+    missing = sorted(set(CLASSES) - {labels[k] for k in json.loads(
+        (Path(result["data"]) / "folds.json").read_text())["folds"][0]["valid"]})
+    assert missing and any(f"valid holds {4 - len(missing)} of the 4 training labels; none of {', '.join(missing)}"
+                           in w for w in result["warnings"])
+    assert "**WARNINGS:**" in (out / "results.md").read_text().split("| Fold |")[0]
+    # `report` tabulates a fine-tuned run like a probe
+    capsys.readouterr()
+    assert cli(["report", str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| Features | URDU WA | URDU UA | URDU WF1 |" and "URDU 1 (holdout)" in table[4]
+    ua = result["summary"]["ua"]
+    assert table[2] == (f"| {result['source']} | " + " | ".join(
+        f"{100 * result['summary'][m]['mean']:.2f} ± {100 * result['summary'][m]['std']:.2f}" for m in ("wa", "ua", "wf1"))
+        + " |") and ua["std"] == 0
     with open(out / "predictions.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert len(rows) == fold["n_test"] == 6 and list(rows[0])[:4] == ["fold", "key", "label", "prediction"]
@@ -378,7 +398,9 @@ def test_a_probe_run_gives_the_start_heads(tiny, subset, tmp_path):
     _finetune_here("--checkpoint", str(tiny), "--data", str(subset), "--out", str(out), "--head-from",
                    str(tmp_path / "probe"), "--epochs", "1", *FAST, "--lr", "1e-12", "--head-lr", "1e-12")
     result = json.loads((out / "results.json").read_text())
-    assert result["finetune"]["start_head"] == "probe's linear head" and not result["warnings"]
+    assert result["finetune"]["start_head"] == "probe's linear head"
+    # no warning about the start head (the subset's 3-clip dev set lacking a class is warned about on its own)
+    assert [w for w in result["warnings"] if "training labels; none of" not in w] == []
     probe, _ = load_head(tmp_path / "probe" / "heads" / "holdout.pt")
     tuned = load_file(out / "models" / "holdout" / "head.safetensors")
     for k, v in probe.state_dict().items():  # standardisation included; lr 1e-12 leaves the weights where they were
@@ -476,4 +498,10 @@ def test_bad_inputs_are_named_and_leave_the_outputs_untouched(base_run, speaker_
     code = cli(["finetune", "--checkpoint", str(plus), "--data", str(subset), "--out", str(out), "--init-head", "keep",
                 "--head-label-map", "angry=furious", "--quiet", "--no-audio-audit"])
     assert code == 2 and "names head label(s) furious" in capsys.readouterr().err
+    assert _snapshot(out) == before
+    code = cli(["finetune", "--checkpoint", str(plus), "--data", str(subset), "--out", str(out), "--init-head", "keep",
+                "--head-label-map", "calm=neutral,angry=angry", "--quiet", "--no-audio-audit"])
+    err = capsys.readouterr().err
+    assert code == 2 and ("--head-label-map names data label(s) calm that the task does not have (its classes: "
+                          "angry, happy, neutral, sad)") in err, err
     assert _snapshot(out) == before

@@ -89,20 +89,30 @@ def _manifest(tmp_path) -> Path:
     return tmp_path / "man"
 
 
-def test_pretrain_names_configuration_mistakes_in_one_line_each(tmp_path, capsys):
+def test_pretrain_names_configuration_mistakes_in_one_line_each(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # a CPU machine, wherever the test runs
     man = _manifest(tmp_path)
     capsys.readouterr()
     cases = [
         ([], "task.data is not set"),
-        ([f"task.data={tmp_path}"], "no train.tsv there"),
         ([f"task.data={man}", "optimization.max_update=2", "lr_scheduler.warmup_updates=2"],
          "lr_scheduler.warmup_updates=2 must be below optimization.max_update=2"),
-        ([f"task.data={man}", "common.fp16=true"], "common.fp16=true needs a CUDA GPU"),
-        ([f"task.data={man}", "distributed_training.distributed_world_size=4"], "distributed_world_size=4 but"),
     ]
     for overrides, message in cases:  # --print: nothing would start even if a check were missed
         assert cli(["pretrain", "emotion2vec_tiny_cpu", *overrides, "--print"]) == 2, overrides
         assert message in capsys.readouterr().err
+    machine = [  # what depends on this machine: refused before starting, but --print prints the line
+        ([f"task.data={tmp_path}"], "no train.tsv there"),
+        ([f"task.data={man}", "common.fp16=true"], "common.fp16=true needs a CUDA GPU"),
+        ([f"task.data={man}", "distributed_training.distributed_world_size=4"], "distributed_world_size=4 but"),
+    ]
+    for overrides, message in machine:
+        assert cli(["pretrain", "emotion2vec_tiny_cpu", *overrides]) == 2, overrides
+        assert message in capsys.readouterr().err
+        assert cli(["pretrain", "emotion2vec_tiny_cpu", *overrides, "--print"]) == 0, overrides
+        captured = capsys.readouterr()
+        assert "--config-name emotion2vec_tiny_cpu" in captured.out and overrides[-1] in captured.out
+        assert "note: on this machine: " in captured.err and message in captured.err
     assert cli(["pretrain", "emotion2vec_base", f"task.data={man}", "common.fp16=false",
                 "distributed_training.distributed_world_size=1", "--print"]) == 2
     assert "model.init_from is not set" in capsys.readouterr().err
@@ -110,6 +120,48 @@ def test_pretrain_names_configuration_mistakes_in_one_line_each(tmp_path, capsys
     assert "no config 'no_such_config'" in capsys.readouterr().err
     assert cli(["pretrain", "emotion2vec_tiny_cpu", f"task.data={man}", "--print"]) == 0
     assert "common.user_dir=" in capsys.readouterr().out  # the plugin is always found
+
+
+def test_the_cpu_advice_for_the_official_config_composes_and_passes(tmp_path, monkeypatch):
+    """The overrides the GPU checks advise, applied as given, compose (common.cpu too: it used to be refused with
+    "Could not override 'common.cpu'") and leave nothing to complain about on a CPU machine."""
+    import re
+
+    from emotion2vec.pretrain.launch import compose, config_problems
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    man = _manifest(tmp_path)
+    base = [f"task.data={man}", "model.init_from=null"]
+    problems = config_problems(compose("emotion2vec_base", base))
+    assert len(problems) == 2 and "common.fp16=true needs a CUDA GPU" in problems[0]
+    advice = [o for p in problems for o in re.search(r": set ((?:[\w.]+=\S+ ?)+)", p).group(1).split()]
+    assert advice == ["common.fp16=false", "common.cpu=true", "distributed_training.distributed_world_size=1"]
+    cfg = compose("emotion2vec_base", base + advice)
+    assert cfg.common.cpu is True and cfg.common.fp16 is False and config_problems(cfg) == []
+    # any field of fairseq's schema composes as it does under fairseq-hydra-train, not only those the YAML lists
+    assert compose("emotion2vec_base", base + ["common.bf16=false", "checkpoint.keep_last_epochs=2"]) \
+        .checkpoint.keep_last_epochs == 2
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "fairseq-hydra-train").exists(), reason="fairseq not installed")
+def test_fairseq_hydra_train_on_a_cpu_names_the_missing_gpus_in_one_line(tmp_path):
+    """fairseq checks the GPU count before it loads the plugin (AssertionError: world size is 4 but have 0 available
+    devices); the configs' Hydra callback names it first, one line per problem, and nothing starts."""
+    import emotion2vec
+
+    man = _manifest(tmp_path)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # no GPU visible, whatever the machine has
+    res = subprocess.run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir",
+                          str(REPO / "configs"), "--config-name", "emotion2vec_base", f"task.data={man}",
+                          "model.init_from=null", f"common.user_dir={emotion2vec.fairseq_user_dir()}",
+                          f"checkpoint.save_dir={tmp_path / 'r'}"], capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines() if line.startswith("emotion2vec: the configuration cannot run")]
+    assert len(lines) == 2 and "common.fp16=true needs a CUDA GPU" in lines[0]
+    assert "distributed_training.distributed_world_size=4 but this machine has 0 GPU(s)" in lines[1]
+    assert "AssertionError" not in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "r" / "checkpoint_last.pt").exists()
 
 
 @pytest.mark.skipif(not (Path(sys.executable).parent / "fairseq-hydra-train").exists(), reason="fairseq not installed")

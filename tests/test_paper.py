@@ -388,6 +388,25 @@ def test_text_features_equal_the_model_and_report_missing_transcripts(tmp_path, 
     assert "no text column" in capsys.readouterr().err
 
 
+def test_text_extraction_checks_its_input_before_loading_a_model(tmp_path, monkeypatch, capsys):
+    """A data.tsv without a text column is named before the model is looked for (a hub name would reach the
+    network first): the encoder is never loaded."""
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the text encoder was loaded before the input was checked")
+
+    monkeypatch.setattr("emotion2vec.extract.text.load_text_encoder", no_loading)
+    rows = [{"key": "a/u1", "path": "/audio/a/u1.wav", "label": "sad", "speaker": "s", "gender": "",
+             "duration": "1.0"}]
+    data = write_data(tmp_path / "plain", rows)
+    assert cli(["extract", "--checkpoint", "text:bert-base-uncased", "--input", str(data / "data.tsv"), "--out",
+                str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert f"{data / 'data.tsv'}: no text column" in err and not (tmp_path / "y").exists()
+    assert cli(["extract", "--checkpoint", "text:bert-base-uncased", "--input", str(tmp_path / "nowhere"), "--out",
+                str(tmp_path / "y")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
 def test_speech_and_text_fusion_in_the_probe(tmp_path, tiny_bert):
     pytest.importorskip("transformers")
     words = {"angry": "angry angry today", "happy": "happy yes happy", "neutral": "what you calm", "sad": "sad no sad"}

@@ -705,9 +705,14 @@ def test_cli_outputs_rerun_and_protocols(tmp_path, capsys):
     assert folds["audit"]["audio_compared"] and len(folds["audit"]["folds"]) == 5
     assert folds["audit"]["folds"][0]["pairs"]["train-test"]["identical_audio"]["utterances"] == 0
 
-    # several protocols: the first is folds.json, each is folds_<p>.json; seed recorded
+    # several protocols: each is folds_<p>.json; folds.json keeps the earlier random-kfold folds, unless
+    # --overwrite-folds, then it is the first protocol's; seed recorded
+    before = (out / "folds.json").read_bytes()
+    assert main(["ravdess-song", "--root", str(root), "--out", str(out), "--protocol", "loso-speaker",
+                 "--quiet"]) == 0
+    assert (out / "folds.json").read_bytes() == before and (out / "folds_loso-speaker.json").is_file()
     assert main(["ravdess-song", "--root", str(root), "--out", str(out), "--protocol", "loso-speaker,speaker-kfold",
-                 "--protocol", "random-kfold", "--seed", "3", "--quiet"]) == 0
+                 "--protocol", "random-kfold", "--seed", "3", "--quiet", "--overwrite-folds"]) == 0
     assert capsys.readouterr().out == ""
     main_folds = json.loads((out / "folds.json").read_text())
     assert main_folds["protocol"] == "loso-speaker" and main_folds["seed"] == 3
@@ -724,6 +729,39 @@ def test_cli_outputs_rerun_and_protocols(tmp_path, capsys):
                                                      "folds_random-kfold.json"]
     assert len(json.loads((out / "folds.json").read_text())["folds"]) == 3
     assert not list(out.glob(".*.tmp"))
+
+
+def test_another_protocol_keeps_the_default_folds_and_missing_classes_are_a_warning(urdu_dir, tmp_path, caplog,
+                                                                                     capsys):
+    """`prepare urdu --protocol speaker-holdout` into a prepared folder: folds.json keeps the default folds (a note
+    says where the new ones are); URDU's speaker-holdout dev set holds one class, a WARNING in prepare's output and
+    in the folds' audit."""
+    import logging
+
+    out = tmp_path / "urdu"
+    assert main(["urdu", "--root", str(urdu_dir), "--out", str(out), "--no-audio-audit", "--quiet"]) == 0
+    default = (out / "folds.json").read_bytes()
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="emotion2vec.downstream"):
+        assert main(["urdu", "--root", str(urdu_dir), "--out", str(out), "--protocol", "speaker-holdout",
+                     "--no-audio-audit"]) == 0
+    assert (out / "folds.json").read_bytes() == default
+    assert json.loads(default)["protocol"] == "random-kfold"
+    assert (f"{out / 'folds.json'} keeps its random-kfold folds; the speaker-holdout folds are in "
+            f"folds_speaker-holdout.json (give --protocol speaker-holdout to probe" in caplog.text)
+    warning = ("holdout: valid holds 1 of the 4 training labels; none of happy, neutral, sad: the epoch and the head "
+               "are chosen on the classes it has")
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warning in warned[0].getMessage()
+    assert f"WARNING: {warning}" in capsys.readouterr().out  # in the printed audit too
+    held = json.loads((out / "folds_speaker-holdout.json").read_text())
+    assert held["audit"]["warnings"] == [warning]
+    valid_labels = {r["key"]: r["label"] for r in read_data_tsv(out / "data.tsv")}
+    assert {valid_labels[k] for k in held["folds"][0]["valid"]} == {"angry"}
+    # --overwrite-folds makes the new protocol folds.json
+    assert main(["urdu", "--root", str(urdu_dir), "--out", str(out), "--protocol", "speaker-holdout",
+                 "--no-audio-audit", "--quiet", "--overwrite-folds"]) == 0
+    assert json.loads((out / "folds.json").read_text())["protocol"] == "speaker-holdout"
 
 
 def test_cli_errors_and_help(tmp_path, capsys):

@@ -162,3 +162,10 @@ def test_every_ablation_row_is_a_valid_pretraining_command(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, (name, res.stderr[-1500:])
         assert "--config-name emotion2vec_base" in res.stdout and f"outputs/ablation/{name}" in res.stdout
+    # the official GPU settings on a machine without a GPU (a login node): the line for the GPU node is printed
+    res = subprocess.run(["bash", str(REPO / "recipes" / "ablation.sh"), "loss_both"], capture_output=True,
+                         text=True, timeout=120, env=dict(env, CUDA_VISIBLE_DEVICES=""))
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert "--config-name emotion2vec_base" in res.stdout and "outputs/ablation/loss_both" in res.stdout
+    assert "note: on this machine: distributed_training.distributed_world_size=4 but this machine has 0 GPU(s)" \
+        in res.stderr

@@ -381,7 +381,26 @@ def test_make_table_layout(tmp_path):
     assert lines[0] == "| Features | URDU WA | URDU macro-F1 | IEMOCAP WA | IEMOCAP macro-F1 |"
     assert lines[2] == "| e2v | 90.00 ± 0.00 | 90.00 ± 0.00 | 70.00 ± 0.00 | 70.00 ± 0.00 |"
     assert lines[3] == "| fbank | – | – | 55.00 ± 5.00 | 55.00 ± 5.00 |"
-    with pytest.raises(ValueError, match="two results for source 'e2v' on corpus 'urdu'"):
-        report.make_table(results + [fake_result("urdu", "e2v", [0.1])])
+    # never refused: the same source on the same corpus under another protocol is another column group, and
+    # under the same protocol another row
+    loso = dict(fake_result("urdu", "e2v", [0.1]), protocol="loso-speaker")
+    lines = report.make_table([dict(r, protocol="random-kfold") for r in results] + [loso]).splitlines()
+    assert lines[0] == ("| Features | IEMOCAP WA | IEMOCAP UA | IEMOCAP WF1 | URDU (random-kfold) WA | URDU "
+                        "(random-kfold) UA | URDU (random-kfold) WF1 | URDU (loso-speaker) WA | URDU (loso-speaker) UA "
+                        "| URDU (loso-speaker) WF1 |")
+    assert lines[3] == ("| e2v | **70.00 ± 0.00** | **70.00 ± 10.00** | **70.00 ± 0.00** | 90.00 ± 0.00 | 90.00 ± 0.00 "
+                        "| 90.00 ± 0.00 | 10.00 ± 0.00 | 10.00 ± 0.00 | 10.00 ± 0.00 |")
+    assert "(folds: IEMOCAP 2 (random-kfold), URDU (random-kfold) 1, URDU (loso-speaker) 1)" in lines[5]
+    lines = report.make_table(results + [fake_result("urdu", "e2v", [0.1])]).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:5]] == ["| fbank", "| e2v", "| e2v (#2)"]
+    assert lines[3].endswith("| **90.00 ± 0.00** | **90.00 ± 0.00** | **90.00 ± 0.00** |")  # two now compete
+    assert lines[4] == "| e2v (#2) | – | – | – | 10.00 ± 0.00 | 10.00 ± 0.00 | 10.00 ± 0.00 |"
+    again = tmp_path / "again" / "e2v_20_epochs"  # read from run folders: the further one named by its folder
+    again.mkdir(parents=True)
+    (again / "results.json").write_text(json.dumps(fake_result("urdu", "e2v", [0.1])))
+    lines = report.make_table([tmp_path / "urdu" / "e2v", tmp_path / "iemocap" / "e2v", again],
+                              bold_best=False).splitlines()
+    assert lines[2] == "| e2v | 90.00 ± 0.00 | 90.00 ± 0.00 | 90.00 ± 0.00 | 70.00 ± 0.00 | 70.00 ± 10.00 | 70.00 ± 0.00 |"
+    assert lines[3] == "| e2v (e2v_20_epochs) | 10.00 ± 0.00 | 10.00 ± 0.00 | 10.00 ± 0.00 | – | – | – |"
     with pytest.raises(report.ReportError, match="results.json: not found"):
         report.make_table([tmp_path / "nothing"])

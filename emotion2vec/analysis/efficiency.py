@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, summarize, summary_metrics
+from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, format_metric, summarize, summary_metrics
 from . import AnalysisError
 
 __all__ = ["SWEEP_FORMAT", "parse_fractions", "parse_seeds", "subsample_train", "run_sweep", "load_sweep",
@@ -125,7 +125,7 @@ def run_sweep(probe: Callable[..., dict[str, Any]], features: str | os.PathLike,
     names = first.get("targets") or first.get("labels") or []
     metrics = list(summary_metrics(task, names))
     sweep = {"format": SWEEP_FORMAT, "version": 1, "corpus": first["corpus"], "source": first["source"],
-             "task": task, "headline": HEADLINE[task], "targets": first.get("targets", []),
+             "protocol": first.get("protocol"), "task": task, "headline": HEADLINE[task], "targets": first.get("targets", []),
              "labels": first.get("labels", []), "metrics": metrics, "fractions": fraction_list, "seeds": seed_list,
              "runs": runs, "by_fraction": _aggregate(runs, metrics)}
     out.mkdir(parents=True, exist_ok=True)
@@ -153,10 +153,6 @@ def load_sweep(path: str | os.PathLike) -> dict[str, Any]:
     return sweep
 
 
-def _fmt(metric: str, value: float) -> str:
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
-
-
 def sweep_markdown(sweep: Mapping[str, Any]) -> str:
     """The sweep's results.md: per fraction, mean ± std over seeds and folds of every metric."""
     from ..downstream.report import corpus_name
@@ -173,8 +169,8 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
     for b in sweep["by_fraction"]:
         s, a = b["summary"], b["across_seeds"].get(headline)
         lines.append(f"| {b['fraction']:g} | {b['n_train_mean']:.0f} | {b['runs']} | "
-                     + " | ".join(f"{_fmt(m, s[m]['mean'])} ± {_fmt(m, s[m]['std'])}" for m in metrics)
-                     + (f" | {_fmt(headline, a['mean'])} ± {_fmt(headline, a['std'])} |" if a else " | – |"))
+                     + " | ".join(f"{format_metric(m, s[m]['mean'])} ± {format_metric(m, s[m]['std'])}" for m in metrics)
+                     + (f" | {format_metric(headline, a['mean'])} ± {format_metric(headline, a['std'])} |" if a else " | – |"))
     lines += ["", "Mean ± population std over every (seed, fold) pair; the last column: mean ± std of the per-seed "
               "means over folds.", ""]
     if len(sweep["fractions"]) > 1:
@@ -187,7 +183,8 @@ def table_result(sweep: Mapping[str, Any]) -> dict[str, Any]:
     seed), for :func:`emotion2vec.downstream.report.make_table`."""
     last = sweep["by_fraction"][-1]
     folds = next(r["folds"] for r in sweep["runs"] if r["fraction"] == last["fraction"])
-    return {"corpus": sweep["corpus"], "source": sweep["source"], "task": sweep["task"],
+    return {"corpus": sweep["corpus"], "source": sweep["source"], "protocol": sweep.get("protocol"),
+            "task": sweep["task"],
             "targets": sweep.get("targets", []), "labels": sweep.get("labels", []), "summary": last["summary"],
             "folds": folds}
 

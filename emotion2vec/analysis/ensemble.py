@@ -29,17 +29,19 @@ import datetime
 import itertools
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..downstream.metrics import (HEADLINE, METRIC_NAMES, PERCENT_METRICS, bootstrap_ci, fast_scores, summarize,
+from ..downstream.metrics import (HEADLINE, METRIC_NAMES, bootstrap_ci, fast_scores, format_metric, summarize,
                                   summary_metrics)
 from . import AnalysisError
 from .runs import Predictions, Run
 
-__all__ = ["VOTES", "WEIGHTS", "check_compatible", "combine", "run_ensemble", "ensemble_markdown"]
+__all__ = ["VOTES", "WEIGHTS", "check_compatible", "combine", "run_ensemble", "ensemble_markdown", "select_members",
+           "Given", "classify_given"]
 
 VOTES = ("soft", "hard")
 WEIGHTS = ("equal", "dev")
@@ -230,6 +232,90 @@ def _rows_by_key(result: dict[str, Any]) -> tuple[dict[str, dict] | None, str]:
         return None, f"no fairness analysis: the corpus of the members cannot be read ({e})"
 
 
+@dataclass
+class Given:
+    """A path given to a command that takes run folders (``ensemble``, and ``report``, which uses this too; often a
+    shell glob such as ``results/urdu/*``), read once: ``kind`` is
+
+    * ``run``: a results.json of a probe, fine-tuning, ensemble or conversation run (``result``);
+    * ``sweep``: a sweep.json of ``probe --train-fraction / --seeds`` (``result``);
+    * ``robustness``: a results.json of ``emotion2vec robustness`` (``result``);
+    * ``missing``: a folder with none of them (an unfinished run, or a folder that holds no run);
+    * ``other``: anything else, e.g. a report's table.md or a JSON file of another kind (``why`` says what)."""
+
+    path: Path
+    kind: str
+    result: dict[str, Any] | None = None
+    why: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent if self.path.suffix == ".json" else self.path
+
+
+def classify_given(path: str | os.PathLike) -> Given:
+    """What ``path`` holds (:class:`Given`); a path that does not exist is an :class:`AnalysisError`."""
+    from .efficiency import SWEEP_FORMAT
+    from .robustness import ROBUSTNESS_FORMAT
+
+    path = Path(path)
+    if not path.exists():
+        raise AnalysisError(f"{path}: no such file or directory")
+    if path.is_dir():
+        files = [f for f in (path / "results.json", path / "sweep.json") if f.is_file()]
+        if not files:
+            return Given(path, "missing", why="no results.json or sweep.json (an unfinished run, or not a run)")
+        file = path / "sweep.json" if (path / "sweep.json").is_file() else files[0]
+    elif path.suffix == ".json":
+        file = path
+    else:
+        return Given(path, "other", why="a file, not a run folder")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AnalysisError(f"{file}: invalid JSON: {e}") from None
+    kind = None
+    if isinstance(data, dict):
+        if data.get("format") == SWEEP_FORMAT:
+            kind = "sweep"
+        elif data.get("format") == ROBUSTNESS_FORMAT:
+            kind = "robustness"
+        elif all(k in data for k in ("corpus", "source", "summary")):
+            kind = "run"
+    if kind is None:
+        return Given(path, "other", why=f"{file.name} is not the results of an emotion2vec run")
+    return Given(path, kind, data)
+
+
+def select_members(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
+                   note: Callable[[str], None] = lambda msg: None) -> list[str]:
+    """The run folders among ``paths`` (e.g. a shell glob ``results/urdu/*``) that an ensemble can combine: probe,
+    fine-tuning, conversation and ensemble runs. Left out, each with a ``note``: what is not a run (a report's
+    table.md), robustness runs and sweeps, the output folder ``out`` itself, and an earlier ensemble whose members
+    are all given too (its members are combined directly). A folder without results.json is an error (an
+    unfinished run)."""
+    given = [classify_given(p) for p in paths]
+    for g in given:
+        if g.kind == "missing":
+            raise AnalysisError(f"{g.path}: {g.why}; did the run finish?")
+    folders = {g.folder.resolve() for g in given if g.kind == "run"}
+    kept = []
+    for g in given:
+        if g.kind != "run":
+            why = {"robustness": "a robustness run", "sweep": "a sweep (combine its runs' folders)"}.get(g.kind, g.why)
+            note(f"skipping {g.path} ({why})")
+        elif g.folder.resolve() == Path(out).resolve():
+            note(f"skipping {g.path} (the output folder)")
+        elif g.result.get("kind") == "ensemble" and all(
+                Path(m["path"]).resolve() in folders for m in g.result.get("ensemble", {}).get("members", [])):
+            note(f"skipping {g.path} (an ensemble of runs given too)")
+        else:
+            kept.append(str(g.folder))
+    if not kept:
+        raise AnalysisError(f"no run to combine among {', '.join(str(p) for p in paths)}")
+    return kept
+
+
 def run_ensemble(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, vote: str = "soft",
                  weights: str = "equal", search: str | None = None, name: str | None = None,
                  group_by: Sequence[str] | None = None, speaker_min: int = 20, resamples: int = 1000, seed: int = 0,
@@ -237,7 +323,7 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     """Combine the finished runs ``run_dirs`` (see the module docstring); write the outputs to ``out``; return
     results.json's dict."""
     from .. import __version__
-    from ..downstream.probe import RESULTS_FORMAT, RESULTS_VERSION
+    from ..downstream.runs import RESULTS_FORMAT, RESULTS_VERSION
     from ..downstream.report import confusion_png, corpus_name, predictions_tsv
     from ..io.atomic import atomic_write_bytes, atomic_write_text
     from .fairness import group_analysis, group_summary
@@ -325,12 +411,6 @@ def run_ensemble(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     return result
 
 
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
-
-
 def ensemble_markdown(result: dict[str, Any]) -> str:
     """results.md of an ensemble: settings, per-fold table, the ensemble against its members, the search ranking,
     the fairness section."""
@@ -349,30 +429,30 @@ def ensemble_markdown(result: dict[str, Any]) -> str:
                               else "equal weights"),
              "- members: " + ", ".join(f"`{m['source']}` ({m['path']})" for m in e["members"] if m["chosen"]),
              f"- task {result['task']}, {len(result['folds'])} fold(s)"
-             + (f"; dev {mname} of the ensemble {_fmt(metric, e['dev'])}" if e.get("dev") is not None else ""), ""]
+             + (f"; dev {mname} of the ensemble {format_metric(metric, e['dev'])}" if e.get("dev") is not None else ""), ""]
     lines += ["| Fold | Test | Dev " + mname + " | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics)
               + f" | {mname} 95% CI |", "|---|---:|---:|" + "---:|" * (len(metrics) + 1)]
     for f in result["folds"]:
         ci = f.get("ci")
-        lines.append(f"| {f['name']} | {f['n_test']} | {_fmt(metric, f['valid'].get(metric))} | "
-                     + " | ".join(_fmt(m, f["test"].get(m)) for m in metrics)
-                     + (f" | [{_fmt(metric, ci['low'])}, {_fmt(metric, ci['high'])}] |" if ci else " | – |"))
+        lines.append(f"| {f['name']} | {f['n_test']} | {format_metric(metric, f['valid'].get(metric))} | "
+                     + " | ".join(format_metric(m, f["test"].get(m)) for m in metrics)
+                     + (f" | [{format_metric(metric, ci['low'])}, {format_metric(metric, ci['high'])}] |" if ci else " | – |"))
     lines.append("| **mean ± std** | | | " + " | ".join(
-        f"{_fmt(m, result['summary'][m]['mean'])} ± {_fmt(m, result['summary'][m]['std'])}" for m in metrics) + " | |")
+        f"{format_metric(m, result['summary'][m]['mean'])} ± {format_metric(m, result['summary'][m]['std'])}" for m in metrics) + " | |")
     lines += ["", "## Ensemble against its members", "",
               f"| Run | In ensemble | Dev {mname} | " + " | ".join(f"Test {METRIC_NAMES.get(m, m)}" for m in metrics)
               + " |", "|---|---|---:|" + "---:|" * len(metrics)]
     for m in e["members"]:
-        lines.append(f"| {m['source']} | {'yes' if m['chosen'] else 'no'} | {_fmt(metric, m['dev'])} | "
-                     + " | ".join(f"{_fmt(k, (m['test'].get(k) or {}).get('mean'))} ± "
-                                  f"{_fmt(k, (m['test'].get(k) or {}).get('std'))}" for k in metrics) + " |")
-    lines.append(f"| **{result['source']}** | | {_fmt(metric, e.get('dev'))} | " + " | ".join(
-        f"**{_fmt(m, result['summary'][m]['mean'])} ± {_fmt(m, result['summary'][m]['std'])}**" for m in metrics)
+        lines.append(f"| {m['source']} | {'yes' if m['chosen'] else 'no'} | {format_metric(metric, m['dev'])} | "
+                     + " | ".join(f"{format_metric(k, (m['test'].get(k) or {}).get('mean'))} ± "
+                                  f"{format_metric(k, (m['test'].get(k) or {}).get('std'))}" for k in metrics) + " |")
+    lines.append(f"| **{result['source']}** | | {format_metric(metric, e.get('dev'))} | " + " | ".join(
+        f"**{format_metric(m, result['summary'][m]['mean'])} ± {format_metric(m, result['summary'][m]['std'])}**" for m in metrics)
         + " |")
     if e.get("search"):
         lines += ["", f"## Combinations ranked on dev ({len(e['search'])})", "",
                   f"| Rank | Members | Dev {mname} | Test {mname} |", "|---:|---|---:|---:|"]
-        lines += [f"| {s['rank']} | {' + '.join(s['members'])} | {_fmt(metric, s['dev'])} | {_fmt(metric, s['test'])} |"
+        lines += [f"| {s['rank']} | {' + '.join(s['members'])} | {format_metric(metric, s['dev'])} | {format_metric(metric, s['test'])} |"
                   for s in e["search"][:50]]
         if len(e["search"]) > 50:
             lines.append(f"| ... | {len(e['search']) - 50} more in results.json | | |")

@@ -35,11 +35,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, summarize, summary_metrics
+from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, format_metric, summarize, summary_metrics
 from . import AnalysisError
 from .perturbations import Perturbation, select_perturbations, utterance_rng
 
-__all__ = ["ROBUSTNESS_FORMAT", "THRESHOLD", "changed", "run_robustness", "robustness_markdown", "robustness_png"]
+__all__ = ["ROBUSTNESS_FORMAT", "THRESHOLD", "changed", "run_robustness", "robustness_markdown", "robustness_png",
+           "robustness_table"]
 
 ROBUSTNESS_FORMAT = "emotion2vec-robustness-results"
 THRESHOLD = 0.05
@@ -250,23 +251,8 @@ def _fold_metrics(test, fold_rows: dict[str, np.ndarray], predicted: np.ndarray,
     return out
 
 
-def run_robustness(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
-                   perturbations: Sequence[Perturbation] | None = None, seed: int = 0, save_audio: int = 0,
-                   device: str = "cpu", folds: str | None = None, checkpoint: str | None = None, trust: bool = False,
-                   max_tokens: int | None = None, num_workers: int = 0, threads: int | None = None,
-                   threshold: float = THRESHOLD, verbose: bool = True) -> dict[str, Any]:
-    """Perturb, re-extract and re-score every test utterance of the probe run ``run_dir`` (see the module
-    docstring); write the outputs to ``out``; return results.json's dict."""
-    import torch
-
-    from ..downstream.heads import load_head
-    from ..io.atomic import atomic_write_bytes, atomic_write_text
-    from ..io.manifests import ManifestError, read_data_tsv
-    from .runs import load_run
-
-    t_start = time.perf_counter()
-    log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
-    run_dir, out = Path(run_dir), Path(out)
+# ------------------------------------------------------------------------------------------------ the run
+def _check_options(perturbations, save_audio: int, threshold: float) -> list[Perturbation]:
     perturbations = list(perturbations) if perturbations is not None else select_perturbations()
     if not perturbations:
         raise AnalysisError("no perturbations selected")
@@ -274,25 +260,39 @@ def run_robustness(run_dir: str | os.PathLike, data: str | os.PathLike, out: str
         raise AnalysisError(f"--save-audio must be >= 0, got {save_audio}")
     if not 0.0 < threshold < 1.0:
         raise AnalysisError(f"--threshold must lie in (0, 1), got {threshold}")
-    run = load_run(run_dir)
-    fold_names = _check_run(run, run_dir, folds)
+    return perturbations
+
+
+def _test_set(run, run_dir: Path, data: Path, fold_names: list[str]):
+    """The data.tsv rows by key and the test predictions of ``fold_names`` (the folds one after the other); every
+    test key must be in ``data``."""
+    from ..io.manifests import ManifestError, read_data_tsv
+
     try:
-        rows = {r["key"]: r for r in read_data_tsv(Path(data))}
+        rows = {r["key"]: r for r in read_data_tsv(data)}
     except ManifestError as e:
         raise AnalysisError(str(e)) from None
     test = run.test.select(np.concatenate([run.test.in_fold(f) for f in fold_names]))
     missing = [k for k in dict.fromkeys(test.keys) if k not in rows]
     if missing:
-        raise AnalysisError(f"{len(missing)} test key(s) of {run_dir} are not in {Path(data)} (e.g. "
+        raise AnalysisError(f"{len(missing)} test key(s) of {run_dir} are not in {data} (e.g. "
                             f"{', '.join(missing[:3])}): pass the prepared corpus the run was tested on (results.json "
                             f"data: {run.result.get('data')}"
                             + (f", test data: {run.result['cross_corpus']['test_data']}"
                                if run.result.get("cross_corpus") else "") + ")")
-    _, first_meta = load_head(run.head_file(fold_names[0]))
-    source, settings, warnings = _source(first_meta, run_dir, checkpoint)
-    for w in warnings:
-        log(f"robustness: warning: {w}")
-    stamp = _stamp(run, perturbations, seed, source, settings)
+    return rows, test
+
+
+def _predict_folds(run, fold_names: list[str], test, rows: dict[str, dict], source: str, settings: dict[str, Any],
+                   first_meta: dict[str, Any], perturbations: Sequence[Perturbation], seed: int, stamp: str,
+                   out: Path, save_audio: int, device: str, trust: bool, max_tokens: int | None, num_workers: int,
+                   threads: int | None, log) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """Per fold, the clean and perturbed predictions of its test utterances (a part saved with the same settings
+    is reused unless audio is saved). -> (parts by fold, the saved audio's index)."""
+    import torch
+
+    from ..downstream.heads import load_head
+
     previous_threads = torch.get_num_threads()
     if threads is not None:
         if threads < 1:
@@ -318,7 +318,14 @@ def run_robustness(run_dir: str | os.PathLike, data: str | os.PathLike, out: str
             parts[fold] = part
     finally:
         torch.set_num_threads(previous_threads)
+    return parts, audio
 
+
+def _scores(run, test, fold_names: list[str], parts, perturbations: Sequence[Perturbation], threshold: float,
+            warnings: list[str]) -> tuple[dict[str, Any], float, list[dict[str, Any]], np.ndarray]:
+    """The clean scores per fold, the clean re-extraction's agreement with the run's predictions (a warning below
+    100 %), and per perturbation its robustness (overall, per drawn value, per fold) and metrics.
+    -> (clean per fold, agreement, perturbation entries, clean predictions)."""
     task, names = run.task, run.names
     fold_rows = {f: test.in_fold(f) for f in fold_names}  # test holds the folds one after the other
     clean = np.concatenate([parts[f]["clean"] for f in fold_names])
@@ -329,7 +336,7 @@ def run_robustness(run_dir: str | os.PathLike, data: str | os.PathLike, out: str
     if agreement < 1.0:
         warnings.append(f"the clean re-extraction agrees with the run's predictions.tsv on {100 * agreement:.2f} % of "
                         f"the utterances (numerical differences of the re-extraction, e.g. batching or device)")
-    results = []
+    entries = []
     for p in perturbations:
         perturbed = np.concatenate([parts[f][p.name] for f in fold_names])
         values = np.concatenate([parts[f][f"{p.name}:value"] for f in fold_names])
@@ -343,28 +350,67 @@ def run_robustness(run_dir: str | os.PathLike, data: str | os.PathLike, out: str
         folds_metrics = _fold_metrics(test, fold_rows, perturbed, metrics)
         entry["folds"] = folds_metrics
         entry["summary"] = summarize(list(folds_metrics.values()), metrics)
-        results.append(entry)
-    headline = HEADLINE[task]
-    result = {
-        "format": ROBUSTNESS_FORMAT, "version": 1, "run": str(run_dir), "corpus": run.result.get("corpus"),
-        "source": run.source, "task": task, "targets": names, "headline": headline, "threshold": threshold,
-        "seed": seed, "feature_source": source, "feature_settings": settings, "folds": fold_names,
-        "utterances": len(test), "clean": {"folds": clean_folds, "summary": summarize(list(clean_folds.values()),
-                                                                                     metrics)},
-        "clean_agreement": agreement, "perturbations": results,
-        "overall": {"robustness": float(np.mean([e["robustness"] for e in results])),
-                    "metric_drop": float(np.mean([summarize(list(clean_folds.values()), [headline])[headline]["mean"]
-                                                  - e["summary"][headline]["mean"] for e in results]))},
-        "warnings": warnings, "seconds": round(time.perf_counter() - t_start, 1),
-    }
+        entries.append(entry)
+    return clean_folds, agreement, entries, clean
+
+
+def _write(out: Path, result: dict[str, Any], changes: str, audio: dict[str, Any]) -> None:
+    from ..io.atomic import atomic_write_bytes, atomic_write_text
+
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "changes.tsv", _changes_tsv(task, names, test, clean, parts, fold_names, perturbations))
+    atomic_write_text(out / "changes.tsv", changes)
     if audio["index"]:
         atomic_write_text(out / "audio" / "index.tsv", "perturbation\tkey\tvalue\tpath\n"
                           + "".join("\t".join(r) + "\n" for r in audio["index"]))
     atomic_write_bytes(out / "robustness.png", robustness_png(result))
     atomic_write_text(out / "results.md", robustness_markdown(result))
     atomic_write_text(out / "results.json", json.dumps(result, indent=1) + "\n")
+
+
+def run_robustness(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
+                   perturbations: Sequence[Perturbation] | None = None, seed: int = 0, save_audio: int = 0,
+                   device: str = "cpu", folds: str | None = None, checkpoint: str | None = None, trust: bool = False,
+                   max_tokens: int | None = None, num_workers: int = 0, threads: int | None = None,
+                   threshold: float = THRESHOLD, verbose: bool = True) -> dict[str, Any]:
+    """Perturb, re-extract and re-score every test utterance of the probe run ``run_dir`` (see the module
+    docstring); write the outputs to ``out``; return results.json's dict.
+
+    The steps: the options; the run, its folds with saved heads and their test utterances; the feature source and
+    settings recorded with the heads; clean and perturbed predictions per fold (resumable parts); the scores;
+    results.json and the other files."""
+    from ..downstream.heads import load_head
+    from .runs import load_run
+
+    t_start = time.perf_counter()
+    log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
+    run_dir, out = Path(run_dir), Path(out)
+    perturbations = _check_options(perturbations, save_audio, threshold)
+    run = load_run(run_dir)
+    fold_names = _check_run(run, run_dir, folds)
+    rows, test = _test_set(run, run_dir, Path(data), fold_names)
+    _, first_meta = load_head(run.head_file(fold_names[0]))
+    source, settings, warnings = _source(first_meta, run_dir, checkpoint)
+    for w in warnings:
+        log(f"robustness: warning: {w}")
+    stamp = _stamp(run, perturbations, seed, source, settings)
+    parts, audio = _predict_folds(run, fold_names, test, rows, source, settings, first_meta, perturbations, seed,
+                                  stamp, out, save_audio, device, trust, max_tokens, num_workers, threads, log)
+    clean_folds, agreement, entries, clean = _scores(run, test, fold_names, parts, perturbations, threshold, warnings)
+    task, names = run.task, run.names
+    headline = HEADLINE[task]
+    clean_summary = summarize(list(clean_folds.values()), list(summary_metrics(task, names)))
+    result = {
+        "format": ROBUSTNESS_FORMAT, "version": 1, "run": str(run_dir), "corpus": run.result.get("corpus"),
+        "source": run.source, "task": task, "targets": names, "headline": headline, "threshold": threshold,
+        "seed": seed, "feature_source": source, "feature_settings": settings, "folds": fold_names,
+        "utterances": len(test), "clean": {"folds": clean_folds, "summary": clean_summary},
+        "clean_agreement": agreement, "perturbations": entries,
+        "overall": {"robustness": float(np.mean([e["robustness"] for e in entries])),
+                    "metric_drop": float(np.mean([summarize(list(clean_folds.values()), [headline])[headline]["mean"]
+                                                  - e["summary"][headline]["mean"] for e in entries]))},
+        "warnings": warnings, "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    _write(out, result, _changes_tsv(task, names, test, clean, parts, fold_names, perturbations), audio)
     log(robustness_markdown(result))
     return result
 
@@ -393,12 +439,6 @@ def _changes_tsv(task: str, names: list[str], test, clean: np.ndarray, parts, fo
     return "\n".join(lines) + "\n"
 
 
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
-
-
 def robustness_markdown(result: dict[str, Any]) -> str:
     """results.md: per perturbation the robustness, the changed utterances and the headline metric clean and
     perturbed (mean ± std over folds)."""
@@ -424,11 +464,12 @@ def robustness_markdown(result: dict[str, Any]) -> str:
         s = e["summary"][metric]
         lines.append(f"| {e['name']} | {', '.join(f'{v:g}' for v in e['values'])} {e['unit']} | "
                      f"{100 * e['robustness']:.2f} | {e['changed']} / {e['n']} | "
-                     f"{_fmt(metric, clean['mean'])} ± {_fmt(metric, clean['std'])} | "
-                     f"{_fmt(metric, s['mean'])} ± {_fmt(metric, s['std'])} | "
-                     f"{_fmt(metric, s['mean'] - clean['mean'])} |")
+                     f"{format_metric(metric, clean['mean'])} ± {format_metric(metric, clean['std'])} | "
+                     f"{format_metric(metric, s['mean'])} ± {format_metric(metric, s['std'])} | "
+                     f"{format_metric(metric, s['mean'] - clean['mean'])} |")
     o = result["overall"]
-    lines += [f"| **mean** | | **{100 * o['robustness']:.2f}** | | | | {_fmt(metric, -o['metric_drop'])} |", "",
+    lines += [f"| **mean** | | **{100 * o['robustness']:.2f}** | | | | "
+              f"{format_metric(metric, -o['metric_drop'])} |", "",
               "Per drawn value (robustness %): "
               + "; ".join(f"{e['name']} " + ", ".join(f"{v} {100 * r['robustness']:.1f}"
                                                       for v, r in e["per_value"].items())
@@ -469,3 +510,22 @@ def robustness_png(result: dict[str, Any]) -> bytes:
     fig.suptitle(f"{corpus_name(str(result['corpus']))} / {result['source']}: robustness to perturbations",
                  fontsize=10)
     return _png(fig)
+
+
+def robustness_table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown table across robustness runs (``emotion2vec report``): per run its corpus, feature source, the probe
+    or fine-tuning run it perturbed, the test utterances, the robustness (%) under each perturbation ("–" where
+    the run left it out), their mean and the mean change of the headline metric."""
+    from ..downstream.report import corpus_name
+
+    names = list(dict.fromkeys(e["name"] for r in results for e in r["perturbations"]))
+    lines = ["| Corpus | Features | Run | Utterances | " + " | ".join(names) + " | Mean | Δ headline |",
+             "|---|---|---|---:|" + "---:|" * (len(names) + 2)]
+    for r in results:
+        by_name = {e["name"]: e for e in r["perturbations"]}
+        metric = r["headline"]
+        cells = [f"{100 * by_name[n]['robustness']:.2f}" if n in by_name else "–" for n in names]
+        lines.append(f"| {corpus_name(str(r['corpus']))} | {r['source']} | {Path(str(r['run'])).name} | "
+                     f"{r['utterances']} | " + " | ".join(cells) + f" | {100 * r['overall']['robustness']:.2f} | "
+                     f"{METRIC_NAMES.get(metric, metric)} {format_metric(metric, -r['overall']['metric_drop'])} |")
+    return "\n".join(lines) + "\n"

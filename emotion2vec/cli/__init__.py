@@ -17,21 +17,22 @@ import re
 import sys
 from typing import Callable, Sequence
 
-__all__ = ["main", "build_parser", "COMMANDS", "EXIT_OK", "EXIT_FAILED_INPUTS", "EXIT_BAD_INPUT", "EXIT_INTERNAL"]
+__all__ = ["main", "build_parser", "COMMANDS", "EXIT_OK", "EXIT_FAILED_INPUTS", "EXIT_BAD_INPUT", "EXIT_INTERNAL",
+           "EXIT_INTERRUPTED"]
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 EPILOG = """\
 typical use
   emotion2vec extract --checkpoint checkpoints/emotion2vec_base.pt --input my_wavs/ --out features/my_wavs
-  emotion2vec prepare urdu --root /data/URDU --out manifests/urdu
+  emotion2vec prepare urdu --root data/urdu --out manifests/urdu
   emotion2vec extract --checkpoint checkpoints/emotion2vec_base.pt --input manifests/urdu/data.tsv \\
       --out features/urdu/emotion2vec_base
   emotion2vec probe --features features/urdu/emotion2vec_base --data manifests/urdu --out results/urdu/emotion2vec_base
   emotion2vec manifest /data/corpus --out manifests/pretrain --resample-to /data/corpus16k
 
 exit status: 0 ok, 1 some inputs failed (listed), 2 bad usage or input, 3 internal error (-v: traceback),
-130 interrupted (finished outputs kept)
+  130 interrupted (finished outputs are kept; a re-run resumes). -v / --verbose goes before or after COMMAND.
 
 sharded runs: torchrun --nproc_per_node N -m emotion2vec extract|predict|pseudo-label ...
 """
@@ -44,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("extract", "extract frame/utterance features of any layer to .npy"),
     "predict": ("predict", "recognise emotions with an emotion2vec+ or fine-tuned model (per file or window)"),
     "pseudo-label": ("pseudo_label", "label unlabelled speech with emotion recognisers, filter it into a training set"),
+    "serve": ("serve", "a recognition service over HTTP with a web page (batched, bounded, API key)"),
     "probe": ("probe", "train and evaluate the downstream probe per fold (WA / UA / WF1 / macro-F1)"),
     "conversation": ("conversation", "predict the emotion of a speaker's next turn from the dialogue's previous turns"),
     "finetune": ("finetune", "fine-tune an upstream with a head end to end per fold; export the models"),
@@ -75,9 +77,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emotion2vec {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="debug logging, and the traceback of an unexpected error")
+    # -v is accepted after the command too (`emotion2vec extract ... -v`); SUPPRESS keeps a -v given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging, and the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
+        p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".", parents=[common],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if only is None or only == name:
             _command_module(name).add_arguments(p)

@@ -23,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "predictions.tsv, valid_predictions.tsv, confusion.png, speakers.png; `emotion2vec report` tabulates them.",
         100) + "\n" + EXAMPLES
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run directories (results.json, "
-                   "predictions.tsv; valid_predictions.tsv for --search)")
+                   "predictions.tsv; valid_predictions.tsv for --search). A glob may hold more: files (a report's "
+                   "table.md), robustness runs, sweeps, the --out folder and an earlier ensemble of runs given too "
+                   "are skipped with a note")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--vote", choices=("soft", "hard"), default="soft",
                    help="soft (default): mean of the probabilities / predictions; hard: majority of the classes")
@@ -43,10 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.ensemble import run_ensemble
+    import sys
+
+    from ..analysis.ensemble import run_ensemble, select_members
 
     group_by = [c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None
-    run_ensemble(args.runs, args.out, vote=args.vote, weights=args.weights, search=args.search, name=args.name,
+    runs = select_members(args.runs, args.out, lambda msg: print(f"ensemble: note: {msg}", file=sys.stderr))
+    run_ensemble(runs, args.out, vote=args.vote, weights=args.weights, search=args.search, name=args.name,
                  group_by=group_by, speaker_min=args.speaker_min_utterances, resamples=args.bootstrap,
                  seed=args.seed, verbose=not args.quiet)
     return 0

@@ -90,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _run_text(args: argparse.Namespace) -> int:
     from ..extract import ExtractionError
     from ..extract.engine import parse_layers
-    from ..extract.text import load_text_encoder, run_text_extraction
+    from ..extract.text import load_text_encoder, read_transcripts, run_text_extraction
 
     refused = [name for name, used in (("--granularity " + str(args.granularity), args.granularity not in
                                         (None, "utterance")), ("--packed", args.packed), ("--scores", args.scores),
@@ -99,10 +99,12 @@ def _run_text(args: argparse.Namespace) -> int:
     if refused:
         raise ExtractionError(f"{', '.join(refused)}: text:PATH gives one vector per utterance (utterance "
                               f"granularity, per-file outputs, no classifier scores, torch backend)")
+    transcripts = read_transcripts(args.input)  # the inputs first: loading a hub model may reach the network
     encoder = load_text_encoder(args.checkpoint, args.device, args.dtype, args.text_pooling)
     layers = parse_layers(args.layers, encoder.num_layers)
     result = run_text_extraction(args.input, args.out, encoder, layers, overwrite=args.overwrite,
-                                 checkpoint_name=args.checkpoint, log=lambda m: print(m, file=sys.stderr))
+                                 checkpoint_name=args.checkpoint, log=lambda m: print(m, file=sys.stderr),
+                                 transcripts=transcripts)
     return 1 if result.failed and not args.skip_errors else 0
 
 

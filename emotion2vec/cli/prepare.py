@@ -29,16 +29,21 @@ def _epilog() -> str:
         "output (--out, default manifests/CORPUS):",
         "  data.tsv              key path label speaker gender duration [channel] [split] [session|foldN]",
         "                        [votes] [arousal valence dominance | sentiment] [text]",
-        "  folds.json            the folds of the first --protocol (default: the corpus's protocol above)",
+        "  folds.json            the folds of the first --protocol (default: the corpus's protocol above); when",
+        "                        folds.json already holds another protocol's folds (an earlier prepare into the",
+        "                        same folder), it keeps them (a note says so) unless --overwrite-folds: e.g.",
+        "                        `prepare urdu --protocol holdout` adds folds_holdout.json and leaves the default",
+        "                        folds; probe / finetune / audit read it with --protocol holdout",
         "  folds_<protocol>.json one per --protocol (the first one too), each with its leakage audit",
         "  audio_hashes.tsv      cache of the decoded-audio hashes the audit compares",
         "",
         "examples:",
-        "  emotion2vec prepare urdu --root ../shared/data/urdu --out manifests/urdu",
+        "  emotion2vec prepare urdu --root data/urdu --out manifests/urdu",
+        "  emotion2vec prepare urdu --root data/urdu --out manifests/urdu --protocol speaker-holdout",
         "  emotion2vec prepare iemocap --root IEMOCAP_full_release --protocol loso-session --protocol loso-speaker",
         "  emotion2vec prepare iemocap --root IEMOCAP_full_release --all-labels --protocol session-rotation",
         "  emotion2vec prepare msp-podcast --root MSP-Podcast --test-set Test2",
-        "  emotion2vec prepare emobox --root ../shared/data/urdu --emobox-data EmoBox/data/urdu",
+        "  emotion2vec prepare emobox --root data/urdu --emobox-data EmoBox/data/urdu",
         "  emotion2vec prepare meld --root MELD.Raw --audio-dir MELD.Raw_wav",
         "  emotion2vec prepare folder --root my_corpus --speaker-regex '^(?P<speaker>[^_]+)_' --label-map wut=angry",
     ]
@@ -53,8 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, metavar="DIR", help="the corpus folder as distributed")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: manifests/CORPUS)")
     parser.add_argument("--protocol", action="append", metavar="P",
-                        help="fold protocol (see below); repeat or comma-separate for several: the first is "
-                             "written as folds.json, each as folds_<P>.json. Default: the corpus's protocol")
+                        help="fold protocol (see below); repeat or comma-separate for several: each is written as "
+                             "folds_<P>.json, the first also as folds.json unless folds.json holds another "
+                             "protocol's folds. Default: the corpus's protocol")
+    parser.add_argument("--overwrite-folds", action="store_true",
+                        help="write the first --protocol as folds.json even where folds.json holds the folds of "
+                             "another protocol")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice in the folds (default 0)")
     parser.add_argument("--folds", type=int, metavar="K", help="number of folds for random-kfold / speaker-kfold")
     parser.add_argument("--valid-fraction", type=float, metavar="F",
@@ -95,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     result = prepare(args.corpus, args.root, args.out, protocols=args.protocol, seed=args.seed, folds=args.folds,
                      valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
                      audit_audio=not args.no_audio_audit, label_map=args.label_map,
-                     exclude=read_key_list(args.exclude), all_labels=args.all_labels, audio_dir=args.audio_dir,
+                     exclude=read_key_list(args.exclude), overwrite_folds=args.overwrite_folds,
+                     all_labels=args.all_labels, audio_dir=args.audio_dir,
                      speaker_regex=args.speaker_regex, emobox_data=args.emobox_data, test_set=args.test_set)
     if not args.quiet:
         print(result.summary())

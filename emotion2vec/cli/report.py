@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -12,20 +13,28 @@ TABLE_METRICS = ("wa", "ua", "wf1")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Rows = feature sources, per corpus a group of metric columns, cells mean ± std over folds in "
                      "percent (the layout of the emotion2vec paper's Tables 2-4).")
-    p.epilog = ("Also a fairness table (per gender and per speaker, from each run's results.json or its predictions) "
-                "and, for sweeps of `probe --train-fraction`, the label-efficiency curve (one line per feature "
-                "source).\nexample:\n  emotion2vec report results/*/* --out results/table.md")
-    p.add_argument("results", nargs="+", help="probe output directories or their results.json files; sweep "
-                   "directories of `probe --train-fraction / --seeds` (sweep.json: their largest fraction, mean +- "
-                   "std over seeds and folds)")
+    p.epilog = ("Every kind of finished run is read: probe, fine-tuning, ensemble and conversation runs are rows of "
+                "the table; sweeps of `probe --train-fraction / --seeds` a row with their largest fraction; "
+                "robustness runs a table of their own (robustness per perturbation). A corpus evaluated under "
+                "several protocols gets one column group per protocol (e.g. URDU (random-kfold) UA, URDU "
+                "(speaker-kfold) UA); runs sharing a source, corpus and protocol get one row each, named by their "
+                "folder. What is not a run (a report's table.md, a plot) is skipped with a note, so a glob of a "
+                "results folder works.\nAlso a fairness table (per gender and per speaker, from each run's "
+                "results.json or its predictions) and, for sweeps, the label-efficiency curve (one line per feature "
+                "source).\nexample:\n  emotion2vec report results/urdu/* --out results/urdu/table.md")
+    p.add_argument("results", nargs="+", help="run directories or their results.json files: probe, fine-tuning, "
+                   "ensemble, conversation, robustness runs, and sweep directories of `probe --train-fraction / "
+                   "--seeds` (sweep.json: their largest fraction, mean +- std over seeds and folds)")
     p.add_argument("--out", default=None, help="write the table here (atomically) as well as printing it")
     p.add_argument("--metrics", default=",".join(TABLE_METRICS),
                    help="comma-separated: wa,ua,wf1,macro_f1 (classification runs; regression runs always get "
                         "CCC columns: the mean and one per target)")
     p.add_argument("--corpora", default=None, help="comma-separated corpus order (default: first appearance)")
-    p.add_argument("--sources", default=None, help="comma-separated row order (default: first appearance)")
+    p.add_argument("--sources", default=None, help="comma-separated row order, as the rows are labelled "
+                   "(default: first appearance)")
     p.add_argument("--skip-missing", action="store_true",
-                   help="ignore given directories without results.json instead of failing")
+                   help="skip given directories without results.json (unfinished runs) with a note instead of "
+                        "failing")
     p.add_argument("--no-bold", action="store_true", help="do not bold the best mean per column")
     p.add_argument("--curve", default=None, metavar="PNG",
                    help="the label-efficiency curve of the sweeps given (default: next to --out as "
@@ -36,28 +45,73 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _sorted_paths(paths: list[str], skip_missing: bool) -> tuple[list, list, list]:
+    """The given paths as (runs, sweeps, robustness runs); what is not a run is left out with a note each."""
+    from ..analysis.ensemble import classify_given
+    from ..downstream.report import ReportError
+
+    runs, sweeps, robustness = [], [], []
+    for p in paths:
+        if skip_missing and not Path(p).exists():
+            print(f"report: note: skipping {p} (no such file or directory)", file=sys.stderr)
+            continue
+        given = classify_given(p)
+        if given.kind == "missing" and not skip_missing:
+            raise ReportError(f"{p}: {given.why}; if it holds no run, leave it out or add --skip-missing")
+        if given.kind in ("missing", "other"):
+            print(f"report: note: skipping {p} ({given.why})", file=sys.stderr)
+            continue
+        {"run": runs, "sweep": sweeps, "robustness": robustness}[given.kind].append(given)
+    return runs, sweeps, robustness
+
+
+def _sweep_protocol(given) -> dict:
+    """A sweep's table row, with the protocol its runs recorded (sweeps written before it was stored)."""
+    from ..analysis.efficiency import table_result
+
+    row = dict(table_result(given.result), run_dir=str(given.folder))
+    if row.get("protocol") is None:
+        for run in given.result.get("runs", []):
+            try:
+                row["protocol"] = json.loads((given.folder / run["dir"] / "results.json").read_text())["protocol"]
+                break
+            except (OSError, ValueError, KeyError):
+                continue
+    return row
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.efficiency import efficiency_png, load_sweep, table_result
+    from ..analysis.efficiency import efficiency_png
     from ..analysis.fairness import fairness_table
+    from ..analysis.robustness import robustness_table
     from ..analysis.runs import with_groups
-    from ..downstream.report import corpus_name, load_result, make_table
+    from ..downstream.report import group_labels, make_table, row_labels
     from ..io.atomic import atomic_write_bytes, atomic_write_text
 
-    paths = list(args.results)
-    if args.skip_missing:
-        kept = [p for p in paths if (Path(p) / "results.json").is_file() or (Path(p) / "sweep.json").is_file()
-                or Path(p).is_file()]
-        for p in sorted(set(paths) - set(kept)):
-            print(f"report: skipping {p} (no results.json)", file=sys.stderr)
-        paths = kept
-    sweeps = [load_sweep(p) for p in paths if (Path(p) / "sweep.json").is_file()]
-    runs = [with_groups(p, load_result(p)) for p in paths if not (Path(p) / "sweep.json").is_file()]
-    text = make_table(runs + [table_result(s) for s in sweeps], metrics=_split(args.metrics) or TABLE_METRICS,
-                      corpora=_split(args.corpora), sources=_split(args.sources), bold_best=not args.no_bold)
-    fair = [r for r in runs if r.get("groups") or r.get("speakers")]
+    given_runs, given_sweeps, given_robust = _sorted_paths(list(args.results), args.skip_missing)
+    runs = [dict(with_groups(g.folder, g.result), run_dir=str(g.folder)) for g in given_runs]
+    sweeps = [g.result for g in given_sweeps]
+    rows = runs + [_sweep_protocol(g) for g in given_sweeps]
+    text = ""
+    if rows:
+        text = make_table(rows, metrics=_split(args.metrics) or TABLE_METRICS, corpora=_split(args.corpora),
+                          sources=_split(args.sources), bold_best=not args.no_bold)
+    # fairness rows named as the table names them (the protocol where a corpus has several, the run folder where a
+    # source repeats)
+    fair = [dict(r, corpus=corpus, source=label) for r, label, corpus in zip(rows, row_labels(rows),
+                                                                             group_labels(rows))
+            if r.get("groups") or r.get("speakers")]
     if fair:
         text += "\nFairness (per group: the headline metric pooled over folds; per speaker: speakers with >= N test " \
-                "utterances):\n\n" + fairness_table(fair, corpus_name)
+                "utterances):\n\n" + fairness_table(fair)
+    if given_robust:
+        text += ("\n" if text else "") + "Robustness (% of test utterances whose prediction does not change under " \
+                "each perturbation; Δ headline = the metric perturbed minus clean, mean over perturbations):\n\n" \
+                + robustness_table([g.result for g in given_robust])
+    if not text:
+        from ..downstream.report import ReportError
+
+        raise ReportError("no results to tabulate: none of the given paths holds a finished run")
     curve = args.curve or (str(Path(args.out).with_suffix("")) + "_efficiency.png" if args.out else None)
     if curve and any(len(s["fractions"]) > 1 for s in sweeps):
         atomic_write_bytes(curve, efficiency_png([s for s in sweeps if len(s["fractions"]) > 1]))

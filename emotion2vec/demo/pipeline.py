@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,6 @@ from pathlib import Path
 from ..errors import Emotion2VecError
 
 __all__ = ["DemoError", "DemoSettings", "run_demo"]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class DemoError(Emotion2VecError, RuntimeError):
@@ -80,25 +77,39 @@ def _log(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _pretraining_tools() -> tuple[str, Path]:
+    """``fairseq-hydra-train`` and the folder of the tiny CPU config, or a DemoError naming what is missing."""
+    from ..pretrain.launch import default_config_dir, trainer_executable
+
+    config_dir = default_config_dir()
+    if not (config_dir / "emotion2vec_tiny_cpu.yaml").is_file():
+        raise DemoError(f"{config_dir / 'emotion2vec_tiny_cpu.yaml'} not found: the demo pretrains with the "
+                        f"repository's configs/; run it from a clone of the repository (make demo)")
+    trainer = trainer_executable()
+    if trainer is None:
+        raise DemoError("fairseq-hydra-train not found: the demo pretrains with fairseq; install the train extra "
+                        "(pip install -e .[train])")
+    return trainer, config_dir
+
+
 def _pretrain(out: Path, s: DemoSettings, seed: int) -> Path:
-    """fairseq-hydra-train with the tiny CPU config; resumes from checkpoint_last.pt when interrupted."""
+    """fairseq-hydra-train with the tiny CPU config; resumes from checkpoint_last.pt when interrupted. Every path
+    it is given is absolute and it runs in OUT/pretrain, so Hydra's files (hydra/hydra_train.log) stay there."""
     from ..device import bf16_accelerated
     from ..models.checkpoint import read_checkpoint
     from ..pretrain import fairseq_user_dir
+    from ..pretrain.launch import trainer_env
 
     if bf16_accelerated("cpu"):
         s = dataclasses.replace(s, max_update=s.max_update_bf16)
+    out = out.absolute()  # fairseq and Hydra get absolute paths: relative ones mean the caller's directory
     save_dir = out / "pretrain"
     last = save_dir / "checkpoint_last.pt"
     if last.exists() and (read_checkpoint(last).meta.get("num_updates") or 0) >= s.max_update:
         _log(f"pretraining: reusing {last}")
         return last
-    config_dir = REPO / "configs"
-    if not (config_dir / "emotion2vec_tiny_cpu.yaml").exists():
-        raise FileNotFoundError(f"{config_dir}/emotion2vec_tiny_cpu.yaml not found: run the demo from a clone of "
-                                f"the repository (make demo)")
-    trainer = Path(sys.executable).with_name("fairseq-hydra-train")
-    cmd = [str(trainer if trainer.exists() else "fairseq-hydra-train"), "--config-dir", str(config_dir),
+    trainer, config_dir = _pretraining_tools()
+    cmd = [trainer, "--config-dir", str(config_dir),
            "--config-name", "emotion2vec_tiny_cpu", f"task.data={out / 'manifests' / 'pretrain'}",
            f"common.user_dir={fairseq_user_dir()}", f"common.seed={seed + 1}", f"checkpoint.save_dir={save_dir}",
            f"common.log_interval={max(1, s.max_update // 60)}",
@@ -112,8 +123,7 @@ def _pretrain(out: Path, s: DemoSettings, seed: int) -> Path:
     _log(f"pretraining {s.max_update} updates with fairseq-hydra-train (log: {save_dir / 'train.log'})")
     save_dir.mkdir(parents=True, exist_ok=True)
     with open(save_dir / "train.log", "a") as logf:
-        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=save_dir, env=trainer_env())
     if proc.returncode != 0:
         raise DemoError(f"pretraining failed (exit {proc.returncode}); see {save_dir / 'train.log'}")
     return last
@@ -251,6 +261,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", fast: bool = False, seed: 
 
     s = FAST if fast else DemoSettings()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"--out {out}: a file, not a folder")
+    _pretraining_tools()  # before any work: the demo cannot pretrain without them
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     workers = min(2, os.cpu_count() or 1)

@@ -37,7 +37,7 @@ from ..errors import Emotion2VecError
 from ..io.atomic import atomic_write_text
 from .folds import IMPORTED_PROTOCOLS, SPLIT_NAMES
 
-__all__ = ["AuditError", "HASH_CACHE", "audio_hashes", "audit_folds", "audit_cross", "format_audit"]
+__all__ = ["AuditError", "HASH_CACHE", "audio_hashes", "audit_folds", "audit_cross", "audit_summary", "format_audit"]
 
 HASH_CACHE = "audio_hashes.tsv"
 _CACHE_COLUMNS = ("key", "path", "size", "mtime_ns", "channel", "sha256")
@@ -223,8 +223,11 @@ def audit_folds(rows: Sequence[Mapping], folds: Mapping, hashes: Mapping[str, st
         for split in ("valid", "test"):
             missing = sorted(trained - set(entry["labels"][split]))
             if parts[split] and missing:
-                report["notes"].append(f"{fold['name']}: {split} holds {len(trained) - len(missing)} of the "
-                                       f"{len(trained)} training labels; none of {', '.join(missing)}")
+                report["warnings"].append(
+                    f"{fold['name']}: {split} holds {len(trained) - len(missing)} of the {len(trained)} training "
+                    f"labels; none of {', '.join(missing)}: "
+                    + ("the epoch and the head are chosen on the classes it has" if split == "valid" else
+                       "its scores average over fewer classes than the model predicts (UA, macro-F1)"))
         for a, b in PAIRS + ((SEEN, "test"),):
             if not parts[a] or not parts[b]:
                 continue
@@ -269,6 +272,36 @@ def audit_cross(train_rows: Sequence[Mapping], test_rows: Sequence[Mapping],
     spec_rows = [{**r, "key": k, "speaker": ""} for k, r in rows.items()]
     return audit_folds(spec_rows, {"protocol": "cross-corpus", "speaker_independent": False, "folds": [fold]},
                        hashes)
+
+
+def audit_summary(report: Mapping[str, Any]) -> str:
+    """The audit in one line (what a run prints; :func:`format_audit` has the per-fold table): the protocol, the
+    test utterances whose speakers also speak in train or valid, identical audio and same text over all folds;
+    then one line per warning and error (loud)."""
+    folds = report.get("folds", [])
+    parts = [f"{len(folds)} fold(s)"]
+    n_test = sum(f["sizes"]["test"] for f in folds)
+    seen = [f["pairs"].get(f"{SEEN}-test", {}).get("speakers") for f in folds]
+    seen = [x for x in seen if x]
+    if seen:
+        utts = sum(x["utterances"] for x in seen)
+        parts.append(f"test speakers also in train or valid in {sum(1 for x in seen if x['shared'])} of {len(seen)} "
+                     f"fold(s) ({utts} of {n_test} test utterances, {_pct(utts, n_test):.2f} %)")
+    elif not report.get("speakers_known"):
+        parts.append("speakers unknown")
+    pairs = [f["pairs"].get("train-test", {}) for f in folds]
+    if report.get("audio_compared"):
+        parts.append(f"identical audio train-test {sum(p.get('identical_audio', {}).get('utterances', 0) for p in pairs)}")
+    else:
+        parts.append("audio not compared")
+    if report.get("text_compared"):
+        parts.append(f"same text train-test {sum(p.get('same_text', {}).get('utterances', 0) for p in pairs)}")
+    notes = len(report.get("notes", []))
+    lines = [f"leakage audit ({report.get('protocol')}, {report.get('kind')}): " + "; ".join(parts)
+             + (f"; {notes} note(s)" if notes else "")]
+    lines += [f"  WARNING: {w}" for w in report.get("warnings", [])]
+    lines += [f"  ERROR: {e}" for e in report.get("errors", [])]
+    return "\n".join(lines)
 
 
 def format_audit(report: Mapping[str, Any]) -> str:

@@ -36,7 +36,7 @@ import math
 import os
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -45,8 +45,9 @@ import torch
 from torch import Tensor, nn
 
 from . import ProbeError
-from .metrics import bootstrap_ci, fast_scores, summarize, task_metrics
-from .probe import carve_valid
+from .metrics import fast_scores, summarize
+from .runs import FoldOutcome, FoldSplit, Selection, carve_valid, prediction_records, run_folds
+from .targets import Targets
 
 __all__ = ["ConversationConfig", "Turn", "Sample", "build_turns", "make_samples", "HierarchicalGRU",
            "run_conversation", "DIALOGUE_COLUMNS"]
@@ -231,32 +232,18 @@ def _tensors(samples: Sequence[Sample], position: Mapping[str, int], names: Sequ
 
 
 # ------------------------------------------------------------------------------------------------ one fold
-@dataclass
-class FoldResult:
-    name: str
-    n_train: int
-    n_valid: int
-    n_test: int
-    best_epoch: int
-    valid: dict[str, float]
-    test: dict[str, Any]
-    ci: dict[str, Any] | None
-    predictions: np.ndarray
-    test_keys: list[str]
-    history: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
 @torch.no_grad()
 def _probabilities(model: HierarchicalGRU, x: Tensor, data: _Batches, idx: Tensor, batch: int = 512) -> Tensor:
     model.eval()
     return torch.cat([torch.softmax(model(x, *data.take(c)), dim=1) for c in idx.split(batch)])
 
 
-def _train_fold(x: Tensor, data: _Batches, train: np.ndarray, valid: np.ndarray, test: np.ndarray,
-                train_utts: Tensor, names: Sequence[str], config: ConversationConfig, name: str,
-                device: torch.device) -> FoldResult:
+def _train_fold(x: Tensor, data: _Batches, split: FoldSplit, train_utts: Tensor, names: Sequence[str],
+                config: ConversationConfig, keys: Sequence[str], device: torch.device) -> FoldOutcome:
+    """Train the model on ``split.train`` (sample positions), keep the epoch with the best valid UAR
+    (:class:`~.runs.Selection`). -> its ``split.test`` class probabilities, which :func:`~.runs.run_folds` scores."""
     start = time.perf_counter()
+    train, valid, test = (np.asarray(s, dtype=np.int64) for s in (split.train, split.valid, split.test))
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = HierarchicalGRU(x.shape[1], len(names), config.hidden, config.gru_layers, config.dropout).to(device)
@@ -269,8 +256,7 @@ def _train_fold(x: Tensor, data: _Batches, train: np.ndarray, valid: np.ndarray,
     train_idx = torch.from_numpy(train)
     valid_idx, test_idx = torch.from_numpy(valid).to(device), torch.from_numpy(test).to(device)
     y = data.y
-    best, best_epoch, best_state, best_valid = None, config.epochs, None, {}
-    curves: dict[str, list[float]] = {"train_loss": [], "valid_ua": []}
+    selection, best_state = Selection("ua"), None
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator)].to(device)
@@ -281,29 +267,25 @@ def _train_fold(x: Tensor, data: _Batches, train: np.ndarray, valid: np.ndarray,
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(batch)
-        curves["train_loss"].append(round(total / len(train_idx), 6))
+        selection.train_epoch(total / len(train_idx))
         if len(valid_idx) == 0:
             continue
         p = _probabilities(model, x, data, valid_idx).cpu().numpy()
-        scores = fast_scores("categorical", p, y[valid_idx].cpu().numpy())
-        curves["valid_ua"].append(round(scores["ua"], 6))
-        if best is None or scores["ua"] > best:
-            best, best_epoch, best_valid = scores["ua"], epoch, scores
+        if selection.valid_epoch(epoch, fast_scores("categorical", p, y[valid_idx].cpu().numpy())):
             best_state = copy.deepcopy(model.state_dict())
     if best_state is not None:
         model.load_state_dict(best_state)
-    p = _probabilities(model, x, data, test_idx).cpu().numpy()
-    truth = y[test_idx].cpu().numpy()
-    metrics = task_metrics("categorical", p, truth, list(names))
-    ci = bootstrap_ci("categorical", p, truth, resamples=config.bootstrap, seed=config.seed) if config.bootstrap \
-        else None
-    return FoldResult(name, len(train), len(valid), len(test), best_epoch, best_valid, metrics, ci, p, [],
-                      {k: v for k, v in curves.items() if v}, time.perf_counter() - start)
+    return FoldOutcome(name=split.name, n_train=len(train), n_valid=len(valid), n_test=len(test),
+                       best_epoch=selection.kept_epoch(config.epochs), epochs_run=config.epochs,
+                       valid=selection.valid, history=selection.curves(), seconds=time.perf_counter() - start,
+                       test_keys=[keys[n] for n in test.tolist()],
+                       predictions=_probabilities(model, x, data, test_idx).cpu().numpy())
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def _split(samples: Sequence[Sample], fold: Mapping, i: int, config: ConversationConfig
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def _split(samples: Sequence[Sample], fold: Mapping, i: int, config: ConversationConfig) -> FoldSplit:
+    """The samples of fold ``fold`` (the ``i``-th selected) by the split holding their target turn's first
+    utterance; without valid samples, a seeded share of the training ones (:func:`~.runs.carve_valid`)."""
     where = {k: s for s in ("train", "valid", "test") for k in fold[s]}
     parts: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
     for n, s in enumerate(samples):
@@ -314,7 +296,9 @@ def _split(samples: Sequence[Sample], fold: Mapping, i: int, config: Conversatio
     if not parts["valid"] and config.valid_fraction > 0 and parts["train"]:
         parts["train"], parts["valid"] = carve_valid(parts["train"], config.valid_fraction, config.seed, i)
         note = f" (valid = random {config.valid_fraction:.0%} of the training samples)"
-    return (*(np.asarray(parts[s], dtype=np.int64) for s in ("train", "valid", "test")), note)
+    if not parts["train"] or not parts["test"]:
+        raise ProbeError(f"{fold['name']}: no training ({len(parts['train'])}) or test ({len(parts['test'])}) sample")
+    return FoldSplit(fold["name"], parts["train"], parts["valid"], parts["test"], note)
 
 
 def _utterance_vectors(packed) -> Tensor:
@@ -365,6 +349,123 @@ def _markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _classes(rows: Sequence[Mapping], classes: Sequence[str] | None, mapping: Mapping[str, str], where: Path
+             ) -> list[str]:
+    """The target emotions: ``classes``, else every (mapped) label of data.tsv; each must occur."""
+    names = sorted(classes) if classes else sorted({mapping.get(r["label"], r["label"]) for r in rows} - {""})
+    unknown = sorted(set(names) - {mapping.get(r["label"], r["label"]) for r in rows})
+    if unknown:
+        raise ProbeError(f"--classes {', '.join(unknown)}: no utterance of {where} carries them")
+    if len(names) < 2:
+        raise ProbeError(f"the conversation task needs at least two classes, got {names}")
+    return names
+
+
+@dataclass
+class _Dialogues:
+    """The dialogues as turns, the samples (labelled turns with enough history) and what was left out."""
+
+    dialogs: dict[str, list[Turn]]
+    samples: list[Sample]
+    short: list[str]  # dialogues too short for any sample
+    turns: int
+    warnings: list[str]
+
+
+def _dialogues(rows: Sequence[Mapping], names: list[str], mapping: Mapping[str, str], config: ConversationConfig,
+               where: Path, log) -> _Dialogues:
+    dialogs = build_turns(rows, names, mapping, str(where))
+    samples, short = make_samples(dialogs, config.history)
+    n_turns = sum(len(t) for t in dialogs.values())
+    warnings = []
+    if short:
+        warnings.append(f"{len(short)} dialogue(s) have at most {config.history} turns and give no sample: "
+                        + ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""))
+        log(f"conversation: warning: {warnings[-1]}")
+    if not samples:
+        raise ProbeError(f"no sample: no dialogue of {where} has a labelled turn after "
+                         f"{config.history} turns (lower --history?)")
+    log(f"conversation: {len(dialogs)} dialogues, {n_turns} turns, {len(samples)} samples (history "
+        f"{config.history}), classes {names}: " + ", ".join(f"{k} {v}" for k, v in
+                                                          sorted(Counter(s.label for s in samples).items())))
+    return _Dialogues(dialogs, samples, short, n_turns, warnings)
+
+
+@dataclass
+class _Inputs:
+    """The utterance vectors (N, D) on the device, the samples as index tensors, their targets, and the feature
+    folder's description."""
+
+    x: Tensor
+    device: torch.device
+    batches: _Batches
+    targets: Targets
+    position: dict[str, int]  # utterance key -> row of x
+    info: dict[str, Any]
+
+
+def _inputs(features, samples: list[Sample], names: list[str], config: ConversationConfig, layer, concat_features,
+            concat_layer, device: str, log) -> _Inputs:
+    from .features import load_sources
+    from .probe import resolve_device
+
+    keys = sorted({k for s in samples for turn in s.context for k in turn.keys})
+    log(f"conversation: loading {len(keys)} feature files from {features}"
+        + "".join(f" + {c}" for c in concat_features))
+    packed, info = load_sources(features, keys, layer, concat_features, concat_layer)
+    position = {k: i for i, k in enumerate(keys)}
+    dev = resolve_device(device)
+    x = _utterance_vectors(packed).to(dev)
+    tensors = _tensors(samples, position, names, config.history)
+    batches = _Batches(*(t.to(dev) for t in (tensors.turn_utts, tensors.turn_lengths, tensors.same_speaker,
+                                              tensors.y)))
+    targets = Targets("categorical", list(names), [s.key for s in samples], tensors.y.numpy())
+    return _Inputs(x, dev, batches, targets, position, info)
+
+
+def _fitter(inputs: _Inputs, samples: list[Sample], names: list[str], config: ConversationConfig):
+    def fit(i: int, split: FoldSplit) -> FoldOutcome:
+        position, device = inputs.position, inputs.device
+        train_utts = torch.tensor(sorted({position[k] for n in split.train for t in samples[n].context
+                                          for k in t.keys}), device=device)
+        return _train_fold(inputs.x, inputs.batches, split, train_utts, names, config, inputs.targets.keys, device)
+
+    return fit
+
+
+def _result(config: ConversationConfig, fold_spec: Mapping, protocol: str | None, data_dir: Path, features,
+            name: str | None, names: list[str], inputs: _Inputs, talk: _Dialogues, mapping: Mapping[str, str],
+            outcomes: list[FoldOutcome], t0: float) -> dict[str, Any]:
+    """results.json in the probe's format (task categorical) with a ``conversation`` block."""
+    from .. import __version__
+    from .runs import RESULTS_FORMAT, RESULTS_VERSION
+
+    info, x = inputs.info, inputs.x
+    n_params = sum(p.numel() for p in HierarchicalGRU(x.shape[1], len(names), config.hidden, config.gru_layers
+                                                      ).parameters())
+    return {
+        "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "corpus": fold_spec.get("corpus") or data_dir.name,
+        "protocol": fold_spec.get("protocol", protocol), "speaker_independent": fold_spec.get("speaker_independent"),
+        "task": "categorical", "loss": "ce", "headline": "ua",
+        "head": {"type": "hierarchical-gru", "pooling": "gru", "hidden": config.hidden, "dropout": config.dropout},
+        "targets": list(names), "labels": list(names), "source": name or Path(features).name,
+        "features": str(features), "data": str(data_dir), "granularity": info["granularity"], "dim": int(x.shape[1]),
+        "stored_layers": info["stored_layers"], "layer": info["layer"], "feature_settings": info["settings"],
+        "concat": info.get("concat", []), "parameters": n_params, "config": asdict(config),
+        "device": str(inputs.device),
+        "conversation": {"history": config.history, "dialogs": len(talk.dialogs), "turns": talk.turns,
+                         "samples": len(talk.samples), "short_dialogs": talk.short, "label_map": dict(mapping),
+                         "sample_labels": dict(sorted(Counter(s.label for s in talk.samples).items()))},
+        "folds": [o.entry() for o in outcomes],
+        "summary": summarize([o.test for o in outcomes], ("wa", "ua", "wf1", "macro_f1")),
+        "confusion": np.sum([o.test["confusion"] for o in outcomes], axis=0).tolist(),
+        "warnings": talk.warnings, "notes": [], "audit": None,
+        "timing": {"total_s": round(time.perf_counter() - t0, 3)},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "emotion2vec_version": __version__, "torch_version": torch.__version__,
+    }
+
+
 def run_conversation(features: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None,
                      config: ConversationConfig | None = None, protocol: str | None = None, layer=None,
                      concat_features: Sequence[str | os.PathLike] = (), concat_layer=None,
@@ -374,11 +475,14 @@ def run_conversation(features: str | os.PathLike, data: str | os.PathLike, out: 
     """Train and score the conversation model on every fold of ``data``; write the outputs to ``out`` (when
     given); return results.json's dict. ``classes``: the target emotions (default: every label of data.tsv after
     ``label_map``, "old=new,...", '' = not a target). ``threads``: torch CPU threads while training (default 1:
-    the GRUs' small matrices only lose to thread synchronisation; None = torch's default)."""
+    the GRUs' small matrices only lose to thread synchronisation; None = torch's default).
+
+    The steps: the corpus, its folds and the classes; the dialogues' turns and samples; the features; the folds in
+    the shared fold loop (:func:`~.runs.run_folds`); results.json and the files (:func:`~.report.write_outputs`)."""
     from . import report
     from .corpora import parse_label_map
-    from .features import load_sources
-    from .probe import RESULTS_FORMAT, RESULTS_VERSION, cpu_settings, pick_folds, read_inputs, resolve_device
+    from .probe import cpu_settings
+    from .runs import pick_folds, read_inputs
 
     config = config or ConversationConfig()
     t0 = time.perf_counter()
@@ -388,91 +492,19 @@ def run_conversation(features: str | os.PathLike, data: str | os.PathLike, out: 
     rows, fold_spec = read_inputs(data_dir, protocol, fold_seed)
     selected = pick_folds(list(fold_spec["folds"]), folds)
     mapping = parse_label_map(label_map)
-    names = sorted(classes) if classes else sorted({mapping.get(r["label"], r["label"]) for r in rows} - {""})
-    unknown = sorted(set(names) - {mapping.get(r["label"], r["label"]) for r in rows})
-    if unknown:
-        raise ProbeError(f"--classes {', '.join(unknown)}: no utterance of {data_dir / 'data.tsv'} carries them")
-    if len(names) < 2:
-        raise ProbeError(f"the conversation task needs at least two classes, got {names}")
-    dialogs = build_turns(rows, names, mapping, str(data_dir / "data.tsv"))
-    samples, short = make_samples(dialogs, config.history)
-    n_turns = sum(len(t) for t in dialogs.values())
-    warnings = []
-    if short:
-        warnings.append(f"{len(short)} dialogue(s) have at most {config.history} turns and give no sample: "
-                        + ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""))
-        log(f"conversation: warning: {warnings[-1]}")
-    if not samples:
-        raise ProbeError(f"no sample: no dialogue of {data_dir / 'data.tsv'} has a labelled turn after "
-                         f"{config.history} turns (lower --history?)")
-    log(f"conversation: {len(dialogs)} dialogues, {n_turns} turns, {len(samples)} samples (history "
-        f"{config.history}), classes {names}: " + ", ".join(f"{k} {v}" for k, v in
-                                                          sorted(Counter(s.label for s in samples).items())))
-
-    keys = sorted({k for s in samples for turn in s.context for k in turn.keys})
-    log(f"conversation: loading {len(keys)} feature files from {features}" + "".join(f" + {c}" for c in concat_features))
-    packed, info = load_sources(features, keys, layer, concat_features, concat_layer)
-    position = {k: i for i, k in enumerate(keys)}
-    dev = resolve_device(device)
-    x = _utterance_vectors(packed).to(dev)
-    tensors = _tensors(samples, position, names, config.history)
-    tensors = _Batches(*(t.to(dev) for t in (tensors.turn_utts, tensors.turn_lengths, tensors.same_speaker,
-                                             tensors.y)))
-    fold_results = []
-    for i, f in enumerate(selected):
-        train, valid, test, note = _split(samples, f, i, config)
-        if len(train) == 0 or len(test) == 0:
-            raise ProbeError(f"{f['name']}: no training ({len(train)}) or test ({len(test)}) sample")
-        train_utts = torch.tensor(sorted({position[k] for n in train for t in samples[n].context for k in t.keys}),
-                                  device=dev)
-        with cpu_settings(threads):
-            fr = _train_fold(x, tensors, train, valid, test, train_utts, names, config, f["name"], dev)
-        fr.test_keys = [samples[n].key for n in test]
-        fold_results.append(fr)
-        log(f"conversation: {fr.name}: train {fr.n_train} valid {fr.n_valid} test {fr.n_test}{note}; best epoch "
-            f"{fr.best_epoch}/{config.epochs}; test UAR {100 * fr.test['ua']:.2f} macro-F1 "
-            f"{100 * fr.test['macro_f1']:.2f} ({fr.seconds:.1f}s)")
-    n_params = sum(p.numel() for p in HierarchicalGRU(x.shape[1], len(names), config.hidden, config.gru_layers
-                                                      ).parameters())
-    from .. import __version__
-
-    result: dict[str, Any] = {
-        "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "corpus": fold_spec.get("corpus") or data_dir.name,
-        "protocol": fold_spec.get("protocol", protocol), "speaker_independent": fold_spec.get("speaker_independent"),
-        "task": "categorical", "loss": "ce", "headline": "ua",
-        "head": {"type": "hierarchical-gru", "pooling": "gru", "hidden": config.hidden, "dropout": config.dropout},
-        "targets": list(names), "labels": list(names), "source": name or Path(features).name,
-        "features": str(features), "data": str(data_dir), "granularity": info["granularity"], "dim": int(x.shape[1]),
-        "stored_layers": info["stored_layers"], "layer": info["layer"], "feature_settings": info["settings"],
-        "concat": info.get("concat", []), "parameters": n_params, "config": asdict(config), "device": str(dev),
-        "conversation": {"history": config.history, "dialogs": len(dialogs), "turns": n_turns,
-                         "samples": len(samples), "short_dialogs": short, "label_map": mapping,
-                         "sample_labels": dict(sorted(Counter(s.label for s in samples).items()))},
-        "folds": [{"name": fr.name, "n_train": fr.n_train, "n_valid": fr.n_valid, "n_test": fr.n_test,
-                   "best_epoch": fr.best_epoch, "epochs_run": config.epochs, "valid": fr.valid, "test": fr.test,
-                   "ci": fr.ci, "seconds": round(fr.seconds, 3), "history": fr.history} for fr in fold_results],
-        "summary": summarize([fr.test for fr in fold_results], ("wa", "ua", "wf1", "macro_f1")),
-        "confusion": np.sum([fr.test["confusion"] for fr in fold_results], axis=0).tolist(),
-        "warnings": warnings, "notes": [], "audit": None,
-        "timing": {"total_s": round(time.perf_counter() - t0, 3)},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "emotion2vec_version": __version__, "torch_version": torch.__version__,
-    }
+    names = _classes(rows, classes, mapping, data_dir / "data.tsv")
+    talk = _dialogues(rows, names, mapping, config, data_dir / "data.tsv", log)
+    inputs = _inputs(features, talk.samples, names, config, layer, concat_features, concat_layer, device, log)
+    splits = [_split(talk.samples, f, i, config) for i, f in enumerate(selected)]
+    with cpu_settings(threads):
+        outcomes = run_folds(splits, _fitter(inputs, talk.samples, names, config), inputs.targets,
+                             config.bootstrap, config.seed, log, "conversation")
+    result = _result(config, fold_spec, protocol, data_dir, features, name, names, inputs, talk, mapping, outcomes, t0)
     if out is not None:
-        from ..io.atomic import atomic_write_bytes, atomic_write_text
-        import json
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        index = {n: i for i, n in enumerate(names)}
-        by_key = {s.key: s for s in samples}
-        predictions = [{"fold": fr.name, "key": k, "target": index[by_key[k].label], "predicted": p,
-                        "label": by_key[k].label} for fr in fold_results for k, p in zip(fr.test_keys, fr.predictions)]
-        atomic_write_text(out / "predictions.tsv", report.predictions_tsv(predictions, names))
-        atomic_write_bytes(out / "confusion.png", report.confusion_png(
-            result["confusion"], names, f"{report.corpus_name(result['corpus'])} / {result['source']} (conversation)"))
-        atomic_write_text(out / "results.md", _markdown(result))
-        atomic_write_text(out / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        index = {s.key: n for n, s in enumerate(talk.samples)}
+        report.write_outputs(out, result, prediction_records(outcomes, inputs.targets, index.__getitem__),
+                             markdown=_markdown, title=f"{report.corpus_name(result['corpus'])} / {result['source']} "
+                                                       f"(conversation)")
         log(f"conversation: wrote results.json, results.md, predictions.tsv, confusion.png to {out}")
     log(report.summary_markdown(result))
     return result

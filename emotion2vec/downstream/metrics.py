@@ -41,7 +41,7 @@ import numpy as np
 
 __all__ = ["METRICS", "METRIC_NAMES", "TASK_METRICS", "HEADLINE", "PERCENT_METRICS", "compute_metrics",
            "metrics_from_confusion", "ccc", "regression_metrics", "multilabel_metrics", "multilabel_from_counts",
-           "task_metrics", "fast_scores", "bootstrap_ci", "summarize", "summary_metrics"]
+           "task_metrics", "fast_scores", "bootstrap_ci", "summarize", "summary_metrics", "format_metric"]
 
 #: the scalar metrics of a categorical run, in report order
 METRICS = ("wa", "ua", "wf1", "macro_f1")
@@ -59,6 +59,14 @@ METRIC_NAMES = {"wa": "WA", "ua": "UA", "wf1": "WF1", "macro_f1": "macro-F1", "m
                 "loss": "loss"}
 #: metrics reported in percent; the others (CCC, Pearson, MAE, loss) as plain numbers with 3 decimals
 PERCENT_METRICS = ("wa", "ua", "wf1", "macro_f1", "micro_f1", "ml_macro_f1")
+
+
+def format_metric(metric: str, value: float | None) -> str:
+    """A metric as logs and tables show it: percent with two decimals, or a plain number (CCC, MAE, loss); – when
+    missing or NaN."""
+    if value is None or value != value:
+        return "–"
+    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
 
 
 def _indices(values: Iterable[Hashable], labels: Sequence[Hashable], what: str) -> np.ndarray:

@@ -107,13 +107,29 @@ def parse_protocols(values: Iterable[str] | None) -> list[str]:
     return out
 
 
+def _other_protocol(folds_json: Path, protocol: str, rows: list[dict]) -> str | None:
+    """The protocol of an existing folds.json when it is another one than ``protocol`` and its folds still fit
+    ``rows``; None when there is none, it is the same protocol, or it no longer fits (then it is replaced)."""
+    try:
+        old = json.loads(folds_json.read_text(encoding="utf-8"))
+        check_folds(old, rows)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    other = old.get("protocol")
+    return str(other) if other and other != protocol else None
+
+
 def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike | None = None,
             protocols: Iterable[str] | None = None, seed: int = 0, folds: int | None = None,
             valid_fraction: float | None = None, label_map=None, exclude: Iterable[str] | None = None,
-            test_fraction: float | None = None, audit_audio: bool = True, **corpus_options) -> PrepareResult:
+            test_fraction: float | None = None, audit_audio: bool = True, overwrite_folds: bool = False,
+            **corpus_options) -> PrepareResult:
     """Prepare ``corpus`` found at ``root`` into ``out`` (default ``manifests/<corpus>``).
 
-    ``protocols``: fold protocols (default: the corpus's); ``folds`` / ``valid_fraction`` / ``test_fraction``
+    ``protocols``: fold protocols (default: the corpus's); the first is written as ``folds.json`` unless
+    ``folds.json`` already holds the folds of another protocol that still match the corpus (an earlier prepare):
+    those are kept (with a note) unless ``overwrite_folds``; every protocol is written as ``folds_<protocol>.json``.
+    ``folds`` / ``valid_fraction`` / ``test_fraction``
     override the protocol options that take them; ``audit_audio``: compare decoded audio across splits in the
     audit; ``corpus_options``: the corpus's own options (``all_labels``, ``audio_dir``, ``speaker_regex``,
     ``emobox_data``, ``test_set``). A protocol that promises speaker independence but shares a speaker raises
@@ -142,11 +158,16 @@ def prepare(corpus: str, root: str | os.PathLike, out: str | os.PathLike | None 
         f["audit"] = audit_folds(rows, f, hashes, unreadable)
         for w in f["audit"]["warnings"]:
             log.warning("%s: %s", folds_filename(p), w)
+    kept = None if overwrite_folds else _other_protocol(out / FOLDS_JSON, made[0][0], rows)
     write_data_tsv(out / DATA_TSV, rows)
     written: list[tuple[str, dict]] = []
     for i, (p, f) in enumerate(made):
         check_folds(f, rows)
-        if i == 0:
+        if i == 0 and kept:
+            log.info("%s keeps its %s folds; the %s folds are in %s (give --protocol %s to probe, finetune or "
+                     "audit; --overwrite-folds makes them folds.json)", out / FOLDS_JSON, kept, p,
+                     folds_filename(p), p)
+        elif i == 0:
             save_folds(f, out / FOLDS_JSON)
             written.append((FOLDS_JSON, f))
         save_folds(f, out / folds_filename(p))

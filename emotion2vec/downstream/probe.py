@@ -1,11 +1,15 @@
 """``emotion2vec probe``: downstream heads trained per fold on frozen features.
 
-:func:`run_probe` reads a feature folder (``emotion2vec extract``) and a prepared corpus (``emotion2vec prepare``),
-builds the task's targets (:mod:`.targets`), checks every fold before training (a categorical fold whose test labels
-never occur in its training set, or whose training set holds fewer than two labels, is refused by name), audits the
-folds for leakage (:mod:`.audit`: a protocol that promises speaker independence but shares speakers is refused, an
-imported split that shares them is reported loudly), trains a :class:`~.heads.Head` per fold
-(:func:`~.training.train_fold`), and returns a :class:`ProbeResult` whose ``to_dict()`` is ``results.json``.
+:func:`run_probe`, step by step (the steps a fine-tuning run shares are in :mod:`.runs`):
+    1. read a prepared corpus (``emotion2vec prepare``) and its folds, or two corpora for cross-corpus testing
+    2. check every fold before training: a categorical fold whose test labels never occur in its training set, or
+       whose training set holds fewer than two labels, is refused by name
+    3. audit the folds for leakage (:mod:`.audit`: a protocol that promises speaker independence but shares speakers
+       is refused, an imported split that shares them is reported loudly)
+    4. load the feature folder (``emotion2vec extract``) and build the task's targets (:mod:`.targets`)
+    5. train a :class:`~.heads.Head` per fold (:func:`~.training.train_fold`) in the shared fold loop, which scores
+       each fold's test predictions
+    6. results.json (:class:`ProbeResult`), the fairness and per-speaker analysis, and the files
 
 A fold without valid keys gets a seeded random ``valid_fraction`` (0.2) of its train keys as valid, as the official
 recipe's 80/20 split; ``valid_fraction 0`` then keeps the last epoch. ``valid_is_test`` selects on the test keys and
@@ -25,7 +29,6 @@ settings: :func:`~.heads.load_head` reads it back) -- see :mod:`.report`.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,54 +41,15 @@ import torch
 from . import ProbeError
 from .features import PackedFeatures, append_utterances, load_features, load_sources
 from .heads import Head, save_head
-from .metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, summarize, summary_metrics
-from .targets import Targets, apply_label_map, build_targets, vote_classes
-from .training import FoldResult, ProbeConfig, head_config, train_fold
+from .runs import (FoldOutcome, add_groups, audit_run, check_fold_labels, class_names, head_entry, log_audit,
+                   pick_folds, prediction_records, read_inputs, read_rows, results_dict, run_folds, split_folds)
+from .targets import Targets, apply_label_map, build_targets
+from .training import ProbeConfig, head_config, train_fold
 
-__all__ = ["RESULTS_FORMAT", "ProbeResult", "check_fold_labels", "run_probe"]
+__all__ = ["ProbeResult", "run_probe", "resolve_device", "cpu_settings"]
 
-RESULTS_FORMAT = "emotion2vec-probe-results"
-#: 2: task, loss, head, targets, headline, bootstrap intervals, audit, layer weights, feature settings, saved heads
-RESULTS_VERSION = 2
 #: first-layer multiply-adds of an average batch below which training runs on one CPU thread
 SMALL_BATCH_WORK = 1 << 28
-
-
-def read_inputs(data_dir: Path, protocol: str | None, seed: int) -> tuple[list[dict], dict[str, Any]]:
-    """data.tsv rows and the checked folds (the manifest and folds modules own the formats and their checks)."""
-    from ..io.manifests import read_data_tsv
-    from .folds import load_folds
-
-    try:
-        return read_data_tsv(data_dir / "data.tsv"), load_folds(data_dir, protocol=protocol, seed=seed)
-    except ValueError as e:  # ManifestError, FoldsError
-        raise ProbeError(str(e)) from None
-
-
-def _read_rows(data_dir: Path) -> list[dict]:
-    from ..io.manifests import read_data_tsv
-
-    try:
-        return read_data_tsv(data_dir / "data.tsv")
-    except ValueError as e:
-        raise ProbeError(str(e)) from None
-
-
-def pick_folds(folds: list[dict], spec: str | None) -> list[dict]:
-    if not spec:
-        return folds
-    by_name = {f["name"]: f for f in folds}
-    out = []
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        if item in by_name:
-            out.append(by_name[item])
-        elif item.isdigit() and 1 <= int(item) <= len(folds):
-            out.append(folds[int(item) - 1])
-        else:
-            raise ProbeError(f"--folds: no fold {item!r} (folds: {', '.join(by_name)})")
-    return out
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,72 +77,6 @@ def cpu_settings(threads: int | None):
     finally:
         torch.set_flush_denormal(False)
         torch.set_num_threads(previous)
-
-
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
-
-
-def carve_valid(train: Sequence, fraction: float, seed: int, index: int) -> tuple[list, list]:
-    """A seeded random ``fraction`` of ``train`` (at least one) as valid. -> (train, valid), each in ``train``'s order.
-    Probe, fine-tuning and conversation runs carve the same utterances for the same (seed, fold index)."""
-    order = np.random.default_rng([seed, index]).permutation(len(train))
-    n_valid = max(1, int(round(fraction * len(train))))
-    return [train[j] for j in sorted(order[n_valid:])], [train[j] for j in sorted(order[:n_valid])]
-
-
-def fold_splits(f: Mapping, index: int, seed: int, valid_fraction: float, valid_is_test: bool
-                ) -> tuple[list, list, list, str]:
-    """train, valid, test of fold ``f`` (the ``index``-th selected) with the dev rules: the fold's own valid set;
-    else a seeded ``valid_fraction`` of train (:func:`carve_valid`); 0 = none (the last epoch is kept); with
-    ``valid_is_test`` train + valid train and the test set selects. -> (train, valid, test, a note for the log)."""
-    train, valid, test = list(f["train"]), list(f["valid"]), list(f["test"])
-    if valid_is_test:
-        return train + valid, test, test, " (selecting on test)"
-    if not valid and valid_fraction > 0:
-        train, valid = carve_valid(train, valid_fraction, seed, index)
-        return train, valid, test, f" (valid = random {valid_fraction:.0%} of train)"
-    return train, valid, test, "" if valid else " (no valid: last epoch)"
-
-
-def _run_fold(packed: PackedFeatures, targets: Targets, f: dict, i: int, config: ProbeConfig, log
-              ) -> tuple[FoldResult, list[int]]:
-    """``f``: a fold whose train / valid / test hold positions in ``packed`` and ``targets``. -> (its result, the
-    positions its epoch was selected on)."""
-    train, valid, test, note = fold_splits(f, i, config.seed, config.valid_fraction, config.valid_is_test)
-    result = train_fold(packed, targets, train, valid, test, config, name=f["name"])
-    shown = " ".join(f"{METRIC_NAMES[m]} {_fmt(m, result.test.get(m))}"
-                     for m in summary_metrics(config.task)[:4])
-    ci = (f"; {METRIC_NAMES[result.ci['metric']]} 95% CI [{_fmt(result.ci['metric'], result.ci['low'])}, "
-          f"{_fmt(result.ci['metric'], result.ci['high'])}]" if result.ci else "")
-    log(f"probe: {result.name}: train {result.n_train} valid {result.n_valid} test {result.n_test}{note}; "
-        f"best epoch {result.best_epoch}/{result.epochs_run}; test {shown}{ci} ({result.seconds:.1f}s)")
-    return result, valid
-
-
-def check_fold_labels(folds: Sequence[dict], label_of: dict[str, str], allow_unseen: bool = False) -> list[str]:
-    """Refuse folds a classifier cannot learn: fewer than two labels in train, or test labels absent from train.
-
-    With ``allow_unseen`` (cross-corpus work) the second case is returned as warnings instead.
-    """
-    warnings: list[str] = []
-    for f in folds:
-        train_labels = sorted({label_of[k] for k in f["train"]})
-        if len(train_labels) < 2:
-            raise ProbeError(f"{f['name']}: the training set holds {len(train_labels)} label(s) "
-                             f"({', '.join(train_labels) or 'none'}); a classifier needs at least two")
-        unseen = sorted({label_of[k] for k in f["test"]} - set(train_labels))
-        if unseen:
-            n = sum(label_of[k] in unseen for k in f["test"])
-            msg = (f"{f['name']}: {n} test utterance(s) carry label(s) {', '.join(unseen)} that never occur in its "
-                   f"training set ({', '.join(train_labels)})")
-            if not allow_unseen:
-                raise ProbeError(msg + "; the fold cannot score them (check the split, e.g. a speaker regex that "
-                                       "captures the emotion), or pass --allow-unseen-test-labels to score anyway")
-            warnings.append(msg + " -- scored anyway (--allow-unseen-test-labels)")
-    return warnings
 
 
 def _check_cross_labels(task: str, names: list[str], test_rows: Sequence[Mapping], dropped: Mapping[str, int]) -> None:
@@ -219,7 +117,7 @@ class ProbeResult:
     parameters: int
     config: ProbeConfig
     device: str
-    folds: list[FoldResult]
+    folds: list[FoldOutcome]  # each with its head as ``model``
     timing: dict[str, float]
     feature_settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -228,7 +126,7 @@ class ProbeResult:
     cross_corpus: dict[str, Any] | None = None
     concat: list[dict[str, Any]] = field(default_factory=list)  # feature sources joined to ``features``
 
-    def head_meta(self, fold: FoldResult) -> dict[str, Any]:
+    def head_meta(self, fold: FoldOutcome) -> dict[str, Any]:
         """What a saved head needs besides its weights to be used again."""
         return {"task": self.config.task, "loss": self.config.loss, "names": list(self.names),
                 "layer": self.layer, "stored_layers": list(self.stored_layers), "granularity": self.granularity,
@@ -237,58 +135,15 @@ class ProbeResult:
                 "config": asdict(self.config), "concat": self.concat}
 
     def to_dict(self) -> dict[str, Any]:
-        from .. import __version__
-
-        task = self.config.task
-        classes = task != "regression"
-        folds_out = []
-        for fr in self.folds:
-            entry = {"name": fr.name, "n_train": fr.n_train, "n_valid": fr.n_valid, "n_test": fr.n_test,
-                     "best_epoch": fr.best_epoch, "epochs_run": fr.epochs_run, "valid": fr.valid, "test": fr.test,
-                     "ci": fr.ci, "seconds": round(fr.seconds, 3), "history": fr.history,
-                     "head_file": f"heads/{fr.name}.pt"}
-            if fr.layer_weights is not None:
-                entry["layer_weights"] = fr.layer_weights
-            folds_out.append(entry)
-        result = {
-            "format": RESULTS_FORMAT,
-            "version": RESULTS_VERSION,
-            "corpus": self.corpus,
-            "protocol": self.protocol,
-            "speaker_independent": self.speaker_independent,
-            "task": task,
-            "loss": self.config.loss,
-            "head": {"type": self.config.head, "pooling": self.config.pooling, "hidden": self.config.hidden,
-                     "dropout": self.config.dropout, "layer_mix": self.layer == "weighted",
-                     **({"arcface_scale": self.config.arcface_scale, "arcface_margin": self.config.arcface_margin}
-                        if self.config.head == "arcface" else {})},
-            "targets": list(self.names),
-            "headline": HEADLINE[task],
-            "source": self.source,
-            "features": self.features,
-            "data": self.data,
-            "granularity": self.granularity,
-            "dim": self.dim,
-            "stored_layers": self.stored_layers,
-            "layer": self.layer,
-            "feature_settings": self.feature_settings,
-            "labels": list(self.names) if classes else [],
-            "parameters": self.parameters,
-            "config": asdict(self.config),
-            "device": self.device,
-            "folds": folds_out,
-            "summary": summarize([fr.test for fr in self.folds], summary_metrics(task, self.names)),
-            "warnings": list(self.warnings),
-            "notes": list(self.notes),
-            "audit": self.audit,
-            "timing": {k: round(v, 3) for k, v in self.timing.items()},
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "emotion2vec_version": __version__,
-            "torch_version": torch.__version__,
-        }
-        if "confusion" in (self.folds[0].test if self.folds else {}):
-            result["confusion"] = np.sum([fr.test["confusion"] for fr in self.folds], axis=0).tolist()
-        weights = [fr.layer_weights for fr in self.folds if fr.layer_weights is not None]
+        result = results_dict(
+            corpus=self.corpus, protocol=self.protocol, speaker_independent=self.speaker_independent,
+            task=self.config.task, loss=self.config.loss,
+            head=head_entry(self.config.head, self.config, self.layer == "weighted"), names=self.names,
+            source=self.source, features=self.features, data=self.data, granularity=self.granularity, dim=self.dim,
+            stored_layers=self.stored_layers, layer=self.layer, feature_settings=self.feature_settings,
+            parameters=self.parameters, config=asdict(self.config), device=self.device, folds=self.folds,
+            warnings=self.warnings, notes=self.notes, audit=self.audit, timing=self.timing)
+        weights = [f.extra["layer_weights"] for f in self.folds if "layer_weights" in f.extra]
         if weights:
             result["layer_weights"] = {"layers": self.stored_layers, "mean": np.mean(weights, axis=0).tolist(),
                                        "std": np.std(weights, axis=0).tolist()}
@@ -298,36 +153,206 @@ class ProbeResult:
             result["concat"] = self.concat
         return result
 
-    def predictions(self, targets: Targets, position: Mapping[tuple[str, str], int]) -> list[dict[str, Any]]:
-        """One record per test utterance of every fold: fold, key, true targets, prediction, probabilities or
-        predicted values (see :func:`.report.predictions_tsv`)."""
-        out = []
-        side = "test" if self.cross_corpus else "data"
-        hard = targets.y if targets.task == "categorical" else targets.hard  # None for regression
-        for fr in self.folds:
-            for key, p in zip(fr.test_keys, fr.predictions):
-                i = position[(side, key)]
-                out.append({"fold": fr.name, "key": key, "target": targets.y[i], "predicted": p,
-                            "label": None if hard is None else targets.names[int(hard[i])]})
-        return out
+
+# ------------------------------------------------------------------------------------------------ the steps
+@dataclass
+class _Corpus:
+    """Step 1: the rows, the folds (keys) and, for cross-corpus testing, the test corpus."""
+
+    rows: list[dict]
+    fold_spec: dict[str, Any]
+    folds: list[dict]
+    test_rows: list[dict] = field(default_factory=list)
+    test_dir: Path | None = None
+    cross: dict[str, Any] | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # test labels --label-map dropped
 
 
-def _names(config: ProbeConfig, fold_spec: Mapping, rows: Sequence[Mapping]) -> list[str]:
-    if config.task == "regression":
-        return list(config.targets)
-    if config.task == "categorical":
-        return [str(label) for label in fold_spec.get("labels") or sorted({r["label"] for r in rows})]
-    return vote_classes(rows)
+def _folder(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.parent if p.is_file() else p
 
 
-def _hashes(rows: Sequence[Mapping], data_dir: Path, enabled: bool, log):
-    from .audit import HASH_CACHE, audio_hashes
+def _check_options(test_features, test_data, label_map, concat_features) -> bool:
+    """-> whether the run tests on another corpus."""
+    cross = test_features is not None or test_data is not None
+    if cross and (test_features is None or test_data is None):
+        raise ProbeError("cross-corpus testing needs both --test-features and --test-data")
+    if label_map and not cross:
+        raise ProbeError("--label-map applies to cross-corpus runs (with --test-features and --test-data)")
+    if cross and concat_features:
+        raise ProbeError("--concat-features applies to runs on one corpus, not to cross-corpus testing")
+    return cross
 
-    if not enabled:
-        return None, []
-    return audio_hashes(rows, data_dir / HASH_CACHE, log)
+
+def _one_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: str | None) -> _Corpus:
+    rows, fold_spec = read_inputs(data_dir, protocol, fold_seed)
+    return _Corpus(rows, fold_spec, pick_folds(list(fold_spec["folds"]), folds))
 
 
+def _two_corpora(data_dir: Path, test_data, test_features, label_map: str | None) -> _Corpus:
+    """One fold: every utterance of the training corpus to train (and select), every one of the test corpus to test;
+    ``label_map`` applied to both."""
+    from .corpora import parse_label_map
+
+    test_dir = _folder(test_data)
+    mapping = parse_label_map(label_map)
+    rows, dropped_a = apply_label_map(read_rows(data_dir), mapping)
+    test_rows, dropped_b = apply_label_map(read_rows(test_dir), mapping)
+    if not test_rows:
+        raise ProbeError(f"--label-map dropped every utterance of {test_dir}")
+    train_corpus, test_corpus = data_dir.name, test_dir.name
+    fold_spec: dict[str, Any] = {"corpus": f"{train_corpus}->{test_corpus}", "protocol": "cross-corpus",
+                                 "speaker_independent": None, "labels": sorted({r["label"] for r in rows}),
+                                 "folds": [{"name": "cross-corpus", "train": [r["key"] for r in rows],
+                                            "valid": [], "test": [r["key"] for r in test_rows]}]}
+    cross = {"train_corpus": train_corpus, "test_corpus": test_corpus, "test_features": str(test_features),
+             "test_data": str(test_dir), "label_map": mapping, "dropped": {"train": dropped_a, "test": dropped_b}}
+    return _Corpus(rows, fold_spec, fold_spec["folds"], test_rows, test_dir, cross, dropped_b)
+
+
+def _check_labels(config: ProbeConfig, names: list[str], corpus: _Corpus, allow_unseen: bool, log) -> list[str]:
+    """Step 2: folds a head cannot learn are refused; -> warnings (unseen test labels scored anyway)."""
+    warnings: list[str] = []
+    if corpus.cross:
+        _check_cross_labels(config.task, names, corpus.test_rows, corpus.dropped)
+    elif config.task in ("categorical", "soft"):
+        warnings += check_fold_labels(corpus.folds, {r["key"]: r["label"] for r in corpus.rows}, allow_unseen)
+    for w in warnings:
+        log(f"probe: warning: {w}")
+    return warnings
+
+
+def _audit(corpus: _Corpus, data_dir: Path, audit_audio: bool, log, out) -> tuple[dict[str, Any], list[str]]:
+    """Step 3: the leakage audit (a broken speaker-independence promise raises before any training)."""
+    if not corpus.cross:
+        return audit_run(corpus.rows, corpus.fold_spec, corpus.folds, data_dir, audit_audio, log, out)
+    from .audit import HASH_CACHE, audio_hashes, audit_cross
+
+    hashes = [audio_hashes(rs, d / HASH_CACHE, log)[0] if audit_audio else None
+              for rs, d in ((corpus.rows, data_dir), (corpus.test_rows, corpus.test_dir))]
+    audit = audit_cross(corpus.rows, corpus.test_rows, *hashes)
+    log_audit(audit, log, out)
+    return audit, [f"leakage audit: {w}" for w in audit["warnings"]]
+
+
+@dataclass
+class _Loaded:
+    """Step 4: features and targets of every utterance the folds use, addressed by ``position[(side, key)]`` (side
+    ``data``, or ``test`` for the test corpus of a cross-corpus run)."""
+
+    packed: PackedFeatures
+    info: dict[str, Any]
+    targets: Targets
+    position: dict[tuple[str, str], int]
+    side: dict[str, str]  # fold split -> side
+
+
+def _load(features: Path, corpus: _Corpus, names: list[str], config: ProbeConfig, layer, concat_features,
+          concat_layer, test_features, data_dir: Path, log) -> _Loaded:
+    cross = corpus.cross is not None
+    by_key = {r["key"]: r for r in corpus.rows}
+    keys = list(dict.fromkeys(k for f in corpus.folds for split in ("train", "valid", "test") for k in f[split]
+                              if not (cross and split == "test")))
+    log(f"probe: loading {len(keys)} feature files from {features}"
+        + "".join(f" + {c}" for c in concat_features))
+    packed, info = load_sources(features, keys, layer, concat_features, concat_layer)
+    ordered_rows = [by_key[k] for k in keys]
+    position = {("data", k): i for i, k in enumerate(keys)}
+    if cross:
+        test_keys = [r["key"] for r in corpus.test_rows]
+        log(f"probe: loading {len(test_keys)} test feature files from {test_features}")
+        test_packed, test_info = load_features(test_features, test_keys, layer)
+        if test_info["stored_layers"] != info["stored_layers"] and info["layer"] == "weighted":
+            raise ProbeError(f"--layer weighted: the test features hold layers {test_info['stored_layers']}, the "
+                             f"training features {info['stored_layers']}")
+        packed = append_utterances(packed, test_packed)
+        corpus.cross["test_feature_settings"] = test_info["settings"]
+        position.update({("test", k): len(keys) + i for i, k in enumerate(test_keys)})
+        ordered_rows += list(corpus.test_rows)
+        info["empty"] += test_info["empty"]
+        info["frames"] += test_info["frames"]
+    if info["empty"]:
+        log(f"probe: warning: {len(info['empty'])} utterance(s) have 0 frames (their pooled vector is 0), "
+            f"e.g. {info['empty'][:3]}")
+    targets = build_targets(config.task, ordered_rows, names, where=str(data_dir / "data.tsv"))
+    for n in targets.notes:
+        log(f"probe: note: {n}")
+    side = {"train": "data", "valid": "data", "test": "test" if cross else "data"}
+    return _Loaded(packed, info, targets, position, side)
+
+
+def _describe(config: ProbeConfig, loaded: _Loaded, names: list[str], n_params: int, device, load_s: float) -> str:
+    packed, info = loaded.packed, loaded.info
+    return (f"probe: {config.task} task ({config.loss} loss, {config.head} head, {config.pooling} pooling), "
+            f"{info['granularity']}-level features, dim {packed.dim}"
+            + (f" x {packed.num_layers} layers" if packed.num_layers > 1 else "")
+            + f", {info['frames']} frames, {len(names)} {'targets' if config.task == 'regression' else 'classes'} "
+              f"{names}, {n_params:,} parameters, device {device} (loaded in {load_s:.1f}s)")
+
+
+def _threads(threads: int | None, config: ProbeConfig, loaded: _Loaded) -> int | None:
+    """None: 1 thread when a batch is small (< SMALL_BATCH_WORK first-layer multiply-adds), else torch's default."""
+    packed = loaded.packed
+    batch_work = (config.batch_size * loaded.info["frames"] / max(len(loaded.position), 1) * packed.dim
+                  * packed.num_layers * config.hidden)
+    return 1 if threads is None and batch_work < SMALL_BATCH_WORK else threads
+
+
+def _fit(loaded: _Loaded, config: ProbeConfig):
+    """Step 5: a fold's head (:func:`~.training.train_fold`), with its results.json fields."""
+
+    def fit(i: int, split) -> FoldOutcome:
+        outcome = train_fold(loaded.packed, loaded.targets, split, config)
+        weights = outcome.model.layer_weights()
+        outcome.extra = {"head_file": f"heads/{outcome.name}.pt",
+                         **({"layer_weights": [float(v) for v in weights]} if weights is not None else {})}
+        return outcome
+
+    return fit
+
+
+def _result(config: ProbeConfig, corpus: _Corpus, loaded: _Loaded, names: list[str], n_params: int, outcomes,
+            warnings: list[str], audit: dict[str, Any], protocol: str | None, data_dir: Path, features: Path,
+            name: str | None, device, timing: dict[str, float]) -> ProbeResult:
+    fold_spec, info = corpus.fold_spec, loaded.info
+    return ProbeResult(
+        corpus=fold_spec.get("corpus") or data_dir.name, protocol=fold_spec.get("protocol", protocol),
+        speaker_independent=fold_spec.get("speaker_independent"), source=name or features.name,
+        features=str(features), data=str(data_dir), granularity=info["granularity"], dim=loaded.packed.dim,
+        stored_layers=info["stored_layers"], layer=info["layer"], names=names, parameters=n_params,
+        config=config, device=str(device), folds=outcomes, warnings=warnings,
+        notes=loaded.targets.notes + audit["notes"], feature_settings=info["settings"], audit=audit,
+        cross_corpus=corpus.cross, concat=info.get("concat", []), timing=timing)
+
+
+def _write(out: Path, result: ProbeResult, result_dict: dict[str, Any], splits, loaded: _Loaded, test_preds,
+           embedding: str | None, embedding_colour: str, log) -> None:
+    """Step 6: heads/<fold>.pt, valid_predictions.tsv, the analysis figures, results.json and the rest."""
+    from ..analysis.inference import fold_predictions
+    from ..analysis.plots import write_analysis_plots
+    from ..analysis.runs import VALID_PREDICTIONS
+    from ..io.atomic import atomic_write_text
+    from . import report
+
+    config, names = result.config, result.names
+    for f in result.folds:
+        save_head(out / "heads" / f"{f.name}.pt", f.model, **result.head_meta(f))
+    valid_preds = fold_predictions(loaded.packed, loaded.targets, [(f.name, f.model, result.head_meta(f), s.valid)
+                                                                   for f, s in zip(result.folds, splits)])
+    atomic_write_text(out / VALID_PREDICTIONS, report.predictions_tsv(valid_preds.records(), names, config.task))
+    if embedding is not None:
+        from ..analysis.embedding import write_embedding
+
+        write_embedding(out, result_dict, test_preds, {f.name: f.model for f in result.folds}, embedding,
+                        loaded.packed, [loaded.position[(loaded.side["test"], k)] for k in test_preds.keys],
+                        config.seed, embedding_colour)
+    write_analysis_plots(out, result_dict)
+    report.write_outputs(out, result_dict, test_preds.records())
+    log(f"probe: wrote {', '.join(report.output_files(result_dict))}, {VALID_PREDICTIONS} and heads/ to {out}")
+
+
+# ------------------------------------------------------------------------------------------------ the run
 def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None,
               config: ProbeConfig | None = None, protocol: str | None = None, layer=None, device: str = "cpu",
               folds: str | None = None, name: str | None = None, fold_seed: int = 0, verbose: bool = True,
@@ -355,157 +380,47 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     across splits in the leakage audit (hashes cached next to data.tsv).
     """
     from . import report
-    from .audit import audit_cross, audit_folds, format_audit
-    from .corpora import parse_label_map
 
     config = config or ProbeConfig()
     t0 = time.perf_counter()
     log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
-    data_dir = Path(data)
-    if data_dir.is_file():
-        data_dir = data_dir.parent
-    features = Path(features)
-    cross = test_features is not None or test_data is not None
-    if cross and (test_features is None or test_data is None):
-        raise ProbeError("cross-corpus testing needs both --test-features and --test-data")
-    if label_map and not cross:
-        raise ProbeError("--label-map applies to cross-corpus runs (with --test-features and --test-data)")
-    if cross and concat_features:
-        raise ProbeError("--concat-features applies to runs on one corpus, not to cross-corpus testing")
-    warnings: list[str] = []
-    cross_info = None
-    if cross:
-        test_dir = Path(test_data)
-        test_dir = test_dir.parent if test_dir.is_file() else test_dir
-        mapping = parse_label_map(label_map)
-        rows, dropped_a = apply_label_map(_read_rows(data_dir), mapping)
-        test_rows, dropped_b = apply_label_map(_read_rows(test_dir), mapping)
-        if not test_rows:
-            raise ProbeError(f"--label-map dropped every utterance of {test_dir}")
-        train_corpus, test_corpus = data_dir.name, test_dir.name
-        fold_spec: dict[str, Any] = {"corpus": f"{train_corpus}->{test_corpus}", "protocol": "cross-corpus",
-                                     "speaker_independent": None, "labels": sorted({r["label"] for r in rows}),
-                                     "folds": [{"name": "cross-corpus", "train": [r["key"] for r in rows],
-                                                "valid": [], "test": [r["key"] for r in test_rows]}]}
-        selected = fold_spec["folds"]
-        cross_info = {"train_corpus": train_corpus, "test_corpus": test_corpus, "test_features": str(test_features),
-                      "test_data": str(test_dir), "label_map": mapping,
-                      "dropped": {"train": dropped_a, "test": dropped_b}}
-    else:
-        rows, fold_spec = read_inputs(data_dir, protocol, fold_seed)
-        test_rows = []
-        selected = pick_folds(list(fold_spec["folds"]), folds)
+    data_dir, features = _folder(data), Path(features)
+    cross = _check_options(test_features, test_data, label_map, concat_features)
+    corpus = (_two_corpora(data_dir, test_data, test_features, label_map) if cross                       # 1
+              else _one_corpus(data_dir, protocol, fold_seed, folds))
     if train_fraction != 1.0:
         from ..analysis.efficiency import subsample_train
 
-        selected = subsample_train(selected, {r["key"]: r["label"] for r in rows}, train_fraction, config.seed)
-    names = _names(config, fold_spec, rows)
-    if cross:
-        _check_cross_labels(config.task, names, test_rows, dropped_b)
-    elif config.task in ("categorical", "soft"):
-        warnings += check_fold_labels(selected, {r["key"]: r["label"] for r in rows}, allow_unseen_test_labels)
-    for w in warnings:
-        log(f"probe: warning: {w}")
-
-    # leakage audit (a broken speaker-independence promise raises before any training)
-    if cross:
-        audit = audit_cross(rows, test_rows, *(_hashes(rs, d, audit_audio, log)[0]
-                                               for rs, d in ((rows, data_dir), (test_rows, test_dir))))
-    else:
-        hashes, unreadable = _hashes(rows, data_dir, audit_audio, log)
-        audit = audit_folds(rows, {**fold_spec, "folds": selected}, hashes, unreadable)
-    log(format_audit(audit))
-    warnings += [f"leakage audit: {w}" for w in audit["warnings"]]
-
-    # positions: (side, key) -> row of the packed features and of the targets
-    by_key = {r["key"]: r for r in rows}
-    keys = list(dict.fromkeys(k for f in selected for split in ("train", "valid", "test") for k in f[split]
-                              if not (cross and split == "test")))
-    log(f"probe: loading {len(keys)} feature files from {features}"
-        + "".join(f" + {c}" for c in concat_features))
-    packed, info = load_sources(features, keys, layer, concat_features, concat_layer)
-    ordered_rows = [by_key[k] for k in keys]
-    position = {("data", k): i for i, k in enumerate(keys)}
-    if cross:
-        test_keys = [r["key"] for r in test_rows]
-        log(f"probe: loading {len(test_keys)} test feature files from {test_features}")
-        test_packed, test_info = load_features(test_features, test_keys, layer)
-        if test_info["stored_layers"] != info["stored_layers"] and info["layer"] == "weighted":
-            raise ProbeError(f"--layer weighted: the test features hold layers {test_info['stored_layers']}, the "
-                             f"training features {info['stored_layers']}")
-        packed = append_utterances(packed, test_packed)
-        cross_info["test_feature_settings"] = test_info["settings"]
-        position.update({("test", k): len(keys) + i for i, k in enumerate(test_keys)})
-        ordered_rows += list(test_rows)
-        info["empty"] += test_info["empty"]
-        info["frames"] += test_info["frames"]
-    if info["empty"]:
-        log(f"probe: warning: {len(info['empty'])} utterance(s) have 0 frames (their pooled vector is 0), "
-            f"e.g. {info['empty'][:3]}")
-    targets = build_targets(config.task, ordered_rows, names, where=str(data_dir / "data.tsv"))
-    for n in targets.notes:
-        log(f"probe: note: {n}")
+        corpus.folds = subsample_train(corpus.folds, {r["key"]: r["label"] for r in corpus.rows}, train_fraction,
+                                       config.seed)
+    names = class_names(config.task, corpus.fold_spec, corpus.rows, config.targets)
+    warnings = _check_labels(config, names, corpus, allow_unseen_test_labels, log)                         # 2
+    audit, audit_warnings = _audit(corpus, data_dir, audit_audio, log, out)                                   # 3
+    warnings += audit_warnings
+    loaded = _load(features, corpus, names, config, layer, concat_features, concat_layer, test_features,    # 4
+                   data_dir, log)
     dev = resolve_device(device)
-    packed = packed.to(dev)
+    loaded.packed = loaded.packed.to(dev)
     load_s = time.perf_counter() - t0
-    n_params = sum(p.numel() for p in Head(head_config(config, packed, len(names))).parameters())
-    log(f"probe: {config.task} task ({config.loss} loss, {config.head} head, {config.pooling} pooling), "
-        f"{info['granularity']}-level features, dim {packed.dim}"
-        + (f" x {packed.num_layers} layers" if packed.num_layers > 1 else "")
-        + f", {info['frames']} frames, {len(names)} {'targets' if config.task == 'regression' else 'classes'} "
-          f"{names}, {n_params:,} parameters, device {dev} (loaded in {load_s:.1f}s)")
+    n_params = sum(p.numel() for p in Head(head_config(config, loaded.packed, len(names))).parameters())
+    log(_describe(config, loaded, names, n_params, dev, load_s))
 
-    side = {"train": "data", "valid": "data", "test": "test" if cross else "data"}
-    positioned = [{"name": f["name"], **{s: [position[(side[s], k)] for k in f[s]] for s in ("train", "valid", "test")}}
-                  for f in selected]
-    batch_work = (config.batch_size * info["frames"] / max(len(position), 1) * packed.dim * packed.num_layers
-                  * config.hidden)
-    if threads is None and batch_work < SMALL_BATCH_WORK:
-        threads = 1
-    with cpu_settings(threads):
-        fold_runs = [_run_fold(packed, targets, f, i, config, log) for i, f in enumerate(positioned)]
-    fold_results = [fr for fr, _ in fold_runs]
+    splits = split_folds(corpus.folds, config.seed, config.valid_fraction, config.valid_is_test,               # 5
+                         lambda split, key: loaded.position[(loaded.side[split], key)])
+    with cpu_settings(_threads(threads, config, loaded)):
+        outcomes = run_folds(splits, _fit(loaded, config), loaded.targets, config.bootstrap, config.seed, log,
+                             "probe")
     train_s = time.perf_counter() - t0 - load_s
 
-    result = ProbeResult(
-        corpus=fold_spec.get("corpus") or data_dir.name, protocol=fold_spec.get("protocol", protocol),
-        speaker_independent=fold_spec.get("speaker_independent"), source=name or features.name,
-        features=str(features), data=str(data_dir), granularity=info["granularity"], dim=packed.dim,
-        stored_layers=info["stored_layers"], layer=info["layer"], names=names, parameters=n_params,
-        config=config, device=str(dev), folds=fold_results, warnings=warnings, notes=targets.notes + audit["notes"],
-        feature_settings=info["settings"], audit=audit, cross_corpus=cross_info, concat=info.get("concat", []),
-        timing={"load_s": load_s, "train_s": train_s, "total_s": time.perf_counter() - t0})
+    result = _result(config, corpus, loaded, names, n_params, outcomes, warnings, audit, protocol, data_dir,    # 6
+                     features, name, dev, {"load_s": load_s, "train_s": train_s, "total_s": time.perf_counter() - t0})
     result_dict = result.to_dict()
-    # fairness and per-speaker analysis of the test predictions, valid predictions for ensembles (emotion2vec.analysis)
-    from ..analysis.fairness import group_analysis, group_summary
-    from ..analysis.runs import VALID_PREDICTIONS, Predictions
-
-    test_preds = Predictions.from_records(result.predictions(targets, position), config.task, names)
-    result_dict.update(group_analysis(test_preds, {r["key"]: r for r in (test_rows if cross else rows)}, group_by,
-                                      speaker_min, config.bootstrap, config.seed))
+    records = prediction_records(outcomes, loaded.targets, lambda key: loaded.position[(loaded.side["test"], key)])
+    test_preds = add_groups(result_dict, records, {r["key"]: r for r in (corpus.test_rows if cross else corpus.rows)},
+                            group_by, speaker_min, config.bootstrap, config.seed, log, "probe")
     if train_fraction != 1.0:
         result_dict["train_fraction"] = train_fraction
-    for line in group_summary(result_dict):
-        log(f"probe: {line}")
     if out is not None:
-        from ..analysis.inference import fold_predictions
-        from ..analysis.plots import write_analysis_plots
-        from ..io.atomic import atomic_write_text
-
-        for fr in fold_results:
-            save_head(Path(out) / "heads" / f"{fr.name}.pt", fr.head, **result.head_meta(fr))
-        valid_preds = fold_predictions(packed, targets, [(fr.name, fr.head, result.head_meta(fr), positions)
-                                                         for fr, positions in fold_runs])
-        atomic_write_text(Path(out) / VALID_PREDICTIONS, report.predictions_tsv(valid_preds.records(), names,
-                                                                               config.task))
-        if embedding is not None:
-            from ..analysis.embedding import write_embedding
-
-            write_embedding(out, result_dict, test_preds, {fr.name: fr.head for fr in fold_results}, embedding,
-                            packed, [position[(side["test"], k)] for k in test_preds.keys], config.seed,
-                            embedding_colour)
-        write_analysis_plots(out, result_dict)
-        report.write_outputs(out, result_dict, test_preds.records())
-        log(f"probe: wrote {', '.join(report.output_files(result_dict))}, {VALID_PREDICTIONS} and heads/ to {out}")
+        _write(Path(out), result, result_dict, splits, loaded, test_preds, embedding, embedding_colour, log)
     log(report.summary_markdown(result_dict))
     return result_dict

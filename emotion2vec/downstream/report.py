@@ -33,8 +33,9 @@ import io
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -54,6 +55,8 @@ __all__ = [
     "layer_weights_png",
     "load_result",
     "make_table",
+    "row_labels",
+    "group_labels",
 ]
 
 class ReportError(Emotion2VecError, ValueError):
@@ -179,6 +182,18 @@ def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
                      + (f"{spk['utterances']} ({spk['share_pct']:.2f} %)" if spk else "–") + " | "
                      + (str(dup["utterances"]) if dup else "–") + " | "
                      + (f"{txt['utterances']} ({txt['share_pct']:.2f} %)" if txt else "–") + " |")
+    labels = list(dict.fromkeys(k for fold in audit.get("folds", []) for split in ("train", "valid", "test")
+                                for k in fold.get("labels", {}).get(split, {})))
+    if labels and len(labels) <= 40:  # class tasks; not a per-speaker label set
+        lines += ["", "Utterances per label, train / valid / test:", "",
+                  "| Fold | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        for fold in audit.get("folds", []):
+            counts = fold.get("labels", {})
+            lines.append(f"| {fold['name']} | " + " | ".join(
+                " / ".join(str(counts.get(split, {}).get(k, 0)) for split in ("train", "valid", "test"))
+                for k in labels) + " |")
+    for w in audit.get("warnings", []):
+        lines.append(f"- WARNING: {w}")
     for n in audit.get("notes", []):
         lines.append(f"- note: {n}")
     return lines
@@ -324,11 +339,15 @@ def layer_weights_png(layers: Sequence[int], mean: Sequence[float], std: Sequenc
     return _png(fig)
 
 
-def write_outputs(out: str | os.PathLike, result: dict[str, Any], predictions: Iterable[dict[str, Any]]) -> None:
-    """Write the output files of a probe run into ``out`` (created if needed), each atomically."""
+def write_outputs(out: str | os.PathLike, result: dict[str, Any], predictions: Iterable[dict[str, Any]],
+                  markdown: Callable[[dict[str, Any]], str] | None = None, title: str | None = None) -> None:
+    """Write the output files of a per-fold run (probe, fine-tuning, conversation) into ``out`` (created if needed),
+    each atomically: predictions.tsv, confusion.png, layer_weights.png (as the result has them), results.md
+    (``markdown``, default :func:`results_markdown`) and results.json. ``title``: the figures' (default: corpus /
+    source (N fold(s)))."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{corpus_name(result['corpus'])} / {result['source']} ({len(result['folds'])} fold(s))"
+    title = title or f"{corpus_name(result['corpus'])} / {result['source']} ({len(result['folds'])} fold(s))"
     names = result.get("targets") or result["labels"]
     atomic_write_text(out / "predictions.tsv", predictions_tsv(predictions, names, _task(result)))
     if "confusion" in result:
@@ -337,7 +356,7 @@ def write_outputs(out: str | os.PathLike, result: dict[str, Any], predictions: I
     if weights:
         atomic_write_bytes(out / "layer_weights.png",
                            layer_weights_png(weights["layers"], weights["mean"], weights["std"], title))
-    atomic_write_text(out / "results.md", results_markdown(result))
+    atomic_write_text(out / "results.md", (markdown or results_markdown)(result))
     # results.json last: its presence marks a finished run (the recipes skip a probe whose results.json exists)
     atomic_write_text(out / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
 
@@ -350,7 +369,7 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
         path = path / "results.json"
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ReportError(f"{path}: not found (did the probe finish?)") from None
     except json.JSONDecodeError as e:
         raise ReportError(f"{path}: invalid JSON: {e}") from None
@@ -360,9 +379,41 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
     return result
 
 
-def _group(result: dict[str, Any]) -> tuple[str, str]:
-    """A table's column group: the corpus, and whether the run is a regression (CCC columns) or not."""
-    return str(result["corpus"]), "regression" if _task(result) == "regression" else "classes"
+def _group(result: dict[str, Any]) -> tuple[str, str, str | None]:
+    """A table's column group: the corpus, whether the run is a regression (CCC columns) or not, and the protocol
+    of its folds (runs of one corpus made with different protocols are different columns, never compared)."""
+    protocol = result.get("protocol")
+    return (str(result["corpus"]), "regression" if _task(result) == "regression" else "classes",
+            None if protocol is None else str(protocol))
+
+
+def row_labels(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The table row of each result: its feature source. A further result of a source on a corpus and protocol it
+    already has (e.g. one feature folder probed with other settings) gets a row of its own, labelled with its run
+    folder's name (``run_dir``, set for results read from a path) or its number, so no result is dropped or
+    refused; the first keeps the source's row, which it shares with the source's results on other corpora."""
+    keys = [(str(r["source"]), _group(r)) for r in results]
+    labels: list[str] = []
+    for i, (r, key) in enumerate(zip(results, keys)):
+        n = keys[:i + 1].count(key)
+        if n == 1:
+            labels.append(key[0])
+            continue
+        d = Path(str(r["run_dir"])).name if r.get("run_dir") else None
+        label = f"{key[0]} ({d})" if d and d != key[0] else f"{key[0]} (#{n})"
+        labels.append(label if label not in labels else f"{key[0]} (#{n})")
+    return labels
+
+
+def group_labels(results: Sequence[dict[str, Any]]) -> list[str]:
+    """Each result's corpus as a table shows it: the corpus's name, with the protocol when the results hold that
+    corpus under several protocols."""
+    groups = [_group(r) for r in results]
+    protocols: dict[str, set] = {}
+    for corpus, _, protocol in groups:
+        protocols.setdefault(corpus, set()).add(protocol)
+    return [corpus_name(c) + (f" ({p or 'protocol unknown'})" if len(protocols[c]) > 1 else "")
+            for c, _, p in groups]
 
 
 def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: Sequence[str] = TABLE_METRICS,
@@ -372,38 +423,40 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     (``metrics``; for regression runs the mean CCC and, with several targets, the CCC of each target), cells
     ``mean ± std`` over folds (percent for classification metrics); "–" where a source has no result.
 
-    ``results`` are result directories, results.json files or already loaded dicts. Rows and column groups
-    follow ``sources`` / ``corpora`` when given, else the order of first appearance.
+    ``results`` are result directories, results.json files or already loaded dicts. A corpus evaluated under
+    several protocols gets one column group per protocol (``URDU (speaker-kfold) UA``); results sharing a source,
+    corpus and protocol get one row each (:func:`row_labels`). Rows and column groups follow ``sources`` (row
+    labels) / ``corpora`` when given, else the order of first appearance.
     """
     for m in metrics:
         if m not in METRIC_NAMES or m == "loss":
             raise ReportError(f"unknown metric {m!r} (choose from {', '.join(METRICS)})")
-    cells: dict[tuple[str, tuple[str, str]], dict[str, Any]] = {}
+    loaded = [dict(item) if isinstance(item, dict) else dict(load_result(item), run_dir=str(item))
+              for item in results]
+    cells: dict[tuple[str, tuple[str, str, str | None]], dict[str, Any]] = {}
     seen_sources: list[str] = []
-    seen_groups: list[tuple[str, str]] = []
-    group_metrics: dict[tuple[str, str], tuple[str, ...]] = {}
-    for item in results:
-        r = item if isinstance(item, dict) else load_result(item)
+    seen_groups: list[tuple[str, str, str | None]] = []
+    group_metrics: dict[tuple[str, str, str | None], tuple[str, ...]] = {}
+    header_of: dict[tuple[str, str, str | None], str] = {}
+    for r, label, shown in zip(loaded, row_labels(loaded), group_labels(loaded)):
         group = _group(r)
-        key = (str(r["source"]), group)
-        if key in cells:
-            raise ReportError(f"two results for source {key[0]!r} on corpus {group[0]!r}"
-                              + (" (regression)" if group[1] == "regression" else ""))
+        key = (label, group)
         cells[key] = r
+        header_of[group] = shown
         if group[1] == "regression":
             names = r.get("targets") or []
             group_metrics[group] = tuple(dict.fromkeys(group_metrics.get(group, ()) + ("ccc",) + (
                 tuple(f"ccc_{n}" for n in names) if len(names) > 1 else ())))
         else:
             group_metrics[group] = tuple(metrics)
-        if key[0] not in seen_sources:
-            seen_sources.append(key[0])
+        if label not in seen_sources:
+            seen_sources.append(label)
         if group not in seen_groups:
             seen_groups.append(group)
     row_names = list(sources) if sources else seen_sources
     groups = ([g for c in corpora for g in seen_groups if g[0] == c] if corpora else seen_groups)
     if corpora:
-        groups += [(c, "classes") for c in corpora if not any(g[0] == c for g in seen_groups)]
+        groups += [(c, "classes", None) for c in corpora if not any(g[0] == c for g in seen_groups)]
     if not row_names or not groups:
         raise ReportError("no results to tabulate")
 
@@ -415,7 +468,7 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
             if len(means) > 1:
                 best[(group, m)] = min(means) if m in LOWER_IS_BETTER else max(means)
 
-    header = ["Features"] + [f"{corpus_name(g[0])} {_metric_name(m)}" for g in groups
+    header = ["Features"] + [f"{header_of.get(g, corpus_name(g[0]))} {_metric_name(m)}" for g in groups
                              for m in group_metrics.get(g, metrics)]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for source in row_names:
@@ -437,8 +490,10 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
         counts = sorted({len(cells[(s, group)]["folds"]) for s in row_names if (s, group) in cells
                          and "folds" in cells[(s, group)]})
         if counts:
-            folds.append(f"{corpus_name(group[0])}{' (regression)' if group[1] == 'regression' else ''} "
-                         f"{'/'.join(map(str, counts))}")
+            shown = header_of.get(group, corpus_name(group[0]))
+            folds.append(f"{shown}{' (regression)' if group[1] == 'regression' else ''} "
+                         f"{'/'.join(map(str, counts))}" + (f" ({group[2]})" if group[2] and group[2] not in shown
+                                                            else ""))
     regression = any(g[1] == "regression" for g in groups)
     note = ("Mean ± std over folds, " + ("classification metrics in percent, CCC as a coefficient" if regression
                                          else "in percent") + (f" (folds: {', '.join(folds)})" if folds else ""))

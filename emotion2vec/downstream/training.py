@@ -5,17 +5,17 @@ with a triangular CyclicLR between lr and 2 lr (10 epochs up, 10 down, stepped p
 also cycle the momentum 0.9 -> 0.8), seed 42. The task, loss, head and pooling are chosen in :class:`ProbeConfig`
 (:mod:`.tasks` says what goes together). After every epoch the head is scored on ``valid``; the epoch with the best
 ``select_metric`` (the task's default: valid UA for categorical, the valid loss for soft labels, macro-F1 for
-multi-label, mean CCC for regression; the first epoch wins ties) is restored and scored on ``test``, with a
-bootstrap interval of the task's headline metric. The same seed gives identical results on the same device and
-thread count (CUDA's ``index_add_`` may differ in the last bits).
+multi-label, mean CCC for regression; the first epoch wins ties: :class:`~.runs.Selection`, as fine-tuning keeps its
+epoch) is restored and predicts ``test``, which the fold loop (:func:`~.runs.run_folds`) scores, with a bootstrap
+interval of the task's headline metric. The same seed gives identical results on the same device and thread count
+(CUDA's ``index_add_`` may differ in the last bits).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,11 +24,12 @@ from . import DEFAULT_LR, SELECT_METRICS, ProbeError
 from .features import PackedFeatures
 from .heads import Head, HeadConfig
 from .losses import Loss, make_loss
-from .metrics import bootstrap_ci, fast_scores, task_metrics
+from .metrics import fast_scores
+from .runs import FoldOutcome, FoldSplit, Selection
 from .targets import Targets
-from .tasks import check_combination, is_better
+from .tasks import check_combination
 
-__all__ = ["DEFAULT_LR", "SELECT_METRICS", "ProbeConfig", "FoldResult", "train_fold", "head_config", "standardization"]
+__all__ = ["DEFAULT_LR", "SELECT_METRICS", "ProbeConfig", "train_fold", "head_config", "standardization"]
 
 
 @dataclass
@@ -93,29 +94,6 @@ class ProbeConfig:
             raise ProbeError(f"--bootstrap must be >= 0, got {self.bootstrap}")
 
 
-@dataclass
-class FoldResult:
-    name: str
-    n_train: int
-    n_valid: int
-    n_test: int
-    best_epoch: int
-    epochs_run: int
-    valid: dict[str, float]
-    test: dict[str, Any]
-    predictions: np.ndarray  # (n_test, C) class probabilities, or (n_test, K) regression values
-    test_keys: list[str]
-    head: Head  # the selected epoch's head, on the CPU, in eval mode
-    ci: dict[str, Any] | None = None
-    history: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def layer_weights(self) -> list[float] | None:
-        w = self.head.layer_weights()
-        return None if w is None else [float(v) for v in w]
-
-
 def head_config(config: ProbeConfig, feats: PackedFeatures, num_outputs: int) -> HeadConfig:
     """The head a probe run builds for these features."""
     if config.pooling != "mean" and not feats.frame:
@@ -174,33 +152,17 @@ def standardization(total: torch.Tensor, square: torch.Tensor, count: int) -> tu
     return mean.float(), (1.0 / std.clamp(min=1e-5)).float()
 
 
-def _scores(loss_fn: Loss, outputs: torch.Tensor, y: torch.Tensor, targets: Targets, idx: np.ndarray
-            ) -> tuple[dict[str, float], np.ndarray]:
-    """Valid scores of ``outputs`` (the task's metrics and the loss) and the predictions."""
+def _valid_scores(loss_fn: Loss, outputs: torch.Tensor, y: torch.Tensor, targets: Targets, idx: np.ndarray
+                  ) -> dict[str, float]:
+    """Valid scores of ``outputs``: the task's metrics and the loss."""
     predictions = loss_fn.activate(outputs).cpu().numpy()
     scores = fast_scores(targets.task, predictions, targets.y[idx], None if targets.hard is None else targets.hard[idx])
     scores["loss"] = float(loss_fn(outputs, y))
-    return scores, predictions
+    return scores
 
 
-def train_fold(feats: PackedFeatures, targets: Targets, train: Sequence[int], valid: Sequence[int],
-               test: Sequence[int], config: ProbeConfig, name: str = "fold") -> FoldResult:
-    """Train one head on ``train`` (positions in ``feats`` and ``targets``), select its epoch on ``valid`` (empty:
-    the last epoch), score it on ``test``."""
-    start_time = time.perf_counter()
-    device = feats.x.device
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    train_np, valid_np, test_np = (np.asarray(list(s), dtype=np.int64) for s in (train, valid, test))
-    if len(train_np) == 0 or len(test_np) == 0:
-        raise ProbeError(f"{name}: empty train ({len(train_np)}) or test ({len(test_np)}) set")
-    train_idx = torch.from_numpy(train_np)
-    valid_idx, test_idx = torch.from_numpy(valid_np).to(device), torch.from_numpy(test_np).to(device)
-    head = Head(head_config(config, feats, len(targets.names))).to(device)
-    if config.standardize:
-        head.set_input_norm(*_train_stats(feats, train_idx.to(device), config.eval_frames))
-    loss_fn = make_loss(config.task, config.loss, targets.y[train_np], len(targets.names), config.head,
-                        config.label_smoothing, config.cb_beta, config.arcface_scale, config.arcface_margin).to(device)
+def _optimizer(head: Head, config: ProbeConfig):
+    """The optimiser and its learning-rate schedule (None: constant) of the official recipe or ``config``'s."""
     if config.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(head.parameters(), lr=config.lr, momentum=config.momentum,
                                         weight_decay=config.weight_decay)
@@ -210,13 +172,33 @@ def train_fold(feats: PackedFeatures, targets: Targets, train: Sequence[int], va
     if config.scheduler == "cyclic":
         scheduler = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=config.lr, max_lr=2 * config.lr,
                                                       step_size_up=10)
+    return optimizer, scheduler
+
+
+def train_fold(feats: PackedFeatures, targets: Targets, split: FoldSplit, config: ProbeConfig) -> FoldOutcome:
+    """Train one head on ``split.train`` (positions in ``feats`` and ``targets``), keep the epoch that scores best on
+    ``split.valid`` (:class:`~.runs.Selection`; no valid: the last epoch). -> the kept head (``model``, on the CPU, in
+    eval mode) and its ``split.test`` predictions (class probabilities or regression values), which
+    :func:`~.runs.run_folds` scores."""
+    start_time = time.perf_counter()
+    device = feats.x.device
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_np, valid_np, test_np = (np.asarray(list(s), dtype=np.int64) for s in (split.train, split.valid, split.test))
+    if len(train_np) == 0 or len(test_np) == 0:
+        raise ProbeError(f"{split.name}: empty train ({len(train_np)}) or test ({len(test_np)}) set")
+    train_idx = torch.from_numpy(train_np)
+    valid_idx, test_idx = torch.from_numpy(valid_np).to(device), torch.from_numpy(test_np).to(device)
+    head = Head(head_config(config, feats, len(targets.names))).to(device)
+    if config.standardize:
+        head.set_input_norm(*_train_stats(feats, train_idx.to(device), config.eval_frames))
+    loss_fn = make_loss(config.task, config.loss, targets.y[train_np], len(targets.names), config.head,
+                        config.label_smoothing, config.cb_beta, config.arcface_scale, config.arcface_margin).to(device)
+    optimizer, scheduler = _optimizer(head, config)
 
     y = torch.as_tensor(targets.y, dtype=torch.long if config.task == "categorical" else torch.float32).to(device)
-    select = config.select_metric
-    history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
-    if select != "loss":
-        history[f"valid_{select}"] = []
-    best_score, best_epoch, best_state, best_valid, bad = None, 0, None, {}, 0
+    selection = Selection(config.select_metric, config.patience)
+    best_state = None
     epoch = 0
     for epoch in range(1, config.epochs + 1):
         head.train()
@@ -230,37 +212,21 @@ def train_fold(feats: PackedFeatures, targets: Targets, train: Sequence[int], va
             loss_sum += loss.detach() * len(batch)
         if scheduler is not None:
             scheduler.step()
-        history["train_loss"].append(float(loss_sum) / len(train_idx))
+        selection.train_epoch(float(loss_sum) / len(train_idx))
         if len(valid_idx) == 0:
             continue
-        scores, _ = _scores(loss_fn, _outputs(head, feats, valid_idx, config.eval_frames), y[valid_idx], targets,
-                            valid_np)
-        score = scores[select]
-        history["valid_loss"].append(scores["loss"])
-        if select != "loss":
-            history[f"valid_{select}"].append(score)
-        if is_better(score, best_score, select):
-            best_score, best_epoch, bad = score, epoch, 0
+        scores = _valid_scores(loss_fn, _outputs(head, feats, valid_idx, config.eval_frames), y[valid_idx], targets,
+                               valid_np)
+        if selection.valid_epoch(epoch, scores):
             best_state = copy.deepcopy(head.state_dict())
-            best_valid = {m: float(v) for m, v in scores.items()}
-        else:
-            bad += 1
-            if config.patience is not None and bad >= config.patience:
-                break
-    if best_state is None:  # no validation: keep the last epoch
-        best_epoch = epoch
-    else:
+        elif selection.stopped:
+            break
+    if best_state is not None:
         head.load_state_dict(best_state)
 
-    outputs = _outputs(head, feats, test_idx, config.eval_frames)
-    predictions = loss_fn.activate(outputs).cpu().numpy()
-    hard = None if targets.hard is None else targets.hard[test_np]
-    test_metrics = task_metrics(config.task, predictions, targets.y[test_np], targets.names, hard)
-    ci = (bootstrap_ci(config.task, predictions, targets.y[test_np], hard, resamples=config.bootstrap,
-                       seed=config.seed) if config.bootstrap else None)
-    return FoldResult(name=name, n_train=len(train_np), n_valid=len(valid_np), n_test=len(test_np),
-                      best_epoch=best_epoch, epochs_run=epoch, valid=best_valid, test=test_metrics,
-                      predictions=predictions, test_keys=[feats.keys[i] for i in test_np.tolist()],
-                      head=head.cpu().eval(), ci=ci,
-                      history={k: [round(v, 6) for v in vals] for k, vals in history.items() if vals},
-                      seconds=time.perf_counter() - start_time)
+    predictions = loss_fn.activate(_outputs(head, feats, test_idx, config.eval_frames)).cpu().numpy()
+    return FoldOutcome(name=split.name, n_train=len(train_np), n_valid=len(valid_np), n_test=len(test_np),
+                       best_epoch=selection.kept_epoch(epoch), epochs_run=epoch, valid=selection.valid,
+                       history=selection.curves(), seconds=time.perf_counter() - start_time,
+                       test_keys=[feats.keys[i] for i in test_np.tolist()], predictions=predictions,
+                       model=head.cpu().eval())

@@ -31,13 +31,17 @@ class Item:
 def discover_inputs(inputs: Sequence[str | os.PathLike]) -> list[Item]:
     """Lists (data.tsv or fairseq .tsv, Kaldi wav.scp / .scp, .jsonl), directories (recursive) or audio files.
 
-    Keys: from the list; for a directory the path relative to it without extension; for loose files the path
-    relative to their common folder. Duplicate keys are an error naming both files.
+    A path that does not exist is an :class:`ExtractionError` (nothing starts); a file named inside a list that
+    cannot be read fails alone later. Keys: from the list; for a directory the path relative to it without
+    extension; for loose files the path relative to their common folder. Duplicate keys are an error naming both
+    files.
     """
     items: list[Item] = []
     loose: list[Path] = []
     for raw in inputs:
         p = Path(raw)
+        if not p.exists():  # a path on the command line: bad usage (a file listed in a manifest fails alone)
+            raise ExtractionError(f"{p}: no such file or directory")
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS and f.is_file())
             if not files:
@@ -50,8 +54,6 @@ def discover_inputs(inputs: Sequence[str | os.PathLike]) -> list[Item]:
                 raise ExtractionError(str(e)) from None
         elif p.suffix.lower() in AUDIO_EXTENSIONS:
             loose.append(p)
-        elif not p.exists():
-            raise ExtractionError(f"{p}: no such file or directory")
         else:
             raise ExtractionError(f"{p}: unsupported input (expected audio {', '.join(AUDIO_EXTENSIONS)}, a directory, "
                                   f".tsv, wav.scp/.scp or .jsonl)")

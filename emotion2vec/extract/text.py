@@ -157,14 +157,15 @@ def read_transcripts(inputs: Sequence[str | os.PathLike]) -> tuple[list[Item], d
 
 def run_text_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, encoder: TextEncoder, layers: list[int],
                         batch_size: int = 32, overwrite: bool = False, checkpoint_name: str = "",
-                        log=None) -> ExtractionResult:
-    """Embed the transcripts of ``inputs`` (one data.tsv) into ``out_dir``: per utterance (D,) or (L, D)."""
+                        log=None, transcripts: tuple[list[Item], dict[str, str]] | None = None) -> ExtractionResult:
+    """Embed the transcripts of ``inputs`` (one data.tsv) into ``out_dir``: per utterance (D,) or (L, D).
+    ``transcripts``: what :func:`read_transcripts` returned for ``inputs``, when the caller checked them first."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if batch_size < 1:
         raise ExtractionError(f"batch size must be positive, got {batch_size}")
     out = Path(out_dir)
     t0 = time.perf_counter()
-    items, texts = read_transcripts(inputs)
+    items, texts = transcripts or read_transcripts(inputs)
     path = checkpoint_name[len(TEXT_PREFIX):] if checkpoint_name.startswith(TEXT_PREFIX) else checkpoint_name
     meta = {"format": FEATURES_FORMAT, "version": FEATURES_VERSION, "checkpoint": checkpoint_name,
             "checkpoint_stamp": checkpoint_stamp(path), "model": encoder.description, "granularity": "utterance",

@@ -240,6 +240,10 @@ def _match_rows(names: Sequence[str], labels: Sequence[str], mapping: dict[str, 
         if not is_unused(raw):
             by_name.setdefault(str(raw).strip().lower(), j)
             by_name.setdefault(display_label(raw).lower(), j)
+    absent = sorted(k for k in mapping if k not in {str(n).lower() for n in names})
+    if absent:
+        raise FinetuneError(f"--head-label-map names data label(s) {', '.join(absent)} that the task does not have "
+                            f"(its classes: {', '.join(names)})")
     unknown = sorted(v for v in mapping.values() if v and v not in by_name)
     if unknown:
         raise FinetuneError(f"--head-label-map names head label(s) {', '.join(unknown)} that {where} does not have "

@@ -1,10 +1,16 @@
 """``emotion2vec finetune``: per fold, an upstream and a head trained end to end on waveforms, scored like a probe.
 
-:func:`run_finetune` reads a prepared corpus (``data.tsv`` + folds, as ``probe``), builds the task's targets, audits
-the folds, then for every fold trains :class:`~.model.FinetuneModel` (:func:`~.train.train_fold`), scores the
-selected epoch on the test keys and exports it (:mod:`.export`). A fold without valid keys takes a seeded random
-``valid_fraction`` of its train keys, drawn exactly as the probe draws them, so a probe and a fine-tuning run of the
-same corpus select on the same utterances.
+:func:`run_finetune`, step by step (the steps a probe shares are in :mod:`emotion2vec.downstream.runs`):
+    1. read a prepared corpus (``data.tsv`` + folds, as ``probe``), build the task's targets, check the audio and
+       each fold's train / valid / test
+    2. load the upstream, plan what trains, load the speaker model, check the start head and the schedule
+    3. compare the settings with a run already in ``out`` (nothing is written before this point), audit the folds
+    4. for every fold not finished earlier: train :class:`~.model.FinetuneModel` (:func:`~.train.train_fold`) in the
+       shared fold loop, which scores the selected epoch on the test keys; export it (:mod:`.export`)
+    5. results.json and the other files, as a probe run's
+
+A fold without valid keys takes a seeded random ``valid_fraction`` of its train keys, drawn exactly as the probe
+draws them, so a probe and a fine-tuning run of the same corpus select on the same utterances.
 
 ``--task speaker`` ignores the corpus folds: one fold ``speaker`` splits each speaker's utterances at random (seeded;
 ``speaker_test_fraction`` to test, ``valid_fraction`` of the rest to valid); speakers with fewer than
@@ -32,27 +38,28 @@ Outputs in ``out`` (written by the first process; each file atomically):
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, bootstrap_ci, summarize, summary_metrics
-from ..downstream.targets import Targets, build_targets, vote_classes
-from ..io.atomic import atomic_write_bytes, atomic_write_text
+from ..downstream.runs import (FoldOutcome, FoldSplit, audit_run, check_fold_labels, class_names, head_entry,
+                               pick_folds, prediction_records, read_inputs, results_dict, run_folds, split_folds)
+from ..downstream.targets import Targets, build_targets
+from ..io.atomic import atomic_write_text
 from . import FinetuneError
 from .config import FinetuneConfig, differences
 from .data import WaveformDataset, check_audio
 from .export import activation_of, classifier_spec, export_model
+from .heads import UtteranceHead
 from .model import (FinetuneModel, disable_layerdrop, head_config, kept_head, load_speaker_encoder, plan_freeze,
                     probe_head)
-from .heads import UtteranceHead
 from .train import Collectives, FoldData, Runtime, evaluate, frame_statistics, load_model_state, train_fold
 
 __all__ = ["RUN_FORMAT", "resolve_device", "resolve_precision", "speaker_split", "run_finetune"]
@@ -142,22 +149,8 @@ def speaker_split(rows: Sequence[Mapping], config: FinetuneConfig) -> tuple[list
                         "folds": [{"name": "speaker", **fold}]}, notes
 
 
-def _class_names(config: FinetuneConfig, fold_spec: Mapping, rows: Sequence[Mapping]) -> list[str]:
-    if config.task == "regression":
-        return list(config.targets)
-    if config.downstream_task == "categorical":
-        return [str(label) for label in fold_spec.get("labels") or sorted({r["label"] for r in rows})]
-    return vote_classes(rows)
-
-
 def _stamp(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _fmt(metric: str, value: Any) -> str:
-    if value is None or value != value:
-        return "–"
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -184,18 +177,6 @@ def _results_md(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n" + body
 
 
-def _write_outputs(out: Path, result: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
-    from ..downstream.report import confusion_png, corpus_name, predictions_tsv
-
-    names = result.get("targets") or result["labels"]
-    atomic_write_text(out / "predictions.tsv", predictions_tsv(predictions, names, result["task"]))
-    if "confusion" in result:
-        title = f"{corpus_name(result['corpus'])} / {result['source']} ({len(result['folds'])} fold(s))"
-        atomic_write_bytes(out / "confusion.png", confusion_png(result["confusion"], result["labels"], title))
-    atomic_write_text(out / "results.md", _results_md(result))
-    atomic_write_text(out / "results.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-
-
 def _check_settings(out: Path, settings: dict[str, Any]) -> bool:
     """Compare with the run already in ``out``; -> whether one is there. Nothing is written."""
     path = out / "finetune.json"
@@ -215,7 +196,15 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> bool:
     return True
 
 
-# ------------------------------------------------------------------------------------------------ the run
+def _open_output(out: Path, settings: dict[str, Any], resumed: bool) -> None:
+    """``out`` created, with finetune.json (the settings) unless a run with the same settings is there."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not resumed:
+        atomic_write_text(out / "finetune.json", json.dumps({"format": RUN_FORMAT, "settings": settings}, indent=1)
+                          + "\n")
+
+
+# ------------------------------------------------------------------------------------------------ 1. corpus
 def _text_vectors(directory: str, keys: Sequence[str]) -> torch.Tensor:
     """(N, T) utterance vectors of ``keys`` from a feature folder (``--text-features``; its model's last layer);
     keys without features (e.g. no transcript) are listed by :func:`~emotion2vec.downstream.features.load_features`."""
@@ -228,6 +217,64 @@ def _text_vectors(directory: str, keys: Sequence[str]) -> torch.Tensor:
     return packed.x.float()
 
 
+@dataclass
+class _Corpus:
+    """The rows, folds, classes and targets of the run, its audio, and each fold's utterances (positions)."""
+
+    rows: list[dict]
+    fold_spec: dict[str, Any]
+    folds: list[dict]
+    names: list[str]
+    keys: list[str]  # every utterance a fold uses; position = index
+    targets: Targets
+    splits: list[FoldSplit]
+    data: list[FoldData]  # per split
+    text: torch.Tensor | None
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: str | None, config: FinetuneConfig,
+                 allow_unseen: bool) -> _Corpus:
+    """Rows and folds (``--task speaker``: one per-speaker split instead), classes and label checks, targets, the
+    audio's lengths, the text vectors, and each fold's train / valid / test under the dev rules."""
+    task = config.downstream_task
+    rows, fold_spec = read_inputs(data_dir, protocol, fold_seed)
+    notes: list[str] = []
+    if config.task == "speaker":
+        if folds:
+            raise FinetuneError(f"--fold {folds}: --task speaker ignores the corpus folds (it trains one fold, "
+                                f"'speaker', on a per-speaker split of the utterances)")
+        rows, fold_spec, notes = speaker_split(rows, config)
+        selected = fold_spec["folds"]
+    else:
+        selected = pick_folds(list(fold_spec["folds"]), folds)
+    names = class_names(task, fold_spec, rows, config.targets)
+    warnings: list[str] = []
+    if task in ("categorical", "soft"):
+        warnings += check_fold_labels(selected, {r["key"]: r["label"] for r in rows}, allow_unseen)
+    by_key = {r["key"]: r for r in rows}
+    keys = list(dict.fromkeys(k for f in selected for s in ("train", "valid", "test") for k in f[s]))
+    ordered = [by_key[k] for k in keys]
+    position = {k: i for i, k in enumerate(keys)}
+    targets = build_targets(task, ordered, names, where=str(data_dir / "data.tsv"))
+    notes += targets.notes
+    channels = [int(r["channel"]) if str(r.get("channel", "") or "").strip() else None for r in ordered]
+    lengths = check_audio(keys, [str(r["path"]) for r in ordered], channels)
+    dataset = WaveformDataset([str(r["path"]) for r in ordered], channels)
+    text = _text_vectors(config.text_features, keys) if config.text_features else None
+    splits = split_folds(selected, config.seed, config.valid_fraction, config.valid_is_test,
+                         lambda split, key: position[key])
+    fold_data = []
+    for sp in splits:
+        fold = FoldData(sp.name, dataset, lengths, targets, sp.train, sp.valid, sp.test, text)
+        if not fold.train or not fold.test:
+            raise FinetuneError(f"{sp.name}: empty train ({len(fold.train)}) or test ({len(fold.test)}) set")
+        fold_data.append(fold)
+    return _Corpus(rows, fold_spec, selected, names, keys, targets, splits, fold_data, text, warnings, notes)
+
+
+# ------------------------------------------------------------------------------------------------ 2. the start model
 def _new_head(config: FinetuneConfig, info, names: list[str], dim: int, speaker, checkpoint: str, fold: str,
               layer: int, text_dim: int = 0):
     """The head fold ``fold`` starts from -> (head, notes): the start checkpoint's (``--init-head keep``), the
@@ -240,91 +287,37 @@ def _new_head(config: FinetuneConfig, info, names: list[str], dim: int, speaker,
                          speaker, text_dim), []
 
 
-def _predictions(fold_results: list[dict], targets: Targets, names: list[str], position: Mapping[str, int]
-                 ) -> list[dict[str, Any]]:
-    """predictions.tsv records (as the probe's): fold, key, true targets, label, prediction."""
-    out = []
-    for r in fold_results:
-        for key, p in zip(r["test_keys"], r["predictions"]):
-            j = position[key]
-            label = (None if targets.hard is None and targets.task != "categorical" else
-                     names[int(targets.y[j] if targets.hard is None else targets.hard[j])])
-            out.append({"fold": r["name"], "key": key, "target": targets.y[j], "label": label, "predicted": p})
-    return out
+@dataclass
+class _Start:
+    """What every fold starts from: the upstream (and its weights), the layer the head reads, what trains, the
+    speaker model; and notes for results.json."""
+
+    upstream: Any
+    info: Any
+    num_layers: int
+    dim: int
+    layer: int
+    freeze: Any
+    speaker: Any
+    state: dict[str, torch.Tensor]
+    text_dim: int
+    notes: list[str]
+
+    def head(self, config: FinetuneConfig, names: list[str], checkpoint: str, fold: str):
+        return _new_head(config, self.info, names, self.dim, self.speaker, checkpoint, fold, self.layer,
+                         self.text_dim)
+
+    def head_text(self, config: FinetuneConfig) -> str:
+        return (f"kept {self.info.classifier.kind} head" if config.init_head == "keep" else
+                f"probe's {config.head} head" if config.head_from else f"{config.head} head")
 
 
-def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLike, config: FinetuneConfig,
-                 protocol: str | None = None, folds: str | None = None, fold_seed: int = 0, name: str | None = None,
-                 device: str | torch.device = "auto", num_workers: int = 1, verbose: bool = True,
-                 progress: bool = True, trust: bool = False, tensorboard: bool = True,
-                 checksum_dir: str | os.PathLike | None = None, audit_audio: bool = True,
-                 allow_unseen_test_labels: bool = False) -> dict[str, Any]:
-    """Fine-tune ``checkpoint`` on every selected fold of ``data``; write the outputs to ``out`` (see the module
-    docstring); return results.json's dict (an empty dict in the other processes under ``torchrun``, where every
-    process runs this with the same arguments).
-
-    Every check (options, corpus, targets, audio, checkpoint, freeze mode, speaker model, kept head, schedule, the
-    settings of a run already in ``out``) runs before anything is written to ``out``."""
-    from .. import __version__
-    from ..downstream.audit import HASH_CACHE, audio_hashes, audit_folds, format_audit
-    from ..downstream.losses import make_loss
-    from ..downstream.metrics import task_metrics
-    from ..downstream.probe import (RESULTS_FORMAT, RESULTS_VERSION, check_fold_labels, fold_splits, pick_folds,
-                                    read_inputs)
-    from ..downstream.report import summary_markdown
-    from ..extract.run import checkpoint_stamp
+def _load_start(checkpoint: str, config: FinetuneConfig, trust: bool, corpus: _Corpus, world: int) -> _Start:
+    """The upstream, its layer and freeze plan, the kept head's fit, the speaker model, every fold's start head and
+    schedule: all checked before anything is written."""
     from ..models.upstream import load_upstream, upstream_kind
     from .train import schedule
 
-    t0 = time.perf_counter()
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    rank, world = _init_distributed(dev)
-    main = rank == 0
-    log = (lambda msg: print(msg, flush=True)) if verbose and main else (lambda msg: None)
-    data_dir = Path(data)
-    data_dir = data_dir.parent if data_dir.is_file() else data_dir
-    out = Path(out)
-    task = config.downstream_task
-    checkpoint = str(checkpoint)
-
-    # 1. corpus, folds, targets, audio lengths
-    rows, fold_spec = read_inputs(data_dir, protocol, fold_seed)
-    notes: list[str] = []
-    if config.task == "speaker":
-        if folds:
-            raise FinetuneError(f"--fold {folds}: --task speaker ignores the corpus folds (it trains one fold, "
-                                f"'speaker', on a per-speaker split of the utterances)")
-        rows, fold_spec, notes = speaker_split(rows, config)
-        selected = fold_spec["folds"]
-    else:
-        selected = pick_folds(list(fold_spec["folds"]), folds)
-    names = _class_names(config, fold_spec, rows)
-    warnings: list[str] = []
-    if task in ("categorical", "soft"):
-        warnings += check_fold_labels(selected, {r["key"]: r["label"] for r in rows}, allow_unseen_test_labels)
-    by_key = {r["key"]: r for r in rows}
-    keys = list(dict.fromkeys(k for f in selected for s in ("train", "valid", "test") for k in f[s]))
-    ordered = [by_key[k] for k in keys]
-    position = {k: i for i, k in enumerate(keys)}
-    targets = build_targets(task, ordered, names, where=str(data_dir / "data.tsv"))
-    notes += targets.notes
-    channels = [int(r["channel"]) if str(r.get("channel", "") or "").strip() else None for r in ordered]
-    lengths = check_audio(keys, [str(r["path"]) for r in ordered], channels)
-    dataset = WaveformDataset([str(r["path"]) for r in ordered], channels)
-    text = _text_vectors(config.text_features, keys) if config.text_features else None
-    text_dim = 0 if text is None else int(text.shape[1])
-    fold_data, split_notes = [], []
-    for i, f in enumerate(selected):
-        train_keys, valid_keys, test_keys, note = fold_splits(f, i, config.seed, config.valid_fraction,
-                                                              config.valid_is_test)
-        fold = FoldData(f["name"], dataset, lengths, targets, [position[k] for k in train_keys],
-                        [position[k] for k in valid_keys], [position[k] for k in test_keys], text)
-        if not fold.train or not fold.test:
-            raise FinetuneError(f"{f['name']}: empty train ({len(fold.train)}) or test ({len(fold.test)}) set")
-        fold_data.append(fold)
-        split_notes.append(note)
-
-    # 2. the upstream, what trains, the speaker model, the start head, the schedule
     upstream, info = load_upstream(checkpoint, trust=trust)
     L, dim = upstream.cfg.num_layers, upstream.cfg.embed_dim
     if not -L <= config.layer < L:
@@ -339,107 +332,227 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
             raise FinetuneError(f"--init-head keep: the head of {checkpoint} reads layer "
                                 f"{info.classifier.config.get('layer', -1)}, not --layer {config.layer}")
     speaker = load_speaker_encoder(config.speaker_model, trust) if config.speaker_model else None
-    for fold in fold_data:  # checks the speaker model's fit, kept label rows, probe heads
-        _, head_notes = _new_head(config, info, names, dim, speaker, checkpoint, fold.name, layer, text_dim)
-    notes += head_notes
-    for fold in fold_data:
+    text_dim = 0 if corpus.text is None else int(corpus.text.shape[1])
+    start = _Start(upstream, info, L, dim, layer, freeze, speaker, {}, text_dim, [])
+    for fold in corpus.data:  # checks the speaker model's fit, kept label rows, probe heads
+        _, head_notes = start.head(config, corpus.names, checkpoint, fold.name)
+    start.notes += head_notes
+    for fold in corpus.data:
         schedule(fold, config, world)
     if (layer != L - 1 or upstream_kind(upstream) == "hf") and disable_layerdrop(upstream):
-        notes.append("layerdrop turned off: " + (f"the head reads the intermediate layer {layer}" if layer != L - 1
-                                                 else "transformers returns no hidden state for a dropped layer"))
-    start_state = {k: v.detach().clone() for k, v in upstream.state_dict().items()}
+        start.notes.append("layerdrop turned off: " + (f"the head reads the intermediate layer {layer}"
+                                                       if layer != L - 1 else
+                                                       "transformers returns no hidden state for a dropped layer"))
+    start.state = {k: v.detach().clone() for k, v in upstream.state_dict().items()}
+    return start
 
-    # 3. settings: a run already in `out` must have been made with the same ones
+
+# ------------------------------------------------------------------------------------------------ 3. settings
+def _settings(config: FinetuneConfig, checkpoint: str, data_dir: Path, protocol: str | None, corpus: _Corpus,
+              world: int) -> dict[str, Any]:
+    """The run's settings (finetune.json): a run already in ``out`` must have been made with the same ones."""
+    from ..extract.run import checkpoint_stamp
+
+    keys = corpus.keys
     split = [{"name": f.name, **{s: [keys[j] for j in getattr(f, s)] for s in ("train", "valid", "test")}}
-             for f in fold_data]
-    settings = {**config.to_dict(), "checkpoint": checkpoint, "checkpoint_stamp": checkpoint_stamp(checkpoint),
-                "data": str(data_dir.resolve()), "protocol": protocol, "split": _stamp(split), "world_size": world,
-                "speaker_model_stamp": checkpoint_stamp(config.speaker_model) if config.speaker_model else None,
-                "text_features_stamp": (checkpoint_stamp(str(Path(config.text_features) / "index.tsv"))
-                                        if config.text_features else None),
-                "head_from_stamp": _stamp([checkpoint_stamp(str(Path(config.head_from) / "heads" / f"{f.name}.pt"))
-                                           for f in fold_data]) if config.head_from else None}
-    resumed = _check_settings(out, settings)
+             for f in corpus.data]
+    return {**config.to_dict(), "checkpoint": checkpoint, "checkpoint_stamp": checkpoint_stamp(checkpoint),
+            "data": str(data_dir.resolve()), "protocol": protocol, "split": _stamp(split), "world_size": world,
+            "speaker_model_stamp": checkpoint_stamp(config.speaker_model) if config.speaker_model else None,
+            "text_features_stamp": (checkpoint_stamp(str(Path(config.text_features) / "index.tsv"))
+                                    if config.text_features else None),
+            "head_from_stamp": _stamp([checkpoint_stamp(str(Path(config.head_from) / "heads" / f"{f.name}.pt"))
+                                       for f in corpus.data]) if config.head_from else None}
 
-    # nothing was written before this point
-    hashes, unreadable = (audio_hashes(rows, data_dir / HASH_CACHE, log) if audit_audio else (None, []))
-    audit = audit_folds(rows, {**fold_spec, "folds": selected}, hashes, unreadable)
-    log(format_audit(audit))
-    warnings += [f"leakage audit: {w}" for w in audit["warnings"]]
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resumed:
-            atomic_write_text(out / "finetune.json", json.dumps({"format": RUN_FORMAT, "settings": settings},
-                                                                indent=1) + "\n")
-    runtime = Runtime(dev, rank, world, num_workers, progress, tensorboard,
-                      Path(checksum_dir) if checksum_dir else None, log)
-    head_text = (f"kept {info.classifier.kind} head" if config.init_head == "keep" else
-                 f"probe's {config.head} head" if config.head_from else f"{config.head} head")
-    log(f"finetune: {checkpoint} ({info.source}, {upstream_kind(upstream)}, {L} layers, dim {dim}), head on layer "
-        f"{layer}; {freeze.describe(config.freeze, config.freeze_top)}; {config.task} task ({config.loss} loss, "
-        f"{head_text}), {len(names)} {'targets' if task == 'regression' else 'classes'}; {len(selected)} fold(s), "
-        f"{world} process(es), device {dev}, {config.precision}" + (" (resuming)" if resumed else ""))
 
-    # 4. every fold
-    coll = Collectives(runtime)
-    fold_results: list[dict[str, Any]] = []
+# ------------------------------------------------------------------------------------------------ 4. the folds
+def _record(outcome: FoldOutcome) -> dict[str, Any]:
+    """A finished fold as ``<fold>/result.json`` keeps it (its presence marks the fold done)."""
+    predictions = outcome.predictions
+    return {**outcome.entry(), "test_keys": list(outcome.test_keys),
+            "predictions": predictions.tolist() if isinstance(predictions, np.ndarray) else predictions,
+            **outcome.stats}
+
+
+def _from_record(r: Mapping[str, Any]) -> FoldOutcome:
+    return FoldOutcome(name=r["name"], n_train=r["n_train"], n_valid=r["n_valid"], n_test=r["n_test"],
+                       best_epoch=r["best_epoch"], epochs_run=r["epochs_run"], valid=r["valid"], history=r["history"],
+                       seconds=r["seconds"], test_keys=r["test_keys"], predictions=r["predictions"], test=r["test"],
+                       ci=r["ci"], updates={"num_updates": r["num_updates"], "total_updates": r["total_updates"]},
+                       extra={"model_dir": r["model_dir"]},
+                       stats={k: r[k] for k in ("parameters", "trained_parameters", "warmup_updates")})
+
+
+def _finished(out: Path, corpus: _Corpus, coll: Collectives, main: bool) -> dict[str, FoldOutcome | None]:
+    """Folds an earlier run finished (``<fold>/result.json``), read on the first process (None on the others)."""
+    done = {}
+    for fold in corpus.data:
+        path = out / fold.name / "result.json"
+        if coll.broadcast(path.exists() if main else None):
+            done[fold.name] = _from_record(json.loads(path.read_text(encoding="utf-8"))) if main else None
+    return done
+
+
+def _fitter(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, checkpoint: str, runtime: Runtime,
+            settings: dict[str, Any], log):
+    """A fold's training from the start weights and head, its selected epoch's test predictions."""
+    from ..downstream.losses import make_loss
+
     budget = int(config.batch_seconds * 16000)
-    upstream_params = dict(upstream.named_parameters())
-    for i, (fold, note) in enumerate(zip(fold_data, split_notes)):
+    upstream_params = dict(start.upstream.named_parameters())
+    task, names, targets = config.downstream_task, corpus.names, corpus.targets
+
+    def fit(i: int, split: FoldSplit) -> FoldOutcome | None:
+        fold = corpus.data[i]
         fold_dir = out / fold.name
-        done_path = fold_dir / "result.json"
-        if coll.broadcast(done_path.exists() if main else None):
-            fold_results.append(json.loads(done_path.read_text(encoding="utf-8")) if main else {})
-            log(f"finetune: {fold.name}: finished earlier ({done_path})")
-            continue
-        upstream.load_state_dict(start_state)
+        start.upstream.load_state_dict(start.state)
         torch.manual_seed(config.seed)
-        head, _ = _new_head(config, info, names, dim, speaker, checkpoint, fold.name, layer, text_dim)
-        model = FinetuneModel(upstream, head, layer).to(dev)
+        head, _ = start.head(config, names, checkpoint, fold.name)
+        model = FinetuneModel(start.upstream, head, start.layer).to(runtime.device)
         if config.standardize:
             sample = np.random.default_rng([config.seed, i, 1]).permutation(fold.train)[:STANDARDIZE_UTTERANCES]
             head.head.set_input_norm(*frame_statistics(model, fold, sorted(int(j) for j in sample), runtime,
                                                        config.precision, budget))
         n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("head.speaker."))
-        n_trainable = (sum(upstream_params[n].numel() for n in freeze.trainable)
+        n_trainable = (sum(upstream_params[n].numel() for n in start.freeze.trainable)
                        + sum(p.numel() for n, p in head.named_parameters() if not n.startswith("speaker.")))
         loss_fn = make_loss(task, config.loss, targets.y[np.asarray(fold.train)], len(names), config.head,
                             config.label_smoothing, config.cb_beta, config.arcface_scale,
-                            config.arcface_margin).to(dev)
-        log(f"finetune: {fold.name}: train {len(fold.train)} valid {len(fold.valid)} test {len(fold.test)}{note}; "
-            f"{n_params:,} parameters, {n_trainable:,} trained")
-        outcome = train_fold(model, loss_fn, fold, config, freeze, fold_dir, runtime, settings)
-        if not main:
-            fold_results.append({})
-            continue
-        load_model_state(model, outcome.best_state, fold_dir / "checkpoint_best.pt")
+                            config.arcface_margin).to(runtime.device)
+        log(f"finetune: {fold.name}: train {len(fold.train)} valid {len(fold.valid)} test {len(fold.test)}"
+            f"{split.note}; {n_params:,} parameters, {n_trainable:,} trained")
+        trained = train_fold(model, loss_fn, fold, config, start.freeze, fold_dir, runtime, settings)
+        if not runtime.main:
+            return None
+        load_model_state(model, trained.best_state, fold_dir / "checkpoint_best.pt")
         predictions = loss_fn.activate(evaluate(model, fold, fold.test, runtime, config.precision, budget)).numpy()
-        idx = np.asarray(fold.test)
-        hard = None if targets.hard is None else targets.hard[idx]
-        test = task_metrics(task, predictions, targets.y[idx], names, hard)
-        ci = (bootstrap_ci(task, predictions, targets.y[idx], hard, resamples=config.bootstrap, seed=config.seed)
-              if config.bootstrap else None)
-        model_dir = out / "models" / fold.name
-        if text is None:  # a text-fused head needs each input's text vector, which predict cannot give
-            export_model(model_dir, model.upstream,
-                         classifier_spec(model.head, names, layer, config.task, config.loss, activation_of(loss_fn)),
-                         {"source": "emotion2vec finetune", "start_checkpoint": checkpoint,
-                          "corpus": fold_spec.get("corpus") or data_dir.name, "fold": fold.name,
-                          "best_epoch": outcome.best_epoch, "num_updates": outcome.num_updates})
-        record = {"name": fold.name, "n_train": len(fold.train), "n_valid": len(fold.valid), "n_test": len(fold.test),
-                  "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
-                  "num_updates": outcome.num_updates, "warmup_updates": outcome.warmup_updates,
-                  "total_updates": outcome.total_updates, "valid": outcome.valid, "test": test, "ci": ci,
-                  "seconds": round(outcome.seconds, 3), "history": outcome.history,
-                  "model_dir": f"models/{fold.name}" if text is None else None,
-                  "test_keys": [keys[j] for j in fold.test],
-                  "predictions": predictions.tolist(), "parameters": n_params, "trained_parameters": n_trainable}
-        atomic_write_text(done_path, json.dumps(record, ensure_ascii=False) + "\n")
-        shown = " ".join(f"{METRIC_NAMES[m]} {_fmt(m, test.get(m))}" for m in summary_metrics(task)[:4])
-        log(f"finetune: {fold.name}: best epoch {outcome.best_epoch}/{outcome.epochs_run}, {outcome.num_updates} "
-            f"updates; test {shown} ({outcome.seconds:.1f}s)" + (f"; model -> {model_dir}" if text is None else ""))
-        fold_results.append(record)
+        exported = corpus.text is None  # a text-fused head needs each input's text vector, which predict cannot give
+        return FoldOutcome(
+            name=fold.name, n_train=len(fold.train), n_valid=len(fold.valid), n_test=len(fold.test),
+            best_epoch=trained.best_epoch, epochs_run=trained.epochs_run, valid=trained.valid,
+            history=trained.history, seconds=trained.seconds, test_keys=[corpus.keys[j] for j in fold.test],
+            predictions=predictions, model=(model, activation_of(loss_fn)),
+            updates={"num_updates": trained.num_updates, "total_updates": trained.total_updates},
+            extra={"model_dir": f"models/{fold.name}" if exported else None},
+            stats={"parameters": n_params, "trained_parameters": n_trainable,
+                   "warmup_updates": trained.warmup_updates})
 
+    return fit
+
+
+def _keeper(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, checkpoint: str, data_dir: Path,
+            log):
+    """A scored fold exported (:mod:`.export`) and marked done (``<fold>/result.json``)."""
+
+    def keep(outcome: FoldOutcome) -> None:
+        model, activation = outcome.model
+        if outcome.extra["model_dir"] is not None:
+            model_dir = out / outcome.extra["model_dir"]
+            export_model(model_dir, model.upstream,
+                         classifier_spec(model.head, corpus.names, start.layer, config.task, config.loss, activation),
+                         {"source": "emotion2vec finetune", "start_checkpoint": checkpoint,
+                          "corpus": corpus.fold_spec.get("corpus") or data_dir.name, "fold": outcome.name,
+                          "best_epoch": outcome.best_epoch, "num_updates": outcome.updates["num_updates"]})
+            log(f"finetune: {outcome.name}: model -> {model_dir}")
+        atomic_write_text(out / outcome.name / "result.json", json.dumps(_record(outcome), ensure_ascii=False) + "\n")
+
+    return keep
+
+
+# ------------------------------------------------------------------------------------------------ 5. results
+def _results(config: FinetuneConfig, checkpoint: str, name: str | None, data_dir: Path, protocol: str | None,
+             corpus: _Corpus, start: _Start, outcomes: list[FoldOutcome], audit: dict[str, Any], device: torch.device,
+             world: int, t0: float) -> dict[str, Any]:
+    """results.json: a probe's fields (:func:`~emotion2vec.downstream.runs.results_dict`), ``kind`` finetune and
+    what was fine-tuned and how."""
+    from ..models.upstream import upstream_kind
+
+    first = outcomes[0]
+    info, spec = start.info, corpus.fold_spec
+    return results_dict(
+        kind="finetune", corpus=spec.get("corpus") or data_dir.name, protocol=spec.get("protocol", protocol),
+        speaker_independent=spec.get("speaker_independent"), task=config.downstream_task, loss=config.loss,
+        head=head_entry(f"kept {info.classifier.kind}" if config.init_head == "keep" else config.head, config),
+        names=corpus.names, source=name or f"finetuned_{Path(checkpoint).stem}", features=f"fine-tuned {checkpoint}",
+        data=str(data_dir), granularity="frame", dim=int(start.dim), stored_layers=[start.layer], layer=start.layer,
+        feature_settings={}, parameters=first.stats["parameters"],
+        config={**config.to_dict(), "optimizer": "adamw", "scheduler": f"{config.schedule} (warm-up "
+                f"{config.warmup:g})", "batch_size": f"{config.batch_seconds:g} s of audio"},
+        device=str(device),
+        details={"finetune": {"task": config.task, "checkpoint": checkpoint, "upstream": f"{info.source}, "
+                              f"{upstream_kind(start.upstream)}",
+                              "freeze": start.freeze.describe(config.freeze, config.freeze_top),
+                              "trained_parameters": first.stats["trained_parameters"], "world_size": world,
+                              "start_head": start.head_text(config),
+                              "warmup_updates": first.stats["warmup_updates"]}},
+        folds=outcomes, warnings=corpus.warnings, notes=corpus.notes + start.notes + audit["notes"], audit=audit,
+        timing={"total_s": time.perf_counter() - t0})
+
+
+def _describe(checkpoint: str, config: FinetuneConfig, corpus: _Corpus, start: _Start, world: int, device,
+              resumed: bool) -> str:
+    from ..models.upstream import upstream_kind
+
+    task = config.downstream_task
+    return (f"finetune: {checkpoint} ({start.info.source}, {upstream_kind(start.upstream)}, {start.num_layers} "
+            f"layers, dim {start.dim}), head on layer {start.layer}; "
+            f"{start.freeze.describe(config.freeze, config.freeze_top)}; {config.task} task ({config.loss} loss, "
+            f"{start.head_text(config)}), {len(corpus.names)} {'targets' if task == 'regression' else 'classes'}; "
+            f"{len(corpus.folds)} fold(s), {world} process(es), device {device}, {config.precision}"
+            + (" (resuming)" if resumed else ""))
+
+
+def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[FoldOutcome], log) -> None:
+    from ..downstream.report import write_outputs
+
+    records = prediction_records(outcomes, corpus.targets, {k: i for i, k in enumerate(corpus.keys)}.__getitem__)
+    write_outputs(out, result, records, markdown=_results_md)
+    log(f"finetune: wrote results.json, results.md, predictions.tsv{', confusion.png' if 'confusion' in result else ''}"
+        f" and models/ to {out}")
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLike, config: FinetuneConfig,
+                 protocol: str | None = None, folds: str | None = None, fold_seed: int = 0, name: str | None = None,
+                 device: str | torch.device = "auto", num_workers: int = 1, verbose: bool = True,
+                 progress: bool = True, trust: bool = False, tensorboard: bool = True,
+                 checksum_dir: str | os.PathLike | None = None, audit_audio: bool = True,
+                 allow_unseen_test_labels: bool = False) -> dict[str, Any]:
+    """Fine-tune ``checkpoint`` on every selected fold of ``data``; write the outputs to ``out`` (see the module
+    docstring); return results.json's dict (an empty dict in the other processes under ``torchrun``, where every
+    process runs this with the same arguments).
+
+    Every check (options, corpus, targets, audio, checkpoint, freeze mode, speaker model, kept head, schedule, the
+    settings of a run already in ``out``) runs before anything is written to ``out``."""
+    from ..downstream.report import summary_markdown
+
+    t0 = time.perf_counter()
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    rank, world = _init_distributed(dev)
+    main = rank == 0
+    log = (lambda msg: print(msg, flush=True)) if verbose and main else (lambda msg: None)
+    data_dir = Path(data)
+    data_dir = data_dir.parent if data_dir.is_file() else data_dir
+    out, checkpoint = Path(out), str(checkpoint)
+
+    corpus = _read_corpus(data_dir, protocol, fold_seed, folds, config, allow_unseen_test_labels)          # 1
+    start = _load_start(checkpoint, config, trust, corpus, world)                                          # 2
+    settings = _settings(config, checkpoint, data_dir, protocol, corpus, world)                            # 3
+    resumed = _check_settings(out, settings)
+    # nothing was written before this point
+    audit, audit_warnings = audit_run(corpus.rows, corpus.fold_spec, corpus.folds, data_dir, audit_audio, log,
+                                      out)
+    corpus.warnings += audit_warnings
+    if main:
+        _open_output(out, settings, resumed)
+    runtime = Runtime(dev, rank, world, num_workers, progress, tensorboard,
+                      Path(checksum_dir) if checksum_dir else None, log)
+    log(_describe(checkpoint, config, corpus, start, world, dev, resumed))
+
+    outcomes = run_folds(corpus.splits, _fitter(out, config, corpus, start, checkpoint, runtime, settings, log),   # 4
+                         corpus.targets, config.bootstrap, config.seed, log, "finetune",
+                         earlier=_finished(out, corpus, Collectives(runtime), main),
+                         keep=_keeper(out, config, corpus, start, checkpoint, data_dir, log))
     if world > 1:
         import torch.distributed as dist
 
@@ -447,42 +560,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     if not main:
         return {}
 
-    # 5. results like a probe run's
-    first = fold_results[0]
-    classes = task != "regression"
-    result: dict[str, Any] = {
-        "format": RESULTS_FORMAT, "version": RESULTS_VERSION, "kind": "finetune",
-        "corpus": fold_spec.get("corpus") or data_dir.name, "protocol": fold_spec.get("protocol", protocol),
-        "speaker_independent": fold_spec.get("speaker_independent"), "task": task, "loss": config.loss,
-        "head": {"type": f"kept {info.classifier.kind}" if config.init_head == "keep" else config.head, "pooling": config.pooling, "hidden": config.hidden,
-                 "dropout": config.dropout, "layer_mix": False,
-                 **({"arcface_scale": config.arcface_scale, "arcface_margin": config.arcface_margin}
-                    if config.head == "arcface" else {})},
-        "targets": list(names), "headline": HEADLINE[task], "source": name or f"finetuned_{Path(checkpoint).stem}",
-        "features": f"fine-tuned {checkpoint}", "data": str(data_dir), "granularity": "frame", "dim": int(dim),
-        "stored_layers": [layer], "layer": layer, "feature_settings": {}, "labels": list(names) if classes else [],
-        "parameters": first["parameters"],
-        "config": {**config.to_dict(), "optimizer": "adamw", "scheduler": f"{config.schedule} (warm-up "
-                   f"{config.warmup:g})", "batch_size": f"{config.batch_seconds:g} s of audio"},
-        "device": str(dev),
-        "finetune": {"task": config.task, "checkpoint": checkpoint, "upstream": f"{info.source}, "
-                     f"{upstream_kind(upstream)}", "freeze": freeze.describe(config.freeze, config.freeze_top),
-                     "trained_parameters": first["trained_parameters"], "world_size": world,
-                     "start_head": head_text,
-                     "warmup_updates": first["warmup_updates"]},
-        "folds": [{k: v for k, v in r.items() if k not in ("test_keys", "predictions", "parameters",
-                                                            "trained_parameters", "warmup_updates")}
-                  for r in fold_results],
-        "summary": summarize([r["test"] for r in fold_results], summary_metrics(task, names)),
-        "warnings": warnings, "notes": notes + audit["notes"], "audit": audit,
-        "timing": {"total_s": round(time.perf_counter() - t0, 3)},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "emotion2vec_version": __version__, "torch_version": torch.__version__,
-    }
-    if classes and all("confusion" in r["test"] for r in fold_results):
-        result["confusion"] = np.sum([r["test"]["confusion"] for r in fold_results], axis=0).tolist()
-    _write_outputs(out, result, _predictions(fold_results, targets, names, position))
-    log(f"finetune: wrote results.json, results.md, predictions.tsv{', confusion.png' if 'confusion' in result else ''}"
-        f" and models/ to {out}")
+    result = _results(config, checkpoint, name, data_dir, protocol, corpus, start, outcomes, audit, dev, world, t0)  # 5
+    _write(out, result, corpus, outcomes, log)
     log(summary_markdown(result))
     return result

@@ -13,7 +13,12 @@ model, the optimiser, the schedule, the gradient scaler, every process's torch R
 and update within it; the batches themselves are a function of (seed, epoch), :mod:`.data`), the selection state and
 the history. A re-run after any kill restores it and continues with the next update: the update sequence, and hence
 the final weights, equal those of an uninterrupted run (same device and thread count). ``checkpoint_best.pt`` holds
-the weights of the epoch with the best dev score (the task's metric or the loss; ties keep the earlier epoch).
+the weights of the epoch with the best dev score (the task's metric or the loss; ties keep the earlier epoch: the
+probe's rule, :class:`~emotion2vec.downstream.runs.Selection`).
+
+:func:`train_fold`, step by step (:class:`_Fold`): set up what trains, the optimiser and schedule; restore
+``checkpoint_last.pt``; per epoch, the updates (:meth:`_Fold.train_epoch`) then the dev score, the selection and the
+checkpoints (:meth:`_Fold.end_epoch`); the kept weights (:meth:`_Fold.outcome`).
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..downstream.metrics import METRIC_NAMES, PERCENT_METRICS, fast_scores
+from ..downstream.metrics import METRIC_NAMES, fast_scores, format_metric
 from ..downstream.targets import Targets
-from ..downstream.tasks import is_better
+from ..downstream.runs import Selection
 from ..downstream.training import standardization
 from ..io.atomic import atomic_write
 from ..io.audio import SAMPLE_RATE
@@ -194,10 +199,6 @@ def frame_statistics(model: FinetuneModel, data: FoldData, indices: list[int], r
     return standardization(total, square, count)
 
 
-def _fmt(metric: str, value: float) -> str:
-    return f"{100 * value:.2f}" if metric in PERCENT_METRICS else f"{value:.4f}"
-
-
 class Collectives:
     """The few collectives the loop needs; all no-ops in one process."""
 
@@ -260,193 +261,233 @@ def schedule(data: FoldData, config: FinetuneConfig, world_size: int
     return updates_of, total, warmup
 
 
+class _Fold:
+    """One fold's training: its state (what ``checkpoint_last.pt`` holds) and the steps :func:`train_fold` takes."""
+
+    def __init__(self, model: FinetuneModel, loss_fn: nn.Module, data: FoldData, config: FinetuneConfig,
+                 plan: FreezePlan, out_dir: Path, runtime: Runtime, settings: dict[str, Any]):
+        self.model, self.loss_fn, self.data, self.config, self.plan = model, loss_fn, data, config, plan
+        self.runtime, self.settings = runtime, settings
+        self.device, self.world, self.rank = runtime.device, runtime.world_size, runtime.rank
+        self.coll = Collectives(runtime)
+        self.budget = int(config.batch_seconds * SAMPLE_RATE)
+        self.max_samples = int(config.max_seconds * SAMPLE_RATE) if config.max_seconds else None
+        self.pad_samples = int(config.repeat_pad * SAMPLE_RATE)
+        self.updates_of, self.total, self.warmup = schedule(data, config, self.world)
+        self.last_path, self.best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
+        self.tb_dir = out_dir / "tb"
+
+    # -------------------------------------------------------------------------------------------- set-up
+    def setup(self) -> None:
+        """What trains (the freeze plan's upstream tensors, gradients off for the first ``freeze_updates`` updates,
+        and the head; the frozen ones and the speaker encoder never get a gradient), the optimiser, schedule,
+        gradient scaler and DDP wrapper; a fresh state."""
+        model, config = self.model, self.config
+        upstream_params = dict(model.upstream.named_parameters())
+        for p in upstream_params.values():
+            p.requires_grad_(False)
+        self.encoder = [upstream_params[n] for n in self.plan.trainable]
+        for p in self.encoder:
+            p.requires_grad_(True)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(param_groups(model, self.plan, config), betas=config.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, self.total, self.warmup, config.schedule))
+        self.dtype = autocast_dtype(config.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.y = _targets_tensor(self.data.targets, self.device)
+        self.net: nn.Module = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                               else None, find_unused_parameters=True)
+        self.epoch, self.position, self.num_updates = 1, 0, 0
+        self.selection = Selection(config.select_metric, config.patience)
+        self.running = [0.0, 0]  # summed loss x utterances, utterances of the current epoch
+        torch.manual_seed(config.seed * 1000 + self.rank)
+
+    def restore(self) -> None:
+        """Continue from ``checkpoint_last.pt`` when there is one (written with the same settings)."""
+        blob = read_checkpoint(self.last_path)
+        if blob is None:
+            return
+        if blob.get("settings") != self.settings:
+            raise FinetuneError(f"{self.last_path}: written with other settings; re-run with the options of that run "
+                                f"or another --out")
+        load_model_state(self.model, blob["model"], self.last_path)
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        self.scaler.load_state_dict(blob["scaler"])
+        self.epoch, self.position, self.num_updates = blob["epoch"], blob["position"], blob["num_updates"]
+        self.selection.restore(blob["selection"], blob["history"])
+        self.running = blob["running"]
+        rng = blob["rng"][self.rank]
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if self.runtime.main:
+            self.runtime.log(f"finetune: {self.data.name}: resuming at update {self.num_updates} (epoch {self.epoch}, "
+                             f"update {self.position} of it) from {self.last_path}")
+
+    def save_last(self) -> None:
+        device = self.device
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        states = self.coll.gather(rng)
+        if self.runtime.main:
+            _save(self.last_path, {"format": CHECKPOINT_FORMAT, "version": 1, "settings": self.settings,
+                                   "epoch": self.epoch, "position": self.position, "num_updates": self.num_updates,
+                                   "model": _model_state(self.model), "optimizer": self.optimizer.state_dict(),
+                                   "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                                   "rng": states, "selection": self.selection.state(),
+                                   "history": self.selection.history, "running": self.running})
+
+    @contextlib.contextmanager
+    def monitors(self):
+        """TensorBoard writer, progress bar and per-update checksums (as enabled), closed whatever happens."""
+        from tqdm import tqdm
+
+        runtime = self.runtime
+        self.writer = _tensorboard(self.tb_dir, self.num_updates, runtime.tensorboard and runtime.main, runtime.log)
+        self.bar = tqdm(total=self.total, initial=self.num_updates, unit="update", desc=self.data.name,
+                        dynamic_ncols=True, disable=not (runtime.progress and runtime.main), leave=False)
+        self.checksums = None
+        if runtime.checksum_dir is not None:
+            runtime.checksum_dir.mkdir(parents=True, exist_ok=True)
+            self.checksums = open(runtime.checksum_dir / f"{self.data.name}.rank{self.rank}.txt", "a")
+        try:
+            yield
+        finally:
+            self.bar.close()
+            if self.writer is not None:
+                self.writer.close()
+            if self.checksums is not None:
+                self.checksums.close()
+
+    # -------------------------------------------------------------------------------------------- an epoch
+    def train_epoch(self) -> None:
+        """The remaining updates of the current epoch (a resumed epoch starts at its saved update)."""
+        config, data, W, A, device = self.config, self.data, self.world, self.config.accumulate, self.device
+        updates = self.updates_of(self.epoch)
+        mine = [b for u in updates[self.position:] for b in (u[a * W + self.rank] for a in range(A))]
+        batches = iter(make_loader(data.dataset, mine, Collate(config.seed, self.epoch, self.max_samples,
+                                                               self.pad_samples), self.runtime.num_workers))
+        while self.position < len(updates):
+            encoder_on = self.num_updates >= config.freeze_updates
+            for p in self.encoder:
+                p.requires_grad_(encoder_on)
+            for a in range(A):
+                batch = next(batches)
+                sync = contextlib.nullcontext() if W == 1 or a == A - 1 else self.net.no_sync()
+                with sync:
+                    with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                        outputs = self.net(batch.waveform.to(device), batch.lengths.to(device),
+                                           data.text_of(batch.index, device))
+                    loss = self.loss_fn(outputs.float(), self.y[batch.index.to(device)])
+                    self.scaler.scale(loss / A).backward()
+                self.running[0] += float(loss.detach()) * len(batch.index)
+                self.running[1] += len(batch.index)
+            gnorm = self._step()
+            self.num_updates += 1
+            self.position += 1
+            self._monitor(loss, gnorm)
+            if (config.save_interval_updates and self.num_updates % config.save_interval_updates == 0
+                    and self.position < len(updates)):
+                self.save_last()
+
+    def _step(self) -> float:
+        """Unscale, clip, step the optimiser, the scaler and the schedule. -> the gradient norm before clipping."""
+        self.scaler.unscale_(self.optimizer)
+        live = [p for p in self.trainable if p.grad is not None]
+        gnorm = (float(torch.nn.utils.clip_grad_norm_(live, self.config.clip_norm)) if self.config.clip_norm > 0
+                 else float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in live]))))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return gnorm
+
+    def _monitor(self, loss: Tensor, gnorm: float) -> None:
+        n = self.num_updates
+        if self.checksums is not None:
+            self.checksums.write(f"{n} {_checksum(self.model)}\n")
+            self.checksums.flush()
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", float(loss.detach()), n)
+            self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], n)
+            self.writer.add_scalar("train/gnorm", gnorm, n)
+        self.bar.set_postfix(epoch=self.epoch, loss=f"{self.running[0] / max(self.running[1], 1):.4f}", refresh=False)
+        self.bar.update(1)
+
+    def end_epoch(self, epoch_start: float) -> None:
+        """The dev score (first process), the selection (every process, from the broadcast scores), the best
+        checkpoint, the log line; then ``checkpoint_last.pt`` at the start of the next epoch."""
+        config, data, runtime = self.config, self.data, self.runtime
+        train_loss = self.running[0] / max(self.running[1], 1)
+        self.selection.train_epoch(train_loss)
+        self.running = [0.0, 0]
+        note, shown = "", ""
+        decision = self._dev_scores() if runtime.main and data.valid else None
+        decision = self.coll.broadcast(decision)
+        if decision is not None:
+            scores, metric = decision["scores"], config.select_metric
+            if self.selection.valid_epoch(self.epoch, scores):
+                if runtime.main:
+                    _save(self.best_path, {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": self.epoch,
+                                           "valid": scores, "model": _model_state(self.model)})
+                note = " (best)"
+            elif self.selection.stopped:
+                note = f" (no improvement for {config.patience} epoch(s): stopping)"
+            if self.writer is not None:
+                for k, v in scores.items():
+                    self.writer.add_scalar(f"valid/{k}", v, self.num_updates)
+            shown = (f"; valid {METRIC_NAMES.get(metric, metric)} {format_metric(metric, scores[metric])}, loss "
+                     f"{scores['loss']:.4f}")
+        if runtime.main:
+            runtime.log(f"finetune: {data.name}: epoch {self.epoch}/{config.epochs}, {self.num_updates}/{self.total} "
+                        f"updates: train loss {train_loss:.4f}{shown}{note} ({time.perf_counter() - epoch_start:.1f}s)")
+        self.epoch += 1
+        self.position = 0
+        self.save_last()
+
+    def _dev_scores(self) -> dict[str, dict[str, float]]:
+        data, device = self.data, self.device
+        outputs = evaluate(self.model, data, data.valid, self.runtime, self.config.precision, self.budget)
+        predictions = self.loss_fn.activate(outputs).numpy()
+        idx = np.asarray(data.valid)
+        hard = None if data.targets.hard is None else data.targets.hard[idx]
+        scores = fast_scores(data.targets.task, predictions, data.targets.y[idx], hard)
+        scores["loss"] = float(self.loss_fn(outputs.to(device), self.y[torch.as_tensor(idx, device=device)]))
+        return {"scores": {k: float(v) for k, v in scores.items()}}
+
+    # -------------------------------------------------------------------------------------------- the outcome
+    def outcome(self, seconds: float) -> TrainOutcome:
+        """The kept weights (the best dev epoch's, read back on the first process; the last epoch's without dev)."""
+        best_state = _model_state(self.model)
+        epochs_run = self.epoch - 1
+        if self.data.valid and self.runtime.main:
+            best = read_checkpoint(self.best_path)
+            if best is None:
+                raise FinetuneError(f"{self.best_path}: missing; delete {self.last_path} to retrain this fold")
+            best_state = best["model"]
+        best_epoch = self.selection.best_epoch if self.data.valid else epochs_run
+        return TrainOutcome(best_state, best_epoch, epochs_run, self.num_updates, dict(self.selection.valid),
+                            self.warmup, self.total, self.selection.curves(), seconds)
+
+
 def train_fold(model: FinetuneModel, loss_fn: nn.Module, data: FoldData, config: FinetuneConfig, plan: FreezePlan,
                out_dir: Path, runtime: Runtime, settings: dict[str, Any]) -> TrainOutcome:
     """Train ``model`` on ``data.train``, select on ``data.valid``; resume from ``out_dir/checkpoint_last.pt``.
     -> the selected weights (on every process; only the first process's are scored and exported)."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
-    device, W, rank, A = runtime.device, runtime.world_size, runtime.rank, config.accumulate
-    coll = Collectives(runtime)
-    budget = int(config.batch_seconds * SAMPLE_RATE)
-    max_samples = int(config.max_seconds * SAMPLE_RATE) if config.max_seconds else None
-    pad_samples = int(config.repeat_pad * SAMPLE_RATE)
-    updates_of, total, warmup = schedule(data, config, W)
-
-    # what trains: upstream tensors of the freeze plan (their gradients are off for the first freeze_updates
-    # updates) and the head; the frozen ones and the speaker encoder never get a gradient
-    upstream_params = dict(model.upstream.named_parameters())
-    for name, p in upstream_params.items():
-        p.requires_grad_(False)
-    encoder = [upstream_params[n] for n in plan.trainable]
-    for p in encoder:
-        p.requires_grad_(True)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(param_groups(model, plan, config), betas=config.betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup, config.schedule))
-    dtype = autocast_dtype(config.precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    y = _targets_tensor(data.targets, device)
-    net: nn.Module = model
-    if W > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=True)
-
-    # state: fresh, or restored from checkpoint_last
-    last_path, best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
-    epoch, position, num_updates = 1, 0, 0
-    selection: dict[str, Any] = {"best": None, "best_epoch": 0, "bad": 0, "valid": {}, "stopped": False}
-    history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
-    if config.select_metric != "loss":
-        history[f"valid_{config.select_metric}"] = []
-    running = [0.0, 0]  # summed loss x utterances, utterances of the current epoch
-    torch.manual_seed(config.seed * 1000 + rank)
-    blob = read_checkpoint(last_path)
-    if blob is not None:
-        if blob.get("settings") != settings:
-            raise FinetuneError(f"{last_path}: written with other settings; re-run with the options of that run or "
-                                f"another --out")
-        load_model_state(model, blob["model"], last_path)
-        optimizer.load_state_dict(blob["optimizer"])
-        scheduler.load_state_dict(blob["scheduler"])
-        scaler.load_state_dict(blob["scaler"])
-        epoch, position, num_updates = blob["epoch"], blob["position"], blob["num_updates"]
-        selection, history, running = blob["selection"], blob["history"], blob["running"]
-        rng = blob["rng"][rank]
-        torch.set_rng_state(rng["torch"])
-        if device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], device)
-        if runtime.main:
-            runtime.log(f"finetune: {data.name}: resuming at update {num_updates} (epoch {epoch}, update "
-                        f"{position} of it) from {last_path}")
-
-    def save_last() -> None:
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-        states = coll.gather(rng)
-        if runtime.main:
-            _save(last_path, {"format": CHECKPOINT_FORMAT, "version": 1, "settings": settings, "epoch": epoch,
-                              "position": position, "num_updates": num_updates, "model": _model_state(model),
-                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                              "scaler": scaler.state_dict(), "rng": states, "selection": selection,
-                              "history": history, "running": running})
-
-    writer = _tensorboard(out_dir / "tb", num_updates, runtime.tensorboard and runtime.main, runtime.log)
-    bar = tqdm(total=total, initial=num_updates, unit="update", desc=data.name, dynamic_ncols=True,
-               disable=not (runtime.progress and runtime.main), leave=False)
-    checksums = None
-    if runtime.checksum_dir is not None:
-        runtime.checksum_dir.mkdir(parents=True, exist_ok=True)
-        checksums = open(runtime.checksum_dir / f"{data.name}.rank{rank}.txt", "a")
-    model.train()
-    try:
-        while epoch <= config.epochs and not selection["stopped"]:
-            updates = updates_of(epoch)
-            mine = [b for u in updates[position:] for b in (u[a * W + rank] for a in range(A))]
-            batches = iter(make_loader(data.dataset, mine, Collate(config.seed, epoch, max_samples, pad_samples),
-                                       runtime.num_workers))
+    fold = _Fold(model, loss_fn, data, config, plan, out_dir, runtime, settings)
+    fold.setup()
+    fold.restore()
+    with fold.monitors():
+        model.train()
+        while fold.epoch <= config.epochs and not fold.selection.stopped:
             epoch_start = time.perf_counter()
-            while position < len(updates):
-                encoder_on = num_updates >= config.freeze_updates
-                for p in encoder:
-                    p.requires_grad_(encoder_on)
-                for a in range(A):
-                    batch = next(batches)
-                    sync = contextlib.nullcontext() if W == 1 or a == A - 1 else net.no_sync()
-                    with sync:
-                        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                            outputs = net(batch.waveform.to(device), batch.lengths.to(device),
-                                          data.text_of(batch.index, device))
-                        loss = loss_fn(outputs.float(), y[batch.index.to(device)])
-                        scaler.scale(loss / A).backward()
-                    running[0] += float(loss.detach()) * len(batch.index)
-                    running[1] += len(batch.index)
-                scaler.unscale_(optimizer)
-                live = [p for p in trainable if p.grad is not None]
-                gnorm = (float(torch.nn.utils.clip_grad_norm_(live, config.clip_norm)) if config.clip_norm > 0
-                         else float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in live]))))
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                num_updates += 1
-                position += 1
-                if checksums is not None:
-                    checksums.write(f"{num_updates} {_checksum(model)}\n")
-                    checksums.flush()
-                if writer is not None:
-                    writer.add_scalar("train/loss", float(loss.detach()), num_updates)
-                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], num_updates)
-                    writer.add_scalar("train/gnorm", gnorm, num_updates)
-                bar.set_postfix(epoch=epoch, loss=f"{running[0] / max(running[1], 1):.4f}", refresh=False)
-                bar.update(1)
-                if (config.save_interval_updates and num_updates % config.save_interval_updates == 0
-                        and position < len(updates)):
-                    save_last()
-
-            # end of epoch: dev score, selection, patience
-            train_loss = running[0] / max(running[1], 1)
-            history["train_loss"].append(round(train_loss, 6))
-            running = [0.0, 0]
-            note = ""
-            decision = None
-            if runtime.main and data.valid:
-                outputs = evaluate(model, data, data.valid, runtime, config.precision, budget)
-                predictions = loss_fn.activate(outputs).numpy()
-                idx = np.asarray(data.valid)
-                hard = None if data.targets.hard is None else data.targets.hard[idx]
-                scores = fast_scores(data.targets.task, predictions, data.targets.y[idx], hard)
-                scores["loss"] = float(loss_fn(outputs.to(device), y[torch.as_tensor(idx, device=device)]))
-                decision = {"scores": {k: float(v) for k, v in scores.items()}}
-            decision = coll.broadcast(decision)
-            if decision is not None:
-                scores, metric = decision["scores"], config.select_metric
-                score = scores[metric]
-                history["valid_loss"].append(round(scores["loss"], 6))
-                if metric != "loss":
-                    history[f"valid_{metric}"].append(round(score, 6))
-                if is_better(score, selection["best"], metric):
-                    selection.update(best=score, best_epoch=epoch, bad=0, valid=scores)
-                    if runtime.main:
-                        _save(best_path, {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": epoch,
-                                          "valid": scores, "model": _model_state(model)})
-                    note = " (best)"
-                else:
-                    selection["bad"] += 1
-                    if config.patience is not None and selection["bad"] >= config.patience:
-                        selection["stopped"] = True
-                        note = f" (no improvement for {config.patience} epoch(s): stopping)"
-                if writer is not None:
-                    for k, v in scores.items():
-                        writer.add_scalar(f"valid/{k}", v, num_updates)
-                shown = f"; valid {METRIC_NAMES.get(metric, metric)} {_fmt(metric, score)}, loss {scores['loss']:.4f}"
-            else:
-                shown = ""
-            if runtime.main:
-                runtime.log(f"finetune: {data.name}: epoch {epoch}/{config.epochs}, {num_updates}/{total} updates: "
-                            f"train loss {train_loss:.4f}{shown}{note} ({time.perf_counter() - epoch_start:.1f}s)")
-            epoch += 1
-            position = 0
-            save_last()
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-        if checksums is not None:
-            checksums.close()
-
-    best_epoch = selection["best_epoch"]
-    best_state = _model_state(model)
-    if data.valid and runtime.main:
-        best = read_checkpoint(best_path)
-        if best is None:
-            raise FinetuneError(f"{best_path}: missing; delete {last_path} to retrain this fold")
-        best_state = best["model"]
-    elif not data.valid:
-        best_epoch = epoch - 1
-    return TrainOutcome(best_state, best_epoch, epoch - 1, num_updates, dict(selection["valid"]), warmup, total,
-                        {k: v for k, v in history.items() if v}, time.perf_counter() - t0)
+            fold.train_epoch()
+            fold.end_epoch(epoch_start)
+    return fold.outcome(time.perf_counter() - t0)

@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import Emotion2VecError
 
-__all__ = ["PretrainConfigError", "config_problems", "default_config_dir", "compose", "fairseq_command"]
+__all__ = ["PretrainConfigError", "ConfigCheck", "config_problems", "default_config_dir", "compose", "fairseq_command",
+           "trainer_executable", "trainer_env"]
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding the emotion2vec package (the repository)
+REPO_CONFIGS = PACKAGE_PARENT / "configs"
 
 
 class PretrainConfigError(Emotion2VecError, ValueError):
@@ -47,8 +50,13 @@ def _get(cfg: Any, dotted: str, default: Any = None) -> Any:
     return node
 
 
-def config_problems(cfg: Any, cuda_available: bool | None = None, check_data: bool = True) -> list[str]:
-    """One sentence per mistake in a composed fairseq config (a DictConfig or nested dict); empty when fine."""
+def config_problems(cfg: Any, cuda_available: bool | None = None, check_data: bool = True,
+                    machine: bool = True) -> list[str]:
+    """One sentence per mistake in a composed fairseq config (a DictConfig or nested dict); empty when fine.
+
+    With ``machine=False`` only the configuration itself is checked: not what depends on the machine that runs it
+    (its GPUs, the data folder on its disks), e.g. to print a launch line on a login node for a GPU node.
+    """
     import torch
 
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
@@ -57,7 +65,7 @@ def config_problems(cfg: Any, cuda_available: bool | None = None, check_data: bo
     if data in (None, "???", ""):
         problems.append("task.data is not set: add task.data=DIR, a folder with train.tsv written by "
                         "`emotion2vec manifest AUDIO_DIR --out DIR`")
-    elif check_data and not (Path(str(data)) / "train.tsv").is_file():
+    elif check_data and machine and not (Path(str(data)) / "train.tsv").is_file():
         problems.append(f"task.data={data}: no train.tsv there (write it with `emotion2vec manifest AUDIO_DIR "
                         f"--out {data}`)")
     if _get(cfg, "model.init_from") == "???":
@@ -69,17 +77,50 @@ def config_problems(cfg: Any, cuda_available: bool | None = None, check_data: bo
         problems.append(f"lr_scheduler.warmup_updates={warmup} must be below optimization.max_update={max_update} "
                         f"(the cosine schedule decays over the updates after the warm-up): set e.g. "
                         f"lr_scheduler.warmup_updates={max(0, max_update // 10)}")
+    if machine:
+        problems += _machine_problems(cfg, cuda)
+    return problems
+
+
+def _machine_problems(cfg: Any, cuda: bool) -> list[str]:
+    """What this machine cannot run: half precision without a GPU, more processes than GPUs."""
+    import torch
+
+    problems = []
     half = [k for k in ("fp16", "memory_efficient_fp16", "bf16", "memory_efficient_bf16") if _get(cfg, f"common.{k}")]
     if half and not cuda:
         problems.append(f"common.{half[0]}=true needs a CUDA GPU and this machine has none: set "
-                        f"common.{half[0]}=false common.cpu=true (the tiny CPU config does)")
+                        f"common.{half[0]}=false common.cpu=true (as the tiny CPU config does; bf16 on a CPU is "
+                        f"model.compute_dtype=bfloat16)")
     world = int(_get(cfg, "distributed_training.distributed_world_size", 1) or 1)
-    if world > 1 and "RANK" not in os.environ and world > (torch.cuda.device_count() if cuda else 0):
-        have = torch.cuda.device_count() if cuda else 0
+    have = torch.cuda.device_count() if cuda else 0
+    if world > 1 and "RANK" not in os.environ and world > have:
         problems.append(f"distributed_training.distributed_world_size={world} but this machine has {have} GPU(s): "
                         f"set distributed_training.distributed_world_size={max(have, 1)} and raise "
                         f"optimization.update_freq to keep the effective batch (or launch with torchrun)")
     return problems
+
+
+class ConfigCheck:
+    """A Hydra callback (``hydra.callbacks`` in ``configs/emotion2vec_common.yaml``) that runs
+    :func:`config_problems` when ``fairseq-hydra-train`` is called directly, before any fairseq code: fairseq checks
+    the number of GPUs (``AssertionError: world size is 4 but have 0 available devices``) before it imports the
+    plugin, so the task's own check comes too late for that mistake. Each problem is printed on one line and the
+    process exits with status 2 (Hydra turns exceptions raised by callbacks into warnings, hence the exit). The
+    other hooks of Hydra's callback interface do nothing (Hydra calls each by name; its base class is not imported
+    so that this module does not need Hydra)."""
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        problems = config_problems(config)
+        if problems:
+            for problem in problems:
+                print(f"emotion2vec: the configuration cannot run: {problem}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    on_run_start = on_run_end = on_multirun_start = on_multirun_end = on_job_end = on_compile_config = _nothing
 
 
 def default_config_dir() -> Path:
@@ -87,7 +128,9 @@ def default_config_dir() -> Path:
 
 
 def compose(config_name: str, overrides: Sequence[str], config_dir: str | os.PathLike | None = None):
-    """The configuration ``fairseq-hydra-train --config-dir DIR --config-name NAME OVERRIDES`` would start from."""
+    """The configuration ``fairseq-hydra-train --config-dir DIR --config-name NAME OVERRIDES`` would start from:
+    composed against fairseq's schema where fairseq is installed, so an override composes here exactly when it
+    composes there."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -97,20 +140,40 @@ def compose(config_name: str, overrides: Sequence[str], config_dir: str | os.Pat
     if not (directory / f"{config_name}.yaml").is_file():
         names = sorted(p.stem for p in directory.glob("*.yaml") if p.stem != "emotion2vec_common")
         raise PretrainConfigError(f"no config {config_name!r} in {directory} (there: {', '.join(names) or 'none'})")
+    from ._fairseq import register_schema
+
     try:
-        with initialize_config_dir(config_dir=str(directory.resolve()), version_base=None):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+        with warnings.catch_warnings():  # Hydra's note that schema matching by name is deprecated: fairseq's way
+            warnings.simplefilter("ignore", UserWarning)
+            register_schema(config_name)
+            with initialize_config_dir(config_dir=str(directory.resolve()), version_base=None):
+                return hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise PretrainConfigError(f"config {config_name} with {' '.join(overrides) or 'no overrides'}: "
                                   f"{str(e).splitlines()[0]}") from None
+
+
+def trainer_executable() -> str | None:
+    """``fairseq-hydra-train`` beside this Python, else on ``PATH``; None when fairseq is not installed."""
+    exe = Path(sys.executable).with_name("fairseq-hydra-train")
+    return str(exe) if exe.exists() else shutil.which("fairseq-hydra-train")
+
+
+def trainer_env() -> dict[str, str]:
+    """The environment for a ``fairseq-hydra-train`` subprocess: the plugin imports this same emotion2vec package
+    whatever the subprocess's working directory (run from a repository checkout, ``PYTHONPATH`` starts with the
+    checkout; an installed package is found as usual)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if (PACKAGE_PARENT / "setup.py").is_file():
+        env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
 
 
 def fairseq_command(config_name: str, overrides: Sequence[str], config_dir: str | os.PathLike | None = None) -> list[str]:
     """The ``fairseq-hydra-train`` command line, with ``common.user_dir`` pointing at the plugin."""
     from . import fairseq_user_dir
 
-    exe = Path(sys.executable).with_name("fairseq-hydra-train")
-    exe = str(exe) if exe.exists() else (shutil.which("fairseq-hydra-train") or "fairseq-hydra-train")
+    exe = trainer_executable() or "fairseq-hydra-train"
     directory = Path(config_dir) if config_dir else default_config_dir()
     extra = [] if any(o.startswith("common.user_dir=") for o in overrides) else [f"common.user_dir={fairseq_user_dir()}"]
     return [exe, "--config-dir", str(directory.resolve()), "--config-name", config_name, *extra, *overrides]

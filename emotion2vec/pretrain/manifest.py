@@ -132,31 +132,26 @@ def _convert(job: tuple[str, str]) -> tuple[str, int | None, str | None, bool]:
         return dst, None, e.reason, False
 
 
-def build_manifest(audio_dirs: list[str | os.PathLike], out: str | os.PathLike, valid_fraction: float = 0.0,
-                   resample_to: str | os.PathLike | None = None, seed: int = 0, verify: bool = False,
-                   num_workers: int = 1, log=print, min_seconds: float = 0.0,
-                   exclude: Iterable[str | os.PathLike] = ()) -> ManifestResult:
-    """Scan ``audio_dirs`` (each ``DIR`` or ``NAME=DIR``) and write ``out/train.tsv`` (+ ``valid.tsv``) and
-    ``out/hours.md``.
+@dataclass
+class _Survey:
+    """What the scan found: usable 16 kHz mono files (path, samples, corpus), files to convert, unreadable ones, and
+    the per-corpus counts of the hours table."""
 
-    ``exclude``: lists whose utterances are left out, matched by resolved path or by file name without extension
-    (so a converted copy of a listed file is excluded too).
-    """
-    if not 0.0 <= valid_fraction < 1.0:
-        raise ManifestError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
-    if min_seconds < 0:
-        raise ManifestError(f"--min-seconds {min_seconds} must be >= 0")
-    files = _scan(audio_dirs)
+    corpora: dict[str, dict[str, float]]
+    ok: list[tuple[str, int, str]] = field(default_factory=list)
+    to_convert: list[tuple[Path, Path]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _survey(files: list[tuple[Path, Path]], exclude, verify: bool, min_samples: int) -> _Survey:
+    """Each file excluded, unreadable, to convert (another rate, several channels, a media container), too short,
+    or usable as it is."""
     excluded_paths, excluded_stems = _exclusions(exclude)
-    corpora: dict[str, dict[str, float]] = {}
+    survey = _Survey({})
     for _, rel in files:
-        corpora.setdefault(rel.parts[0], dict.fromkeys(COUNTS, 0.0))
-    min_samples = int(min_seconds * SAMPLE_RATE)
-    ok: list[tuple[str, int, str]] = []
-    unreadable: list[tuple[str, str]] = []
-    to_convert: list[tuple[Path, Path]] = []
+        survey.corpora.setdefault(rel.parts[0], dict.fromkeys(COUNTS, 0.0))
     for src, rel in files:
-        corpus = corpora[rel.parts[0]]
+        corpus = survey.corpora[rel.parts[0]]
         if str(src.resolve()) in excluded_paths or src.stem in excluded_stems:
             corpus["excluded"] += 1
             continue
@@ -165,59 +160,60 @@ def build_manifest(audio_dirs: list[str | os.PathLike], out: str | os.PathLike, 
             if verify:
                 load_audio(src, None)
         except AudioError as e:
-            unreadable.append((str(src), e.reason))
+            survey.unreadable.append((str(src), e.reason))
             corpus["unreadable"] += 1
             continue
         if info.frames == 0:
-            unreadable.append((str(src), "empty audio (0 samples)"))
+            survey.unreadable.append((str(src), "empty audio (0 samples)"))
             corpus["unreadable"] += 1
         elif info.sample_rate != SAMPLE_RATE or info.channels != 1 or src.suffix.lower() in MEDIA_EXTENSIONS:
-            to_convert.append((src, rel))
+            survey.to_convert.append((src, rel))
         elif info.frames < min_samples:
             corpus["short"] += 1
         else:
-            ok.append((str(src.resolve()), info.frames, rel.parts[0]))
-    if to_convert and resample_to is None:
-        listing = "\n  ".join(f"{s} ({audio_info(s).sample_rate} Hz, {audio_info(s).channels} ch"
-                              + (", a media container" if s.suffix.lower() in MEDIA_EXTENSIONS else "") + ")"
-                              for s, _ in to_convert[:20])
-        more = f"\n  ... and {len(to_convert) - 20} more" if len(to_convert) > 20 else ""
-        raise ManifestError(f"{len(to_convert)} file(s) are not 16 kHz mono:\n  {listing}{more}\n"
-                            f"pass --resample-to DIR to convert them (16 kHz mono FLAC), nothing was written")
+            survey.ok.append((str(src.resolve()), info.frames, rel.parts[0]))
+    return survey
+
+
+def _refuse_unconverted(to_convert: list[tuple[Path, Path]]) -> None:
+    listing = "\n  ".join(f"{s} ({audio_info(s).sample_rate} Hz, {audio_info(s).channels} ch"
+                          + (", a media container" if s.suffix.lower() in MEDIA_EXTENSIONS else "") + ")"
+                          for s, _ in to_convert[:20])
+    more = f"\n  ... and {len(to_convert) - 20} more" if len(to_convert) > 20 else ""
+    raise ManifestError(f"{len(to_convert)} file(s) are not 16 kHz mono:\n  {listing}{more}\n"
+                        f"pass --resample-to DIR to convert them (16 kHz mono FLAC), nothing was written")
+
+
+def _convert_all(survey: _Survey, dest: Path, num_workers: int, min_samples: int, log) -> tuple[int, int]:
+    """Convert ``survey.to_convert`` into ``dest`` (mirroring the corpora's trees; a conversion made by an earlier
+    run is reused) and add the results to the survey. -> (files converted now, files reused)."""
     converted = reused = 0
-    notes: list[str] = []
-    if to_convert:
-        dest = Path(resample_to)
-        jobs = [(str(s), str((dest / rel).with_suffix(".flac"))) for s, rel in to_convert]
-        log(f"converting {len(jobs)} file(s) to 16 kHz mono FLAC under {dest} ...")
-        if num_workers > 1:
-            with ProcessPoolExecutor(num_workers) as pool:
-                results = list(pool.map(_convert, jobs, chunksize=8))
+    jobs = [(str(s), str((dest / rel).with_suffix(".flac"))) for s, rel in survey.to_convert]
+    log(f"converting {len(jobs)} file(s) to 16 kHz mono FLAC under {dest} ...")
+    if num_workers > 1:
+        with ProcessPoolExecutor(num_workers) as pool:
+            results = list(pool.map(_convert, jobs, chunksize=8))
+    else:
+        results = [_convert(j) for j in jobs]
+    for (src, _), (_, rel), (dst, n, err, was_done) in zip(jobs, survey.to_convert, results):
+        corpus = survey.corpora[rel.parts[0]]
+        if err is not None:
+            survey.unreadable.append((src, err))
+            corpus["unreadable"] += 1
+            continue
+        reused += was_done
+        converted += not was_done
+        corpus["converted"] += 1
+        if n < min_samples:
+            corpus["short"] += 1
         else:
-            results = [_convert(j) for j in jobs]
-        for (src, _), (_, rel), (dst, n, err, was_done) in zip(jobs, to_convert, results):
-            corpus = corpora[rel.parts[0]]
-            if err is not None:
-                unreadable.append((src, err))
-                corpus["unreadable"] += 1
-                continue
-            reused += was_done
-            converted += not was_done
-            corpus["converted"] += 1
-            if n < min_samples:
-                corpus["short"] += 1
-            else:
-                ok.append((str(Path(dst).resolve()), n, rel.parts[0]))
-    for path, reason in unreadable:
-        log(f"skipped unreadable file {path}: {reason}")
-    if not ok:
-        raise ManifestError("no usable audio: every file was unreadable, too short or excluded")
-    for _, n, corpus in ok:
-        corpora[corpus]["files"] += 1
-        corpora[corpus]["seconds"] += n / SAMPLE_RATE
-    short = sum(int(c["short"]) for c in corpora.values())
-    if short:
-        notes.append(f"{short} clip(s) shorter than {min_seconds:g} s left out (--min-seconds)")
+            survey.ok.append((str(Path(dst).resolve()), n, rel.parts[0]))
+    return converted, reused
+
+
+def _split(ok: list[tuple[str, int, str]], valid_fraction: float, seed: int, notes: list[str]):
+    """The files relative to their common folder, sorted, and a seeded ``valid_fraction`` of them as valid.
+    -> (root, train, valid)."""
     root = Path(os.path.commonpath([str(Path(p).parent) for p, _, _ in ok]))
     entries = sorted((os.path.relpath(p, root), n) for p, n, _ in ok)
     rng = random.Random(seed)
@@ -228,7 +224,11 @@ def build_manifest(audio_dirs: list[str | os.PathLike], out: str | os.PathLike, 
     valid_ids = set(rng.sample(range(len(entries)), n_valid)) if n_valid else set()
     train = [e for i, e in enumerate(entries) if i not in valid_ids]
     valid = [e for i, e in enumerate(entries) if i in valid_ids]
-    out = Path(out)
+    return root, train, valid
+
+
+def _write(out: Path, root: Path, train: list, valid: list, corpora: dict[str, dict[str, float]]) -> None:
+    """train.tsv, valid.tsv (removed when there is none) and hours.md."""
     out.mkdir(parents=True, exist_ok=True)
     write_pretrain_manifest(out / "train.tsv", root, train)
     if valid:
@@ -236,7 +236,48 @@ def build_manifest(audio_dirs: list[str | os.PathLike], out: str | os.PathLike, 
     elif (out / "valid.tsv").exists():
         (out / "valid.tsv").unlink()
     atomic_write_text(out / "hours.md", hours_table(corpora))
-    hours = sum(n for _, n in entries) / SAMPLE_RATE / 3600
+
+
+def build_manifest(audio_dirs: list[str | os.PathLike], out: str | os.PathLike, valid_fraction: float = 0.0,
+                   resample_to: str | os.PathLike | None = None, seed: int = 0, verify: bool = False,
+                   num_workers: int = 1, log=print, min_seconds: float = 0.0,
+                   exclude: Iterable[str | os.PathLike] = ()) -> ManifestResult:
+    """Scan ``audio_dirs`` (each ``DIR`` or ``NAME=DIR``) and write ``out/train.tsv`` (+ ``valid.tsv``) and
+    ``out/hours.md``.
+
+    ``exclude``: lists whose utterances are left out, matched by resolved path or by file name without extension
+    (so a converted copy of a listed file is excluded too).
+
+    The steps: scan the folders; sort each file (excluded, unreadable, to convert, too short, usable); refuse files
+    to convert without ``resample_to``, else convert them; count per corpus; split train / valid; write.
+    """
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ManifestError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
+    if min_seconds < 0:
+        raise ManifestError(f"--min-seconds {min_seconds} must be >= 0")
+    min_samples = int(min_seconds * SAMPLE_RATE)
+    survey = _survey(_scan(audio_dirs), exclude, verify, min_samples)
+    if survey.to_convert and resample_to is None:
+        _refuse_unconverted(survey.to_convert)
+    converted = reused = 0
+    if survey.to_convert:
+        converted, reused = _convert_all(survey, Path(resample_to), num_workers, min_samples, log)
+    for path, reason in survey.unreadable:
+        log(f"skipped unreadable file {path}: {reason}")
+    if not survey.ok:
+        raise ManifestError("no usable audio: every file was unreadable, too short or excluded")
+    corpora = survey.corpora
+    for _, n, corpus in survey.ok:
+        corpora[corpus]["files"] += 1
+        corpora[corpus]["seconds"] += n / SAMPLE_RATE
+    notes: list[str] = []
+    short = sum(int(c["short"]) for c in corpora.values())
+    if short:
+        notes.append(f"{short} clip(s) shorter than {min_seconds:g} s left out (--min-seconds)")
+    root, train, valid = _split(survey.ok, valid_fraction, seed, notes)
+    out = Path(out)
+    _write(out, root, train, valid, corpora)
+    hours = sum(n for _, n in train + valid) / SAMPLE_RATE / 3600
     for note in notes:
         log(f"note: {note}")
-    return ManifestResult(len(train), len(valid), hours, converted, reused, unreadable, out, notes, corpora)
+    return ManifestResult(len(train), len(valid), hours, converted, reused, survey.unreadable, out, notes, corpora)

@@ -31,8 +31,8 @@ from ..io.audio import MIN_SAMPLES, SAMPLE_RATE
 from . import RecognitionError
 from .recognizer import Recognizer, display_label
 
-__all__ = ["Prediction", "load_recognition", "window_bounds", "check_window", "predict", "predictions_tsv", "predictions_jsonl",
-           "timeline_png", "write_outputs"]
+__all__ = ["Prediction", "load_recognition", "window_bounds", "check_window", "predict", "predictions_tsv",
+           "prediction_row", "predictions_jsonl", "timeline_png", "write_outputs"]
 
 
 @dataclass
@@ -188,20 +188,23 @@ def predictions_tsv(predictions: list[Prediction], recognizer: Recognizer) -> st
     return "\n".join(lines) + "\n"
 
 
+def prediction_row(p: Prediction, recognizer: Recognizer) -> dict:
+    """The JSON object of one input / window: ``key``, ``path``, [``start``, ``end``], then English ``label`` and
+    ``scores``, the checkpoint's own strings in ``label_raw`` and ``scores_raw`` (a regression head: ``values``,
+    target -> predicted value), or ``error``. The rows of ``predict --out x.jsonl`` and of ``emotion2vec serve``."""
+    obj: dict = {"key": p.key, "path": p.path}
+    if p.start is not None:
+        obj.update(start=round(p.start, 3), end=round(p.end, 3))
+    if p.error is not None:
+        obj["error"] = p.error
+    else:
+        obj.update(recognizer.result(p.probabilities))
+    return obj
+
+
 def predictions_jsonl(predictions: list[Prediction], recognizer: Recognizer) -> str:
-    """One object per input / window: English ``label`` and ``scores``, the checkpoint's own strings in
-    ``label_raw`` and ``scores_raw`` (a regression head: ``values``, target -> predicted value)."""
-    lines = []
-    for p in predictions:
-        obj: dict = {"key": p.key, "path": p.path}
-        if p.start is not None:
-            obj.update(start=round(p.start, 3), end=round(p.end, 3))
-        if p.error is not None:
-            obj["error"] = p.error
-        else:
-            obj.update(recognizer.result(p.probabilities))
-        lines.append(json.dumps(obj, ensure_ascii=False))
-    return "\n".join(lines) + "\n"
+    """One :func:`prediction_row` per input / window, a line each."""
+    return "\n".join(json.dumps(prediction_row(p, recognizer), ensure_ascii=False) for p in predictions) + "\n"
 
 
 def timeline_png(predictions: list[Prediction], recognizer: Recognizer, title: str) -> bytes:
