@@ -7,6 +7,9 @@ The package follows the data flow::
     pretrain/    the distillation objective, its data and masks, initialisation, the fairseq plugin
     extract/     input discovery, feature backends, the batching engine, resumable runs, the feature store
     downstream/  corpora, folds, probes, metrics, reports
+    recognize/   classifier heads and ``emotion2vec predict``
+    pseudolabel/ the data engine: pseudo-labels combined over models and windows, filtered into a training set
+    distributed.py  sharded runs under torchrun (extract, predict, pseudo-label)
     demo/        the synthetic corpus and ``make demo``
     api.py       ``Emotion2Vec.from_checkpoint(path).extract(wav, sample_rate)``
     cli/         the ``emotion2vec`` command

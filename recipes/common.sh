@@ -79,12 +79,13 @@ results_dir() {  # results_dir CORPUS NAME
   echo "$OUT/results/$1${PROTOCOL:+-$PROTOCOL}${task:+-$task}/$2"
 }
 
-# Extraction is complete when index.tsv exists, lists every key of data.tsv and records no error.
+# Extraction is complete when index.tsv exists and lists every key of data.tsv as ok (it may list more: the folder's
+# outputs of other keys stay listed).
 extraction_complete() {
   local index=$1/index.tsv data=$2
   [[ -f $index && -f $1/features.json ]] || return 1
-  [[ $(wc -l <"$index") -eq $(wc -l <"$data") ]] || return 1
-  ! cut -f4 "$index" | grep -q '^error'
+  awk -F'\t' 'NR == FNR { if (FNR > 1 && $4 == "ok") ok[$1] = 1; next } FNR > 1 && !($1 in ok) { missing = 1 }
+               END { exit missing }' "$index" "$data"
 }
 
 # corpus_defaults CORPUS -> "USUAL_FOLDER LAYERS PROBE_LAYER" (what differs between the paper's corpora):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 from typing import Callable, Sequence
@@ -32,6 +33,8 @@ typical use
 
 exit status: 0 ok, 1 some inputs failed (listed), 2 bad usage or input, 3 internal error (-v: traceback),
   130 interrupted (finished outputs are kept; a re-run resumes). -v / --verbose goes before or after COMMAND.
+
+sharded runs: torchrun --nproc_per_node N -m emotion2vec extract|predict|pseudo-label ...
 """
 
 #: name -> (module under emotion2vec.cli, one-line help). Each module has add_arguments(parser) and run(args).
@@ -41,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("pretrain", "check a pretraining configuration and run it with fairseq-hydra-train"),
     "extract": ("extract", "extract frame/utterance features of any layer to .npy"),
     "predict": ("predict", "recognise emotions with an emotion2vec+ or fine-tuned model (per file or window)"),
+    "pseudo-label": ("pseudo_label", "label unlabelled speech with emotion recognisers, filter it into a training set"),
     "serve": ("serve", "a recognition service over HTTP with a web page (batched, bounded, API key)"),
     "probe": ("probe", "train and evaluate the downstream probe per fold (WA / UA / WF1 / macro-F1)"),
     "conversation": ("conversation", "predict the emotion of a speaker's next turn from the dialogue's previous turns"),
@@ -118,7 +122,14 @@ def _configure_logging(verbose: bool) -> None:
     logging.getLogger("emotion2vec").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _process() -> str:
+    """`` (process R of N)`` in a process of a sharded job (torchrun), else nothing."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return f" (process {rank} of {world})" if world not in ("", "1") else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..distributed import JobInterrupted
     from ..errors import Emotion2VecError
 
     argv = _join_signed_values(sys.argv[1:] if argv is None else [str(a) for a in argv])
@@ -130,8 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(run(args) or 0)
     except Emotion2VecError as e:
-        print(f"emotion2vec {args.command}: error: {e}", file=sys.stderr)
+        if not getattr(e, "reported_elsewhere", False):  # a sharded job's refusal is printed by process 0 alone
+            print(f"emotion2vec {args.command}: error{_process()}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except JobInterrupted as e:
+        print(f"emotion2vec {args.command}: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(f"emotion2vec {args.command}: interrupted; finished outputs are kept, re-run to resume",
               file=sys.stderr)

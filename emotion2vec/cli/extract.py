@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..extract import DTYPE_NAMES, GRANULARITIES
@@ -24,6 +25,13 @@ examples:
       --out features/iemocap/bert-base-uncased
   emotion2vec extract --checkpoint checkpoints/emotion2vec_base.pt --input my_wavs/ --out features/x --dtype auto
   emotion2vec extract --checkpoint emotion2vec_base.onnx --backend onnxruntime --input my_wavs/ --out features/y
+  torchrun --nproc_per_node 4 -m emotion2vec extract --checkpoint checkpoints/emotion2vec_base.pt \
+      --input manifests/urdu/data.tsv --out features/urdu/emotion2vec_base --device cuda    (one GPU per process)
+
+sharded: under torchrun every process takes a share of the inputs (whole batches, balanced by seconds of audio),
+on its own device (--device cuda = cuda:LOCAL_RANK; CPU processes use gloo), writing into the same --out; process 0
+merges index.tsv. The outputs equal those of one process (bitwise on a CPU in fp32 with the same threads per
+process). A re-run of the same command finishes what a stopped job left.
 """
 
 
@@ -101,14 +109,28 @@ def _run_text(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import join
+
+    if args.checkpoint.startswith("text:"):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from ..extract import ExtractionError
+
+            raise ExtractionError("text:PATH embeds transcripts in one process: run it without torchrun")
+        return _run_text(args)
+    args.granularity = args.granularity or "frame"
+    processes, device = join(args.device)
+    try:
+        return _run_audio(args, processes, device)
+    finally:
+        processes.close()
+
+
+def _run_audio(args: argparse.Namespace, processes, device) -> int:
     from ..extract.backends import load_backend
     from ..extract.engine import parse_layers
     from ..extract.run import run_extraction
 
-    if args.checkpoint.startswith("text:"):
-        return _run_text(args)
-    args.granularity = args.granularity or "frame"
-    backend = load_backend(args.checkpoint, args.device, args.dtype, args.trust_checkpoint, args.preset,
+    backend = load_backend(args.checkpoint, device, args.dtype, args.trust_checkpoint, args.preset,
                            attention=args.attention, backend=args.backend)
     layers = parse_layers(args.layers, backend.num_layers)
     recognizer = None
@@ -123,5 +145,5 @@ def run(args: argparse.Namespace) -> int:
     result = run_extraction(args.input, args.out, backend, layers, args.granularity, args.max_tokens,
                             args.num_workers, args.chunk_seconds, args.packed, args.overwrite,
                             checkpoint_name=args.checkpoint, progress=not args.quiet,
-                            log=lambda m: print(m, file=sys.stderr), recognizer=recognizer)
-    return 1 if result.failed and not args.skip_errors else 0
+                            log=lambda m: print(m, file=sys.stderr), recognizer=recognizer, processes=processes)
+    return 1 if result.failed and not args.skip_errors and processes.main else 0

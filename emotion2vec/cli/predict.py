@@ -18,6 +18,10 @@ label, status, path. .jsonl also keeps the model's own label strings (label_raw,
 examples:
   emotion2vec predict checkpoints/emotion2vec_plus_base recordings/ --out predictions.tsv
   emotion2vec predict checkpoints/emotion2vec_plus_base talk.wav --window 3 --hop 1.5 --plot timelines/
+  torchrun --nproc_per_node 4 -m emotion2vec predict checkpoints/emotion2vec_plus_base manifests/urdu/data.tsv \
+      --out predictions.tsv --device cuda      (sharded: one GPU per process; process 0 writes the table)
+
+If every input fails, an existing --out file is left as it was.
 """
 
 
@@ -44,35 +48,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..extract.backends import ModelBackend, resolve_dtype
-    from ..extract.engine import BatchedForward
-    from ..models.upstream import load_upstream
+    from ..distributed import join
     from ..recognize import RecognitionError
-    from ..recognize.recognizer import Recognizer
-    from ..recognize.run import check_window, predict, write_outputs
+    from ..recognize.run import check_window
 
     check_window(args.window, args.hop)
     if args.plot and not args.window:
         raise RecognitionError("--plot draws the timeline of windows: give --window")
     if args.out and not str(args.out).endswith((".tsv", ".jsonl")):
         raise RecognitionError(f"--out {args.out}: give a .tsv or .jsonl file")
-    model, ckpt = load_upstream(args.model, trust=args.trust_checkpoint)
-    if ckpt.classifier is None:
-        raise RecognitionError(f"{args.model}: no classification head in this checkpoint (it gives features: "
-                               f"`emotion2vec extract`); use an emotion2vec+ model or one from `emotion2vec finetune`")
-    recognizer = Recognizer.from_spec(ckpt.classifier, model.cfg.num_layers, model.cfg.embed_dim, args.model)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecognitionError("--device cuda requested but CUDA is not available")
-    model.set_attention_implementation(args.attention)
-    backend = ModelBackend(model, device, resolve_dtype(args.dtype, device), description=args.model)
-    engine = BatchedForward(backend, [recognizer.layer], args.max_tokens, args.chunk_seconds)
-    predictions = predict(engine, recognizer.to(device), args.inputs, args.window, args.hop, args.num_workers,
-                          progress=not args.quiet)
-    write_outputs(predictions, recognizer, args.out, args.plot)
+    processes, device = join(args.device)
+    try:
+        return _run(args, processes, device)
+    finally:
+        processes.close()
+
+
+def _run(args: argparse.Namespace, processes, device) -> int:
+    from ..recognize.run import load_recognition, predict, write_outputs
+
+    engine, recognizer = load_recognition(args.model, device, args.dtype, args.attention, args.max_tokens,
+                                          args.chunk_seconds, args.trust_checkpoint)
+    predictions = predict(engine, recognizer, args.inputs, args.window, args.hop, args.num_workers,
+                          progress=not args.quiet, processes=processes)
+    if not processes.main:
+        return 0
+    written = write_outputs(predictions, recognizer, args.out, args.plot)
     failed = [p for p in predictions if p.error is not None]
     for p in failed:
         print(f"error: {p.path}: {p.error}", file=sys.stderr)
+    if not written:
+        print(f"every input failed: {args.out} is left as it was", file=sys.stderr)
     return 1 if failed and not args.skip_errors else 0

@@ -33,7 +33,7 @@ from ..io.atomic import atomic_save_npy
 from . import ExtractionError
 from .backends import _dtype_name, resolve_dtype
 from .inputs import Item
-from .run import ExtractionResult, _index_rows, _open_output, _write_if_changed, checkpoint_stamp
+from .run import ExtractionResult, _index_rows, _open_output, _write_index, checkpoint_stamp
 from .store import FEATURES_FORMAT, FEATURES_VERSION, INDEX_COLUMNS
 
 __all__ = ["TEXT_PREFIX", "TEXT_POOLINGS", "TextEncoder", "load_text_encoder", "read_transcripts",
@@ -173,7 +173,7 @@ def run_text_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, encod
             "normalize": False, "sample_rate": None, "num_layers": encoder.num_layers, "scores": None,
             "source": "text"}
     meta.update(encoder.settings())
-    _open_output(out, meta, items, overwrite, log)
+    folder = _open_output(out, meta, items, overwrite, log)
 
     def npy_path(it: Item) -> Path:
         return out / f"{it.key}.npy"
@@ -197,8 +197,10 @@ def run_text_extraction(inputs: Sequence[str], out_dir: str | os.PathLike, encod
         log(f"error: {key}: {reason}")
     if cut:
         log(f"note: {cut} transcript(s) longer than the model's {encoder.max_length} tokens were cut to it")
+    for key, _, _ in failed:
+        npy_path(Item(key, "")).unlink(missing_ok=True)  # an input that fails has no output
     rows, _ = _index_rows(out, items, done, npy_path, "utterance", False)
-    _write_if_changed(out / "index.tsv", "\t".join(INDEX_COLUMNS) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+    _write_index(out, list(INDEX_COLUMNS), rows, folder.order, folder.carried)
     result = ExtractionResult(len(items), len(done), skipped, failed, 0.0, time.perf_counter() - t0, out)
     log(f"embedded {len(done)} transcript(s) in {result.seconds:.1f} s; {skipped} already done; {len(failed)} "
         f"without a transcript -> {out / 'index.tsv'}")

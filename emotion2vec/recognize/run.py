@@ -23,15 +23,16 @@ from typing import Sequence
 
 import numpy as np
 
+from ..distributed import Processes, balanced_shards, stop_on_sigterm
 from ..extract.engine import BatchedForward, plan_batches
-from ..extract.inputs import decoded_batches, discover_inputs, probe_lengths
+from ..extract.inputs import Item, decoded_batches, discover_inputs, probe_lengths
 from ..io.atomic import atomic_write_bytes, atomic_write_text
 from ..io.audio import MIN_SAMPLES, SAMPLE_RATE
 from . import RecognitionError
 from .recognizer import Recognizer, display_label
 
-__all__ = ["Prediction", "window_bounds", "check_window", "predict", "predictions_tsv", "prediction_row",
-           "predictions_jsonl", "timeline_png", "write_outputs"]
+__all__ = ["Prediction", "load_recognition", "window_bounds", "check_window", "predict", "predictions_tsv",
+           "prediction_row", "predictions_jsonl", "timeline_png", "write_outputs"]
 
 
 @dataclass
@@ -45,6 +46,25 @@ class Prediction:
     end: float | None = None
     probabilities: np.ndarray | None = None
     error: str | None = None
+
+
+def load_recognition(model: str, device, dtype: str = "float32", attention: str = "sdpa",
+                     max_tokens: int | None = None, chunk_seconds: float = 30.0,
+                     trust: bool = False) -> tuple[BatchedForward, Recognizer]:
+    """A classifier model (emotion2vec+, or one exported by ``emotion2vec finetune``) on ``device``: the engine
+    that computes its head's layer and the recogniser. A model without a head is refused by name."""
+    from ..extract.backends import ModelBackend, resolve_dtype
+    from ..models.upstream import load_upstream
+
+    upstream, ckpt = load_upstream(model, trust=trust)
+    if ckpt.classifier is None:
+        raise RecognitionError(f"{model}: no classification head in this checkpoint (it gives features: "
+                               f"`emotion2vec extract`); use an emotion2vec+ model or one from `emotion2vec finetune`")
+    recognizer = Recognizer.from_spec(ckpt.classifier, upstream.cfg.num_layers, upstream.cfg.embed_dim, model)
+    upstream.set_attention_implementation(attention)
+    backend = ModelBackend(upstream, device, resolve_dtype(dtype, device), description=model)
+    engine = BatchedForward(backend, [recognizer.layer], max_tokens, chunk_seconds)
+    return engine, recognizer.to(device)
 
 
 def window_bounds(num_samples: int, window: float, hop: float | None = None) -> list[tuple[int, int]]:
@@ -71,46 +91,75 @@ def check_window(window: float | None, hop: float | None) -> None:
                                f"leave parts of the recording unlabelled)")
 
 
-def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str], window: float | None = None,
-            hop: float | None = None, num_workers: int = 0, progress: bool = True) -> list[Prediction]:
-    """Predictions for every input (every window with ``window``), in input order; unreadable files get ``error``.
-
-    ``engine`` must compute the recogniser's layer (``engine.layers == [recognizer.layer]``).
-    """
-    from tqdm import tqdm
-
-    check_window(window, hop)
-    if engine.layers != [recognizer.layer]:
-        raise RecognitionError(f"the engine computes layers {engine.layers}, the head reads layer {recognizer.layer}")
-    items = discover_inputs(inputs)
+def _plan(inputs: Sequence[str] | Sequence[Item], engine: BatchedForward, world_size: int):
+    """(every input, the readable ones, their length-sorted batches, the batches each process takes)."""
+    if inputs and all(isinstance(it, Item) for it in inputs):
+        items = [Item(it.key, it.path, it.channel) for it in inputs]
+    else:
+        items = discover_inputs(inputs)
     probe_lengths(items)
     readable = [it for it in items if it.error is None]
     batches = plan_batches([it.num_samples for it in readable], engine.max_tokens, engine.chunk_samples)
+    shards = balanced_shards([sum(readable[i].num_samples for i in b) for b in batches], world_size)
+    return items, readable, batches, shards
+
+
+def predict(engine: BatchedForward, recognizer: Recognizer, inputs: Sequence[str] | Sequence[Item],
+            window: float | None = None,
+            hop: float | None = None, num_workers: int = 0, progress: bool = True,
+            processes: Processes | None = None) -> list[Prediction]:
+    """Predictions for every input (every window with ``window``), in input order; unreadable files get ``error``.
+    ``inputs``: what :func:`~emotion2vec.extract.inputs.discover_inputs` reads, or the items it gave.
+
+    ``engine`` must compute the recogniser's layer (``engine.layers == [recognizer.layer]``). ``processes``: this
+    process's place in a sharded job (:func:`emotion2vec.distributed.join`): process 0 plans, every process predicts
+    whole batches of the plan (balanced by seconds of audio), and process 0 returns every prediction (the others
+    return an empty list).
+    """
+    from tqdm import tqdm
+
+    processes = processes or Processes()
+    check_window(window, hop)
+    if engine.layers != [recognizer.layer]:
+        raise RecognitionError(f"the engine computes layers {engine.layers}, the head reads layer {recognizer.layer}")
+    items, readable, batches, shards = processes.on_main(lambda: _plan(inputs, engine, processes.world_size))
+    mine = [batches[b] for b in shards[processes.rank]]
     results: dict[str, list[Prediction]] = {}
-    bar = tqdm(total=len(readable), unit="file", disable=None if progress else True, file=sys.stderr)
-    for samples in decoded_batches(readable, batches, normalize=False, num_workers=num_workers):
-        segments, raw, owners = [], [], []
-        for i, wav, err in samples:
-            it = readable[i]
-            if err is not None:
-                it.error = err
-                continue
-            bounds = window_bounds(len(wav), window, hop) if window else [(0, len(wav))]
-            for a, b in bounds:
-                segments.append(engine.prepare(wav[a:b].numpy()))
-                raw.append(wav[a:b] if recognizer.needs_waveforms else None)
-                owners.append((it, a, b))
-        if segments:
-            feats = engine(segments)
-            probs = recognizer.probabilities([f[0] for f in feats], raw if recognizer.needs_waveforms else None)
-            for (it, a, b), p in zip(owners, probs):
-                results.setdefault(it.key, []).append(Prediction(
-                    it.key, it.path, a / SAMPLE_RATE if window else None, b / SAMPLE_RATE if window else None, p))
-        bar.update(len(samples))
-    bar.close()
+    errors: dict[str, str] = {}
+    bar = tqdm(total=sum(len(b) for b in mine), unit="file", disable=None if progress and processes.main else True,
+               file=sys.stderr)
+    with stop_on_sigterm(processes) as stop:
+        for samples in decoded_batches(readable, mine, normalize=False, num_workers=num_workers):
+            segments, raw, owners = [], [], []
+            for i, wav, err in samples:
+                it = readable[i]
+                if err is not None:
+                    errors[it.key] = err
+                    continue
+                bounds = window_bounds(len(wav), window, hop) if window else [(0, len(wav))]
+                for a, b in bounds:
+                    segments.append(engine.prepare(wav[a:b].numpy()))
+                    raw.append(wav[a:b] if recognizer.needs_waveforms else None)
+                    owners.append((it, a, b))
+            if segments:
+                feats = engine(segments)
+                probs = recognizer.probabilities([f[0] for f in feats], raw if recognizer.needs_waveforms else None)
+                for (it, a, b), p in zip(owners, probs):
+                    results.setdefault(it.key, []).append(Prediction(
+                        it.key, it.path, a / SAMPLE_RATE if window else None, b / SAMPLE_RATE if window else None, p))
+            bar.update(len(samples))
+            stop.check()
+        bar.close()
+        reports = processes.all_gather((results, errors))
+    if not processes.main:
+        return []
+    for shard_results, shard_errors in reports:
+        results.update(shard_results)
+        errors.update(shard_errors)
     out: list[Prediction] = []
     for it in items:
-        out += results.get(it.key) or [Prediction(it.key, it.path, error=it.error or "no prediction")]
+        error = it.error or errors.get(it.key) or "no prediction"
+        out += results.get(it.key) or [Prediction(it.key, it.path, error=error)]
     return out
 
 
@@ -192,16 +241,21 @@ def timeline_png(predictions: list[Prediction], recognizer: Recognizer, title: s
 
 
 def write_outputs(predictions: list[Prediction], recognizer: Recognizer, out: str | os.PathLike | None,
-                  plot_dir: str | os.PathLike | None = None) -> None:
-    """``out``: .tsv or .jsonl (atomically), None = TSV on stdout; ``plot_dir``: one timeline PNG per input."""
+                  plot_dir: str | os.PathLike | None = None) -> bool:
+    """``out``: .tsv or .jsonl (atomically), None = TSV on stdout; ``plot_dir``: one timeline PNG per input.
+
+    A table in which every input failed does not replace an existing ``out`` (it would hold nothing but errors):
+    returns False then, True when the table was written."""
+    if out is not None and not str(out).endswith((".tsv", ".jsonl")):
+        raise RecognitionError(f"--out {out}: give a .tsv or .jsonl file")
+    if out is not None and Path(out).exists() and predictions and all(p.error is not None for p in predictions):
+        return False
     if out is None:
         sys.stdout.write(predictions_tsv(predictions, recognizer))
     elif str(out).endswith(".jsonl"):
         atomic_write_text(out, predictions_jsonl(predictions, recognizer))
-    elif str(out).endswith(".tsv"):
-        atomic_write_text(out, predictions_tsv(predictions, recognizer))
     else:
-        raise RecognitionError(f"--out {out}: give a .tsv or .jsonl file")
+        atomic_write_text(out, predictions_tsv(predictions, recognizer))
     if plot_dir is not None:
         by_key: dict[str, list[Prediction]] = {}
         for p in predictions:
@@ -209,3 +263,4 @@ def write_outputs(predictions: list[Prediction], recognizer: Recognizer, out: st
                 by_key.setdefault(p.key, []).append(p)
         for key, rows in by_key.items():
             atomic_write_bytes(Path(plot_dir) / f"{key}.png", timeline_png(rows, recognizer, key))
+    return True
