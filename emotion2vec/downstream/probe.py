@@ -42,9 +42,10 @@ from . import ProbeError
 from .features import PackedFeatures, append_utterances, load_features, load_sources
 from .heads import Head, save_head
 from .runs import (FoldOutcome, add_groups, audit_run, check_fold_labels, class_names, head_entry, log_audit,
-                   pick_folds, prediction_records, read_inputs, read_rows, results_dict, run_folds, split_folds)
+                   pick_folds, prediction_records, read_inputs, read_rows, results_dict, run_folds, split_folds,
+                   write_valid_predictions)
 from .targets import Targets, apply_label_map, build_targets
-from .training import ProbeConfig, head_config, train_fold
+from .training import PROBE_HINT, ProbeConfig, head_config, train_fold
 
 __all__ = ["ProbeResult", "run_probe", "resolve_device", "cpu_settings"]
 
@@ -329,18 +330,15 @@ def _result(config: ProbeConfig, corpus: _Corpus, loaded: _Loaded, names: list[s
 def _write(out: Path, result: ProbeResult, result_dict: dict[str, Any], splits, loaded: _Loaded, test_preds,
            embedding: str | None, embedding_colour: str, log) -> None:
     """Step 6: heads/<fold>.pt, valid_predictions.tsv, the analysis figures, results.json and the rest."""
-    from ..analysis.inference import fold_predictions
     from ..analysis.plots import write_analysis_plots
     from ..analysis.runs import VALID_PREDICTIONS
-    from ..io.atomic import atomic_write_text
     from . import report
 
-    config, names = result.config, result.names
+    config = result.config
     for f in result.folds:
         save_head(out / "heads" / f"{f.name}.pt", f.model, **result.head_meta(f))
-    valid_preds = fold_predictions(loaded.packed, loaded.targets, [(f.name, f.model, result.head_meta(f), s.valid)
-                                                                   for f, s in zip(result.folds, splits)])
-    atomic_write_text(out / VALID_PREDICTIONS, report.predictions_tsv(valid_preds.records(), names, config.task))
+    valid_side = loaded.side["test"] if config.valid_is_test else "data"  # selecting on test: its valid is the test
+    write_valid_predictions(out, result.folds, loaded.targets, lambda key: loaded.position[(valid_side, key)])
     if embedding is not None:
         from ..analysis.embedding import write_embedding
 
@@ -409,7 +407,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
                          lambda split, key: loaded.position[(loaded.side[split], key)])
     with cpu_settings(_threads(threads, config, loaded)):
         outcomes = run_folds(splits, _fit(loaded, config), loaded.targets, config.bootstrap, config.seed, log,
-                             "probe")
+                             "probe", hint=PROBE_HINT)
     train_s = time.perf_counter() - t0 - load_s
 
     result = _result(config, corpus, loaded, names, n_params, outcomes, warnings, audit, protocol, data_dir,    # 6

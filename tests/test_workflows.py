@@ -1,0 +1,190 @@
+"""Workflows end to end: defaults that work and failures that speak (regression on URDU-derived targets, planted
+divergence and collapse), the paper options (pooling, Wagner's head, AdamW, per-epoch decay, under-sampling,
+calibration error), evaluate, fine-tuned runs everywhere, pruning, and the ablation pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import URDU, require
+from emotion2vec.cli import main as cli
+from emotion2vec.downstream import ProbeError
+from emotion2vec.downstream.epochs import lr_decay_factor, undersample
+from emotion2vec.downstream.heads import Head, HeadConfig, fold_target_scaling
+from emotion2vec.downstream.probe import run_probe
+from emotion2vec.downstream.runs import DivergenceError, Selection, collapse_warnings
+from emotion2vec.downstream.training import ProbeConfig
+from test_probe import synthetic_corpus, write_features
+
+AROUSAL = {"angry": 0.8, "happy": 0.7, "neutral": 0.3, "sad": 0.2}
+VALENCE = {"angry": 0.2, "happy": 0.8, "neutral": 0.5, "sad": 0.2}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------------------------------------ URDU fixtures
+@pytest.fixture(scope="module")
+def urdu_small(tmp_path_factory) -> Path:
+    """20 URDU clips per emotion (symlinked), prepared (random 10-fold), fbank utterance features, and arousal /
+    valence columns derived from the labels plus noise (sd 0.1, seed 0), as benchmarks/regression_defaults.py."""
+    from emotion2vec.io.manifests import read_data_tsv, write_data_tsv
+
+    root = require(URDU, "URDU corpus")
+    base = tmp_path_factory.mktemp("urdu_small")
+    for label in ("Angry", "Happy", "Neutral", "Sad"):
+        (base / "audio" / label).mkdir(parents=True)
+        for f in sorted((root / label).glob("*.wav"))[:20]:
+            (base / "audio" / label / f.name).symlink_to(f)
+    assert cli(["prepare", "urdu", "--root", str(base / "audio"), "--out", str(base / "m"), "--quiet",
+                "--no-audio-audit"]) == 0
+    rows = read_data_tsv(base / "m" / "data.tsv")
+    rng = np.random.default_rng(0)
+    for r in rows:
+        r["arousal"] = f"{float(np.clip(AROUSAL[r['label']] + rng.normal(0, 0.1), 0, 1)):.4f}"
+        r["valence"] = f"{float(np.clip(VALENCE[r['label']] + rng.normal(0, 0.1), 0, 1)):.4f}"
+    write_data_tsv(base / "m" / "data.tsv", rows)
+    assert cli(["extract", "--checkpoint", "fbank", "--input", str(base / "m" / "data.tsv"), "--out",
+                str(base / "fbank"), "--granularity", "utterance", "--quiet", "--num-workers", "0"]) == 0
+    return base
+
+
+# ------------------------------------------------------------------------------------------------ 1. defaults
+def test_regression_defaults_reach_ccc_where_the_official_recipe_fails_loudly(urdu_small, capsys):
+    data, feats = urdu_small / "m", urdu_small / "fbank"
+    common = ["probe", "--features", str(feats), "--data", str(data), "--task", "regression", "--targets",
+              "arousal,valence", "--folds", "1,2,3", "--bootstrap", "0", "--no-audio-audit", "--quiet"]
+    assert cli([*common, "--out", str(urdu_small / "defaults")]) == 0
+    good = json.loads((urdu_small / "defaults" / "results.json").read_text())
+    assert good["summary"]["ccc"]["mean"] > 0.5 and good["warnings"] == []
+    assert (good["config"]["optimizer"], good["config"]["scheduler"], good["config"]["standardize"],
+            good["config"]["standardize_targets"]) == ("adamw", "none", True, True)
+    # the saved head predicts on the targets' own scale (the standardisation is folded into its output layer)
+    pred = np.loadtxt(urdu_small / "defaults" / "predictions.tsv", skiprows=1, usecols=(4, 5), delimiter="\t")
+    assert 0.1 < pred.mean() < 0.9 and good["summary"]["mae"]["mean"] < 0.3
+    # the official recipe (RMSprop with momentum, cyclic lr, raw features) diverges: said at the top of results.md
+    assert cli([*common, "--out", str(urdu_small / "official"), "--optimizer", "rmsprop", "--scheduler", "cyclic",
+                "--no-standardize", "--no-standardize-targets"]) == 0
+    bad = json.loads((urdu_small / "official" / "results.json").read_text())
+    assert bad["summary"]["ccc"]["mean"] < good["summary"]["ccc"]["mean"] - 0.4
+    assert any("far-off predictions: arousal averages" in w and "--optimizer adamw" in w for w in bad["warnings"])
+    md = (urdu_small / "official" / "results.md").read_text().splitlines()
+    assert md[2] == "**WARNINGS:**" and "far-off predictions" in md[3]
+
+
+def test_planted_collapse_and_divergence(tmp_path, capsys):
+    fdir, ddir, feats, labels_of, folds = synthetic_corpus(tmp_path, "utterance", n=40, dim=8, n_folds=2)
+    # constant features: the head can only predict one class for every utterance
+    flat = write_features(tmp_path / "flat", {k: np.ones_like(v) for k, v in feats.items()}, "utterance")
+    r = run_probe(flat, ddir, tmp_path / "flat_run", ProbeConfig(epochs=3, bootstrap=0), verbose=False,
+                  audit_audio=False)
+    assert any(w.startswith("fold1: collapsed predictions:") and "for every one of the 20 test utterances, which "
+               "carry 4 labels" in w for w in r["warnings"])
+    assert (tmp_path / "flat_run" / "results.md").read_text().splitlines()[2] == "**WARNINGS:**"
+    assert r["folds"][0]["warnings"] and "collapsed" in r["folds"][0]["warnings"][0]
+    # a learning rate far too large: the loss grows far above its start (a warning), then the outputs overflow and
+    # the run stops, naming the epoch and the options to change
+    r = run_probe(fdir, ddir, None, ProbeConfig(epochs=2, bootstrap=0, lr=1e10), verbose=False, audit_audio=False)
+    assert any(w.startswith("fold1: training diverged: the training loss rose from") and "lower --lr" in w
+               for w in r["warnings"])
+    with pytest.raises(DivergenceError, match=r"training diverged: after epoch 1 the model's valid outputs are not "
+                                              r"finite for \d+ of \d+ utterance\(s\); lower --lr"):
+        run_probe(fdir, ddir, None, ProbeConfig(epochs=3, bootstrap=0, lr=1e20), verbose=False, audit_audio=False)
+    assert cli(["probe", "--features", str(fdir), "--data", str(ddir), "--out", str(tmp_path / "h"), "--epochs", "2",
+                "--lr", "1e20", "--quiet", "--no-audio-audit"]) == 2
+    assert "training diverged" in capsys.readouterr().err and not (tmp_path / "h" / "results.json").exists()
+
+
+def test_selection_warns_of_a_growing_loss_and_collapse_rules_by_hand():
+    s = Selection("ua", hint="lower --lr")
+    s.train_epoch(1.0)
+    s.train_epoch(9.0)
+    assert s.warnings == []
+    s.train_epoch(10.5)
+    s.train_epoch(50.0)
+    assert s.warnings == ["training diverged: the training loss rose from 1 (epoch 1) to 10.5 (epoch 3), more than "
+                          "10 times its start; lower --lr"]
+    with pytest.raises(DivergenceError, match="epoch 5 is inf \\(epoch 1: 1\\); lower --lr"):
+        s.train_epoch(math.inf)
+    y = np.array([[0.2], [0.4], [0.6], [0.8]])
+    assert collapse_warnings("regression", y + 0.01, y, ["a"], None) == []
+    assert "is (nearly) constant" in collapse_warnings("regression", np.full((4, 1), 0.5), y, ["a"], None)[0]
+    assert "averages 100.5" in collapse_warnings("regression", y + 100, y, ["a"], None, "x")[0]
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4]])
+    assert collapse_warnings("categorical", probs, np.array([0, 1, 0]), ["p", "q"], None) == [
+        "collapsed predictions: p for every one of the 3 test utterances, which carry 2 labels"]
+    assert collapse_warnings("categorical", probs, np.array([0, 0, 0]), ["p", "q"], None) == []
+    ml = np.array([[0.9, 0.1], [0.9, 0.2]])
+    assert "p for every one of the 2" in collapse_warnings("multilabel", ml, np.array([[1, 0], [0, 1]]), ["p", "q"],
+                                                           None)[0]
+
+
+# ------------------------------------------------------------------------------------------------ 4. paper options
+def test_epoch_recipes_by_hand():
+    assert lr_decay_factor(1) == 1.0 and lr_decay_factor(3, 0.98) == pytest.approx(0.98 ** 2)
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 5)
+    a, b = undersample(labels, 0, 1), undersample(labels, 0, 2)
+    assert np.bincount(labels[a]).tolist() == [3, 3, 3] and np.bincount(labels[b]).tolist() == [3, 3, 3]
+    assert set(a[labels[a] == 1]) == {10, 11, 12}  # the smallest class is kept whole
+    assert not np.array_equal(a, b) and np.array_equal(a, undersample(labels, 0, 1))  # fresh per epoch, seeded
+
+
+def test_sum_max_pooling_and_wagner_head_by_hand():
+    torch.manual_seed(0)
+    frames = torch.randn(5, 3)
+    segments, lengths = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([3, 2])
+    for pooling, expected in (("sum", torch.stack([frames[:3].sum(0), frames[3:].sum(0)])),
+                              ("max", torch.stack([frames[:3].max(0).values, frames[3:].max(0).values]))):
+        head = Head(HeadConfig(3, 2, hidden=4, pooling=pooling, layout="pooled")).eval()
+        pooled = head.pooling(frames, segments, lengths)
+        torch.testing.assert_close(pooled, expected)
+        # Wagner et al.: pool -> dropout -> Linear -> tanh -> dropout -> output
+        want = head.output(torch.tanh(head.proj(expected)))
+        torch.testing.assert_close(head.forward_packed(frames, segments, lengths), want)
+    # max pooling passes the gradient to the frame holding the maximum
+    x = frames.clone().requires_grad_(True)
+    Head(HeadConfig(3, 2, hidden=4, pooling="max", layout="pooled")).pooling(x, segments, lengths).sum().backward()
+    assert x.grad.sum().item() == 6 and set(x.grad.flatten().tolist()) == {0.0, 1.0}
+    # folding the target standardisation into the output layer
+    head = Head(HeadConfig(3, 2, hidden=4))
+    before = head(frames[:2])
+    fold_target_scaling(head, np.array([1.0, -2.0]), np.array([2.0, 0.5]))
+    torch.testing.assert_close(head(frames[:2]), before * torch.tensor([2.0, 0.5]) + torch.tensor([1.0, -2.0]))
+
+
+def test_paper_options_train_on_frames(tmp_path, capsys):
+    fdir, ddir, *_ = synthetic_corpus(tmp_path, "frame", n=48, dim=12, n_folds=2)
+    for options in (dict(pooling="sum"), dict(pooling="max", head="wagner", dropout=0.1),
+                    dict(optimizer="adamw", scheduler="exponential", lr_decay=0.9, undersample=True)):
+        r = run_probe(fdir, ddir, None, ProbeConfig(epochs=15, batch_size=8, bootstrap=0, **options), verbose=False,
+                      audit_audio=False)
+        assert r["summary"]["ua"]["mean"] > 0.8, options
+        assert all(k in r["summary"] for k in ("wa", "ua", "wf1", "macro_f1", "ece"))
+    with pytest.raises(ProbeError, match="--undersample balances the classes"):
+        ProbeConfig(task="regression", targets=("a",), undersample=True)
+    with pytest.raises(SystemExit) as e:
+        cli(["probe", "--features", str(fdir), "--data", str(ddir), "--out", str(tmp_path / "x"), "--lr-decay", "1.5"])
+    assert e.value.code == 2 and "--lr-decay: '1.5': the factor applied after every epoch must lie in (0, 1]" in \
+        capsys.readouterr().err
+
+
+def test_expected_calibration_error_by_hand():
+    from emotion2vec.downstream.metrics import expected_calibration_error, task_metrics
+
+    # confidences 0.95 (bin 14: 2 utterances, 1 right) and 0.55 (bin 8: 2 utterances, both right)
+    p = np.array([[0.95, 0.05], [0.95, 0.05], [0.45, 0.55], [0.55, 0.45]])
+    t = np.array([0, 1, 1, 0])
+    assert expected_calibration_error(p, t) == pytest.approx(0.5 * abs(0.5 - 0.95) + 0.5 * abs(1.0 - 0.55))
+    assert expected_calibration_error(np.eye(3), np.arange(3)) == 0.0  # certain and right: perfectly calibrated
+    assert task_metrics("categorical", p, t, ["a", "b"])["ece"] == pytest.approx(0.45)
