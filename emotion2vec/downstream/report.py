@@ -199,13 +199,15 @@ def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def results_markdown(result: dict[str, Any]) -> str:
-    """``results.md``: the settings, a per-fold table with a mean ± std row, warnings and the leakage audit."""
+def results_markdown(result: dict[str, Any], title: str | None = None, preamble: Sequence[str] = ()) -> str:
+    """``results.md``: the warnings first, then ``preamble`` (what a fine-tuning or evaluate run adds), the settings,
+    a per-fold table with a mean ± std row and the leakage audit. ``title``: the heading (default "Probe: ...")."""
     metrics = _run_metrics(result)
     headline = result.get("headline")
-    lines = [f"# Probe: {corpus_name(result['corpus'])} / {result['source']}", ""]
+    lines = [title or f"# Probe: {corpus_name(result['corpus'])} / {result['source']}", ""]
     if result.get("warnings"):
         lines += ["**WARNINGS:**", *(f"- **{w}**" for w in result["warnings"]), ""]
+    lines += list(preamble)
     lines += _settings_lines(result)
     ci_col = headline is not None and any(f.get("ci") for f in result["folds"])
     lines += ["",

@@ -213,6 +213,7 @@ class Selection:
         self.metric, self.patience, self.hint = metric, patience, hint
         self.best: float | None = None
         self.best_epoch = 0
+        self.best_step: int | None = None  # the update of the kept weights (runs that score the dev set per update)
         self.bad = 0
         self.valid: dict[str, float] = {}
         self.stopped = False
@@ -243,15 +244,16 @@ class Selection:
                                   f"for {bad} of {len(values) if values.ndim else 1} utterance(s)"
                                   + (f"; {self.hint}" if self.hint else ""))
 
-    def valid_epoch(self, epoch: int, scores: Mapping[str, float]) -> bool:
-        """Record epoch ``epoch``'s valid ``scores``; -> whether it is the best so far (then keep its weights)."""
+    def valid_epoch(self, epoch: int, scores: Mapping[str, float], step: int | None = None) -> bool:
+        """Record the valid ``scores`` of epoch ``epoch`` (at update ``step`` of a run that scores the dev set every
+        N updates); -> whether they are the best so far (then keep the weights). Patience counts these scorings."""
         score = scores[self.metric]
         if "loss" in scores:
             self.history["valid_loss"].append(round(scores["loss"], 6))
         if self.metric != "loss":
             self.history[f"valid_{self.metric}"].append(round(score, 6))
         if is_better(score, self.best, self.metric):
-            self.best, self.best_epoch, self.bad = score, epoch, 0
+            self.best, self.best_epoch, self.best_step, self.bad = score, epoch, step, 0
             self.valid = {k: float(v) for k, v in scores.items()}
             return True
         self.bad += 1
@@ -268,11 +270,12 @@ class Selection:
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint stores to resume the selection (the curves are stored beside it)."""
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad, "valid": self.valid,
-                "stopped": self.stopped, "warnings": list(self.warnings)}
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_step": self.best_step, "bad": self.bad,
+                "valid": self.valid, "stopped": self.stopped, "warnings": list(self.warnings)}
 
     def restore(self, state: Mapping[str, Any], history: Mapping[str, list[float]]) -> None:
         self.best, self.best_epoch, self.bad = state["best"], state["best_epoch"], state["bad"]
+        self.best_step = state.get("best_step")
         self.valid, self.stopped = dict(state["valid"]), state["stopped"]
         self.warnings = list(state.get("warnings", []))
         self.history = {k: list(v) for k, v in history.items()}

@@ -49,8 +49,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..downstream.runs import (FoldOutcome, FoldSplit, audit_run, check_fold_labels, class_names, head_entry,
-                               pick_folds, prediction_records, read_inputs, results_dict, run_folds, split_folds)
+from ..downstream.heads import fold_target_scaling
+from ..downstream.runs import (FoldOutcome, FoldSplit, add_groups, audit_run, check_fold_labels, class_names,
+                               head_entry, pick_folds, prediction_records, read_inputs, results_dict, run_folds,
+                               split_folds, write_valid_predictions)
+from ..downstream.training import target_scaling
 from ..downstream.targets import Targets, build_targets
 from ..io.atomic import atomic_write_text
 from . import FinetuneError
@@ -60,7 +63,8 @@ from .export import activation_of, classifier_spec, export_model
 from .heads import UtteranceHead
 from .model import (FinetuneModel, disable_layerdrop, head_config, kept_head, load_speaker_encoder, plan_freeze,
                     probe_head)
-from .train import Collectives, FoldData, Runtime, evaluate, frame_statistics, load_model_state, train_fold
+from .train import (FINETUNE_HINT, Collectives, FoldData, Runtime, evaluate, frame_statistics, load_model_state,
+                    train_fold)
 
 __all__ = ["RUN_FORMAT", "resolve_device", "resolve_precision", "speaker_split", "run_finetune"]
 
@@ -160,9 +164,7 @@ def _results_md(result: dict[str, Any]) -> str:
 
     ft = result["finetune"]
     c = result["config"]
-    body = results_markdown(result).split("\n", 1)[1]
-    lines = [f"# Fine-tuning: {corpus_name(result['corpus'])} / {result['source']}", "",
-             f"- fine-tuned: `{ft['checkpoint']}` ({ft['upstream']}), {ft['start_head']} on layer {result['layer']}; "
+    lines = [f"- fine-tuned: `{ft['checkpoint']}` ({ft['upstream']}), {ft['start_head']} on layer {result['layer']}; "
              f"{ft['freeze']}" + (f"; head alone for the first {c['freeze_updates']} updates"
                                   if c["freeze_updates"] else ""),
              f"- AdamW lr {c['lr']:g} (head {c['head_lr']:g}, layer decay {c['layer_decay']:g}), weight decay "
@@ -174,7 +176,7 @@ def _results_md(result: dict[str, Any]) -> str:
                 if c.get("text_features") else ""),
              f"- models: " + (", ".join(f"`{f['model_dir']}`" for f in result["folds"] if f.get("model_dir"))
                               or "not exported (the head reads text features, which `predict` cannot give)")]
-    return "\n".join(lines) + "\n" + body
+    return results_markdown(result, f"# Fine-tuning: {corpus_name(result['corpus'])} / {result['source']}", lines)
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> bool:
@@ -235,7 +237,7 @@ class _Corpus:
 
 
 def _read_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: str | None, config: FinetuneConfig,
-                 allow_unseen: bool) -> _Corpus:
+                 allow_unseen: bool, train_fraction: float = 1.0) -> _Corpus:
     """Rows and folds (``--task speaker``: one per-speaker split instead), classes and label checks, targets, the
     audio's lengths, the text vectors, and each fold's train / valid / test under the dev rules."""
     task = config.downstream_task
@@ -249,6 +251,10 @@ def _read_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: st
         selected = fold_spec["folds"]
     else:
         selected = pick_folds(list(fold_spec["folds"]), folds)
+    if train_fraction != 1.0:
+        from ..analysis.efficiency import subsample_train
+
+        selected = subsample_train(selected, {r["key"]: r["label"] for r in rows}, train_fraction, config.seed)
     names = class_names(task, fold_spec, rows, config.targets)
     warnings: list[str] = []
     if task in ("categorical", "soft"):
@@ -267,7 +273,8 @@ def _read_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: st
                          lambda split, key: position[key])
     fold_data = []
     for sp in splits:
-        fold = FoldData(sp.name, dataset, lengths, targets, sp.train, sp.valid, sp.test, text)
+        scaling = target_scaling(targets, np.asarray(sp.train, dtype=np.int64)) if config.standardize_targets else None
+        fold = FoldData(sp.name, dataset, lengths, targets, sp.train, sp.valid, sp.test, text, scaling)
         if not fold.train or not fold.test:
             raise FinetuneError(f"{sp.name}: empty train ({len(fold.train)}) or test ({len(fold.test)}) set")
         fold_data.append(fold)
@@ -323,6 +330,13 @@ def _load_start(checkpoint: str, config: FinetuneConfig, trust: bool, corpus: _C
     if not -L <= config.layer < L:
         raise FinetuneError(f"--layer {config.layer}: {checkpoint} has {L} layers (0..{L - 1}, or -1 for the last)")
     layer = config.layer % L
+    pruned: list[str] = []
+    if config.prune and layer != L - 1 and config.init_head != "keep":
+        from ..models.prune import prune_upstream
+
+        pruned = prune_upstream(upstream, layer)  # the blocks above the head's layer never reach its output
+        L = upstream.cfg.num_layers
+        layer = L - 1
     freeze = plan_freeze(upstream, config.freeze, config.freeze_top, checkpoint)
     if config.init_head == "keep":
         if info.classifier is None:
@@ -333,7 +347,7 @@ def _load_start(checkpoint: str, config: FinetuneConfig, trust: bool, corpus: _C
                                 f"{info.classifier.config.get('layer', -1)}, not --layer {config.layer}")
     speaker = load_speaker_encoder(config.speaker_model, trust) if config.speaker_model else None
     text_dim = 0 if corpus.text is None else int(corpus.text.shape[1])
-    start = _Start(upstream, info, L, dim, layer, freeze, speaker, {}, text_dim, [])
+    start = _Start(upstream, info, L, dim, layer, freeze, speaker, {}, text_dim, list(pruned))
     for fold in corpus.data:  # checks the speaker model's fit, kept label rows, probe heads
         _, head_notes = start.head(config, corpus.names, checkpoint, fold.name)
     start.notes += head_notes
@@ -366,11 +380,14 @@ def _settings(config: FinetuneConfig, checkpoint: str, data_dir: Path, protocol:
 
 
 # ------------------------------------------------------------------------------------------------ 4. the folds
+def _listed(values) -> Any:
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
 def _record(outcome: FoldOutcome) -> dict[str, Any]:
     """A finished fold as ``<fold>/result.json`` keeps it (its presence marks the fold done)."""
-    predictions = outcome.predictions
-    return {**outcome.entry(), "test_keys": list(outcome.test_keys),
-            "predictions": predictions.tolist() if isinstance(predictions, np.ndarray) else predictions,
+    return {**outcome.entry(), "test_keys": list(outcome.test_keys), "predictions": _listed(outcome.predictions),
+            "valid_keys": list(outcome.valid_keys), "valid_predictions": _listed(outcome.valid_predictions),
             **outcome.stats}
 
 
@@ -378,9 +395,12 @@ def _from_record(r: Mapping[str, Any]) -> FoldOutcome:
     return FoldOutcome(name=r["name"], n_train=r["n_train"], n_valid=r["n_valid"], n_test=r["n_test"],
                        best_epoch=r["best_epoch"], epochs_run=r["epochs_run"], valid=r["valid"], history=r["history"],
                        seconds=r["seconds"], test_keys=r["test_keys"], predictions=r["predictions"], test=r["test"],
-                       ci=r["ci"], updates={"num_updates": r["num_updates"], "total_updates": r["total_updates"]},
+                       ci=r["ci"], updates={k: r[k] for k in ("num_updates", "total_updates", "best_update")
+                                            if k in r},
                        extra={"model_dir": r["model_dir"]},
-                       stats={k: r[k] for k in ("parameters", "trained_parameters", "warmup_updates")})
+                       stats={k: r[k] for k in ("parameters", "trained_parameters", "warmup_updates")},
+                       valid_keys=list(r.get("valid_keys") or []), valid_predictions=r.get("valid_predictions"),
+                       warnings=list(r.get("warnings") or []))
 
 
 def _finished(out: Path, corpus: _Corpus, coll: Collectives, main: bool) -> dict[str, FoldOutcome | None]:
@@ -425,17 +445,24 @@ def _fitter(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
         if not runtime.main:
             return None
         load_model_state(model, trained.best_state, fold_dir / "checkpoint_best.pt")
+        if fold.scaling is not None:
+            fold_target_scaling(model.head, *fold.scaling)
         predictions = loss_fn.activate(evaluate(model, fold, fold.test, runtime, config.precision, budget)).numpy()
+        valid_predictions = (loss_fn.activate(evaluate(model, fold, fold.valid, runtime, config.precision,
+                                                       budget)).numpy() if fold.valid else None)
         exported = corpus.text is None  # a text-fused head needs each input's text vector, which predict cannot give
         return FoldOutcome(
             name=fold.name, n_train=len(fold.train), n_valid=len(fold.valid), n_test=len(fold.test),
             best_epoch=trained.best_epoch, epochs_run=trained.epochs_run, valid=trained.valid,
             history=trained.history, seconds=trained.seconds, test_keys=[corpus.keys[j] for j in fold.test],
             predictions=predictions, model=(model, activation_of(loss_fn)),
-            updates={"num_updates": trained.num_updates, "total_updates": trained.total_updates},
+            updates={"num_updates": trained.num_updates, "total_updates": trained.total_updates,
+                     **({"best_update": trained.best_update} if config.eval_interval_updates else {})},
             extra={"model_dir": f"models/{fold.name}" if exported else None},
             stats={"parameters": n_params, "trained_parameters": n_trainable,
-                   "warmup_updates": trained.warmup_updates})
+                   "warmup_updates": trained.warmup_updates},
+            valid_keys=[corpus.keys[j] for j in fold.valid], valid_predictions=valid_predictions,
+            warnings=list(trained.warnings))
 
     return fit
 
@@ -502,13 +529,20 @@ def _describe(checkpoint: str, config: FinetuneConfig, corpus: _Corpus, start: _
             + (" (resuming)" if resumed else ""))
 
 
-def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[FoldOutcome], log) -> None:
-    from ..downstream.report import write_outputs
+def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[FoldOutcome], group_by, speaker_min,
+           config: FinetuneConfig, log) -> None:
+    """valid_predictions.tsv, the fairness and per-speaker analysis, the figures, results.json and the rest."""
+    from ..analysis.plots import write_analysis_plots
+    from ..downstream.report import output_files, write_outputs
 
-    records = prediction_records(outcomes, corpus.targets, {k: i for i, k in enumerate(corpus.keys)}.__getitem__)
+    position = {k: i for i, k in enumerate(corpus.keys)}.__getitem__
+    records = prediction_records(outcomes, corpus.targets, position)
+    write_valid_predictions(out, outcomes, corpus.targets, position)
+    add_groups(result, records, {r["key"]: r for r in corpus.rows}, group_by, speaker_min, config.bootstrap,
+               config.seed, log, "finetune")
+    write_analysis_plots(out, result)
     write_outputs(out, result, records, markdown=_results_md)
-    log(f"finetune: wrote results.json, results.md, predictions.tsv{', confusion.png' if 'confusion' in result else ''}"
-        f" and models/ to {out}")
+    log(f"finetune: wrote {', '.join(output_files(result))}, valid_predictions.tsv and models/ to {out}")
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -517,7 +551,8 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
                  device: str | torch.device = "auto", num_workers: int = 1, verbose: bool = True,
                  progress: bool = True, trust: bool = False, tensorboard: bool = True,
                  checksum_dir: str | os.PathLike | None = None, audit_audio: bool = True,
-                 allow_unseen_test_labels: bool = False) -> dict[str, Any]:
+                 allow_unseen_test_labels: bool = False, group_by: Sequence[str] | None = None,
+                 speaker_min: int = 20, train_fraction: float = 1.0) -> dict[str, Any]:
     """Fine-tune ``checkpoint`` on every selected fold of ``data``; write the outputs to ``out`` (see the module
     docstring); return results.json's dict (an empty dict in the other processes under ``torchrun``, where every
     process runs this with the same arguments).
@@ -535,7 +570,8 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     data_dir = data_dir.parent if data_dir.is_file() else data_dir
     out, checkpoint = Path(out), str(checkpoint)
 
-    corpus = _read_corpus(data_dir, protocol, fold_seed, folds, config, allow_unseen_test_labels)          # 1
+    corpus = _read_corpus(data_dir, protocol, fold_seed, folds, config, allow_unseen_test_labels,           # 1
+                          train_fraction)
     start = _load_start(checkpoint, config, trust, corpus, world)                                          # 2
     settings = _settings(config, checkpoint, data_dir, protocol, corpus, world)                            # 3
     resumed = _check_settings(out, settings)
@@ -552,7 +588,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     outcomes = run_folds(corpus.splits, _fitter(out, config, corpus, start, checkpoint, runtime, settings, log),   # 4
                          corpus.targets, config.bootstrap, config.seed, log, "finetune",
                          earlier=_finished(out, corpus, Collectives(runtime), main),
-                         keep=_keeper(out, config, corpus, start, checkpoint, data_dir, log))
+                         keep=_keeper(out, config, corpus, start, checkpoint, data_dir, log), hint=FINETUNE_HINT)
     if world > 1:
         import torch.distributed as dist
 
@@ -561,6 +597,8 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
         return {}
 
     result = _results(config, checkpoint, name, data_dir, protocol, corpus, start, outcomes, audit, dev, world, t0)  # 5
-    _write(out, result, corpus, outcomes, log)
+    if train_fraction != 1.0:
+        result["train_fraction"] = train_fraction
+    _write(out, result, corpus, outcomes, group_by, speaker_min, config, log)
     log(summary_markdown(result))
     return result
