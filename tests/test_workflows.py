@@ -188,3 +188,107 @@ def test_expected_calibration_error_by_hand():
     assert expected_calibration_error(p, t) == pytest.approx(0.5 * abs(0.5 - 0.95) + 0.5 * abs(1.0 - 0.55))
     assert expected_calibration_error(np.eye(3), np.arange(3)) == 0.0  # certain and right: perfectly calibrated
     assert task_metrics("categorical", p, t, ["a", "b"])["ece"] == pytest.approx(0.45)
+
+
+# ------------------------------------------------------------------------------------------------ 3. fine-tuned runs
+FT_FAST = ["--max-seconds", "1", "--batch-seconds", "4", "--num-workers", "0", "--lr", "1e-3", "--head-lr", "1e-2",
+           "--bootstrap", "0", "--no-audio-audit", "--precision", "fp32", "--quiet", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Path:
+    from conftest import FIXTURES
+
+    return require(FIXTURES / "tiny_emotion2vec.pt", "golden checkpoint fixtures")
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory) -> Path:
+    """8 clips per emotion, one hold-out fold (23 train, 3 valid, 6 test), with arousal / valence columns."""
+    from emotion2vec.io.manifests import read_data_tsv, write_data_tsv
+
+    root = require(URDU, "URDU corpus")
+    base = tmp_path_factory.mktemp("subset")
+    for label in ("Angry", "Happy", "Neutral", "Sad"):
+        (base / "audio" / label).mkdir(parents=True)
+        for f in sorted((root / label).glob("*.wav"))[:8]:
+            (base / "audio" / label / f.name).symlink_to(f)
+    out = base / "manifest"
+    assert cli(["prepare", "urdu", "--root", str(base / "audio"), "--out", str(out), "--protocol", "holdout",
+                "--no-audio-audit", "--quiet"]) == 0
+    rows = read_data_tsv(out / "data.tsv")
+    for r in rows:
+        r["arousal"], r["valence"] = f"{AROUSAL[r['label']]:.2f}", f"{VALENCE[r['label']]:.2f}"
+    write_data_tsv(out / "data.tsv", rows)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ft_run(tiny, subset, tmp_path_factory) -> Path:
+    """A fine-tuning run with the paper options: the head on block 1 (the blocks above pruned), Wagner's head with
+    max pooling, x0.9 per epoch, under-sampled epochs, the dev set scored every 2 updates."""
+    out = tmp_path_factory.mktemp("ft") / "run"
+    assert cli(["finetune", "--checkpoint", str(tiny), "--data", str(subset), "--out", str(out), "--epochs", "2",
+                "--layer", "1", "--head", "wagner", "--pooling", "max", "--schedule", "exponential", "--lr-decay",
+                "0.9", "--undersample", "--eval-interval-updates", "2", "--speaker-min-utterances", "1",
+                *FT_FAST]) == 0
+    return out
+
+
+def test_finetuned_run_is_first_class(ft_run, subset, tiny):
+    from emotion2vec.analysis.runs import load_run
+    from emotion2vec.models.upstream import load_upstream
+
+    result = json.loads((ft_run / "results.json").read_text())
+    fold = result["folds"][0]
+    assert result["kind"] == "finetune" and result["head"]["type"] == "wagner"
+    assert result["config"]["schedule"] == "exponential" and result["config"]["undersample"]
+    # the dev set scored every 2 updates and at every epoch's end: more scorings than epochs, the best step kept
+    assert len(fold["history"]["valid_ua"]) > fold["epochs_run"] and fold["best_update"] >= 1
+    # valid predictions (ensembles), fairness and per-speaker analysis, as a probe's
+    run = load_run(ft_run)
+    assert run.valid is not None and len(run.valid) == fold["n_valid"] and len(run.test) == fold["n_test"]
+    assert set(result["groups"]["gender"]["values"]) <= {"F", "M"} and result["speakers"]["speakers"]
+    # the exported model has the blocks up to layer 1 only (1 prenet + 2 main blocks before: now 2 blocks)
+    model, info = load_upstream(ft_run / "models" / "holdout")
+    full, _ = load_upstream(tiny)
+    assert model.cfg.num_layers == 2 and full.cfg.num_layers == 3
+    assert info.classifier.config["layer"] == 1 and info.classifier.config["head"]["layout"] == "pooled"
+    assert any("pruned: the 1 block(s) above layer 1 removed (2 of 3 kept)" in n for n in result["notes"])
+
+
+def test_pruning_keeps_the_layer_and_shrinks_the_model(tiny, tmp_path):
+    from emotion2vec.models.checkpoint import save_checkpoint_dir
+    from emotion2vec.models.prune import prune_upstream
+    from emotion2vec.models.upstream import load_upstream
+
+    full, _ = load_upstream(tiny)
+    torch.manual_seed(0)
+    wav = torch.randn(2, 16000)
+    with torch.no_grad():
+        want = full.extract_features(wav, layers=[1, 0]).layer_outputs
+    for layer in (1, 0):  # after the prenet block, and inside the prenet (the kept block becomes the main block)
+        model, _ = load_upstream(tiny)
+        notes = prune_upstream(model, layer)
+        assert model.cfg.num_layers == layer + 1 and notes
+        with torch.no_grad():
+            torch.testing.assert_close(model.extract_features(wav).x, want[layer])
+        save_checkpoint_dir(tmp_path / f"l{layer}", model.cfg, model.state_dict())
+        again, _ = load_upstream(tmp_path / f"l{layer}")
+        with torch.no_grad():
+            torch.testing.assert_close(again.extract_features(wav).x, want[layer])
+    save_checkpoint_dir(tmp_path / "full", full.cfg, full.state_dict())
+    sizes = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("full", "l1", "l0")}
+    assert sizes["l0"] < sizes["l1"] < sizes["full"]
+
+
+def test_finetune_sweep_of_train_fractions(tiny, subset, tmp_path):
+    out = tmp_path / "sweep"
+    assert cli(["finetune", "--checkpoint", str(tiny), "--data", str(subset), "--out", str(out), "--epochs", "1",
+                "--train-fraction", "0.5,1", "--freeze", "all-but-top", "0", *FT_FAST]) == 0
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["kind"] == "finetune" and [b["fraction"] for b in sweep["by_fraction"]] == [0.5, 1.0]
+    half, whole = (json.loads((out / d / "results.json").read_text()) for d in ("fraction_0.5", "fraction_1"))
+    assert half["train_fraction"] == 0.5 and half["folds"][0]["n_train"] < whole["folds"][0]["n_train"]
+    assert half["folds"][0]["n_test"] == whole["folds"][0]["n_test"]
+    assert (out / "results.md").read_text().startswith("# Fine-tuning sweep: URDU")
