@@ -292,3 +292,21 @@ def test_finetune_sweep_of_train_fractions(tiny, subset, tmp_path):
     assert half["train_fraction"] == 0.5 and half["folds"][0]["n_train"] < whole["folds"][0]["n_train"]
     assert half["folds"][0]["n_test"] == whole["folds"][0]["n_test"]
     assert (out / "results.md").read_text().startswith("# Fine-tuning sweep: URDU")
+
+
+def test_robustness_reruns_the_fine_tuned_models(ft_run, subset, tmp_path):
+    from emotion2vec.analysis.runs import load_run
+
+    out = tmp_path / "robust"
+    assert cli(["robustness", str(ft_run), "--data", str(subset), "--out", str(out), "--perturbations",
+                "gain,white-noise", "--quiet"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert [e["name"] for e in result["perturbations"]] == ["gain", "white-noise"]
+    assert result["utterances"] == 6 and result["feature_source"] == str(ft_run / "models")
+    # the clean pass through the exported model reproduces the run's own predictions
+    assert result["clean_agreement"] == 1.0
+    changes = (out / "changes.tsv").read_text().splitlines()
+    assert len(changes) == 1 + 2 * 6
+    run = load_run(ft_run)
+    clean = {line.split("\t")[1]: line.split("\t")[4] for line in changes[1:]}
+    assert all(clean[k] == run.names[int(p.argmax())] for k, p in zip(run.test.keys, run.test.predicted))
