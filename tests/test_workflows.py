@@ -20,6 +20,7 @@ from emotion2vec.downstream.heads import Head, HeadConfig, fold_target_scaling
 from emotion2vec.downstream.probe import run_probe
 from emotion2vec.downstream.runs import DivergenceError, Selection, collapse_warnings
 from emotion2vec.downstream.training import ProbeConfig
+from emotion2vec.analysis.evaluate import run_evaluate
 from test_probe import synthetic_corpus, write_features
 
 AROUSAL = {"angry": 0.8, "happy": 0.7, "neutral": 0.3, "sad": 0.2}
@@ -310,3 +311,146 @@ def test_robustness_reruns_the_fine_tuned_models(ft_run, subset, tmp_path):
     run = load_run(ft_run)
     clean = {line.split("\t")[1]: line.split("\t")[4] for line in changes[1:]}
     assert all(clean[k] == run.names[int(p.argmax())] for k, p in zip(run.test.keys, run.test.predicted))
+
+
+# ------------------------------------------------------------------------------------------------ 2. evaluate
+def _audeering_like(folder: Path, seed: int = 0):
+    """A tiny random model in the folder layout of audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim: a
+    Wav2Vec2ForSpeechClassification checkpoint (wav2vec2.* encoder weights, classifier.dense / classifier.out_proj
+    regression head) whose config maps 0, 1, 2 to arousal, dominance, valence. -> (encoder, dense, out_proj)."""
+    transformers = pytest.importorskip("transformers", reason="the hf extra is not installed")
+    from safetensors.torch import save_file
+
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, feat_extract_norm="layer",
+        do_stable_layer_norm=True, architectures=["Wav2Vec2ForSpeechClassification"], finetuning_task="wav2vec2_reg",
+        id2label={0: "arousal", 1: "dominance", 2: "valence"}, label2id={"arousal": 0, "dominance": 1, "valence": 2},
+        final_dropout=0.1)
+    torch.manual_seed(seed)
+    encoder = transformers.Wav2Vec2Model(config).eval()
+    dense, out_proj = torch.nn.Linear(32, 32), torch.nn.Linear(32, 3)
+    with torch.no_grad():
+        out_proj.bias.copy_(torch.tensor([0.5, 0.5, 0.5]))  # outputs near the middle of the 0...1 scale
+    state = {f"wav2vec2.{k}": v for k, v in encoder.state_dict().items()}
+    state.update({"classifier.dense.weight": dense.weight, "classifier.dense.bias": dense.bias,
+                  "classifier.out_proj.weight": out_proj.weight, "classifier.out_proj.bias": out_proj.bias})
+    folder.mkdir(parents=True)
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, folder / "model.safetensors")
+    config.save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
+    return encoder, dense, out_proj
+
+
+def test_evaluate_audeerings_dimensional_model_from_its_own_files(subset, tmp_path):
+    from emotion2vec.analysis.inference import ModelPredictor
+    from emotion2vec.io.audio import load_audio
+    from emotion2vec.io.manifests import read_data_tsv
+
+    encoder, dense, out_proj = _audeering_like(tmp_path / "audeering")
+    model = ModelPredictor(f"hf:{tmp_path / 'audeering'}")
+    # the model card's order (id2label) and scale (the head's values as they come: no activation)
+    assert (model.task, model.names) == ("regression", ["arousal", "dominance", "valence"])
+    rows = read_data_tsv(subset / "data.tsv")[:3]
+    wavs = [load_audio(r["path"]) for r in rows]
+    got = model(wavs)
+    for wav, row in zip(wavs, got):  # the model card's forward: mean of the last hidden states -> dense, tanh, out_proj
+        x = torch.as_tensor(wav, dtype=torch.float32)[None]
+        x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-7)
+        with torch.no_grad():
+            want = out_proj(torch.tanh(dense(encoder(x).last_hidden_state.mean(1))))[0].numpy()
+        np.testing.assert_allclose(row, want, atol=1e-5)
+    # evaluate on the corpus's arousal / valence columns (no dominance there: the model's third output is left out)
+    r = run_evaluate(f"hf:{tmp_path / 'audeering'}", subset, tmp_path / "ev", bootstrap=0, verbose=False,
+                     audit_audio=False)
+    assert r["kind"] == "evaluate" and r["task"] == "regression" and r["targets"] == ["arousal", "valence"]
+    assert [f["name"] for f in r["folds"]] == ["all"] and r["folds"][0]["n_test"] == 32
+    assert "the training data of hf:" in " ".join(r["notes"]) and r["audit"] is None
+    header = (tmp_path / "ev" / "predictions.tsv").read_text().splitlines()[0].split("\t")
+    assert header == ["fold", "key", "true_arousal", "true_valence", "pred_arousal", "pred_valence"]
+    # --target-range maps the ratings onto [0, 1]: 0.8 on [0, 2] is 0.4
+    mapped = run_evaluate(f"hf:{tmp_path / 'audeering'}", subset, None, targets=["arousal"], target_range=(0.0, 2.0),
+                          bootstrap=0, verbose=False, audit_audio=False)
+    assert mapped["targets"] == ["arousal"]
+
+
+def test_evaluate_runs_and_released_models_on_a_corpus(ft_run, subset, tiny, tmp_path, capsys):
+    from conftest import FIXTURES
+    from emotion2vec.analysis.runs import load_run
+
+    # a fine-tuning run on its own corpus, fold by fold: its predictions reproduced, valid predictions written
+    r = run_evaluate(str(ft_run), subset, tmp_path / "ft_eval", folds="all", bootstrap=0, speaker_min=1,
+                     verbose=False, audit_audio=False)
+    run, again = load_run(ft_run), load_run(tmp_path / "ft_eval")
+    np.testing.assert_allclose(again.test.predicted, run.test.predicted, atol=1e-5)
+    assert again.valid is not None and len(again.valid) == 3 and r["folds"][0]["valid"]
+    assert r["evaluate"]["trained_on"]["holdout"]["data"] == str(subset.resolve())
+    assert "speakers" in r and "groups" in r and r["protocol"] == "holdout"
+    # the test set is held out from the run's own training data: the audit finds no trained-on utterance
+    assert not any("were in the training data" in w for w in r["warnings"])
+    # the same model on every utterance: the training utterances are named loudly
+    whole = run_evaluate(str(ft_run), subset, None, bootstrap=0, verbose=False, audit_audio=False)
+    assert any(w.startswith("holdout: 26 of its 32 test utterances were in the training data") for w in
+               whole["warnings"])
+    # an emotion2vec+ folder: 9 classes; its classes restricted to the corpus's with --only-corpus-classes
+    plus = require(FIXTURES / "funasr_emotion2vec_plus", "golden checkpoint fixtures")
+    full = run_evaluate(str(plus), subset, None, bootstrap=0, verbose=False, audit_audio=False)
+    assert len(full["labels"]) == 9 and set(full["labels"]) >= {"angry", "happy", "neutral", "sad"}
+    four = run_evaluate(str(plus), subset, tmp_path / "plus", only_corpus_classes=True, bootstrap=0, verbose=False,
+                        audit_audio=False)
+    assert four["labels"] == ["angry", "happy", "neutral", "sad"] and four["corpus"] == "urdu"
+    p = load_run(tmp_path / "plus").test.predicted
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)  # predictions.tsv keeps 6 decimals
+    # labels the model never learned: refused with a count per label, unless mapped
+    assert cli(["evaluate", str(ft_run), "--data", str(subset), "--out", str(tmp_path / "x"), "--label-map",
+                "angry=furious", "--no-audio-audit", "--quiet"]) == 2
+    assert "label(s) the model never learned (its classes: angry, happy, neutral, sad): furious (8 utterance(s))" \
+        in capsys.readouterr().err
+    # a model without a head, and an ensemble folder, are refused by name
+    assert cli(["evaluate", str(tiny), "--data", str(subset), "--out", str(tmp_path / "y"), "--quiet"]) == 2
+    assert "no classification or regression head in this model" in capsys.readouterr().err
+
+
+def test_evaluate_a_probe_run_on_given_or_recomputed_features(urdu_small, tmp_path):
+    from emotion2vec.analysis.runs import load_run
+
+    data, feats = urdu_small / "m", urdu_small / "fbank"
+    assert cli(["probe", "--features", str(feats), "--data", str(data), "--out", str(tmp_path / "p"), "--folds", "1,2",
+                "--epochs", "10", "--bootstrap", "0", "--no-audio-audit", "--quiet"]) == 0
+    probe = load_run(tmp_path / "p")
+    given = run_evaluate(str(tmp_path / "p"), data, tmp_path / "given", features=str(feats), folds="1,2", bootstrap=0,
+                         verbose=False, audit_audio=False)
+    again = run_evaluate(str(tmp_path / "p"), data, tmp_path / "again", folds="1,2", bootstrap=0, verbose=False,
+                         audit_audio=False)  # fbank recomputed from the audio, as the run's features.json says
+    for out in ("given", "again"):
+        np.testing.assert_allclose(load_run(tmp_path / out).test.predicted, probe.test.predicted, atol=1e-4)
+        np.testing.assert_allclose(load_run(tmp_path / out).valid.predicted, probe.valid.predicted, atol=1e-4)
+    assert given["summary"]["ua"]["mean"] == pytest.approx(json.loads((tmp_path / "p" / "results.json").read_text())
+                                                           ["summary"]["ua"]["mean"], abs=1e-6)
+    assert "recomputed with fbank" in again["features"]
+    # the run's corpus: its own training utterances are not in its test folds; the report puts it beside the probe
+    assert not any("were in the training data" in w for w in given["warnings"]) and given["audit"]["folds"]
+    assert cli(["report", str(tmp_path / "p"), str(tmp_path / "given"), "--out", str(tmp_path / "t.md")]) == 0
+    assert "| fbank (given) |" in (tmp_path / "t.md").read_text()
+
+
+def test_ensemble_search_mixes_probe_fine_tuned_and_evaluate_runs(ft_run, subset, tmp_path):
+    from conftest import FIXTURES
+
+    assert cli(["extract", "--checkpoint", "fbank", "--input", str(subset / "data.tsv"), "--out", str(tmp_path / "f"),
+                "--granularity", "utterance", "--quiet", "--num-workers", "0"]) == 0
+    for seed in (1, 2):
+        assert cli(["probe", "--features", str(tmp_path / "f"), "--data", str(subset), "--out",
+                    str(tmp_path / f"p{seed}"), "--epochs", "10", "--seed", str(seed), "--bootstrap", "0",
+                    "--no-audio-audit", "--quiet", "--name", f"fbank{seed}"]) == 0
+    plus = require(FIXTURES / "funasr_emotion2vec_plus", "golden checkpoint fixtures")
+    assert cli(["evaluate", str(plus), "--data", str(subset), "--out", str(tmp_path / "plus"), "--folds", "all",
+                "--only-corpus-classes", "--bootstrap", "0", "--no-audio-audit", "--quiet"]) == 0
+    runs = [str(tmp_path / "p1"), str(tmp_path / "p2"), str(ft_run), str(tmp_path / "plus")]
+    assert cli(["ensemble", *runs, "--search", "all", "--weights", "dev", "--out", str(tmp_path / "E"),
+                "--bootstrap", "0", "--quiet"]) == 0
+    result = json.loads((tmp_path / "E" / "results.json").read_text())
+    ranking = result["ensemble"]["search"]
+    assert len(ranking) == 15 and ranking[0]["dev"] == max(e["dev"] for e in ranking)
+    members = {Path(m["path"]).name: m for m in result["ensemble"]["members"]}
+    assert set(members) == {"p1", "p2", "run", "plus"} and all(m["dev"] is not None for m in members.values())

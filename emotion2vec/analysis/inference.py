@@ -24,7 +24,7 @@ import torch
 from ..downstream.features import PackedFeatures, _select_layer
 from ..downstream.heads import Head
 
-__all__ = ["pack", "activation", "predict", "hidden", "FeatureExtractor", "ModelPredictor", "decoded_chunks",
+__all__ = ["pack", "activation", "predict", "hidden", "feature_source", "FeatureExtractor", "ModelPredictor", "decoded_chunks",
            "CHUNK_UTTERANCES"]
 
 #: utterances decoded together (their versions share the engine's batches)
@@ -90,6 +90,48 @@ def hidden(head: Head, feats: PackedFeatures, idx: Sequence[int] | None = None,
     finally:
         handle.remove()
     return torch.cat(captured).float().cpu().numpy()
+
+
+def feature_source(meta: Mapping[str, Any], run_dir, checkpoint: str | None = None
+                   ) -> tuple[str, dict[str, Any], list[str]]:
+    """(checkpoint to load, the feature settings, warnings) of a saved head's features (``meta``: the head's), to
+    recompute them from waveforms; ``checkpoint`` replaces the recorded one (a moved file)."""
+    from pathlib import Path
+
+    from . import AnalysisError
+    from ..extract.run import checkpoint_stamp
+
+    settings = meta.get("feature_settings") or {}
+    if meta.get("concat"):
+        raise AnalysisError(f"{run_dir}: the heads read several feature sources joined (--concat-features); "
+                            f"recomputing them from audio needs one feature source (use a probe of one feature "
+                            f"source)")
+    if not settings.get("checkpoint"):
+        raise AnalysisError(f"{run_dir}: the saved heads do not record the feature settings (features.json); re-run "
+                            f"the probe with this version, then this command")
+    if settings.get("granularity") not in ("frame", "utterance"):
+        raise AnalysisError(f"{run_dir}: features of granularity {settings.get('granularity')!r}: only frame or "
+                            f"utterance features are recomputed from audio")
+    recorded = str(settings["checkpoint"])
+    source = checkpoint or recorded
+    warnings = []
+    named = source in _NAMED_SOURCES or source.startswith(("opensmile:", "hf:"))
+    if not named:
+        if not Path(source).exists():
+            raise AnalysisError(f"the feature source {source} recorded in the features.json of the probe's features "
+                                f"({meta.get('source')}) is missing"
+                                + (" (--checkpoint)" if checkpoint else "")
+                                + ": pass --checkpoint PATH to the same weights, or re-extract the features with an "
+                                  "available checkpoint and re-run the probe, then this command")
+        stamp = settings.get("checkpoint_stamp")
+        if stamp and checkpoint_stamp(source) != stamp:
+            warnings.append(f"{source} differs in size or modification time from the checkpoint the features were "
+                            f"extracted with ({recorded}): the predictions use the file given now, and may differ "
+                            f"from the probe's")
+    return source, settings, warnings
+
+
+_NAMED_SOURCES = ("fbank",)
 
 
 class FeatureExtractor:

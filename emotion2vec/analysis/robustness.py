@@ -38,6 +38,7 @@ import numpy as np
 
 from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, format_metric, summarize, summary_metrics
 from . import AnalysisError
+from .inference import feature_source
 from .perturbations import Perturbation, select_perturbations, utterance_rng
 
 __all__ = ["ROBUSTNESS_FORMAT", "THRESHOLD", "changed", "run_robustness", "robustness_markdown", "robustness_png",
@@ -45,7 +46,6 @@ __all__ = ["ROBUSTNESS_FORMAT", "THRESHOLD", "changed", "run_robustness", "robus
 
 ROBUSTNESS_FORMAT = "emotion2vec-robustness-results"
 THRESHOLD = 0.05
-NAMED_SOURCES = ("fbank",)
 
 
 def changed(task: str, clean: np.ndarray, perturbed: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
@@ -91,40 +91,6 @@ def _check_run(run, run_dir: Path, folds: str | None) -> list[str]:
                             f"`emotion2vec probe --features {r.get('features')} --data {r.get('data')} --out "
                             f"{run_dir}` with its options, then this command")
     return names
-
-
-def _source(meta: dict[str, Any], run_dir: Path, checkpoint: str | None) -> tuple[str, dict[str, Any], list[str]]:
-    """(checkpoint to load, the feature settings, warnings) of a saved head's features."""
-    from ..extract.run import checkpoint_stamp
-
-    settings = meta.get("feature_settings") or {}
-    if meta.get("concat"):
-        raise AnalysisError(f"{run_dir}: the heads read several feature sources joined (--concat-features); "
-                            f"robustness recomputes one upstream's features from the perturbed audio (run it on a "
-                            f"probe of one feature source)")
-    if not settings.get("checkpoint"):
-        raise AnalysisError(f"{run_dir}: the saved heads do not record the feature settings (features.json); re-run "
-                            f"the probe with this version, then this command")
-    if settings.get("granularity") not in ("frame", "utterance"):
-        raise AnalysisError(f"{run_dir}: features of granularity {settings.get('granularity')!r}: robustness "
-                            f"re-extracts frame or utterance features only")
-    recorded = str(settings["checkpoint"])
-    source = checkpoint or recorded
-    warnings = []
-    named = source in NAMED_SOURCES or source.startswith(("opensmile:", "hf:"))
-    if not named:
-        if not Path(source).exists():
-            raise AnalysisError(f"the feature source {source} recorded in the features.json of the probe's features "
-                                f"({meta.get('source')}) is missing"
-                                + (" (--checkpoint)" if checkpoint else "")
-                                + ": pass --checkpoint PATH to the same weights, or re-extract the features with an "
-                                  "available checkpoint and re-run the probe, then this command")
-        stamp = settings.get("checkpoint_stamp")
-        if stamp and checkpoint_stamp(source) != stamp:
-            warnings.append(f"{source} differs in size or modification time from the checkpoint the features were "
-                            f"extracted with ({recorded}): perturbed and clean predictions both use the file given "
-                            f"now, but they may differ from the probe's")
-    return source, settings, warnings
 
 
 # ------------------------------------------------------------------------------------------------ extraction
@@ -402,7 +368,7 @@ def run_robustness(run_dir: str | os.PathLike, data: str | os.PathLike, out: str
         source, settings, warnings = _finetuned_source(run, fold_names)
     else:
         _, first_meta = load_head(run.head_file(fold_names[0]))
-        source, settings, warnings = _source(first_meta, run_dir, checkpoint)
+        source, settings, warnings = feature_source(first_meta, run_dir, checkpoint)
     for w in warnings:
         log(f"robustness: warning: {w}")
     stamp = _stamp(run, perturbations, seed, source, settings)

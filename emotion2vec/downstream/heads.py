@@ -14,6 +14,8 @@ Linear(256 -> C); 197,892 parameters at D = 768, C = 4 (the "0.20M" of the paper
 * ``layout``: ``frame`` (ours, above: the hidden layer on every frame, then pooling) | ``pooled`` (Wagner et al.'s
   head, as in their released model: pooling over the input frames -> dropout -> Linear(D -> hidden) -> tanh ->
   dropout -> output layer);
+* ``activation`` after the hidden layer: the layout's own (ReLU for ``frame``, tanh for ``pooled``) or ``relu`` |
+  ``tanh`` | ``identity`` (a Hugging Face ``*ForSequenceClassification`` head: projector, mean, classifier);
 * ``output``: ``linear`` | ``arcface`` (s times the cosine between the pooled vector and one learned centre per
   class; the margin lives in :class:`.losses.ArcFaceLoss`).
 
@@ -48,6 +50,12 @@ __all__ = ["HEAD_FORMAT", "LAYOUTS", "HeadConfig", "LayerWeights", "MeanPooling"
 HEAD_FORMAT = "emotion2vec-head"
 #: where the hidden layer sits: on every frame before pooling (ours) or on the pooled vector (Wagner et al.)
 LAYOUTS = ("frame", "pooled")
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+#: what follows the hidden layer
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": _identity}
 
 
 @dataclass
@@ -61,8 +69,11 @@ class HeadConfig:
     num_layers: int = 1
     arcface_scale: float = 30.0
     layout: str = "frame"      # frame (hidden layer per frame, then pooling) | pooled (Wagner: pooling first)
+    activation: str = ""       # after the hidden layer: "" (the layout's: relu / tanh) | relu | tanh | identity
 
     def __post_init__(self):
+        if self.activation not in ("",) + tuple(ACTIVATIONS):
+            raise ProbeError(f"unknown head activation {self.activation!r} ({', '.join(ACTIVATIONS)})")
         if self.pooling not in POOLING_MODULES:
             raise ProbeError(f"unknown pooling {self.pooling!r} ({', '.join(POOLING_MODULES)})")
         if self.layout not in LAYOUTS:
@@ -178,6 +189,7 @@ class Head(nn.Module):
         self.proj = nn.Linear(c.input_dim if c.layout == "frame" else widened * c.input_dim, c.hidden)
         pooled = widened * c.hidden if c.layout == "frame" else c.hidden
         self.dropout = nn.Dropout(c.dropout)
+        self.act = ACTIVATIONS[c.activation or ("relu" if c.layout == "frame" else "tanh")]
         self.output = (CosineClassifier(pooled, c.num_outputs, c.arcface_scale) if c.output == "arcface"
                        else nn.Linear(pooled, c.num_outputs))
         self.register_buffer("input_mean", torch.zeros(c.num_layers, c.input_dim))
@@ -217,8 +229,8 @@ class Head(nn.Module):
         (B, 2 hidden) for stats pooling in the ``frame`` layout."""
         if self.config.layout == "pooled":
             pooled = self.pooling(self._standardized(frames), segments, lengths)
-            return torch.tanh(self.proj(self.dropout(pooled)))
-        return self.pooling(F.relu(self._project(frames)), segments, lengths)
+            return self.act(self.proj(self.dropout(pooled)))
+        return self.pooling(self.act(self._project(frames)), segments, lengths)
 
     def forward_packed(self, frames: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``frames`` (F, [L,] D) of len(lengths) utterances back to back; ``segments`` (F,) the utterance of each."""

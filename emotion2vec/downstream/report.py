@@ -119,6 +119,8 @@ def output_files(result: dict[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- single run
 def _settings_lines(result: dict[str, Any]) -> list[str]:
+    if result.get("kind") == "evaluate":  # its results.md says what was scored (emotion2vec.analysis.evaluate)
+        return []
     c = result.get("config", {})
     layer = result.get("layer")
     layer_text = "" if layer is None else f", layer {layer}"

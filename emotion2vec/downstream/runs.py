@@ -376,8 +376,9 @@ def _fold_line(tag: str, split: FoldSplit, o: FoldOutcome, task: str) -> str:
     ci = (f"; {METRIC_NAMES[o.ci['metric']]} 95% CI [{format_metric(o.ci['metric'], o.ci['low'])}, "
           f"{format_metric(o.ci['metric'], o.ci['high'])}]" if o.ci else "")
     updates = f", {o.updates['num_updates']} updates" if "num_updates" in o.updates else ""
-    return (f"{tag}: {o.name}: train {o.n_train} valid {o.n_valid} test {o.n_test}{split.note}; best epoch "
-            f"{o.best_epoch}/{o.epochs_run}{updates}; test {shown}{ci} ({o.seconds:.1f}s)")
+    trained = f"; best epoch {o.best_epoch}/{o.epochs_run}{updates}" if o.epochs_run else ""
+    return (f"{tag}: {o.name}: train {o.n_train} valid {o.n_valid} test {o.n_test}{split.note}{trained}; test "
+            f"{shown}{ci}" + (f" ({o.seconds:.1f}s)" if o.epochs_run else ""))
 
 
 def run_folds(splits: Sequence[FoldSplit], fit: Callable[[int, FoldSplit], FoldOutcome | None], targets: Targets,

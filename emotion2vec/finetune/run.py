@@ -479,6 +479,7 @@ def _keeper(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
                          classifier_spec(model.head, corpus.names, start.layer, config.task, config.loss, activation),
                          {"source": "emotion2vec finetune", "start_checkpoint": checkpoint,
                           "corpus": corpus.fold_spec.get("corpus") or data_dir.name, "fold": outcome.name,
+                          "data": str(data_dir.resolve()), "protocol": corpus.fold_spec.get("protocol"),
                           "best_epoch": outcome.best_epoch, "num_updates": outcome.updates["num_updates"]})
             log(f"finetune: {outcome.name}: model -> {model_dir}")
         atomic_write_text(out / outcome.name / "result.json", json.dumps(_record(outcome), ensure_ascii=False) + "\n")
