@@ -225,14 +225,31 @@ def subset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ft_run(tiny, subset, tmp_path_factory) -> Path:
+def other(tmp_path_factory) -> Path:
+    """Another corpus: 3 other URDU clips per emotion, labels spelt anger / joy / neutral / sadness, one holdout."""
+    from emotion2vec.io.manifests import write_data_tsv
+
+    root = require(URDU, "URDU corpus")
+    base = tmp_path_factory.mktemp("other") / "other"
+    spelt = {"Angry": "anger", "Happy": "joy", "Neutral": "neutral", "Sad": "sadness"}
+    rows = [{"key": f"{label}/{f.stem}", "path": str(f), "label": spelt[label], "speaker": f.stem.split("_")[0],
+             "gender": f.stem[1], "duration": "1.0"}
+            for label in spelt for f in sorted((root / label).glob("*.wav"))[20:23]]
+    base.mkdir(parents=True)
+    write_data_tsv(base / "data.tsv", rows)
+    return base
+
+
+@pytest.fixture(scope="module")
+def ft_run(tiny, subset, other, tmp_path_factory) -> Path:
     """A fine-tuning run with the paper options: the head on block 1 (the blocks above pruned), Wagner's head with
-    max pooling, x0.9 per epoch, under-sampled epochs, the dev set scored every 2 updates."""
+    max pooling, x0.9 per epoch, under-sampled epochs, the dev set scored every 2 updates; every fold's model scored
+    on another corpus too."""
     out = tmp_path_factory.mktemp("ft") / "run"
     assert cli(["finetune", "--checkpoint", str(tiny), "--data", str(subset), "--out", str(out), "--epochs", "2",
                 "--layer", "1", "--head", "wagner", "--pooling", "max", "--schedule", "exponential", "--lr-decay",
                 "0.9", "--undersample", "--eval-interval-updates", "2", "--speaker-min-utterances", "1",
-                *FT_FAST]) == 0
+                "--test-data", str(other), "--test-label-map", "anger=angry,joy=happy,sadness=sad", *FT_FAST]) == 0
     return out
 
 
@@ -256,6 +273,26 @@ def test_finetuned_run_is_first_class(ft_run, subset, tiny):
     assert model.cfg.num_layers == 2 and full.cfg.num_layers == 3
     assert info.classifier.config["layer"] == 1 and info.classifier.config["head"]["layout"] == "pooled"
     assert any("pruned: the 1 block(s) above layer 1 removed (2 of 3 kept)" in n for n in result["notes"])
+
+
+def test_finetune_scores_every_fold_on_another_corpus(ft_run, other, tiny, subset, tmp_path, capsys):
+    from emotion2vec.analysis.runs import load_run
+
+    result = json.loads((ft_run / "results.json").read_text())
+    (entry,) = result["test_data"]
+    assert entry["data"] == str(other) and entry["results"] == str(ft_run / "test_other")
+    cross = json.loads((ft_run / "test_other" / "results.json").read_text())
+    assert cross["kind"] == "evaluate" and cross["folds"][0]["name"] == "holdout" and cross["folds"][0]["n_test"] == 12
+    assert cross["evaluate"]["label_map"] == {"anger": "angry", "joy": "happy", "sadness": "sad"}
+    assert entry["summary"] == cross["summary"] and len(load_run(ft_run / "test_other").test) == 12
+    assert f"- tested on `{other}` (other" in (ft_run / "results.md").read_text()
+    # labels the run never learned: refused before anything is written
+    out = tmp_path / "refused"
+    assert cli(["finetune", "--checkpoint", str(tiny), "--data", str(subset), "--out", str(out), "--epochs", "1",
+                "--test-data", str(other), *FT_FAST]) == 2
+    err = capsys.readouterr().err
+    assert "label(s) the model never learned" in err and "anger (3 utterance(s))" in err and "--test-label-map" in err
+    assert not out.exists()
 
 
 def test_pruning_keeps_the_layer_and_shrinks_the_model(tiny, tmp_path):
@@ -454,3 +491,19 @@ def test_ensemble_search_mixes_probe_fine_tuned_and_evaluate_runs(ft_run, subset
     assert len(ranking) == 15 and ranking[0]["dev"] == max(e["dev"] for e in ranking)
     members = {Path(m["path"]).name: m for m in result["ensemble"]["members"]}
     assert set(members) == {"p1", "p2", "run", "plus"} and all(m["dev"] is not None for m in members.values())
+
+
+def test_cross_corpus_probe_trains_on_the_official_split(tmp_path):
+    from emotion2vec.io.manifests import read_data_tsv, write_data_tsv
+
+    fa, da, *_ = synthetic_corpus(tmp_path / "a", "utterance", n=40, dim=8, n_folds=2, seed=1)
+    fb, db, *_ = synthetic_corpus(tmp_path / "b", "utterance", n=20, dim=8, n_folds=2, seed=1)
+    rows = read_data_tsv(da / "data.tsv")
+    for i, r in enumerate(rows):
+        r["split"] = ("train", "train", "valid", "test")[i % 4]
+    write_data_tsv(da / "data.tsv", rows)
+    r = run_probe(fa, da, None, ProbeConfig(epochs=5, bootstrap=0), test_features=fb, test_data=db, verbose=False,
+                  audit_audio=False)
+    (fold,) = r["folds"]
+    assert r["cross_corpus"]["train_protocol"] == "original" and fold["name"] == "fold1"
+    assert (fold["n_train"], fold["n_valid"], fold["n_test"]) == (20, 10, 20)  # the split's train / valid, all of B

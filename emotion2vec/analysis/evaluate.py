@@ -41,7 +41,7 @@ import numpy as np
 
 from . import AnalysisError
 
-__all__ = ["EVALUATE_HINT", "Trained", "load_trained", "run_evaluate", "parse_target_range"]
+__all__ = ["EVALUATE_HINT", "Trained", "load_trained", "run_evaluate", "parse_target_range", "check_labels"]
 
 #: what to check when an evaluated model's predictions collapse on a corpus
 EVALUATE_HINT = "check --label-map, and for regression the targets' scale (--target-range)"
@@ -247,22 +247,24 @@ def parse_target_range(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
-def _check_labels(trained: Trained, rows: list[dict], dropped: Mapping[str, int], label_map: str | None) -> None:
-    """Refuse corpus labels the model never learned, with a count per label."""
+def check_labels(names: Sequence[str], task: str, rows: list[dict], dropped: Mapping[str, int],
+                 where: str = "", option: str = "--label-map") -> None:
+    """Refuse corpus labels (and vote labels) a model of ``names`` never learned, with a count per label."""
     from ..io.manifests import parse_votes
 
     counts: dict[str, int] = {}
     for r in rows:
         found = {r["label"]}
-        if trained.task != "categorical":
+        if task != "categorical":
             found |= {label for label, c in parse_votes(str(r.get("votes", "") or "")).items() if c > 0}
-        for label in found - set(trained.names):
+        for label in found - set(names):
             counts[label] = counts.get(label, 0) + 1
     if counts:
         listed = ", ".join(f"{k} ({v} utterance(s))" for k, v in sorted(counts.items()))
-        raise AnalysisError(f"label(s) the model never learned (its classes: {', '.join(trained.names)}): {listed}; "
-                            f"map them with --label-map OLD=NEW (e.g. {sorted(counts)[0]}={trained.names[0]}) or drop "
-                            f"them with OLD=" + (f" (dropped so far: {dict(dropped)})" if dropped else ""))
+        raise AnalysisError((f"{where}: " if where else "")
+                            + f"label(s) the model never learned (its classes: {', '.join(names)}): {listed}; map "
+                            f"them with {option} OLD=NEW (e.g. {sorted(counts)[0]}={names[0]}) or drop them with "
+                            f"OLD=" + (f" (dropped so far: {dict(dropped)})" if dropped else ""))
 
 
 def _regression_columns(trained: Trained, rows: list[dict], targets: Sequence[str] | None,
@@ -427,7 +429,7 @@ def run_evaluate(model: str, data: str | os.PathLike, out: str | os.PathLike | N
         rows, dropped = apply_label_map(rows, mapping)
         if not rows:
             raise AnalysisError(f"--label-map dropped every utterance of {data_dir}")
-        _check_labels(trained, rows, dropped, label_map)
+        check_labels(trained.names, trained.task, rows, dropped)
         names = list(trained.names)
         columns = list(range(len(names)))
         if only_corpus_classes:

@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--fold", "--folds", dest="folds", default=None, metavar="LIST",
                     help="only these folds: comma-separated names or 1-based numbers (default: all)")
     io.add_argument("--name", default=None, help="source name in reports and tables (default finetuned_<ckpt>)")
+    io.add_argument("--test-data", action="append", default=[], metavar="DIR",
+                    help="after the run, score every fold's model on this other prepared corpus too (repeatable): "
+                         "OUT/test_<folder>/ as `emotion2vec evaluate` writes it, summarised in results.json")
+    io.add_argument("--test-label-map", default=None, metavar="OLD=NEW,...",
+                    help="rename the --test-data corpora's labels onto the run's classes (an empty NEW drops them)")
     io.add_argument("--no-audio-audit", action="store_true",
                     help="leave identical decoded audio out of the leakage audit (no audio is hashed)")
     io.add_argument("--allow-unseen-test-labels", action="store_true",
@@ -211,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
                    tensorboard=not args.no_tensorboard, checksum_dir=args.checksum_dir,
                    audit_audio=not args.no_audio_audit, allow_unseen_test_labels=args.allow_unseen_test_labels,
                    group_by=[c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None,
-                   speaker_min=args.speaker_min_utterances)
+                   speaker_min=args.speaker_min_utterances, test_data=args.test_data,
+                   test_label_map=args.test_label_map)
     fractions, seeds = parse_fractions(args.train_fraction), parse_seeds(args.seeds)
     if fractions or seeds:
         sweep = run_sweep(run_finetune, args.checkpoint, args.data, args.out, config, fractions, seeds,

@@ -70,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--name", default=None,
                     help="feature-source name in reports and tables (default: the --features folder name)")
     io.add_argument("--test-features", default=None, metavar="DIR",
-                    help="cross-corpus: features of another corpus; train on every utterance of --data (dev "
-                         "carved from it) and test on every utterance of --test-data")
+                    help="cross-corpus: features of another corpus; each fold of --data trains and selects on its "
+                         "own train / valid keys (the official split when data.tsv has a split column, else "
+                         "folds.json or --protocol; --folds picks) and is tested on every utterance of --test-data")
     io.add_argument("--test-data", default=None, metavar="DIR", help="cross-corpus: the test corpus's prepared folder")
     io.add_argument("--label-map", default=None, metavar="OLD=NEW,...",
                     help="cross-corpus: rename labels of both corpora (an empty NEW drops them); test labels that "

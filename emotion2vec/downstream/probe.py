@@ -15,10 +15,11 @@ A fold without valid keys gets a seeded random ``valid_fraction`` (0.2) of its t
 recipe's 80/20 split; ``valid_fraction 0`` then keeps the last epoch. ``valid_is_test`` selects on the test keys and
 trains on train + valid (the optimistic "*" rows of the paper; the official ``eval_is_test``).
 
-Cross-corpus (``test_features`` + ``test_data``): one fold trained on every utterance of the training corpus (its
-dev set carved from it as above) and tested on every utterance of the test corpus; ``label_map`` ("old=new,...",
-applied to both corpora, an empty new label drops the rows) renames labels, and test labels that are not training
-classes are listed and refused.
+Cross-corpus (``test_features`` + ``test_data``): the training corpus's own folds train and select -- its official
+train / valid split when data.tsv has one (a ``split`` column), else folds.json or ``protocol`` -- and every
+utterance of the test corpus is each fold's test set (Wagner et al. train and select on MSP-Podcast's own split and
+test on other corpora); ``label_map`` ("old=new,...", applied to both corpora, an empty new label drops the rows)
+renames labels, and test labels that are not training classes are listed and refused.
 
 Outputs in ``out`` (all written atomically): ``results.json``, ``results.md``, ``predictions.tsv``,
 ``confusion.png`` (class tasks), ``layer_weights.png`` (``--layer weighted``) and ``heads/<fold>.pt`` (each fold's
@@ -191,25 +192,36 @@ def _one_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: str
     return _Corpus(rows, fold_spec, pick_folds(list(fold_spec["folds"]), folds))
 
 
-def _two_corpora(data_dir: Path, test_data, test_features, label_map: str | None) -> _Corpus:
-    """One fold: every utterance of the training corpus to train (and select), every one of the test corpus to test;
+def _two_corpora(data_dir: Path, test_data, test_features, label_map: str | None, protocol: str | None,
+                 fold_seed: int, folds: str | None) -> _Corpus:
+    """Cross-corpus: the training corpus's own folds train and select (its official split when data.tsv has one, a
+    ``split`` column; else folds.json or ``protocol``), every utterance of the test corpus is each fold's test set;
     ``label_map`` applied to both."""
     from .corpora import parse_label_map
+    from .folds import infer_protocol
 
     test_dir = _folder(test_data)
     mapping = parse_label_map(label_map)
-    rows, dropped_a = apply_label_map(read_rows(data_dir), mapping)
+    all_rows = read_rows(data_dir)
+    if protocol is None and all_rows and infer_protocol(all_rows) == "original":
+        protocol = "original"  # the corpus's official train / valid / test split
+    _, own = read_inputs(data_dir, protocol, fold_seed)
+    rows, dropped_a = apply_label_map(all_rows, mapping)
     test_rows, dropped_b = apply_label_map(read_rows(test_dir), mapping)
     if not test_rows:
         raise ProbeError(f"--label-map dropped every utterance of {test_dir}")
-    train_corpus, test_corpus = data_dir.name, test_dir.name
+    kept = {r["key"] for r in rows}
+    train_corpus, test_corpus = own.get("corpus") or data_dir.name, test_dir.name
+    selected = [{"name": f["name"], "train": [k for k in f["train"] if k in kept],
+                 "valid": [k for k in f["valid"] if k in kept], "test": [r["key"] for r in test_rows]}
+                for f in pick_folds(list(own["folds"]), folds)]
     fold_spec: dict[str, Any] = {"corpus": f"{train_corpus}->{test_corpus}", "protocol": "cross-corpus",
                                  "speaker_independent": None, "labels": sorted({r["label"] for r in rows}),
-                                 "folds": [{"name": "cross-corpus", "train": [r["key"] for r in rows],
-                                            "valid": [], "test": [r["key"] for r in test_rows]}]}
+                                 "folds": selected}
     cross = {"train_corpus": train_corpus, "test_corpus": test_corpus, "test_features": str(test_features),
-             "test_data": str(test_dir), "label_map": mapping, "dropped": {"train": dropped_a, "test": dropped_b}}
-    return _Corpus(rows, fold_spec, fold_spec["folds"], test_rows, test_dir, cross, dropped_b)
+             "test_data": str(test_dir), "label_map": mapping, "dropped": {"train": dropped_a, "test": dropped_b},
+             "train_protocol": own.get("protocol")}
+    return _Corpus(rows, fold_spec, selected, test_rows, test_dir, cross, dropped_b)
 
 
 def _check_labels(config: ProbeConfig, names: list[str], corpus: _Corpus, allow_unseen: bool, log) -> list[str]:
@@ -384,7 +396,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
     data_dir, features = _folder(data), Path(features)
     cross = _check_options(test_features, test_data, label_map, concat_features)
-    corpus = (_two_corpora(data_dir, test_data, test_features, label_map) if cross                       # 1
+    corpus = (_two_corpora(data_dir, test_data, test_features, label_map, protocol, fold_seed, folds) if cross  # 1
               else _one_corpus(data_dir, protocol, fold_seed, folds))
     if train_fraction != 1.0:
         from ..analysis.efficiency import subsample_train

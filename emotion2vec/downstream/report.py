@@ -149,8 +149,9 @@ def _settings_lines(result: dict[str, Any]) -> list[str]:
                      + ("" if c.get("layer") is None else f", layer {c['layer']}") + ")")
     cross = result.get("cross_corpus")
     if cross:
-        lines.append(f"- cross-corpus: trained on `{result['data']}` ({cross['train_corpus']}), tested on every "
-                     f"utterance of `{cross['test_data']}` ({cross['test_corpus']}) with features "
+        lines.append(f"- cross-corpus: trained and selected on `{result['data']}` ({cross['train_corpus']}"
+                     + (f", its {cross['train_protocol']} folds" if cross.get("train_protocol") else "")
+                     + f"), tested on every utterance of `{cross['test_data']}` ({cross['test_corpus']}) with features "
                      f"`{cross['test_features']}`" + (f"; label map {cross['label_map']}" if cross["label_map"] else ""))
     else:
         lines.append(f"- data: `{result['data']}` (protocol {result.get('protocol') or 'default'}, "

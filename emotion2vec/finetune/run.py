@@ -160,6 +160,7 @@ def _stamp(obj: Any) -> str:
 # ------------------------------------------------------------------------------------------------ outputs
 def _results_md(result: dict[str, Any]) -> str:
     """The probe's results.md, titled as a fine-tuning run, with what was fine-tuned and how."""
+    from ..downstream.metrics import METRIC_NAMES, format_metric
     from ..downstream.report import corpus_name, results_markdown
 
     ft = result["finetune"]
@@ -176,6 +177,12 @@ def _results_md(result: dict[str, Any]) -> str:
                 if c.get("text_features") else ""),
              f"- models: " + (", ".join(f"`{f['model_dir']}`" for f in result["folds"] if f.get("model_dir"))
                               or "not exported (the head reads text features, which `predict` cannot give)")]
+    for t in result.get("test_data") or []:
+        m = t["headline"]
+        s = t["summary"].get(m, {})
+        lines.append(f"- tested on `{t['data']}` ({t['corpus']}, every fold's model on every utterance): "
+                     f"{METRIC_NAMES.get(m, m)} {format_metric(m, s.get('mean'))} ± {format_metric(m, s.get('std'))} "
+                     f"(`{Path(t['results']).name}/`)")
     return results_markdown(result, f"# Fine-tuning: {corpus_name(result['corpus'])} / {result['source']}", lines)
 
 
@@ -546,6 +553,62 @@ def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[Fo
     log(f"finetune: wrote {', '.join(output_files(result))}, valid_predictions.tsv and models/ to {out}")
 
 
+def _check_other_corpora(test_data, label_map: str | None, corpus: _Corpus, config: FinetuneConfig) -> None:
+    """--test-data checked before anything is written: corpora that exist, labels the run learns (after
+    ``label_map``) or the regression targets as columns; a text-fused model, never exported, is refused."""
+    if not test_data:
+        return
+    from ..analysis.evaluate import check_labels
+    from ..downstream.corpora import parse_label_map
+    from ..downstream.runs import read_rows
+    from ..downstream.targets import apply_label_map
+
+    if config.text_features:
+        raise FinetuneError("--test-data scores the exported models; a text-fused model is not exported")
+    if config.task == "speaker":
+        raise FinetuneError("--test-data scores emotion models on another corpus; --task speaker has other speakers")
+    mapping = parse_label_map(label_map)
+    for d in test_data:
+        rows = read_rows(Path(d))
+        if config.task == "regression":
+            missing = [t for t in corpus.names if rows and t not in rows[0]]
+            if len(missing) == len(corpus.names):
+                raise FinetuneError(f"--test-data {d}: no column {', '.join(missing)} for the run's targets")
+            continue
+        rows, dropped = apply_label_map(rows, mapping)
+        check_labels(corpus.names, config.downstream_task, rows, dropped, f"--test-data {d}", "--test-label-map")
+
+
+def _other_corpora(out: Path, result: dict[str, Any], test_data, label_map: str | None, config: FinetuneConfig,
+                   device, num_workers: int, audit_audio: bool, group_by, speaker_min: int, verbose: bool, log) -> None:
+    """Every fold's exported model scored on each corpus of ``test_data`` (``out/test_<name>/``, an evaluate run);
+    their summaries added to results.json and results.md."""
+    from ..analysis.evaluate import load_trained, run_evaluate
+    from ..downstream.report import write_outputs
+
+    trained = load_trained(str(out), device=str(device), num_workers=max(num_workers, 0))
+    entries = []
+    for d in test_data:
+        d = Path(d)
+        folder = out / f"test_{d.name}"
+        log(f"finetune: scoring every fold's model on {d} -> {folder}")
+        r = run_evaluate(str(out), d, folder, label_map=label_map, bootstrap=config.bootstrap, seed=config.seed,
+                         device=str(device), group_by=group_by, speaker_min=speaker_min, audit_audio=audit_audio,
+                         verbose=verbose, trained=trained)
+        entries.append({"data": str(d), "corpus": r["corpus"], "results": str(folder), "summary": r["summary"],
+                        "headline": r["headline"], "warnings": r["warnings"]})
+    result["test_data"] = entries
+    records = _read_records(out, result)
+    write_outputs(out, result, records, markdown=_results_md)
+
+
+def _read_records(out: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The test predictions of a finished run as records (to rewrite its files with more results)."""
+    from ..analysis.runs import load_run
+
+    return load_run(out).test.records()
+
+
 # ------------------------------------------------------------------------------------------------ the run
 def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLike, config: FinetuneConfig,
                  protocol: str | None = None, folds: str | None = None, fold_seed: int = 0, name: str | None = None,
@@ -553,13 +616,18 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
                  progress: bool = True, trust: bool = False, tensorboard: bool = True,
                  checksum_dir: str | os.PathLike | None = None, audit_audio: bool = True,
                  allow_unseen_test_labels: bool = False, group_by: Sequence[str] | None = None,
-                 speaker_min: int = 20, train_fraction: float = 1.0) -> dict[str, Any]:
+                 speaker_min: int = 20, train_fraction: float = 1.0, test_data: Sequence[str | os.PathLike] = (),
+                 test_label_map: str | None = None) -> dict[str, Any]:
     """Fine-tune ``checkpoint`` on every selected fold of ``data``; write the outputs to ``out`` (see the module
     docstring); return results.json's dict (an empty dict in the other processes under ``torchrun``, where every
     process runs this with the same arguments).
 
     Every check (options, corpus, targets, audio, checkpoint, freeze mode, speaker model, kept head, schedule, the
-    settings of a run already in ``out``) runs before anything is written to ``out``."""
+    settings of a run already in ``out``) runs before anything is written to ``out``.
+
+    ``test_data``: other prepared corpora every fold's exported model is scored on after the run
+    (:func:`emotion2vec.analysis.evaluate.run_evaluate`, ``test_label_map`` renaming their labels), each into
+    ``out/test_<corpus folder>/`` and summarised under results.json's ``test_data``."""
     from ..downstream.report import summary_markdown
 
     t0 = time.perf_counter()
@@ -573,6 +641,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
 
     corpus = _read_corpus(data_dir, protocol, fold_seed, folds, config, allow_unseen_test_labels,           # 1
                           train_fraction)
+    _check_other_corpora(test_data, test_label_map, corpus, config)
     start = _load_start(checkpoint, config, trust, corpus, world)                                          # 2
     settings = _settings(config, checkpoint, data_dir, protocol, corpus, world)                            # 3
     resumed = _check_settings(out, settings)
@@ -601,5 +670,8 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     if train_fraction != 1.0:
         result["train_fraction"] = train_fraction
     _write(out, result, corpus, outcomes, group_by, speaker_min, config, log)
+    if test_data:
+        _other_corpora(out, result, test_data, test_label_map, config, dev, num_workers, audit_audio, group_by,
+                       speaker_min, verbose, log)
     log(summary_markdown(result))
     return result
