@@ -20,6 +20,7 @@ from emotion2vec.downstream.heads import Head, HeadConfig, fold_target_scaling
 from emotion2vec.downstream.probe import run_probe
 from emotion2vec.downstream.runs import DivergenceError, Selection, collapse_warnings
 from emotion2vec.downstream.training import ProbeConfig
+from emotion2vec.analysis import AnalysisError
 from emotion2vec.analysis.evaluate import run_evaluate
 from test_probe import synthetic_corpus, write_features
 
@@ -249,7 +250,8 @@ def ft_run(tiny, subset, other, tmp_path_factory) -> Path:
     assert cli(["finetune", "--checkpoint", str(tiny), "--data", str(subset), "--out", str(out), "--epochs", "2",
                 "--layer", "1", "--head", "wagner", "--pooling", "max", "--schedule", "exponential", "--lr-decay",
                 "0.9", "--undersample", "--eval-interval-updates", "2", "--speaker-min-utterances", "1",
-                "--test-data", str(other), "--test-label-map", "anger=angry,joy=happy,sadness=sad", *FT_FAST]) == 0
+                "--test-data", str(other), "--test-label-map", "anger=angry,joy=happy,sadness=sad", "--embedding",
+                "--embedding-colour", "gender", *FT_FAST]) == 0
     return out
 
 
@@ -273,6 +275,10 @@ def test_finetuned_run_is_first_class(ft_run, subset, tiny):
     assert model.cfg.num_layers == 2 and full.cfg.num_layers == 3
     assert info.classifier.config["layer"] == 1 and info.classifier.config["head"]["layout"] == "pooled"
     assert any("pruned: the 1 block(s) above layer 1 removed (2 of 3 kept)" in n for n in result["notes"])
+    # the embedding map of a fine-tuned model: its upstream's features beside its head's hidden layer, by gender
+    assert result["embedding"] == {"fold": "holdout", "method": result["embedding"]["method"], "utterances": 6,
+                                   "coloured_by": "gender"}
+    assert (ft_run / "embedding.png").stat().st_size > 1000
 
 
 def test_finetune_scores_every_fold_on_another_corpus(ft_run, other, tiny, subset, tmp_path, capsys):
@@ -453,8 +459,10 @@ def test_evaluate_a_probe_run_on_given_or_recomputed_features(urdu_small, tmp_pa
 
     data, feats = urdu_small / "m", urdu_small / "fbank"
     assert cli(["probe", "--features", str(feats), "--data", str(data), "--out", str(tmp_path / "p"), "--folds", "1,2",
-                "--epochs", "10", "--bootstrap", "0", "--no-audio-audit", "--quiet"]) == 0
+                "--epochs", "10", "--bootstrap", "0", "--no-audio-audit", "--quiet", "--embedding",
+                "--embedding-colour", "valence"]) == 0
     probe = load_run(tmp_path / "p")
+    assert json.loads((tmp_path / "p" / "results.json").read_text())["embedding"]["coloured_by"] == "valence group"
     given = run_evaluate(str(tmp_path / "p"), data, tmp_path / "given", features=str(feats), folds="1,2", bootstrap=0,
                          verbose=False, audit_audio=False)
     again = run_evaluate(str(tmp_path / "p"), data, tmp_path / "again", folds="1,2", bootstrap=0, verbose=False,
@@ -502,8 +510,16 @@ def test_cross_corpus_probe_trains_on_the_official_split(tmp_path):
     for i, r in enumerate(rows):
         r["split"] = ("train", "train", "valid", "test")[i % 4]
     write_data_tsv(da / "data.tsv", rows)
-    r = run_probe(fa, da, None, ProbeConfig(epochs=5, bootstrap=0), test_features=fb, test_data=db, verbose=False,
-                  audit_audio=False)
+    r = run_probe(fa, da, tmp_path / "x", ProbeConfig(epochs=5, bootstrap=0), test_features=fb, test_data=db,
+                  verbose=False, audit_audio=False, embedding="1", embedding_colour="corpus")
     (fold,) = r["folds"]
     assert r["cross_corpus"]["train_protocol"] == "original" and fold["name"] == "fold1"
     assert (fold["n_train"], fold["n_valid"], fold["n_test"]) == (20, 10, 20)  # the split's train / valid, all of B
+    # the map of a cross-corpus run coloured by corpus: the training corpus's valid utterances beside the test corpus
+    assert r["embedding"]["coloured_by"] == "corpus" and r["embedding"]["utterances"] == 30
+    with pytest.raises(AnalysisError, match="--embedding-colour corpus needs utterances of two corpora"):
+        run_probe(fa, da, tmp_path / "y", ProbeConfig(epochs=1, bootstrap=0), verbose=False, audit_audio=False,
+                  embedding="1", embedding_colour="corpus")
+    r = run_probe(fa, da, tmp_path / "z", ProbeConfig(epochs=1, bootstrap=0), verbose=False, audit_audio=False,
+                  embedding="1", embedding_colour="speaker")
+    assert r["embedding"]["coloured_by"] == "speaker"

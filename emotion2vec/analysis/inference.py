@@ -193,6 +193,22 @@ class ModelPredictor:
         self.names = list(r.labels) if r.regression else r.display_labels
         self.config = dict(info.classifier.config)
 
+    def vectors(self, wavs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(the mean over frames of the layer the head reads (n, D), the vector its output layer reads (n, H))."""
+        feats = self.engine([self.engine.prepare(np.asarray(w, dtype=np.float32)) for w in wavs])
+        head = self.recognizer.head
+        output = getattr(getattr(head, "head", None), "output", None) or getattr(head, "linear")
+        captured: list[torch.Tensor] = []
+        handle = output.register_forward_hook(lambda module, args, out: captured.append(args[0].detach()))
+        raw = [torch.as_tensor(np.asarray(w, dtype=np.float32)) for w in wavs] if self.recognizer.needs_waveforms \
+            else None
+        try:
+            self.recognizer.probabilities([f[0] for f in feats], raw)
+        finally:
+            handle.remove()
+        inputs = np.stack([f[0].float().mean(0).numpy() for f in feats])
+        return inputs, torch.cat(captured).float().cpu().numpy()
+
     def __call__(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
         feats = self.engine([self.engine.prepare(np.asarray(w, dtype=np.float32)) for w in wavs])
         raw = [torch.as_tensor(np.asarray(w, dtype=np.float32)) for w in wavs] if self.recognizer.needs_waveforms \

@@ -8,7 +8,7 @@ import textwrap
 from ..downstream import SELECT_METRICS
 from ..downstream.tasks import DEFAULT_LOSS, HEADS, LOSSES, POOLINGS
 from ..finetune import FT_TASKS, FUSIONS, INIT_HEAD, PRECISIONS, SCHEDULES
-from .values import decay_factor, fractions_list, positive_int, seeds_list
+from .values import EMBEDDING_COLOURS, decay_factor, fractions_list, positive_int, seeds_list
 
 EXAMPLES = """
 examples:
@@ -161,6 +161,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--seeds", type=seeds_list, default=None, metavar="LIST",
                        help="e.g. 0,1,2 -- one run per seed in OUT/seed_<s>/ (with --train-fraction: "
                             "OUT/fraction_<f>_seed_<s>/); results.md gives mean +- std over seeds and folds")
+    sweep.add_argument("--embedding", nargs="?", const="1", default=None, metavar="FOLD",
+                       help="embedding.png: 2-D map of the fine-tuned head's hidden layer on the test set of FOLD "
+                            "(name or number; default the first) beside the fine-tuned upstream's features")
+    sweep.add_argument("--embedding-colour", choices=EMBEDDING_COLOURS, default="label",
+                       help="colour the map by label (default), the label's arousal or valence group (regression: "
+                            "that target), speaker or gender")
     sweep.add_argument("--group-by", default=None, metavar="COLS",
                        help="data.tsv columns whose groups are scored (default: gender when present)")
     sweep.add_argument("--speaker-min-utterances", type=int, default=20, metavar="N",
@@ -217,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
                    audit_audio=not args.no_audio_audit, allow_unseen_test_labels=args.allow_unseen_test_labels,
                    group_by=[c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None,
                    speaker_min=args.speaker_min_utterances, test_data=args.test_data,
-                   test_label_map=args.test_label_map)
+                   test_label_map=args.test_label_map, embedding=args.embedding,
+                   embedding_colour=args.embedding_colour)
     fractions, seeds = parse_fractions(args.train_fraction), parse_seeds(args.seeds)
     if fractions or seeds:
         sweep = run_sweep(run_finetune, args.checkpoint, args.data, args.out, config, fractions, seeds,

@@ -8,7 +8,7 @@ import textwrap
 from ..downstream import DEFAULT_LR, SELECT_METRICS
 from ..downstream.tasks import (DEFAULT_LOSS, DEFAULT_SELECT, HEADS, LOSSES, OPTIMIZERS, POOLINGS, SCHEDULERS, TASKS,
                                  TRAINING_DEFAULTS)
-from .values import decay_factor, fractions_list, seeds_list
+from .values import EMBEDDING_COLOURS, decay_factor, fractions_list, seeds_list
 
 EXAMPLES = """
 examples:
@@ -166,9 +166,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="embedding.png: 2-D map (t-SNE, or UMAP when installed) of the head's hidden layer "
                                "on the test set of FOLD (name or number; default the first), beside its input "
                                "features")
-    analysis.add_argument("--embedding-colour", choices=("label", "arousal"), default="label",
-                          help="colour the --embedding points by label (default) or by the label's arousal group "
-                               "(high: angry, happy, excited; low: sad, neutral; the paper's Figure 3)")
+    analysis.add_argument("--embedding-colour", choices=EMBEDDING_COLOURS, default="label",
+                          help="colour the --embedding points by label (default), the label's arousal group (high: "
+                               "angry, happy, excited; low: sad, neutral; the paper's Figure 3) or valence group "
+                               "(regression: that target), speaker, gender, or corpus (cross-corpus runs: the fold's "
+                               "valid utterances of the training corpus beside the test corpus)")
     execution = parser.add_argument_group("execution")
     execution.add_argument("--device", default="auto",
                            help="auto (default: cuda when available), cpu, cuda, cuda:N")

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "decay_factor", "fractions_list", "seeds_list"]
+__all__ = ["positive_int", "decay_factor", "fractions_list", "seeds_list", "EMBEDDING_COLOURS"]
+
+#: what an embedding map can be coloured by (emotion2vec.analysis.embedding.EMBEDDING_COLOURS, which a test compares)
+EMBEDDING_COLOURS = ("label", "arousal", "valence", "speaker", "gender", "corpus")
 
 
 def positive_int(text: str) -> int:

@@ -44,7 +44,7 @@ from .features import PackedFeatures, append_utterances, load_features, load_sou
 from .heads import Head, save_head
 from .runs import (FoldOutcome, add_groups, audit_run, check_fold_labels, class_names, head_entry, log_audit,
                    pick_folds, prediction_records, read_inputs, read_rows, results_dict, run_folds, split_folds,
-                   write_valid_predictions)
+                   valid_records, write_valid_predictions)
 from .targets import Targets, apply_label_map, build_targets
 from .training import PROBE_HINT, ProbeConfig, head_config, train_fold
 
@@ -340,7 +340,7 @@ def _result(config: ProbeConfig, corpus: _Corpus, loaded: _Loaded, names: list[s
 
 
 def _write(out: Path, result: ProbeResult, result_dict: dict[str, Any], splits, loaded: _Loaded, test_preds,
-           embedding: str | None, embedding_colour: str, log) -> None:
+           embedding: str | None, embedding_colour: str, log, corpus_rows=None) -> None:
     """Step 6: heads/<fold>.pt, valid_predictions.tsv, the analysis figures, results.json and the rest."""
     from ..analysis.plots import write_analysis_plots
     from ..analysis.runs import VALID_PREDICTIONS
@@ -354,9 +354,18 @@ def _write(out: Path, result: ProbeResult, result_dict: dict[str, Any], splits, 
     if embedding is not None:
         from ..analysis.embedding import write_embedding
 
+        rows_by_key = {r["key"]: r for r in (corpus_rows or [])}
+        valid = valid_positions = None
+        if embedding_colour == "corpus" and result.cross_corpus:
+            from ..analysis.runs import Predictions
+
+            valid = Predictions.from_records(valid_records(result.folds, loaded.targets,
+                                                           lambda key: loaded.position[("data", key)]),
+                                             config.task, result.names)
+            valid_positions = [loaded.position[("data", k)] for k in valid.keys]
         write_embedding(out, result_dict, test_preds, {f.name: f.model for f in result.folds}, embedding,
                         loaded.packed, [loaded.position[(loaded.side["test"], k)] for k in test_preds.keys],
-                        config.seed, embedding_colour)
+                        config.seed, embedding_colour, rows_by_key, valid, valid_positions or ())
     write_analysis_plots(out, result_dict)
     report.write_outputs(out, result_dict, test_preds.records())
     log(f"probe: wrote {', '.join(report.output_files(result_dict))}, {VALID_PREDICTIONS} and heads/ to {out}")
@@ -431,6 +440,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     if train_fraction != 1.0:
         result_dict["train_fraction"] = train_fraction
     if out is not None:
-        _write(Path(out), result, result_dict, splits, loaded, test_preds, embedding, embedding_colour, log)
+        _write(Path(out), result, result_dict, splits, loaded, test_preds, embedding, embedding_colour, log,
+               corpus.test_rows if cross else corpus.rows)
     log(report.summary_markdown(result_dict))
     return result_dict

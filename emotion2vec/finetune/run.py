@@ -538,7 +538,8 @@ def _describe(checkpoint: str, config: FinetuneConfig, corpus: _Corpus, start: _
 
 
 def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[FoldOutcome], group_by, speaker_min,
-           config: FinetuneConfig, log) -> None:
+           config: FinetuneConfig, log, embedding: str | None = None, embedding_colour: str = "label",
+           device="cpu") -> None:
     """valid_predictions.tsv, the fairness and per-speaker analysis, the figures, results.json and the rest."""
     from ..analysis.plots import write_analysis_plots
     from ..downstream.report import output_files, write_outputs
@@ -546,8 +547,22 @@ def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[Fo
     position = {k: i for i, k in enumerate(corpus.keys)}.__getitem__
     records = prediction_records(outcomes, corpus.targets, position)
     write_valid_predictions(out, outcomes, corpus.targets, position)
-    add_groups(result, records, {r["key"]: r for r in corpus.rows}, group_by, speaker_min, config.bootstrap,
-               config.seed, log, "finetune")
+    rows_by_key = {r["key"]: r for r in corpus.rows}
+    preds = add_groups(result, records, rows_by_key, group_by, speaker_min, config.bootstrap, config.seed, log,
+                       "finetune")
+    if embedding is not None:
+        from ..analysis.embedding import embedding_figure, model_vectors, pick_fold
+
+        fold = pick_fold(preds.fold_names(), embedding)
+        model_dir = next((f.extra.get("model_dir") for f in outcomes if f.name == fold), None)
+        if not model_dir:
+            raise FinetuneError(f"--embedding {embedding}: fold {fold} has no exported model (a text-fused head)")
+        sub = preds.select(preds.in_fold(fold))
+        log(f"finetune: embedding map of {fold}'s {len(sub)} test utterances")
+        inputs, hidden = model_vectors(out / model_dir, sub.keys, rows_by_key, str(device))
+        embedding_figure(out, result, fold, inputs, hidden, sub, embedding_colour, rows_by_key, seed=config.seed,
+                         panels=("fine-tuned upstream, the head's layer (mean over frames)",
+                                 "head hidden layer (pooled)"))
     write_analysis_plots(out, result)
     write_outputs(out, result, records, markdown=_results_md)
     log(f"finetune: wrote {', '.join(output_files(result))}, valid_predictions.tsv and models/ to {out}")
@@ -617,7 +632,8 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
                  checksum_dir: str | os.PathLike | None = None, audit_audio: bool = True,
                  allow_unseen_test_labels: bool = False, group_by: Sequence[str] | None = None,
                  speaker_min: int = 20, train_fraction: float = 1.0, test_data: Sequence[str | os.PathLike] = (),
-                 test_label_map: str | None = None) -> dict[str, Any]:
+                 test_label_map: str | None = None, embedding: str | None = None,
+                 embedding_colour: str = "label") -> dict[str, Any]:
     """Fine-tune ``checkpoint`` on every selected fold of ``data``; write the outputs to ``out`` (see the module
     docstring); return results.json's dict (an empty dict in the other processes under ``torchrun``, where every
     process runs this with the same arguments).
@@ -669,7 +685,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     result = _results(config, checkpoint, name, data_dir, protocol, corpus, start, outcomes, audit, dev, world, t0)  # 5
     if train_fraction != 1.0:
         result["train_fraction"] = train_fraction
-    _write(out, result, corpus, outcomes, group_by, speaker_min, config, log)
+    _write(out, result, corpus, outcomes, group_by, speaker_min, config, log, embedding, embedding_colour, dev)
     if test_data:
         _other_corpora(out, result, test_data, test_label_map, config, dev, num_workers, audit_audio, group_by,
                        speaker_min, verbose, log)
