@@ -523,3 +523,18 @@ def test_cross_corpus_probe_trains_on_the_official_split(tmp_path):
     r = run_probe(fa, da, tmp_path / "z", ProbeConfig(epochs=1, bootstrap=0), verbose=False, audit_audio=False,
                   embedding="1", embedding_colour="speaker")
     assert r["embedding"]["coloured_by"] == "speaker"
+
+
+def test_report_average_column_across_corpora():
+    from emotion2vec.downstream import report
+    from test_probe import fake_result
+
+    results = [fake_result("iemocap", "fbank", [0.5, 0.6]), fake_result("iemocap", "e2v", [0.7, 0.7], [0.8, 0.6]),
+               fake_result("urdu", "e2v", [0.9]), fake_result("urdu", "fbank", [0.3])]
+    lines = report.make_table(results, metrics=("wa", "ua"), average=True).splitlines()
+    assert lines[0] == "| Features | IEMOCAP WA | IEMOCAP UA | URDU WA | URDU UA | Average WA | Average UA |"
+    assert lines[2].endswith("| 30.00 ± 0.00 | 30.00 ± 0.00 | 42.50 | 42.50 |")  # (55 + 30) / 2
+    assert lines[3].endswith("| **90.00 ± 0.00** | **90.00 ± 0.00** | **80.00** | **80.00** |")  # (70 + 90) / 2
+    assert "Average: the mean over the corpora's means" in lines[5]
+    lines = report.make_table(results[:3], metrics=("wa",), average=True).splitlines()
+    assert lines[2] == "| fbank | 55.00 ± 5.00 | – | – |"  # no URDU result: no average

@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip given directories without results.json (unfinished runs) with a note instead of "
                         "failing")
     p.add_argument("--no-bold", action="store_true", help="do not bold the best mean per column")
+    p.add_argument("--average", action="store_true",
+                   help="add Average columns: each row's mean over the corpora (the paper tables' average; a row "
+                        "that lacks a corpus gets none)")
     p.add_argument("--curve", default=None, metavar="PNG",
                    help="the label-efficiency curve of the sweeps given (default: next to --out as "
                         "<out>_efficiency.png)")
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     text = ""
     if rows:
         text = make_table(rows, metrics=_split(args.metrics) or TABLE_METRICS, corpora=_split(args.corpora),
-                          sources=_split(args.sources), bold_best=not args.no_bold)
+                          sources=_split(args.sources), bold_best=not args.no_bold, average=args.average)
     # fairness rows named as the table names them (the protocol where a corpus has several, the run folder where a
     # source repeats)
     fair = [dict(r, corpus=corpus, source=label) for r, label, corpus in zip(rows, row_labels(rows),
