@@ -21,10 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "folder. What is not a run (a report's table.md, a plot) is skipped with a note, so a glob of a "
                 "results folder works.\nAlso a fairness table (per gender and per speaker, from each run's "
                 "results.json or its predictions) and, for sweeps, the label-efficiency curve (one line per feature "
-                "source).\nexample:\n  emotion2vec report results/urdu/* --out results/urdu/table.md")
-    p.add_argument("results", nargs="+", help="run directories or their results.json files: probe, fine-tuning, "
-                   "ensemble, conversation, robustness runs, and sweep directories of `probe --train-fraction / "
+                "source).\nexamples:\n  emotion2vec report results/urdu/* --out results/urdu/table.md\n"
+                "  emotion2vec report results/*/* --average\n"
+                "  emotion2vec report --ablation results/ablation/iemocap --out results/ablation/iemocap/tables.md")
+    p.add_argument("results", nargs="*", help="run directories or their results.json files: probe, fine-tuning, "
+                   "ensemble, evaluate, conversation, robustness runs, and sweep directories of `--train-fraction / "
                    "--seeds` (sweep.json: their largest fraction, mean +- std over seeds and folds)")
+    p.add_argument("--ablation", default=None, metavar="DIR",
+                   help="instead: the paper's ablation tables (Tables 8-11, in its layout) from the runs of "
+                        "recipes/ablation.sh in DIR (results/ablation/<corpus>)")
     p.add_argument("--out", default=None, help="write the table here (atomically) as well as printing it")
     p.add_argument("--metrics", default=",".join(TABLE_METRICS),
                    help="comma-separated: wa,ua,wf1,macro_f1 (classification runs; regression runs always get "
@@ -88,9 +93,22 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.fairness import fairness_table
     from ..analysis.robustness import robustness_table
     from ..analysis.runs import with_groups
+    from ..downstream.report import ReportError as ReportError_
     from ..downstream.report import group_labels, make_table, row_labels
     from ..io.atomic import atomic_write_bytes, atomic_write_text
 
+    if args.ablation is not None:
+        from ..analysis.ablation import ablation_tables
+
+        if args.results:
+            raise ReportError_(f"--ablation reads its runs from {args.ablation}; give no run folders besides it")
+        text = ablation_tables(args.ablation)
+        if args.out:
+            atomic_write_text(args.out, text)
+        print(text, end="")
+        return 0
+    if not args.results:
+        raise ReportError_("give run folders (or --ablation DIR)")
     given_runs, given_sweeps, given_robust = _sorted_paths(list(args.results), args.skip_missing)
     runs = [dict(with_groups(g.folder, g.result), run_dir=str(g.folder)) for g in given_runs]
     sweeps = [g.result for g in given_sweeps]
