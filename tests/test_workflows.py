@@ -589,3 +589,85 @@ def test_ablation_pipeline_on_a_cpu_writes_the_papers_table(tmp_path):
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and again.stderr.count("is finished, skipping") == 2
     assert again.stderr.count("exists, skipping") == 2
+
+
+# ------------------------------------------------------------------------------------------------ the docs page
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "evaluation-workflows.md"
+#: blocks that need what the docs workspace lacks (a hub download, another corpus, the 262 h set and GPUs): their
+#: emotion2vec commands are parsed (every flag accepted), the recipe line printed with PRINT=1
+NOT_RUN = ("hf:audeering", "manifests/ravdess", "INIT=checkpoints/base_libri.pt")
+
+
+def _shortened(block: str) -> str:
+    """The block with shortened epochs (the page's real counts are for real runs)."""
+    import re
+
+    block = re.sub(r"emotion2vec probe ", "emotion2vec probe --epochs 3 ", block)
+    block = re.sub(r"(emotion2vec probe .*?)--epochs \d+", r"\1--epochs 3", block, flags=re.S)
+    block = re.sub(r"--epochs 5", "--epochs 1", block)
+    return block
+
+
+def test_the_docs_page_runs_as_written(tmp_path, fixtures_dir, urdu_dir):
+    """docs/evaluation-workflows.md in a workspace with checkpoints/ (the golden test checkpoints), data/urdu (13
+    clips per emotion: every fold of the 10-fold protocol tests at least 5) and manifests/urdu: every python and bash
+    block in order, epochs shortened."""
+    import os
+    import re
+    import shlex
+    import subprocess
+    import sys
+    import time
+
+    from emotion2vec.cli import build_parser
+
+    text = DOCS.read_text(encoding="utf-8")
+    ws = tmp_path
+    (ws / "checkpoints").mkdir()
+    (ws / "checkpoints" / "emotion2vec_base.pt").symlink_to(fixtures_dir / "tiny_emotion2vec.pt")
+    (ws / "checkpoints" / "emotion2vec_plus_base").symlink_to(fixtures_dir / "funasr_emotion2vec_plus")
+    for label in ("Angry", "Happy", "Neutral", "Sad"):
+        (ws / "data" / "urdu" / label).mkdir(parents=True)
+        for f in sorted((urdu_dir / label).glob("*.wav"))[:13]:
+            (ws / "data" / "urdu" / label / f.name).symlink_to(f)
+    assert cli(["prepare", "urdu", "--root", str(ws / "data" / "urdu"), "--out", str(ws / "manifests" / "urdu"),
+                "--quiet", "--no-audio-audit"]) == 0
+    repo = DOCS.parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1",
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    (ws / "recipes").symlink_to(repo / "recipes")
+    (ws / "benchmarks").symlink_to(repo / "benchmarks")
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 10
+    for lang, block in blocks:
+        if lang == "python":
+            res = subprocess.run([sys.executable, "-c", block], cwd=ws, env=env, capture_output=True, text=True,
+                                 timeout=300)
+            assert res.returncode == 0, res.stderr[-2000:]
+            continue
+        if any(marker in block for marker in NOT_RUN):
+            joined = block.replace("\\\n", " ")
+            for line in joined.splitlines():
+                words = shlex.split(line)
+                if "emotion2vec" in words:
+                    build_parser().parse_args(words[words.index("emotion2vec") + 1:])  # every flag accepted
+                elif any(w.endswith("recipes/ablation.sh") for w in words):
+                    res = subprocess.run(["bash", "-c", f"PRINT=1 {line} alpha_1"], cwd=ws, env=env,
+                                         capture_output=True, text=True, timeout=300)
+                    assert res.returncode == 0 and "fairseq-hydra-train" in res.stdout, res.stderr[-2000:]
+            continue
+        if "recipes/ablation.sh" in block:  # the CPU-sized pipeline (test_ablation_pipeline... runs it in full)
+            block = block.replace("recipes/ablation.sh alpha_0 alpha_1", "PRINT=1 recipes/ablation.sh alpha_0 alpha_1")
+            block = block.replace("cat results/ablation/urdu/tables.md", "")
+        t0 = time.perf_counter()
+        res = subprocess.run(["bash", "-e", "-c", _shortened(block)], cwd=ws, env=env, capture_output=True, text=True,
+                             timeout=900)
+        assert res.returncode == 0, (block, res.stdout[-2000:], res.stderr[-3000:])
+        print(f"{time.perf_counter() - t0:.1f}s: {block.splitlines()[0]}")
+    # what the page promises
+    assert (ws / "results" / "urdu_av" / "fbank" / "results.json").exists()
+    assert "**WARNINGS:**" in (ws / "results" / "urdu_av" / "official" / "results.md").read_text()
+    ensemble = json.loads((ws / "results" / "urdu" / "ensemble_fold1" / "results.json").read_text())
+    assert ensemble["ensemble"]["search"] and (ws / "runs" / "urdu" / "ft_sweep" / "sweep.json").exists()
+    assert (ws / "runs" / "urdu" / "ft" / "embedding.png").exists()
+    assert json.loads((ws / "results" / "urdu" / "e2v_wagner" / "results.json").read_text())["head"]["type"] == "wagner"
