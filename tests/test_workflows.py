@@ -301,6 +301,15 @@ def test_finetune_scores_every_fold_on_another_corpus(ft_run, other, tiny, subse
     assert not out.exists()
 
 
+def test_a_diverging_fine_tuning_run_stops_and_names_the_options(tiny, subset, tmp_path, capsys):
+    out = tmp_path / "diverged"
+    assert cli(["finetune", "--checkpoint", str(tiny), "--data", str(subset), "--out", str(out), "--epochs", "1",
+                *FT_FAST, "--lr", "1e30", "--head-lr", "1e30", "--clip-norm", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "lower --lr and --head-lr" in err
+    assert not (out / "results.json").exists()
+
+
 def test_pruning_keeps_the_layer_and_shrinks_the_model(tiny, tmp_path):
     from emotion2vec.models.checkpoint import save_checkpoint_dir
     from emotion2vec.models.prune import prune_upstream
@@ -570,7 +579,8 @@ def test_ablation_pipeline_on_a_cpu_writes_the_papers_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = tmp_path / "out" / "results" / "ablation" / "urdu"
     table = (results / "tables.md").read_text().splitlines()
-    assert table[0] == "Table 11: Ablation study with the weight for utterance-level loss (URDU, random-kfold, 2 fold(s))."
+    assert table[0] == ("Table 11: Ablation study with the weight for utterance-level loss (URDU, random-kfold, "
+                        "2 fold(s)).")
     assert table[2:4] == ["| Utt Loss α | WA(%) ↑ | UA(%) ↑ | WF1(%) ↑ |", "|---|---:|---:|---:|"]
     for line, row in zip(table[4:6], ("alpha_0", "alpha_1")):
         r = json.loads((results / row / "frm" / "results.json").read_text())

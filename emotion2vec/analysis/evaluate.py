@@ -82,8 +82,8 @@ def _run_training(result: Mapping[str, Any], where: str) -> tuple[dict[str, dict
     by_name = {f["name"]: f for f in spec["folds"]}
     names = [f["name"] for f in result.get("folds", [])]
     if protocol == "cross-corpus" and "cross-corpus" in names:  # an older cross-corpus probe: all of the corpus
-        return {"cross-corpus": {"data": data, "keys": sorted({k for f in spec["folds"] for s in ("train", "valid",
-                                                                                                 "test") for k in f[s]})}}, []
+        every = sorted({k for f in spec["folds"] for s in ("train", "valid", "test") for k in f[s]})
+        return {"cross-corpus": {"data": data, "keys": every}}, []
     out = {n: {"data": data, "keys": list(by_name[n]["train"]) + list(by_name[n]["valid"])} for n in names
            if n in by_name}
     notes = [] if len(out) == len(names) else [f"the folds of {where} are not all in {data}'s folds: no leakage "

@@ -24,8 +24,8 @@ import torch
 from ..downstream.features import PackedFeatures, _select_layer
 from ..downstream.heads import Head
 
-__all__ = ["pack", "activation", "predict", "hidden", "feature_source", "FeatureExtractor", "ModelPredictor", "decoded_chunks",
-           "CHUNK_UTTERANCES"]
+__all__ = ["pack", "activation", "predict", "hidden", "feature_source", "FeatureExtractor", "ModelPredictor",
+           "decoded_chunks", "CHUNK_UTTERANCES"]
 
 #: utterances decoded together (their versions share the engine's batches)
 CHUNK_UTTERANCES = 32

@@ -109,8 +109,9 @@ def _finetuned_source(run, fold_names: list[str]) -> tuple[str, dict[str, Any], 
 def _stamp(run, perturbations: Sequence[Perturbation], seed: int, source: str, settings: dict[str, Any]) -> str:
     from ..extract.run import checkpoint_stamp
 
+    finetuned = run.result.get("kind") == "finetune"
     blob = {"run": run.result.get("created"), "source": source,
-            "stamp": settings.get("checkpoint_stamp") if run.result.get("kind") == "finetune" else checkpoint_stamp(source),
+            "stamp": settings.get("checkpoint_stamp") if finetuned else checkpoint_stamp(source),
             "settings": {k: settings.get(k) for k in ("layers", "granularity", "dtype", "attention", "chunk_seconds")},
             "seed": seed, "perturbations": [(p.name, list(p.values)) for p in perturbations]}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -32,10 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(Wagner et al.), the epoch chosen on the fold's valid keys, scored on its test keys like a probe. A re-run "
         "of the same command resumes (also after a kill) without repeating or skipping an update.", 100)
     parser.epilog = textwrap.fill(
-        "outputs in --out: results.json, results.md, predictions.tsv, confusion.png (as `emotion2vec probe`), "
-        "models/<fold>/ (the fold's best model: config.json, model.safetensors, head.safetensors; `emotion2vec "
-        "predict` and `extract` load it), <fold>/checkpoint_last.pt, checkpoint_best.pt, tb/ (TensorBoard), "
-        "<fold>/result.json, finetune.json (the settings a resume must match).", 100) + "\n" + EXAMPLES
+        "outputs in --out: results.json, results.md, predictions.tsv, valid_predictions.tsv, confusion.png, "
+        "speakers.png, embedding.png (as `emotion2vec probe`), models/<fold>/ (the fold's best model: config.json, "
+        "model.safetensors, head.safetensors; `emotion2vec predict`, `extract`, `evaluate` and `robustness` load "
+        "it), test_<corpus>/ (--test-data), <fold>/checkpoint_last.pt, checkpoint_best.pt, tb/ (TensorBoard), "
+        "<fold>/result.json, finetune.json (the settings a resume must match). A run whose training diverges stops "
+        "with an error; collapsed predictions are a WARNING at the top of results.md.", 100) + "\n" + EXAMPLES
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--checkpoint", required=True, metavar="CKPT",
                     help="the model to fine-tune: any checkpoint `emotion2vec extract` loads (or hf:PATH)")

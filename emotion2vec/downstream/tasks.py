@@ -35,7 +35,8 @@ import math
 
 from . import ProbeError
 
-__all__ = ["TASKS", "LOSSES", "DEFAULT_LOSS", "HEADS", "POOLINGS", "OPTIMIZERS", "SCHEDULERS", "TRAINING_DEFAULTS", "TASK_SELECT_METRICS", "DEFAULT_SELECT",
+__all__ = ["TASKS", "LOSSES", "DEFAULT_LOSS", "HEADS", "POOLINGS", "OPTIMIZERS", "SCHEDULERS", "TRAINING_DEFAULTS",
+           "TASK_SELECT_METRICS", "DEFAULT_SELECT",
            "LOWER_IS_BETTER", "is_better", "SMOOTHED_LOSSES", "check_combination"]
 
 TASKS = ("categorical", "soft", "multilabel", "regression")

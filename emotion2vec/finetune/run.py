@@ -31,9 +31,17 @@ Outputs in ``out`` (written by the first process; each file atomically):
                                   written, naming each difference
     <fold>/checkpoint_last.pt     resume state (:mod:`.train`), <fold>/checkpoint_best.pt, <fold>/tb/ (TensorBoard)
     <fold>/result.json            the finished fold (its presence marks it done: a re-run skips it)
-    models/<fold>/                the exported model of the fold (:mod:`.export`)
-    results.json, results.md, predictions.tsv, confusion.png   as a probe run (:mod:`emotion2vec.downstream.report`),
-                                  with ``model_dir`` per fold instead of a saved head file
+    models/<fold>/                the exported model of the fold (:mod:`.export`; with ``--layer N`` the blocks above
+                                  N are removed from the model that trains and is exported: :mod:`emotion2vec.models.
+                                  prune`)
+    results.json, results.md, predictions.tsv, valid_predictions.tsv, confusion.png, speakers.png, embedding.png
+                                  as a probe run (:mod:`emotion2vec.downstream.report`: fairness and per-speaker
+                                  analysis, warnings at the top), with ``model_dir`` per fold instead of a saved head
+    test_<corpus>/                every fold's model scored on another corpus (``test_data``, an evaluate run)
+
+``train_fraction`` trains on a stratified, seeded share of each fold's training keys (the probe's
+:func:`emotion2vec.analysis.efficiency.subsample_train`; ``--train-fraction`` / ``--seeds`` sweeps run
+:func:`emotion2vec.analysis.efficiency.run_sweep` over this function).
 """
 
 from __future__ import annotations

@@ -320,7 +320,8 @@ def read_hf_head(name: str, config: Any):
     labels = [str(id2label.get(i, id2label.get(str(i), f"output_{i}"))) for i in range(n)]
     if {"classifier.dense.weight", "classifier.out_proj.weight"} <= set(state):
         hidden, activation = int(state["classifier.dense.weight"].shape[0]), "tanh"
-        tensors = {"head.proj.weight": state["classifier.dense.weight"], "head.proj.bias": state["classifier.dense.bias"],
+        tensors = {"head.proj.weight": state["classifier.dense.weight"],
+                   "head.proj.bias": state["classifier.dense.bias"],
                    "head.output.weight": state["classifier.out_proj.weight"],
                    "head.output.bias": state["classifier.out_proj.bias"]}
         dropout = float(getattr(config, "final_dropout", 0.0) or 0.0)
@@ -334,8 +335,8 @@ def read_hf_head(name: str, config: Any):
     else:
         return None
     if tensors["head.output.weight"].shape[0] != n:
-        raise CheckpointError(f"hf:{name}: its head has {tensors['head.output.weight'].shape[0]} outputs but the config "
-                              f"names {n} labels")
+        outputs = tensors["head.output.weight"].shape[0]
+        raise CheckpointError(f"hf:{name}: its head has {outputs} outputs but the config names {n} labels")
     tensors.update({"head.input_mean": torch.zeros(1, dim), "head.input_inv_std": torch.ones(1, dim)})
     problem = str(getattr(config, "problem_type", "") or "")
     dimensional = {label.lower() for label in labels} <= {"arousal", "dominance", "valence"}

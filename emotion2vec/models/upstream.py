@@ -116,8 +116,8 @@ def load_upstream(spec: str | os.PathLike, trust: bool = False, preset_name: str
     """Load any upstream in eval mode. -> (model, info).
 
     ``hf:PATH`` -> :class:`~emotion2vec.models.hf.HFUpstream` (with the classifier beside it when ``PATH`` is the
-    ``encoder/`` of a fine-tuned export, else the emotion head saved in its own weights: :func:`~.hf.read_hf_head`); a fine-tuned Hugging Face export folder (``classifier.json`` + ``encoder/``)
-    likewise; anything else goes to :func:`~emotion2vec.models.checkpoint.load_model`, which reads emotion2vec /
+    ``encoder/`` of a fine-tuned export, else the emotion head saved in its own weights: :func:`~.hf.read_hf_head`);
+    a fine-tuned Hugging Face export folder (``classifier.json`` + ``encoder/``) likewise; anything else goes to :func:`~emotion2vec.models.checkpoint.load_model`, which reads emotion2vec /
     data2vec 2.0 / FunASR / our checkpoints and fairseq data2vec (v1) ``data2vec_audio`` checkpoints (as
     :class:`~emotion2vec.models.data2vec1.Data2Vec1Model`). ``info`` has ``source``, ``path``, ``classifier`` and
     ``meta``.
