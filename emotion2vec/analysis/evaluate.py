@@ -75,8 +75,10 @@ def _run_training(result: Mapping[str, Any], where: str) -> tuple[dict[str, dict
     data, protocol = result.get("data"), result.get("protocol")
     if not data or protocol in ("speaker-id",):
         return {}, [f"the training data of {where} is not recorded: no leakage audit"]
+    if protocol == "cross-corpus":  # a cross-corpus probe trained on its corpus's own folds
+        protocol = (result.get("cross_corpus") or {}).get("train_protocol")
     try:
-        _, spec = read_inputs(Path(data), None if protocol in (None, "cross-corpus") else protocol, 0)
+        _, spec = read_inputs(Path(data), protocol, 0)
     except Exception as e:  # noqa: BLE001 - a moved corpus: the audit is left out, said in the notes
         return {}, [f"the training corpus of {where} ({data}) cannot be read ({e}): no leakage audit"]
     by_name = {f["name"]: f for f in spec["folds"]}
