@@ -21,8 +21,8 @@
 #   BLOCKS (default "1 2 3 4"), LOSSES (default "arcface linear": ArcFace and the cross-entropy variant),
 #   BETAS (default none; e.g. "0.1 0.5 1"): their Fig. 7b-c, the speaker network trained with the emotion network
 #   (4 blocks, ArcFace) by Eq. (6) with each beta, its layers after the upstream (head) or everything (all),
-#   PARK_SCHEDULE_ARGS: extra fine-tuning arguments for the paper's per-epoch x0.98 learning-rate decay and its
-#   under-sampling of IEMOCAP's larger classes, once fine-tuning has options for them (empty: not applied).
+#   The paper's training details: inputs repeated up to 3 s, at most 15 s, gradient clipping at 100, weight decay
+#   1e-8, the learning rate x0.98 after every epoch; the emotion networks under-sample IEMOCAP's larger classes.
 set -euo pipefail
 CHECKPOINT=${CHECKPOINT:-hf:facebook/wav2vec2-base}  # before common.sh, whose default is the fbank baseline
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -30,7 +30,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 BLOCKS=${BLOCKS:-1 2 3 4}
 LOSSES=${LOSSES:-arcface linear}
 RESULTS=$OUT/results/park
-read -r -a schedule <<<"${PARK_SCHEDULE_ARGS:-}"
 if [[ ${PRINT:-0} == 1 ]]; then
   DEVICE=${DEVICE:-cuda}
   step() { printf 'emotion2vec'; printf ' %q' "$@"; printf '\n'; }
@@ -39,8 +38,8 @@ else
   step() { run $E2V "$@"; }
 fi
 done_() { [[ ${PRINT:-0} != 1 && -f $1/results.json ]] && say "skip: $1 is done"; }
-common=(--max-seconds 15 --repeat-pad 3 --clip-norm 100 --weight-decay 1e-8 --schedule constant --warmup 0
-        --device "$DEVICE" "${schedule[@]}")
+common=(--max-seconds 15 --repeat-pad 3 --clip-norm 100 --weight-decay 1e-8 --schedule exponential --lr-decay 0.98
+        --warmup 0 --device "$DEVICE")
 
 # 1. the corpora
 [[ -f $OUT/manifests/voxceleb1/data.tsv && ${PRINT:-0} != 1 ]] ||
@@ -62,7 +61,7 @@ for k in $BLOCKS; do
     done_ "$RESULTS/emotion_k${k}_$loss" ||
       step finetune --checkpoint "$CHECKPOINT" --data "$OUT/manifests/iemocap" --out "$RESULTS/emotion_k${k}_$loss" \
         --park-blocks "$k" --head "$loss" --lr 3e-5 --head-lr 3e-5 --batch-seconds 90 --accumulate 4 --patience 10 \
-        --epochs 150 "${common[@]}"
+        --epochs 150 --undersample "${common[@]}"
   done
 done
 
@@ -73,7 +72,7 @@ for k in $BLOCKS; do
       step finetune --checkpoint "$CHECKPOINT" --data "$OUT/manifests/iemocap" --out "$RESULTS/aware_k${k}_$loss" \
         --start-from "$RESULTS/emotion_k${k}_$loss" --init-head keep \
         --speaker-model "$RESULTS/speaker_arcface/models/speaker" --fusion park --park-blocks "$k" --head "$loss" \
-        --lr 1e-5 --head-lr 1e-5 --batch-seconds 90 --accumulate 4 --patience 10 --epochs 100 "${common[@]}"
+        --lr 1e-5 --head-lr 1e-5 --batch-seconds 90 --accumulate 4 --patience 10 --epochs 100 --undersample "${common[@]}"
   done
 done
 
@@ -85,7 +84,7 @@ for beta in ${BETAS:-}; do
         --start-from "$RESULTS/emotion_k4_arcface" --init-head keep \
         --speaker-model "$RESULTS/speaker_arcface/models/speaker" --fusion park --park-blocks 4 --head arcface \
         --speaker-train "$mode" --emotion-weight 1 --id-weight "$beta" \
-        --lr 1e-5 --head-lr 1e-5 --batch-seconds 90 --accumulate 4 --patience 10 --epochs 100 "${common[@]}"
+        --lr 1e-5 --head-lr 1e-5 --batch-seconds 90 --accumulate 4 --patience 10 --epochs 100 --undersample "${common[@]}"
   done
 done
 

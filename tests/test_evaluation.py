@@ -389,7 +389,7 @@ def test_regression_on_the_synthesisers_arousal_and_valence(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ cross-corpus
-def test_cross_corpus_trains_on_all_of_a_and_tests_on_all_of_b(tmp_path, capsys):
+def test_cross_corpus_trains_on_the_folds_of_a_and_tests_on_all_of_b(tmp_path, capsys):
     fa, da, feats_a, labels_a, _ = synthetic_corpus(tmp_path / "a", "utterance", n=80, n_folds=2, seed=1)
     # corpus B: the same classes spelt differently, plus a class A does not know
     rng = np.random.default_rng(1)
@@ -416,13 +416,17 @@ def test_cross_corpus_trains_on_all_of_a_and_tests_on_all_of_b(tmp_path, capsys)
         run_probe(fa, da, None, cfg, test_features=fb, test_data=db, label_map=partial, verbose=False)
     out = tmp_path / "cross"
     r = run_probe(fa, da, out, cfg, test_features=fb, test_data=db, label_map=partial + ",calm=", verbose=False)
-    (fold,) = r["folds"]
-    assert fold["name"] == "cross-corpus" and fold["n_test"] == 40 and fold["n_train"] + fold["n_valid"] == 80
+    # each of A's own folds trains and selects (its train / valid keys, A's test keys unused), B is every fold's test
+    spec = json.loads((da / "folds.json").read_text())["folds"]
+    assert [f["name"] for f in r["folds"]] == [f["name"] for f in spec] == ["fold1", "fold2"]
+    for fold, own in zip(r["folds"], spec):
+        assert fold["n_test"] == 40 and (fold["n_train"], fold["n_valid"]) == (len(own["train"]), len(own["valid"]))
     assert r["protocol"] == "cross-corpus" and r["corpus"] == "synth->data" and r["summary"]["ua"]["mean"] > 0.9
+    assert r["cross_corpus"]["train_protocol"] == "default"
     assert r["cross_corpus"]["dropped"]["test"] == {"calm": 1} and r["audit"]["protocol"] == "cross-corpus"
     preds = _predictions(out)
-    assert len(preds) == 40 and {p["label"] for p in preds} == set(LABELS)
-    assert "cross-corpus: trained on" in (out / "results.md").read_text()
+    assert len(preds) == 80 and {p["label"] for p in preds} == set(LABELS)
+    assert "cross-corpus: trained and selected on" in (out / "results.md").read_text()
     rc = cli(["probe", "--features", str(fa), "--data", str(da), "--test-features", str(fb), "--out",
               str(tmp_path / "o")])
     assert rc == 2 and "needs both --test-features and --test-data" in capsys.readouterr().err

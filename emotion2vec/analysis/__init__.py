@@ -3,13 +3,17 @@
 One module per job:
     runs.py           a finished run's files read back (results.json, predictions.tsv, valid_predictions.tsv,
                       heads/<fold>.pt) as :class:`~.runs.Predictions`
-    inference.py      saved heads run on features held in memory: predictions and the hidden layer
+    inference.py      trained models on audio or features in memory: saved heads, recomputed features, models
+                      with their own head (fine-tuned exports, emotion2vec+, hf: emotion heads)
+    evaluate.py       ``emotion2vec evaluate``: any trained predictor scored on any labelled corpus
     perturbations.py  the eight signal perturbations of Wagner et al. (numpy / scipy.signal, seeded)
-    robustness.py     ``emotion2vec robustness``: perturbed test audio through the same upstream and head
+    robustness.py     ``emotion2vec robustness``: perturbed test audio through the same upstream and head, or the
+                      fine-tuned models
     fairness.py       per-group (``gender`` by default) and per-speaker scores with bootstrap intervals
     ensemble.py       ``emotion2vec ensemble``: hard / soft votes over runs, combinations ranked on dev
     efficiency.py     ``probe --train-fraction`` / ``--seeds``: stratified subsets, repeated seeds, the curve
-    embedding.py      2-D map (t-SNE, or UMAP when installed) of a head's hidden layer beside its input features
+    embedding.py      2-D map (t-SNE, or UMAP when installed) of a head's hidden layer beside its input features,
+                      coloured by label, arousal or valence group, speaker, gender or corpus
     plots.py          the analysis figures of a probe run (per-speaker scores)
 """
 

@@ -101,8 +101,9 @@ def run_sweep(probe: Callable[..., dict[str, Any]], features: str | os.PathLike,
               out: str | os.PathLike, config, fractions: Sequence[float] | None = None,
               seeds: Sequence[int] | None = None, verbose: bool = True, **probe_kwargs: Any) -> dict[str, Any]:
     """One ``probe(features, data, out/<run>, config, train_fraction=..., verbose=..., **probe_kwargs)`` per fraction
-    and seed (``probe`` is :func:`emotion2vec.downstream.probe.run_probe`); the sweep's files in ``out``. Returns
-    sweep.json's dict."""
+    and seed (``probe`` is :func:`emotion2vec.downstream.probe.run_probe`, or
+    :func:`emotion2vec.finetune.run.run_finetune` with a checkpoint as ``features``); the sweep's files in ``out``.
+    Returns sweep.json's dict (empty in the other processes of a distributed fine-tuning run)."""
     from ..io.atomic import atomic_write_bytes, atomic_write_text
 
     if not fractions and not seeds:
@@ -114,17 +115,22 @@ def run_sweep(probe: Callable[..., dict[str, Any]], features: str | os.PathLike,
     for fraction in fraction_list:
         for seed in seed_list:
             name = _run_name(fraction, seed, bool(fractions), bool(seeds))
-            log(f"probe: sweep run {name} (train fraction {fraction:g}, seed {seed}) -> {out / name}")
+            log(f"sweep: run {name} (train fraction {fraction:g}, seed {seed}) -> {out / name}")
             result = probe(features, data, out / name, replace(config, seed=seed), train_fraction=fraction,
                            verbose=verbose, **probe_kwargs)
+            if not result:  # a process of a distributed run that does not write
+                continue
             first = first or result
             runs.append({"fraction": fraction, "seed": seed, "dir": name, "summary": result["summary"],
                          "folds": [{"name": f["name"], "n_train": f["n_train"], "test": {
                              m: f["test"][m] for m in result["summary"]}} for f in result["folds"]]})
+    if first is None:
+        return {}
     task = first.get("task", "categorical")
     names = first.get("targets") or first.get("labels") or []
     metrics = list(summary_metrics(task, names))
-    sweep = {"format": SWEEP_FORMAT, "version": 1, "corpus": first["corpus"], "source": first["source"],
+    sweep = {"format": SWEEP_FORMAT, "version": 1, "kind": first.get("kind") or "probe", "corpus": first["corpus"],
+             "source": first["source"],
              "protocol": first.get("protocol"), "task": task, "headline": HEADLINE[task], "targets": first.get("targets", []),
              "labels": first.get("labels", []), "metrics": metrics, "fractions": fraction_list, "seeds": seed_list,
              "runs": runs, "by_fraction": _aggregate(runs, metrics)}
@@ -158,7 +164,8 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
     from ..downstream.report import corpus_name
 
     metrics, headline = sweep["metrics"], sweep["headline"]
-    lines = [f"# Probe sweep: {corpus_name(sweep['corpus'])} / {sweep['source']}", "",
+    kind = "Fine-tuning" if sweep.get("kind") == "finetune" else "Probe"
+    lines = [f"# {kind} sweep: {corpus_name(sweep['corpus'])} / {sweep['source']}", "",
              f"Train fractions {', '.join(f'{f:g}' for f in sweep['fractions'])}; seeds "
              f"{', '.join(str(s) for s in sweep['seeds'])}; one run per fraction and seed in "
              + ", ".join(f"`{r['dir']}/`" for r in sweep["runs"]) + ".", "",

@@ -1,14 +1,15 @@
-"""``emotion2vec robustness PROBE_RUN_DIR --data MANIFEST_DIR --out DIR``: how predictions move under small signal
+"""``emotion2vec robustness RUN_DIR --data MANIFEST_DIR --out DIR``: how predictions move under small signal
 changes (Wagner et al.).
 
-For every test utterance of every fold of a finished probe run, the waveform (16 kHz, as extraction reads it) is
-perturbed by each selected perturbation (:mod:`.perturbations`, one value drawn per utterance, seeded), the features
-are recomputed through the same upstream with the settings recorded in the feature folder's ``features.json``
-(checkpoint, layers, granularity, compute dtype, attention, chunk length; :func:`emotion2vec.extract.backends.
-load_backend` and the batched engine :class:`emotion2vec.extract.engine.BatchedForward`: a chunk of utterances
-and all their perturbed versions go through length-sorted batches together), the fold's saved head
-(``heads/<fold>.pt``) scores them, and each prediction is compared with the clean one (the unperturbed waveform
-through the same path; its agreement with the run's predictions.tsv is reported as a check).
+For every test utterance of every fold of a finished probe or fine-tuning run, the waveform (16 kHz, as extraction
+reads it) is perturbed by each selected perturbation (:mod:`.perturbations`, one value drawn per utterance, seeded)
+and run again through the fold's model: for a probe, the features are recomputed through the same upstream with the
+settings recorded in the feature folder's ``features.json`` (checkpoint, layers, granularity, compute dtype,
+attention, chunk length; :class:`.inference.FeatureExtractor`: a chunk of utterances and all their perturbed versions
+go through length-sorted batches together) and the fold's saved head (``heads/<fold>.pt``) scores them; for a
+fine-tuning run, the fold's exported model (``models/<fold>``, :class:`.inference.ModelPredictor`) takes the
+waveforms. Each prediction is compared with the clean one (the unperturbed waveform through the same path; its
+agreement with the run's predictions.tsv is reported as a check).
 
 Scores, per perturbation and overall (the mean over perturbations):
     robustness   share of utterances whose prediction does not change: the same class (categorical, soft), the
@@ -37,6 +38,7 @@ import numpy as np
 
 from ..downstream.metrics import HEADLINE, METRIC_NAMES, PERCENT_METRICS, format_metric, summarize, summary_metrics
 from . import AnalysisError
+from .inference import feature_source
 from .perturbations import Perturbation, select_perturbations, utterance_rng
 
 __all__ = ["ROBUSTNESS_FORMAT", "THRESHOLD", "changed", "run_robustness", "robustness_markdown", "robustness_png",
@@ -44,9 +46,6 @@ __all__ = ["ROBUSTNESS_FORMAT", "THRESHOLD", "changed", "run_robustness", "robus
 
 ROBUSTNESS_FORMAT = "emotion2vec-robustness-results"
 THRESHOLD = 0.05
-#: utterances decoded and perturbed together (their versions share the engine's batches)
-CHUNK_UTTERANCES = 32
-NAMED_SOURCES = ("fbank",)
 
 
 def changed(task: str, clean: np.ndarray, perturbed: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
@@ -62,9 +61,9 @@ def changed(task: str, clean: np.ndarray, perturbed: np.ndarray, threshold: floa
 # ------------------------------------------------------------------------------------------------ checks
 def _check_run(run, run_dir: Path, folds: str | None) -> list[str]:
     kind = run.result.get("kind")
-    if kind in ("finetune", "ensemble"):
-        raise AnalysisError(f"{run_dir} is a{'n' if kind == 'ensemble' else ''} {kind} run; robustness re-runs a "
-                            f"probe's saved heads on re-extracted features (run it on the probe runs)")
+    if kind not in (None, "finetune"):
+        raise AnalysisError(f"{run_dir} is a{'n' if kind[0] in 'aeiou' else ''} {kind} run; robustness re-runs a "
+                            f"probe's saved heads or a fine-tuning run's exported models (run it on those)")
     names = run.test.fold_names()
     if folds:
         wanted = [s.strip() for s in folds.split(",") if s.strip()]
@@ -77,6 +76,13 @@ def _check_run(run, run_dir: Path, folds: str | None) -> list[str]:
             else:
                 raise AnalysisError(f"--folds: no fold {w!r} in {run_dir} (folds: {', '.join(names)})")
         names = list(dict.fromkeys(picked))
+    if kind == "finetune":
+        dirs = {f["name"]: f.get("model_dir") for f in run.result.get("folds", [])}
+        lost = [f for f in names if not dirs.get(f) or not (run_dir / dirs[f]).is_dir()]
+        if lost:
+            raise AnalysisError(f"{run_dir} has no exported model for fold(s) {', '.join(lost)} (models/{lost[0]}): "
+                                f"a text-fused model is not exported, or the folder was moved without models/")
+        return names
     missing = [f for f in names if not run.head_file(f).exists()]
     if missing:
         r = run.result
@@ -87,71 +93,25 @@ def _check_run(run, run_dir: Path, folds: str | None) -> list[str]:
     return names
 
 
-def _source(meta: dict[str, Any], run_dir: Path, checkpoint: str | None) -> tuple[str, dict[str, Any], list[str]]:
-    """(checkpoint to load, the feature settings, warnings) of a saved head's features."""
+# ------------------------------------------------------------------------------------------------ extraction
+def _finetuned_source(run, fold_names: list[str]) -> tuple[str, dict[str, Any], list[str]]:
+    """(what runs, its settings, warnings) of a fine-tuning run: each fold's exported model."""
     from ..extract.run import checkpoint_stamp
 
-    settings = meta.get("feature_settings") or {}
-    if meta.get("concat"):
-        raise AnalysisError(f"{run_dir}: the heads read several feature sources joined (--concat-features); "
-                            f"robustness recomputes one upstream's features from the perturbed audio (run it on a "
-                            f"probe of one feature source)")
-    if not settings.get("checkpoint"):
-        raise AnalysisError(f"{run_dir}: the saved heads do not record the feature settings (features.json); re-run "
-                            f"the probe with this version, then this command")
-    if settings.get("granularity") not in ("frame", "utterance"):
-        raise AnalysisError(f"{run_dir}: features of granularity {settings.get('granularity')!r}: robustness "
-                            f"re-extracts frame or utterance features only")
-    recorded = str(settings["checkpoint"])
-    source = checkpoint or recorded
-    warnings = []
-    named = source in NAMED_SOURCES or source.startswith(("opensmile:", "hf:"))
-    if not named:
-        if not Path(source).exists():
-            raise AnalysisError(f"the feature source {source} recorded in the features.json of the probe's features "
-                                f"({meta.get('source')}) is missing"
-                                + (" (--checkpoint)" if checkpoint else "")
-                                + ": pass --checkpoint PATH to the same weights, or re-extract the features with an "
-                                  "available checkpoint and re-run the probe, then this command")
-        stamp = settings.get("checkpoint_stamp")
-        if stamp and checkpoint_stamp(source) != stamp:
-            warnings.append(f"{source} differs in size or modification time from the checkpoint the features were "
-                            f"extracted with ({recorded}): perturbed and clean predictions both use the file given "
-                            f"now, but they may differ from the probe's")
-    return source, settings, warnings
-
-
-# ------------------------------------------------------------------------------------------------ extraction
-class _Extractor:
-    """Waveforms -> packed features laid out as the head's training features."""
-
-    def __init__(self, source: str, settings: dict[str, Any], meta: dict[str, Any], device: str, trust: bool,
-                 max_tokens: int | None):
-        from ..extract.backends import load_backend
-        from ..extract.engine import BatchedForward
-
-        onnx = settings.get("backend") == "onnxruntime"
-        self.backend = load_backend(source, device, "float32" if onnx else settings.get("dtype", "float32"), trust,
-                                    attention=settings.get("attention") or "sdpa",
-                                    backend="onnxruntime" if onnx else None)
-        self.layers = list(settings.get("layers") or [self.backend.num_layers - 1])
-        self.engine = BatchedForward(self.backend, self.layers, max_tokens, float(settings.get("chunk_seconds", 30.0)))
-        self.granularity = settings["granularity"]
-        self.stored, self.layer = list(meta["stored_layers"]), meta["layer"]
-
-    def __call__(self, keys: list[str], wavs: list[np.ndarray]):
-        from ..extract.engine import pool
-        from .inference import pack
-
-        feats = self.engine([self.engine.prepare(w) for w in wavs])
-        arrays = [pool(f, self.granularity, len(self.layers) == 1) for f in feats]
-        return pack(keys, arrays, self.stored, self.layer, self.granularity)
+    dirs = {f["name"]: run.path / f["model_dir"] for f in run.result["folds"]}
+    layer = run.result.get("layer")
+    settings = {"checkpoint": str(run.path / "models"), "granularity": "waveform (fine-tuned model)",
+                "layers": [layer] if layer is not None else [], "dtype": "float32",
+                "checkpoint_stamp": ";".join(checkpoint_stamp(str(dirs[f])) for f in fold_names)}
+    return str(run.path / "models"), settings, []
 
 
 def _stamp(run, perturbations: Sequence[Perturbation], seed: int, source: str, settings: dict[str, Any]) -> str:
     from ..extract.run import checkpoint_stamp
 
-    blob = {"run": run.result.get("created"), "source": source, "stamp": checkpoint_stamp(source),
+    finetuned = run.result.get("kind") == "finetune"
+    blob = {"run": run.result.get("created"), "source": source,
+            "stamp": settings.get("checkpoint_stamp") if finetuned else checkpoint_stamp(source),
             "settings": {k: settings.get(k) for k in ("layers", "granularity", "dtype", "attention", "chunk_seconds")},
             "seed": seed, "perturbations": [(p.name, list(p.values)) for p in perturbations]}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -161,29 +121,23 @@ def _audio_name(key: str) -> str:
     return key.replace("/", "__")
 
 
-def _fold_predictions(fold: str, keys: list[str], rows: dict[str, dict], head, meta, extract: _Extractor,
+def _fold_predictions(fold: str, keys: list[str], rows: dict[str, dict], predict_fn, width: int,
                       perturbations: Sequence[Perturbation], seed: int, num_workers: int, audio: dict[str, Any],
                       log) -> dict[str, np.ndarray]:
-    """Clean and perturbed predictions of one fold's test utterances (decoded and perturbed chunk by chunk)."""
-    from ..extract.inputs import Item, decoded_batches
+    """Clean and perturbed predictions of one fold's test utterances (decoded and perturbed chunk by chunk);
+    ``predict_fn(keys, waveforms)`` -> (n, ``width``) is the fold's model."""
     from ..io.audio import SAMPLE_RATE, write_audio
-    from .inference import predict
+    from .inference import decoded_chunks
 
-    items = [Item(k, rows[k]["path"], int(rows[k]["channel"]) if rows[k].get("channel") else None) for k in keys]
-    chunks = [list(range(i, min(i + CHUNK_UTTERANCES, len(items)))) for i in range(0, len(items), CHUNK_UTTERANCES)]
     n = len(keys)
-    out = {"clean": np.zeros((n, len(meta["names"])))}
+    out = {"clean": np.zeros((n, width))}
     for p in perturbations:
-        out[p.name] = np.zeros((n, len(meta["names"])))
+        out[p.name] = np.zeros((n, width))
         out[f"{p.name}:value"] = np.zeros(n)
     t0 = time.perf_counter()
-    for chunk, decoded in zip(chunks, decoded_batches(items, chunks, normalize=False, num_workers=num_workers)):
-        errors = [f"{items[i].path}: {err}" for i, _, err in decoded if err is not None]
-        if errors:
-            raise AnalysisError(f"{len(errors)} test file(s) of {fold} cannot be read: " + "; ".join(errors[:5]))
+    for chunk, wavs in decoded_chunks(keys, rows, num_workers):
         versions_keys, versions = [], []
-        for i, wav, _ in decoded:
-            clean = wav.numpy()
+        for i, clean in zip(chunk, wavs):
             versions_keys.append(("clean", i))
             versions.append(clean)
             save = audio["left"] > 0
@@ -201,8 +155,7 @@ def _fold_predictions(fold: str, keys: list[str], rows: dict[str, dict], head, m
                     path = Path(audio["dir"]) / p.name / f"{_audio_name(keys[i])}.wav"
                     write_audio(path, y, SAMPLE_RATE, subtype="FLOAT")
                     audio["index"].append((p.name, keys[i], f"{value:g}", str(path.relative_to(audio["dir"]))))
-        feats = extract([f"{name}:{keys[i]}" for name, i in versions_keys], versions)
-        predictions = predict(head, meta, feats)
+        predictions = predict_fn([f"{name}:{keys[i]}" for name, i in versions_keys], versions)
         for (name, i), p in zip(versions_keys, predictions):
             out[name][i] = p
         log(f"robustness: {fold}: {chunk[-1] + 1}/{n} utterances x {len(perturbations) + 1} versions "
@@ -283,6 +236,29 @@ def _test_set(run, run_dir: Path, data: Path, fold_names: list[str]):
     return rows, test
 
 
+def _fold_models(run, fold_names: list[str], source: str, settings: dict[str, Any], first_meta: dict[str, Any],
+                 device: str, trust: bool, max_tokens: int | None):
+    """-> (a function giving fold f's ``predict_fn(keys, waveforms)``, a description for the log)."""
+    from ..downstream.heads import load_head
+    from .inference import FeatureExtractor, ModelPredictor, predict
+
+    if run.result.get("kind") == "finetune":
+        dirs = {f["name"]: run.path / f["model_dir"] for f in run.result["folds"]}
+
+        def finetuned(fold: str):
+            model = ModelPredictor(dirs[fold], device, trust, max_tokens)
+            return lambda keys, wavs: model(wavs)
+
+        return finetuned, f"the fine-tuned models models/<fold>"
+    extract = FeatureExtractor(source, settings, first_meta, device, trust, max_tokens)
+
+    def probe(fold: str):
+        head, meta = load_head(run.head_file(fold))
+        return lambda keys, wavs: predict(head, meta, extract(keys, wavs))
+
+    return probe, (f"{source} ({settings['granularity']}-level, layers {extract.layers}) and the saved heads")
+
+
 def _predict_folds(run, fold_names: list[str], test, rows: dict[str, dict], source: str, settings: dict[str, Any],
                    first_meta: dict[str, Any], perturbations: Sequence[Perturbation], seed: int, stamp: str,
                    out: Path, save_audio: int, device: str, trust: bool, max_tokens: int | None, num_workers: int,
@@ -291,8 +267,6 @@ def _predict_folds(run, fold_names: list[str], test, rows: dict[str, dict], sour
     is reused unless audio is saved). -> (parts by fold, the saved audio's index)."""
     import torch
 
-    from ..downstream.heads import load_head
-
     previous_threads = torch.get_num_threads()
     if threads is not None:
         if threads < 1:
@@ -300,9 +274,9 @@ def _predict_folds(run, fold_names: list[str], test, rows: dict[str, dict], sour
         torch.set_num_threads(threads)
     audio = {"left": int(save_audio), "dir": out / "audio", "index": []}
     try:
-        extract = _Extractor(source, settings, first_meta, device, trust, max_tokens)
+        model_of, described = _fold_models(run, fold_names, source, settings, first_meta, device, trust, max_tokens)
         log(f"robustness: {len(test)} test utterance(s) of {len(fold_names)} fold(s) x {len(perturbations)} "
-            f"perturbation(s) through {source} ({settings['granularity']}-level, layers {extract.layers})")
+            f"perturbation(s) through {described}")
         parts: dict[str, dict[str, np.ndarray]] = {}
         for fold in fold_names:
             keys = [test.keys[i] for i in test.in_fold(fold)]
@@ -311,9 +285,8 @@ def _predict_folds(run, fold_names: list[str], test, rows: dict[str, dict], sour
             if part is not None:
                 log(f"robustness: {fold}: reusing {part_path}")
             else:
-                head, meta = load_head(run.head_file(fold))
-                part = _fold_predictions(fold, keys, rows, head, meta, extract, perturbations, seed, num_workers,
-                                         audio, log)
+                part = _fold_predictions(fold, keys, rows, model_of(fold), len(run.names), perturbations, seed,
+                                         num_workers, audio, log)
                 _save_part(part_path, stamp, keys, part)
             parts[fold] = part
     finally:
@@ -388,8 +361,15 @@ def run_robustness(run_dir: str | os.PathLike, data: str | os.PathLike, out: str
     run = load_run(run_dir)
     fold_names = _check_run(run, run_dir, folds)
     rows, test = _test_set(run, run_dir, Path(data), fold_names)
-    _, first_meta = load_head(run.head_file(fold_names[0]))
-    source, settings, warnings = _source(first_meta, run_dir, checkpoint)
+    if run.result.get("kind") == "finetune":
+        if checkpoint:
+            raise AnalysisError("--checkpoint names the feature source of a probe run's heads; a fine-tuning run's "
+                                "folds are re-run with their own exported models")
+        first_meta = {}
+        source, settings, warnings = _finetuned_source(run, fold_names)
+    else:
+        _, first_meta = load_head(run.head_file(fold_names[0]))
+        source, settings, warnings = feature_source(first_meta, run_dir, checkpoint)
     for w in warnings:
         log(f"robustness: warning: {w}")
     stamp = _stamp(run, perturbations, seed, source, settings)

@@ -8,6 +8,7 @@ import textwrap
 from ..downstream import SELECT_METRICS
 from ..downstream.tasks import DEFAULT_LOSS, HEADS, LOSSES, POOLINGS
 from ..finetune import FT_TASKS, FUSIONS, INIT_HEAD, PRECISIONS, SCHEDULES
+from .values import EMBEDDING_COLOURS, decay_factor, fractions_list, positive_int, seeds_list
 
 EXAMPLES = """
 examples:
@@ -15,6 +16,8 @@ examples:
   emotion2vec finetune ... --freeze all-but-top 4 --layer-decay 0.8 --freeze-updates 200
   emotion2vec finetune --checkpoint checkpoints/emotion2vec_plus_base --init-head keep ...   (emotion2vec+ head)
   emotion2vec finetune ... --task regression --targets arousal,valence --loss ccc
+  emotion2vec finetune ... --layer 8 --head wagner --eval-interval-updates 100   (Wagner et al.: pruned, steps)
+  emotion2vec finetune ... --train-fraction 0.25,0.5,1.0 --seeds 0,1,2           (one run each: sweep.json)
   emotion2vec finetune --checkpoint ... --data manifests/iemocap --task speaker --out runs/iemocap/spk
   emotion2vec finetune ... --speaker-model runs/iemocap/spk/models/speaker --fusion tensor
   torchrun --nproc_per_node 4 $(which emotion2vec) finetune ...          (DDP; CPU processes use gloo)
@@ -29,10 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(Wagner et al.), the epoch chosen on the fold's valid keys, scored on its test keys like a probe. A re-run "
         "of the same command resumes (also after a kill) without repeating or skipping an update.", 100)
     parser.epilog = textwrap.fill(
-        "outputs in --out: results.json, results.md, predictions.tsv, confusion.png (as `emotion2vec probe`), "
-        "models/<fold>/ (the fold's best model: config.json, model.safetensors, head.safetensors; `emotion2vec "
-        "predict` and `extract` load it), <fold>/checkpoint_last.pt, checkpoint_best.pt, tb/ (TensorBoard), "
-        "<fold>/result.json, finetune.json (the settings a resume must match).", 100) + "\n" + EXAMPLES
+        "outputs in --out: results.json, results.md, predictions.tsv, valid_predictions.tsv, confusion.png, "
+        "speakers.png, embedding.png (as `emotion2vec probe`), models/<fold>/ (the fold's best model: config.json, "
+        "model.safetensors, head.safetensors; `emotion2vec predict`, `extract`, `evaluate` and `robustness` load "
+        "it), test_<corpus>/ (--test-data), <fold>/checkpoint_last.pt, checkpoint_best.pt, tb/ (TensorBoard), "
+        "<fold>/result.json, finetune.json (the settings a resume must match). A run whose training diverges stops "
+        "with an error; collapsed predictions are a WARNING at the top of results.md.", 100) + "\n" + EXAMPLES
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--checkpoint", required=True, metavar="CKPT",
                     help="the model to fine-tune: any checkpoint `emotion2vec extract` loads (or hf:PATH)")
@@ -44,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--fold", "--folds", dest="folds", default=None, metavar="LIST",
                     help="only these folds: comma-separated names or 1-based numbers (default: all)")
     io.add_argument("--name", default=None, help="source name in reports and tables (default finetuned_<ckpt>)")
+    io.add_argument("--test-data", action="append", default=[], metavar="DIR",
+                    help="after the run, score every fold's model on this other prepared corpus too (repeatable): "
+                         "OUT/test_<folder>/ as `emotion2vec evaluate` writes it, summarised in results.json")
+    io.add_argument("--test-label-map", default=None, metavar="OLD=NEW,...",
+                    help="rename the --test-data corpora's labels onto the run's classes (an empty NEW drops them)")
     io.add_argument("--no-audio-audit", action="store_true",
                     help="leave identical decoded audio out of the leakage audit (no audio is hashed)")
     io.add_argument("--allow-unseen-test-labels", action="store_true",
@@ -60,15 +70,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the CE losses")
     task.add_argument("--cb-beta", type=float, default=0.999, help="beta of --loss cb-ce (default 0.999)")
     task.add_argument("--head", choices=HEADS, default=None,
-                      help="linear (the paper's MLP; default) or arcface (default for --task speaker)")
+                      help="linear (the paper's MLP; default), arcface (default for --task speaker) or wagner "
+                           "(Wagner et al.: pooling, dropout, Linear, tanh, dropout, output)")
     task.add_argument("--arcface-scale", type=float, default=30.0, help="ArcFace scale s (default 30)")
     task.add_argument("--arcface-margin", type=float, default=0.3, help="ArcFace margin m, radians (default 0.3)")
     task.add_argument("--pooling", choices=POOLINGS, default="mean", help="pooling over frames (default mean)")
     task.add_argument("--dropout", type=float, default=0.0, help="dropout on the pooled vector (default 0)")
     task.add_argument("--hidden", type=int, default=256, help="head hidden size (default 256)")
-    task.add_argument("--layer", type=int, default=-1, help="upstream layer the head reads (default -1: the last)")
+    task.add_argument("--layer", type=int, default=-1,
+                      help="upstream layer the head reads (default -1: the last); the blocks above it are removed "
+                           "from the model that trains and is exported (smaller and faster; --no-prune keeps them)")
+    task.add_argument("--no-prune", dest="prune", action="store_false",
+                      help="with --layer N: keep the blocks above N in the model (they do not change its output)")
     task.add_argument("--standardize", action="store_true",
                       help="the new head standardises its input with the start model's training mean/std")
+    task.add_argument("--standardize-targets", action=argparse.BooleanOptionalAction, default=None,
+                      help="regression: learn the targets standardised with the training mean/std (the exported head "
+                           "predicts them on their own scale; default on for regression)")
     ft = parser.add_argument_group("what trains")
     ft.add_argument("--freeze", nargs="+", default=["cnn"], metavar="MODE",
                     help="cnn (default: the convolutional front end frozen), none, or all-but-top N (only the top N "
@@ -126,7 +144,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--head-lr", type=float, default=1e-3, help="peak lr of the head (default 1e-3)")
     train.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
     train.add_argument("--schedule", choices=SCHEDULES, default="linear",
-                       help="after the warm-up: linear (default) or cosine decay to 0, or constant")
+                       help="after the warm-up: linear (default) or cosine decay to 0, constant, or exponential (lr x "
+                            "--lr-decay after every epoch, Park et al.)")
+    train.add_argument("--lr-decay", type=decay_factor, default=0.98, metavar="G",
+                       help="--schedule exponential: the factor after every epoch (default 0.98)")
+    train.add_argument("--undersample", action="store_true",
+                       help="every epoch trains on a fresh random subset in which each class has as many utterances "
+                            "as the smallest class (Park et al.; categorical, soft, speaker)")
     train.add_argument("--warmup", type=float, default=0.1,
                        help="warm-up: a share of all updates (< 1) or a number of updates (default 0.1)")
     train.add_argument("--batch-seconds", type=float, default=60.0,
@@ -157,6 +181,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--bootstrap", type=int, default=1000, help="resamples of the 95%% interval (default 1000)")
     train.add_argument("--save-interval-updates", type=int, default=0, metavar="N",
                        help="also write checkpoint_last every N updates (default 0: every epoch)")
+    train.add_argument("--eval-interval-updates", type=positive_int, default=0, metavar="N",
+                       help="also score the dev set every N updates and keep the best step (Wagner et al.: every 100 "
+                            "steps; default: at the end of every epoch only)")
+    sweep = parser.add_argument_group("sweeps and analysis")
+    sweep.add_argument("--train-fraction", type=fractions_list, default=None, metavar="LIST",
+                       help="e.g. 0.25,0.5,1.0 -- one run per stratified, seeded share of each fold's training set "
+                            "in OUT/fraction_<f>/ (valid and test untouched), sweep.json, results.md, efficiency.png")
+    sweep.add_argument("--seeds", type=seeds_list, default=None, metavar="LIST",
+                       help="e.g. 0,1,2 -- one run per seed in OUT/seed_<s>/ (with --train-fraction: "
+                            "OUT/fraction_<f>_seed_<s>/); results.md gives mean +- std over seeds and folds")
+    sweep.add_argument("--embedding", nargs="?", const="1", default=None, metavar="FOLD",
+                       help="embedding.png: 2-D map of the fine-tuned head's hidden layer on the test set of FOLD "
+                            "(name or number; default the first) beside the fine-tuned upstream's features")
+    sweep.add_argument("--embedding-colour", choices=EMBEDDING_COLOURS, default="label",
+                       help="colour the map by label (default), the label's arousal or valence group (regression: "
+                            "that target), speaker or gender")
+    sweep.add_argument("--group-by", default=None, metavar="COLS",
+                       help="data.tsv columns whose groups are scored (default: gender when present)")
+    sweep.add_argument("--speaker-min-utterances", type=int, default=20, metavar="N",
+                       help="score every speaker with at least N test utterances (default 20)")
     execution = parser.add_argument_group("execution")
     execution.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda[:N]")
     execution.add_argument("--num-workers", type=int, default=1, help="decoding processes (default 1; 0 = main)")
@@ -171,6 +215,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..analysis.efficiency import parse_fractions, parse_seeds, run_sweep, sweep_markdown
     from ..downstream.report import summary_markdown
     from ..finetune import FinetuneError
     from ..finetune.config import FinetuneConfig, parse_freeze
@@ -188,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
         task=args.task, loss=args.loss, targets=tuple(t.strip() for t in (args.targets or "").split(",") if t.strip()),
         head=args.head, pooling=args.pooling, dropout=args.dropout, hidden=args.hidden,
         label_smoothing=args.label_smoothing, cb_beta=args.cb_beta, arcface_scale=args.arcface_scale,
-        arcface_margin=args.arcface_margin, layer=args.layer, standardize=args.standardize, freeze=freeze, freeze_top=top,
+        arcface_margin=args.arcface_margin, layer=args.layer, prune=args.prune, standardize=args.standardize,
+        standardize_targets=args.standardize_targets, freeze=freeze, freeze_top=top,
         freeze_updates=args.freeze_updates, layer_decay=args.layer_decay, init_head=args.init_head,
         head_label_map=args.head_label_map, head_from=args.head_from, speaker_model=args.speaker_model, fusion=args.fusion,
         park_blocks=args.park_blocks, park_dim=args.park_dim, park_ffn=args.park_ffn, start_from=args.start_from,
@@ -196,18 +242,30 @@ def run(args: argparse.Namespace) -> int:
         id_weight=args.id_weight,
         text_features=args.text_features,
         epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, weight_decay=args.weight_decay,
-        schedule=args.schedule, warmup=args.warmup, batch_seconds=args.batch_seconds, accumulate=args.accumulate,
+        schedule=args.schedule, lr_decay=args.lr_decay, undersample=args.undersample, warmup=args.warmup,
+        batch_seconds=args.batch_seconds, accumulate=args.accumulate,
         clip_norm=args.clip_norm, max_seconds=args.max_seconds or None, repeat_pad=args.repeat_pad,
         precision=resolve_precision(args.precision, device), select_metric=args.select_metric,
         patience=args.patience, seed=args.seed, valid_fraction=args.valid_fraction, valid_is_test=args.valid_is_test,
         speaker_test_fraction=args.speaker_test_fraction, min_speaker_utterances=args.min_speaker_utterances,
-        bootstrap=args.bootstrap, save_interval_updates=args.save_interval_updates)
-    result = run_finetune(args.checkpoint, args.data, args.out, config, protocol=args.protocol, folds=args.folds,
-                          fold_seed=args.fold_seed, name=args.name, device=device, num_workers=args.num_workers,
-                          verbose=not args.quiet, progress=not args.quiet, trust=args.trust_checkpoint,
-                          tensorboard=not args.no_tensorboard, checksum_dir=args.checksum_dir,
-                          audit_audio=not args.no_audio_audit,
-                          allow_unseen_test_labels=args.allow_unseen_test_labels)
+        bootstrap=args.bootstrap, save_interval_updates=args.save_interval_updates,
+        eval_interval_updates=args.eval_interval_updates)
+    options = dict(protocol=args.protocol, folds=args.folds, fold_seed=args.fold_seed, name=args.name, device=device,
+                   num_workers=args.num_workers, progress=not args.quiet, trust=args.trust_checkpoint,
+                   tensorboard=not args.no_tensorboard, checksum_dir=args.checksum_dir,
+                   audit_audio=not args.no_audio_audit, allow_unseen_test_labels=args.allow_unseen_test_labels,
+                   group_by=[c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None,
+                   speaker_min=args.speaker_min_utterances, test_data=args.test_data,
+                   test_label_map=args.test_label_map, embedding=args.embedding,
+                   embedding_colour=args.embedding_colour)
+    fractions, seeds = parse_fractions(args.train_fraction), parse_seeds(args.seeds)
+    if fractions or seeds:
+        sweep = run_sweep(run_finetune, args.checkpoint, args.data, args.out, config, fractions, seeds,
+                          verbose=not args.quiet, **options)
+        if args.quiet and sweep:
+            print(sweep_markdown(sweep))
+        return 0
+    result = run_finetune(args.checkpoint, args.data, args.out, config, verbose=not args.quiet, **options)
     if args.quiet and result:
         print(summary_markdown(result))
     return 0

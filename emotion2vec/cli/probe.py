@@ -6,7 +6,9 @@ import argparse
 import textwrap
 
 from ..downstream import DEFAULT_LR, SELECT_METRICS
-from ..downstream.tasks import DEFAULT_LOSS, DEFAULT_SELECT, HEADS, LOSSES, POOLINGS, TASKS
+from ..downstream.tasks import (DEFAULT_LOSS, DEFAULT_SELECT, HEADS, LOSSES, OPTIMIZERS, POOLINGS, SCHEDULERS, TASKS,
+                                 TRAINING_DEFAULTS)
+from .values import EMBEDDING_COLOURS, decay_factor, fractions_list, seeds_list
 
 EXAMPLES = """
 examples:
@@ -17,6 +19,8 @@ examples:
   emotion2vec probe ... --task soft          (votes column; EMO-SUPERB: --protocol session-rotation)
   emotion2vec probe ... --task multilabel
   emotion2vec probe ... --task regression --targets arousal,valence,dominance
+  emotion2vec probe ... --head wagner --pooling max --dropout 0.1       (Wagner et al.'s head)
+  emotion2vec probe ... --optimizer adamw --scheduler exponential --lr-decay 0.98 --undersample   (Park et al.)
   emotion2vec probe --features features/iemocap/e2v --concat-features features/iemocap/e2v_tokens ...
   emotion2vec probe --features features/iemocap/e2v --data manifests/iemocap \\
       --test-features features/msp-podcast/e2v --test-data manifests/msp-podcast \\
@@ -28,9 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Train downstream heads on extracted features, one per fold of folds.json (or trained on one corpus and "
         "tested on another); pick each fold's epoch on its valid keys and report the test metrics as mean +- std "
         "over folds, with 95% bootstrap intervals. Default head: the emotion2vec probe -- Linear(D->256), ReLU, "
-        "mean over frames, Linear(256->C) -- with the official recipe's training (RMSprop 5e-4, momentum 0.9, "
-        "CyclicLR 5e-4..1e-3, batch 128, 100 epochs, seed 42). Tasks: categorical (label column), soft and "
-        "multilabel (votes column), regression (--targets columns).", 100)
+        "mean over frames, Linear(256->C) -- with the official recipe's training for the class tasks (RMSprop 5e-4, "
+        "momentum 0.9, CyclicLR 5e-4..1e-3, batch 128, 100 epochs, seed 42); regression standardises features and "
+        "targets and trains with AdamW at a constant lr. Tasks: categorical (label column), soft and multilabel "
+        "(votes column), regression (--targets columns). A run whose training diverges stops with an error; "
+        "collapsed predictions (constant or far-off values, one class for everything) are a WARNING at the top of "
+        "results.md and in results.json.", 100)
     parser.epilog = textwrap.fill(
         "outputs in --out: results.json (task, loss, head, config, per-fold metrics and intervals, best epochs, "
         "curves, layer weights, mean/std, leakage audit), results.md, predictions.tsv (per test utterance: fold, "
@@ -63,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--name", default=None,
                     help="feature-source name in reports and tables (default: the --features folder name)")
     io.add_argument("--test-features", default=None, metavar="DIR",
-                    help="cross-corpus: features of another corpus; train on every utterance of --data (dev "
-                         "carved from it) and test on every utterance of --test-data")
+                    help="cross-corpus: features of another corpus; each fold of --data trains and selects on its "
+                         "own train / valid keys (the official split when data.tsv has a split column, else "
+                         "folds.json or --protocol; --folds picks) and is tested on every utterance of --test-data")
     io.add_argument("--test-data", default=None, metavar="DIR", help="cross-corpus: the test corpus's prepared folder")
     io.add_argument("--label-map", default=None, metavar="OLD=NEW,...",
                     help="cross-corpus: rename labels of both corpora (an empty NEW drops them); test labels that "
@@ -84,26 +92,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--cb-beta", type=float, default=0.999,
                       help="beta of --loss cb-ce: class j weighs (1-beta)/(1-beta^n_j) (default 0.999)")
     task.add_argument("--head", choices=HEADS, default="linear",
-                      help="linear (default: the paper's MLP) or arcface (cosine classifier with an additive "
-                           "angular margin; categorical only)")
+                      help="linear (default: the paper's MLP, hidden layer on every frame, then pooling), arcface "
+                           "(cosine classifier with an additive angular margin; categorical only) or wagner (Wagner "
+                           "et al.: pooling, dropout, Linear(D->hidden), tanh, dropout, output)")
     task.add_argument("--arcface-scale", type=float, default=30.0, help="ArcFace scale s (default 30)")
     task.add_argument("--arcface-margin", type=float, default=0.3, help="ArcFace margin m in radians (default 0.3)")
     task.add_argument("--pooling", choices=POOLINGS, default="mean",
-                      help="mean (default), attention or stats (mean+std) over frames (frame-level features)")
+                      help="mean (default), sum, max, attention or stats (mean+std) over frames (all but mean need "
+                           "frame-level features)")
     task.add_argument("--dropout", type=float, default=0.0, help="dropout on the pooled vector (default 0)")
     train = parser.add_argument_group("model and training")
     train.add_argument("--hidden", type=int, default=256, help="hidden size (default 256)")
     train.add_argument("--epochs", type=int, default=100, help="training epochs per fold (default 100)")
     train.add_argument("--batch-size", type=int, default=128, help="utterances per batch (default 128)")
-    train.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="rmsprop",
-                       help="rmsprop (default, as the official recipe) or adam")
+    defaults = "; ".join(f"{t}: {d['optimizer']}, {d['scheduler']}" for t, d in TRAINING_DEFAULTS.items())
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                       help=f"rmsprop (as the official recipe), adam or adamw (default per task: {defaults})")
     train.add_argument("--lr", type=float, default=None,
-                       help="learning rate (default 5e-4 for rmsprop, 1e-3 for adam)")
+                       help="learning rate (default " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items())
+                            + ")")
     train.add_argument("--momentum", type=float, default=0.9, help="RMSprop momentum (default 0.9)")
-    train.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default 0)")
-    train.add_argument("--scheduler", choices=("cyclic", "none"), default="cyclic",
-                       help="cyclic (default): triangular CyclicLR between lr and 2*lr, 10 epochs up and 10 down, "
-                            "as the official recipe; none: constant lr")
+    train.add_argument("--weight-decay", type=float, default=None,
+                       help="weight decay (default 0; 0.01 with adamw)")
+    train.add_argument("--scheduler", choices=SCHEDULERS, default=None,
+                       help="cyclic: triangular CyclicLR between lr and 2*lr, 10 epochs up and 10 down, as the "
+                            "official recipe; none: constant lr; exponential: lr x --lr-decay after every epoch "
+                            "(Park et al.) (default per task, see --optimizer)")
+    train.add_argument("--lr-decay", type=decay_factor, default=0.98, metavar="G",
+                       help="--scheduler exponential: the factor after every epoch (default 0.98)")
+    train.add_argument("--undersample", action="store_true",
+                       help="every epoch trains on a fresh random subset in which each class has as many utterances "
+                            "as the smallest class (Park et al.; categorical and soft)")
     train.add_argument("--select-metric", choices=SELECT_METRICS, default=None,
                        help="validation metric that picks each fold's best epoch; defaults: "
                             + ", ".join(f"{t} {m}" for t, m in DEFAULT_SELECT.items())
@@ -117,8 +136,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--valid-is-test", action="store_true",
                        help="select epochs on the test keys and train on train+valid (optimistic, the paper's "
                             "'*' rows)")
-    train.add_argument("--standardize", action="store_true",
-                       help="standardise every feature dimension with the fold's training mean/std")
+    train.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
+                       help="standardise every feature dimension with the fold's training mean/std (default: on for "
+                            "regression, off for the class tasks)")
+    train.add_argument("--standardize-targets", action=argparse.BooleanOptionalAction, default=None,
+                       help="regression: learn the targets standardised with the fold's training mean/std (the "
+                            "saved head predicts them on their own scale; default on)")
     train.add_argument("--seed", type=int, default=42, help="seed of init, shuffling, valid split (default 42)")
     train.add_argument("--bootstrap", type=int, default=1000,
                        help="resamples of each fold's test set for the 95%% interval of the headline metric "
@@ -132,20 +155,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                "difference of two groups (default: gender when present; F minus M)")
     analysis.add_argument("--speaker-min-utterances", type=int, default=20, metavar="N",
                           help="score every speaker with at least N test utterances (default 20)")
-    analysis.add_argument("--train-fraction", default=None, metavar="LIST",
+    analysis.add_argument("--train-fraction", type=fractions_list, default=None, metavar="LIST",
                           help="label efficiency: e.g. 0.1,0.25,0.5,1.0 -- one probe per stratified, seeded share "
                                "of each fold's training set in OUT/fraction_<f>/, sweep.json, results.md and the "
                                "curve efficiency.png")
-    analysis.add_argument("--seeds", default=None, metavar="LIST",
+    analysis.add_argument("--seeds", type=seeds_list, default=None, metavar="LIST",
                           help="e.g. 0,1,2 -- one probe per seed in OUT/seed_<s>/ (with --train-fraction: "
                                "OUT/fraction_<f>_seed_<s>/); results.md gives mean +- std over seeds and folds")
     analysis.add_argument("--embedding", nargs="?", const="1", default=None, metavar="FOLD",
                           help="embedding.png: 2-D map (t-SNE, or UMAP when installed) of the head's hidden layer "
                                "on the test set of FOLD (name or number; default the first), beside its input "
                                "features")
-    analysis.add_argument("--embedding-colour", choices=("label", "arousal"), default="label",
-                          help="colour the --embedding points by label (default) or by the label's arousal group "
-                               "(high: angry, happy, excited; low: sad, neutral; the paper's Figure 3)")
+    analysis.add_argument("--embedding-colour", choices=EMBEDDING_COLOURS, default="label",
+                          help="colour the --embedding points by label (default), the label's arousal group (high: "
+                               "angry, happy, excited; low: sad, neutral; the paper's Figure 3) or valence group "
+                               "(regression: that target), speaker, gender, or corpus (cross-corpus runs: the fold's "
+                               "valid utterances of the training corpus beside the test corpus)")
     execution = parser.add_argument_group("execution")
     execution.add_argument("--device", default="auto",
                            help="auto (default: cuda when available), cpu, cuda, cuda:N")
@@ -170,9 +195,10 @@ def run(args: argparse.Namespace) -> int:
                          arcface_scale=args.arcface_scale, arcface_margin=args.arcface_margin,
                          hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
                          optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay, scheduler=args.scheduler,
-                         select_metric=args.select_metric, patience=args.patience, seed=args.seed,
-                         standardize=args.standardize, valid_fraction=args.valid_fraction,
+                         weight_decay=args.weight_decay, scheduler=args.scheduler, lr_decay=args.lr_decay,
+                         undersample=args.undersample, select_metric=args.select_metric, patience=args.patience,
+                         seed=args.seed, standardize=args.standardize,
+                         standardize_targets=args.standardize_targets, valid_fraction=args.valid_fraction,
                          valid_is_test=args.valid_is_test, bootstrap=args.bootstrap)
     options = dict(protocol=args.protocol, layer=args.layer, device=args.device, folds=args.folds, name=args.name,
                    fold_seed=args.fold_seed, threads=args.threads,

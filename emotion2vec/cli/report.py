@@ -21,10 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "folder. What is not a run (a report's table.md, a plot) is skipped with a note, so a glob of a "
                 "results folder works.\nAlso a fairness table (per gender and per speaker, from each run's "
                 "results.json or its predictions) and, for sweeps, the label-efficiency curve (one line per feature "
-                "source).\nexample:\n  emotion2vec report results/urdu/* --out results/urdu/table.md")
-    p.add_argument("results", nargs="+", help="run directories or their results.json files: probe, fine-tuning, "
-                   "ensemble, conversation, robustness runs, and sweep directories of `probe --train-fraction / "
+                "source).\nexamples:\n  emotion2vec report results/urdu/* --out results/urdu/table.md\n"
+                "  emotion2vec report results/*/* --average\n"
+                "  emotion2vec report --ablation results/ablation/iemocap --out results/ablation/iemocap/tables.md")
+    p.add_argument("results", nargs="*", help="run directories or their results.json files: probe, fine-tuning, "
+                   "ensemble, evaluate, conversation, robustness runs, and sweep directories of `--train-fraction / "
                    "--seeds` (sweep.json: their largest fraction, mean +- std over seeds and folds)")
+    p.add_argument("--ablation", default=None, metavar="DIR",
+                   help="instead: the paper's ablation tables (Tables 8-11, in its layout) from the runs of "
+                        "recipes/ablation.sh in DIR (results/ablation/<corpus>)")
     p.add_argument("--out", default=None, help="write the table here (atomically) as well as printing it")
     p.add_argument("--metrics", default=",".join(TABLE_METRICS),
                    help="comma-separated: wa,ua,wf1,macro_f1 (classification runs; regression runs always get "
@@ -40,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="corpora (default): the table above; emo-superb: EMO-SUPERB's Table 3, one row per upstream, "
                         "the Average and the nine conditions, cells the 1/C-rule macro-F1 of `--task soft` runs; "
                         "park: Park et al.'s Tables 2 and 6 from `finetune --park-blocks K` runs")
+    p.add_argument("--average", action="store_true",
+                   help="add Average columns: each row's mean over the corpora (the paper tables' average; a row "
+                        "that lacks a corpus gets none)")
     p.add_argument("--curve", default=None, metavar="PNG",
                    help="the label-efficiency curve of the sweeps given (default: next to --out as "
                         "<out>_efficiency.png)")
@@ -89,9 +97,22 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.fairness import fairness_table
     from ..analysis.robustness import robustness_table
     from ..analysis.runs import with_groups
+    from ..downstream.report import ReportError as ReportError_
     from ..downstream.report import group_labels, make_table, row_labels
     from ..io.atomic import atomic_write_bytes, atomic_write_text
 
+    if args.ablation is not None:
+        from ..analysis.ablation import ablation_tables
+
+        if args.results:
+            raise ReportError_(f"--ablation reads its runs from {args.ablation}; give no run folders besides it")
+        text = ablation_tables(args.ablation)
+        if args.out:
+            atomic_write_text(args.out, text)
+        print(text, end="")
+        return 0
+    if not args.results:
+        raise ReportError_("give run folders (or --ablation DIR)")
     given_runs, given_sweeps, given_robust = _sorted_paths(list(args.results), args.skip_missing)
     if args.layout in ("emo-superb", "park"):
         from ..analysis.park_tables import park_tables
@@ -108,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     text = ""
     if rows:
         text = make_table(rows, metrics=_split(args.metrics) or TABLE_METRICS, corpora=_split(args.corpora),
-                          sources=_split(args.sources), bold_best=not args.no_bold)
+                          sources=_split(args.sources), bold_best=not args.no_bold, average=args.average)
     # fairness rows named as the table names them (the protocol where a corpus has several, the run folder where a
     # source repeats)
     fair = [dict(r, corpus=corpus, source=label) for r, label, corpus in zip(rows, row_labels(rows),

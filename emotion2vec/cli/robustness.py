@@ -1,4 +1,4 @@
-"""``emotion2vec robustness PROBE_RUN_DIR --data MANIFEST_DIR --out DIR``: predictions under signal perturbations."""
+"""``emotion2vec robustness RUN_DIR --data MANIFEST_DIR --out DIR``: predictions under signal perturbations."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from ..analysis.perturbations import PERTURBATIONS
 EXAMPLES = """
 examples:
   emotion2vec robustness results/urdu/e2v --data manifests/urdu --out results/urdu/e2v_robustness
+  emotion2vec robustness runs/urdu/e2v_ft --data manifests/urdu --out runs/urdu/e2v_ft_robustness   (fine-tuned)
   emotion2vec robustness results/urdu/e2v --data manifests/urdu --out DIR --perturbations gain,white-noise \\
       --values clip=0.1,0.2,0.3 --save-audio 5"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = textwrap.fill(
-        "Perturb every test utterance of every fold of a finished probe run with each of Wagner et al.'s eight "
-        "perturbations (one value drawn per utterance, seeded), recompute the features through the same upstream "
-        "and settings (the feature folder's features.json), run the fold's saved head and compare with the clean "
+        "Perturb every test utterance of every fold of a finished probe or fine-tuning run with each of Wagner et "
+        "al.'s eight perturbations (one value drawn per utterance, seeded) and run the fold's model again: a probe's "
+        "features are recomputed through the same upstream and settings (the feature folder's features.json) for "
+        "its saved head, a fine-tuning run's exported model takes the waveforms; compare with the clean "
         "prediction: robustness = share of unchanged predictions (regression: |change| < 0.05 per target), and "
         "the task metric under perturbation beside the clean one.", 100)
     p.epilog = textwrap.fill(
@@ -26,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "audio/ (--save-audio), parts/ (per-fold predictions: an interrupted run resumes). Perturbations and "
         "their default values: " + "; ".join(f"{n} {', '.join(f'{v:g}' for v in q.values)} {q.unit}"
                                              for n, q in PERTURBATIONS.items()) + ".", 100) + "\n" + EXAMPLES
-    p.add_argument("run", metavar="PROBE_RUN_DIR", help="a finished `emotion2vec probe` output directory (with "
-                   "heads/<fold>.pt)")
+    p.add_argument("run", metavar="RUN_DIR", help="a finished `emotion2vec probe` output directory (with "
+                   "heads/<fold>.pt) or `emotion2vec finetune` output directory (with models/<fold>)")
     p.add_argument("--data", required=True, metavar="MANIFEST_DIR",
                    help="the prepared corpus the run was tested on (data.tsv: the audio of the test keys)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")

@@ -8,7 +8,7 @@ from ..errors import Emotion2VecError
 __all__ = ["ProbeError", "DEFAULT_LR", "SELECT_METRICS"]
 
 #: optimiser -> default learning rate of the probe (light constants: the CLI reads them without importing torch)
-DEFAULT_LR = {"rmsprop": 5e-4, "adam": 1e-3}
+DEFAULT_LR = {"rmsprop": 5e-4, "adam": 1e-3, "adamw": 1e-3}
 #: validation metrics that can pick a fold's best epoch (which apply to which task: tasks.TASK_SELECT_METRICS)
 SELECT_METRICS = ("wa", "ua", "wf1", "macro_f1", "ml_macro_f1", "micro_f1", "ccc", "mae", "loss")
 

@@ -256,7 +256,7 @@ def _train_fold(x: Tensor, data: _Batches, split: FoldSplit, train_utts: Tensor,
     train_idx = torch.from_numpy(train)
     valid_idx, test_idx = torch.from_numpy(valid).to(device), torch.from_numpy(test).to(device)
     y = data.y
-    selection, best_state = Selection("ua"), None
+    selection, best_state = Selection("ua", hint="lower --lr"), None
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = train_idx[torch.randperm(len(train_idx), generator=generator)].to(device)
@@ -498,7 +498,7 @@ def run_conversation(features: str | os.PathLike, data: str | os.PathLike, out: 
     splits = [_split(talk.samples, f, i, config) for i, f in enumerate(selected)]
     with cpu_settings(threads):
         outcomes = run_folds(splits, _fitter(inputs, talk.samples, names, config), inputs.targets,
-                             config.bootstrap, config.seed, log, "conversation")
+                             config.bootstrap, config.seed, log, "conversation", hint="lower --lr")
     result = _result(config, fold_spec, protocol, data_dir, features, name, names, inputs, talk, mapping, outcomes, t0)
     if out is not None:
         index = {s.key: n for n, s in enumerate(talk.samples)}

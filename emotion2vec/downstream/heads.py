@@ -7,9 +7,15 @@ Linear(256 -> C); 197,892 parameters at D = 768, C = 4 (the "0.20M" of the paper
 
 * ``num_layers`` L > 1: the input carries every stored layer and a learnable softmax-weighted sum mixes them first
   (s3prl's featurizer); :meth:`Head.layer_weights` gives the weights (they sum to 1);
-* ``pooling``: ``mean`` | ``attention`` (softmax over frames of a learned score, one per frame) | ``stats`` (mean
-  and standard deviation concatenated: the output layer sees 2 x hidden);
+* ``pooling``: ``mean`` | ``sum`` | ``max`` (per dimension, over the utterance's frames) | ``attention`` (softmax
+  over frames of a learned score, one per frame) | ``stats`` (mean and standard deviation concatenated: the output
+  layer sees 2 x hidden); Gavali & Verma name mean, sum and max as the merge strategies of a fine-tuned model;
 * ``dropout`` on the pooled vector;
+* ``layout``: ``frame`` (ours, above: the hidden layer on every frame, then pooling) | ``pooled`` (Wagner et al.'s
+  head, as in their released model: pooling over the input frames -> dropout -> Linear(D -> hidden) -> tanh ->
+  dropout -> output layer);
+* ``activation`` after the hidden layer: the layout's own (ReLU for ``frame``, tanh for ``pooled``) or ``relu`` |
+  ``tanh`` | ``identity`` (a Hugging Face ``*ForSequenceClassification`` head: projector, mean, classifier);
 * ``output``: ``linear`` | ``arcface`` (s times the cosine between the pooled vector and one learned centre per
   class; the margin lives in :class:`.losses.ArcFaceLoss`).
 
@@ -30,16 +36,26 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import ProbeError
 
-__all__ = ["HEAD_FORMAT", "HeadConfig", "LayerWeights", "MeanPooling", "AttentionPooling", "StatsPooling",
-           "CosineClassifier", "Head", "save_head", "load_head"]
+__all__ = ["HEAD_FORMAT", "LAYOUTS", "HeadConfig", "LayerWeights", "MeanPooling", "SumPooling", "MaxPooling",
+           "AttentionPooling", "StatsPooling", "CosineClassifier", "Head", "save_head", "load_head",
+           "fold_target_scaling"]
 
 HEAD_FORMAT = "emotion2vec-head"
+#: where the hidden layer sits: on every frame before pooling (ours) or on the pooled vector (Wagner et al.)
+LAYOUTS = ("frame", "pooled")
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+#: what follows the hidden layer
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "identity": _identity}
 
 
 @dataclass
@@ -47,15 +63,21 @@ class HeadConfig:
     input_dim: int
     num_outputs: int
     hidden: int = 256
-    pooling: str = "mean"      # mean | attention | stats
+    pooling: str = "mean"      # mean | sum | max | attention | stats
     output: str = "linear"     # linear | arcface
     dropout: float = 0.0
     num_layers: int = 1
     arcface_scale: float = 30.0
+    layout: str = "frame"      # frame (hidden layer per frame, then pooling) | pooled (Wagner: pooling first)
+    activation: str = ""       # after the hidden layer: "" (the layout's: relu / tanh) | relu | tanh | identity
 
     def __post_init__(self):
-        if self.pooling not in ("mean", "attention", "stats"):
-            raise ProbeError(f"unknown pooling {self.pooling!r} (mean, attention, stats)")
+        if self.activation not in ("",) + tuple(ACTIVATIONS):
+            raise ProbeError(f"unknown head activation {self.activation!r} ({', '.join(ACTIVATIONS)})")
+        if self.pooling not in POOLING_MODULES:
+            raise ProbeError(f"unknown pooling {self.pooling!r} ({', '.join(POOLING_MODULES)})")
+        if self.layout not in LAYOUTS:
+            raise ProbeError(f"unknown head layout {self.layout!r} ({', '.join(LAYOUTS)})")
         if self.output not in ("linear", "arcface"):
             raise ProbeError(f"unknown output layer {self.output!r} (linear, arcface)")
         if not 0.0 <= self.dropout < 1.0:
@@ -91,6 +113,24 @@ class MeanPooling(nn.Module):
         return _segment_sum(h, segments, len(lengths)) / lengths.clamp(min=1)[:, None].to(h.dtype)
 
 
+class SumPooling(nn.Module):
+    """(F, H) frames -> (B, H) sum of each utterance's frames (0 for none)."""
+
+    def forward(self, h: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return _segment_sum(h, segments, len(lengths))
+
+
+class MaxPooling(nn.Module):
+    """(F, H) frames -> (B, H) per-dimension maximum over each utterance's frames (0 for none); the gradient goes to
+    the frame that holds the maximum."""
+
+    def forward(self, h: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        index = segments[:, None].expand_as(h)
+        peak = h.new_full((len(lengths), h.shape[1]), -torch.inf).scatter_reduce(0, index, h, "amax",
+                                                                                  include_self=True)
+        return torch.where(lengths[:, None] > 0, peak, torch.zeros_like(peak))
+
+
 class AttentionPooling(nn.Module):
     """Self-attentive pooling: weights = softmax over an utterance's frames of a linear score w.h + b."""
 
@@ -116,6 +156,11 @@ class StatsPooling(nn.Module):
         return torch.cat([mean, var.sqrt()], dim=1)
 
 
+#: pooling name -> module (attention takes the width of what it pools)
+POOLING_MODULES = {"mean": MeanPooling, "sum": SumPooling, "max": MaxPooling, "attention": AttentionPooling,
+                   "stats": StatsPooling}
+
+
 class CosineClassifier(nn.Module):
     """``scale * cos(angle between x and each class centre)``: (B, H) -> (B, C), values in [-scale, scale]."""
 
@@ -130,21 +175,31 @@ class CosineClassifier(nn.Module):
 
 
 class Head(nn.Module):
-    """[layer mix] -> standardise -> Linear(D -> hidden) -> ReLU per frame -> pooling -> dropout -> output layer."""
+    """``frame`` layout: [layer mix] -> standardise -> Linear(D -> hidden) -> ReLU per frame -> pooling -> dropout ->
+    output layer. ``pooled`` layout (Wagner et al.): [layer mix] -> standardise -> pooling -> dropout ->
+    Linear(D -> hidden) -> tanh -> dropout -> output layer."""
 
     def __init__(self, config: HeadConfig):
         super().__init__()
         self.config = c = config
         self.layers = LayerWeights(c.num_layers) if c.num_layers > 1 else None
-        self.proj = nn.Linear(c.input_dim, c.hidden)
-        self.pooling = {"mean": MeanPooling, "stats": StatsPooling}.get(c.pooling, AttentionPooling)(
-            *((c.hidden,) if c.pooling == "attention" else ()))
-        pooled = 2 * c.hidden if c.pooling == "stats" else c.hidden
+        pool_dim = c.hidden if c.layout == "frame" else c.input_dim
+        self.pooling = POOLING_MODULES[c.pooling](*((pool_dim,) if c.pooling == "attention" else ()))
+        widened = 2 if c.pooling == "stats" else 1
+        self.proj = nn.Linear(c.input_dim if c.layout == "frame" else widened * c.input_dim, c.hidden)
+        pooled = widened * c.hidden if c.layout == "frame" else c.hidden
         self.dropout = nn.Dropout(c.dropout)
+        self.act = ACTIVATIONS[c.activation or ("relu" if c.layout == "frame" else "tanh")]
         self.output = (CosineClassifier(pooled, c.num_outputs, c.arcface_scale) if c.output == "arcface"
                        else nn.Linear(pooled, c.num_outputs))
         self.register_buffer("input_mean", torch.zeros(c.num_layers, c.input_dim))
         self.register_buffer("input_inv_std", torch.ones(c.num_layers, c.input_dim))
+
+    @property
+    def pooled_dim(self) -> int:
+        """Width of :meth:`pooled`: what the output layer reads."""
+        return 2 * self.config.hidden if self.config.layout == "frame" and self.config.pooling == "stats" \
+            else self.config.hidden
 
     def set_input_norm(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
         """``mean``, ``inv_std`` ([L,] D): the per-layer, per-dimension statistics of the training frames."""
@@ -162,10 +217,20 @@ class Head(nn.Module):
             return F.linear(x, weight, self.proj.bias - weight @ self.input_mean[0])
         return self.proj(self.layers((x - self.input_mean) * self.input_inv_std))
 
+    def _standardized(self, x: torch.Tensor) -> torch.Tensor:
+        """(F, [L,] D) -> (F, D) = mix((x - mean) * inv_std)."""
+        if self.layers is None:
+            return (x - self.input_mean[0]) * self.input_inv_std[0]
+        return self.layers((x - self.input_mean) * self.input_inv_std)
+
     def pooled(self, frames: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The head's utterance vector before dropout and the output layer. ``frames`` (F, [L,] D) of len(lengths)
-        utterances back to back; ``segments`` (F,) the utterance of each. -> (B, hidden) or (B, 2 hidden) (stats)."""
-        return self.pooling(F.relu(self._project(frames)), segments, lengths)
+        """The head's utterance vector before the last dropout and the output layer. ``frames`` (F, [L,] D) of
+        len(lengths) utterances back to back; ``segments`` (F,) the utterance of each. -> (B, hidden), or
+        (B, 2 hidden) for stats pooling in the ``frame`` layout."""
+        if self.config.layout == "pooled":
+            pooled = self.pooling(self._standardized(frames), segments, lengths)
+            return self.act(self.proj(self.dropout(pooled)))
+        return self.pooling(self.act(self._project(frames)), segments, lengths)
 
     def forward_packed(self, frames: torch.Tensor, segments: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``frames`` (F, [L,] D) of len(lengths) utterances back to back; ``segments`` (F,) the utterance of each."""
@@ -185,6 +250,20 @@ class Head(nn.Module):
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         segments = torch.repeat_interleave(torch.arange(x.shape[0], device=x.device), lengths.clamp(max=x.shape[1]))
         return self.forward_packed(x[mask], segments, lengths)
+
+
+@torch.no_grad()
+def fold_target_scaling(head: nn.Module, mean, std) -> None:
+    """Fold a regression head's target standardisation into its output layer: a head trained on (y - mean) / std
+    predicts y afterwards (``W <- diag(std) W``, ``b <- std * b + mean``). ``head``: a :class:`Head` (or a module with
+    ``head.output``); ``mean``, ``std``: (K,)."""
+    output = head.output if hasattr(head, "output") else head.head.output
+    if not isinstance(output, nn.Linear):
+        raise ProbeError("target standardisation needs a linear output layer")
+    std = torch.as_tensor(np.asarray(std, dtype=np.float32), device=output.weight.device)
+    mean = torch.as_tensor(np.asarray(mean, dtype=np.float32), device=output.weight.device)
+    output.weight.mul_(std[:, None])
+    output.bias.mul_(std).add_(mean)
 
 
 def save_head(path: str | os.PathLike, head: Head, **meta: Any) -> None:

@@ -16,6 +16,10 @@ print them in **percent** with 2 decimals. Definitions (see the downstream spec,
 - ``confusion`` counts over the full ``labels`` list (rows = true, columns = predicted), so matrices of
   different folds have the same shape and can be summed.
 
+Calibration (categorical and soft): ``ece``, the expected calibration error of the predicted class's probability
+(:func:`expected_calibration_error`: 15 equal-width confidence bins, the gap between accuracy and mean confidence in
+each bin weighted by its share of utterances; lower is better; reported in percent like the accuracies).
+
 Multi-label (EMO-SUPERB): a class counts as **predicted** when its probability exceeds 1/C (C = number of classes),
 and as **true** when it holds more than 1/C of the raters' votes (:func:`multilabel_metrics`): ``macro_f1`` (mean F1
 over the classes true or predicted somewhere, as above), ``micro_f1``, per-class precision / recall / F1.
@@ -41,14 +45,15 @@ import numpy as np
 
 __all__ = ["METRICS", "METRIC_NAMES", "TASK_METRICS", "HEADLINE", "PERCENT_METRICS", "compute_metrics",
            "metrics_from_confusion", "ccc", "regression_metrics", "multilabel_metrics", "multilabel_from_counts",
-           "task_metrics", "fast_scores", "bootstrap_ci", "summarize", "summary_metrics", "format_metric"]
+           "task_metrics", "fast_scores", "bootstrap_ci", "summarize", "summary_metrics", "format_metric",
+           "expected_calibration_error", "ECE_BINS"]
 
 #: the scalar metrics of a categorical run, in report order
 METRICS = ("wa", "ua", "wf1", "macro_f1")
 #: per task: the scalar metrics of the test set, in report order (regression adds ``ccc_<target>`` per target)
 TASK_METRICS = {
-    "categorical": METRICS,
-    "soft": METRICS + ("ml_macro_f1",),
+    "categorical": METRICS + ("ece",),
+    "soft": METRICS + ("ml_macro_f1", "ece"),
     "multilabel": ("macro_f1", "micro_f1"),
     "regression": ("ccc", "pearson", "mae"),
 }
@@ -56,9 +61,11 @@ TASK_METRICS = {
 HEADLINE = {"categorical": "ua", "soft": "macro_f1", "multilabel": "macro_f1", "regression": "ccc"}
 METRIC_NAMES = {"wa": "WA", "ua": "UA", "wf1": "WF1", "macro_f1": "macro-F1", "micro_f1": "micro-F1",
                 "ml_macro_f1": "multi-label macro-F1", "ccc": "CCC", "pearson": "Pearson r", "mae": "MAE",
-                "loss": "loss"}
+                "loss": "loss", "ece": "ECE"}
 #: metrics reported in percent; the others (CCC, Pearson, MAE, loss) as plain numbers with 3 decimals
-PERCENT_METRICS = ("wa", "ua", "wf1", "macro_f1", "micro_f1", "ml_macro_f1")
+PERCENT_METRICS = ("wa", "ua", "wf1", "macro_f1", "micro_f1", "ml_macro_f1", "ece")
+#: confidence bins of the expected calibration error
+ECE_BINS = 15
 
 
 def format_metric(metric: str, value: float | None) -> str:
@@ -157,6 +164,21 @@ def metrics_from_confusion(confusion: np.ndarray) -> dict[str, float]:
         "wf1": float((f1 * support).sum() / n),
         "macro_f1": float(f1[present].mean()),
     }
+
+
+def expected_calibration_error(probabilities, truth, bins: int = ECE_BINS) -> float:
+    """ECE of class probabilities (N, C) against true class indices (N,): the utterances are binned by the
+    probability of their predicted class (``bins`` equal-width bins over [0, 1], a confidence of exactly 1 in the
+    last); ECE = sum over bins of (bin size / N) x |accuracy in the bin - mean confidence in the bin|."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.int64)
+    if len(p) == 0:
+        raise ValueError("no samples to score")
+    confidence = p.max(1)
+    correct = (p.argmax(1) == t).astype(np.float64)
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    gap = np.abs(np.bincount(which, correct, minlength=bins) - np.bincount(which, confidence, minlength=bins))
+    return float(gap.sum() / len(p))
 
 
 # ------------------------------------------------------------------------------------------------- regression
@@ -262,6 +284,7 @@ def task_metrics(task: str, predicted, target, names: Sequence[str], hard=None) 
     truth = np.asarray(target if task == "categorical" else hard)
     out = compute_metrics(truth.tolist(), predicted.argmax(1).tolist(), classes)
     out["per_class"] = {names[int(k)]: v for k, v in out["per_class"].items()}
+    out["ece"] = expected_calibration_error(predicted, truth)
     if task == "soft":
         multi = multilabel_metrics(target, predicted, names)
         out["ml_macro_f1"] = multi["macro_f1"]
@@ -287,6 +310,7 @@ def fast_scores(task: str, predicted: np.ndarray, target: np.ndarray, hard: np.n
     truth = target if task == "categorical" else hard
     cm = np.bincount(truth * num_classes + predicted.argmax(1), minlength=num_classes ** 2)
     out.update(metrics_from_confusion(cm.reshape(num_classes, num_classes)))
+    out["ece"] = expected_calibration_error(predicted, truth)
     return out
 
 

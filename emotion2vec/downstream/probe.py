@@ -15,10 +15,11 @@ A fold without valid keys gets a seeded random ``valid_fraction`` (0.2) of its t
 recipe's 80/20 split; ``valid_fraction 0`` then keeps the last epoch. ``valid_is_test`` selects on the test keys and
 trains on train + valid (the optimistic "*" rows of the paper; the official ``eval_is_test``).
 
-Cross-corpus (``test_features`` + ``test_data``): one fold trained on every utterance of the training corpus (its
-dev set carved from it as above) and tested on every utterance of the test corpus; ``label_map`` ("old=new,...",
-applied to both corpora, an empty new label drops the rows) renames labels, and test labels that are not training
-classes are listed and refused.
+Cross-corpus (``test_features`` + ``test_data``): the training corpus's own folds train and select -- its official
+train / valid split when data.tsv has one (a ``split`` column), else folds.json or ``protocol`` -- and every
+utterance of the test corpus is each fold's test set (Wagner et al. train and select on MSP-Podcast's own split and
+test on other corpora); ``label_map`` ("old=new,...", applied to both corpora, an empty new label drops the rows)
+renames labels, and test labels that are not training classes are listed and refused.
 
 Outputs in ``out`` (all written atomically): ``results.json``, ``results.md``, ``predictions.tsv``,
 ``confusion.png`` (class tasks), ``layer_weights.png`` (``--layer weighted``) and ``heads/<fold>.pt`` (each fold's
@@ -42,9 +43,10 @@ from . import ProbeError
 from .features import PackedFeatures, append_utterances, load_features, load_sources
 from .heads import Head, save_head
 from .runs import (FoldOutcome, add_groups, audit_run, check_fold_labels, class_names, head_entry, log_audit,
-                   pick_folds, prediction_records, read_inputs, read_rows, results_dict, run_folds, split_folds)
+                   pick_folds, prediction_records, read_inputs, read_rows, results_dict, run_folds, split_folds,
+                   valid_records, write_valid_predictions)
 from .targets import Targets, apply_label_map, build_targets
-from .training import ProbeConfig, head_config, train_fold
+from .training import PROBE_HINT, ProbeConfig, head_config, train_fold
 
 __all__ = ["ProbeResult", "run_probe", "resolve_device", "cpu_settings"]
 
@@ -190,25 +192,36 @@ def _one_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: str
     return _Corpus(rows, fold_spec, pick_folds(list(fold_spec["folds"]), folds))
 
 
-def _two_corpora(data_dir: Path, test_data, test_features, label_map: str | None) -> _Corpus:
-    """One fold: every utterance of the training corpus to train (and select), every one of the test corpus to test;
+def _two_corpora(data_dir: Path, test_data, test_features, label_map: str | None, protocol: str | None,
+                 fold_seed: int, folds: str | None) -> _Corpus:
+    """Cross-corpus: the training corpus's own folds train and select (its official split when data.tsv has one, a
+    ``split`` column; else folds.json or ``protocol``), every utterance of the test corpus is each fold's test set;
     ``label_map`` applied to both."""
     from .corpora import parse_label_map
+    from .folds import infer_protocol
 
     test_dir = _folder(test_data)
     mapping = parse_label_map(label_map)
-    rows, dropped_a = apply_label_map(read_rows(data_dir), mapping)
+    all_rows = read_rows(data_dir)
+    if protocol is None and all_rows and infer_protocol(all_rows) == "original":
+        protocol = "original"  # the corpus's official train / valid / test split
+    _, own = read_inputs(data_dir, protocol, fold_seed)
+    rows, dropped_a = apply_label_map(all_rows, mapping)
     test_rows, dropped_b = apply_label_map(read_rows(test_dir), mapping)
     if not test_rows:
         raise ProbeError(f"--label-map dropped every utterance of {test_dir}")
-    train_corpus, test_corpus = data_dir.name, test_dir.name
+    kept = {r["key"] for r in rows}
+    train_corpus, test_corpus = own.get("corpus") or data_dir.name, test_dir.name
+    selected = [{"name": f["name"], "train": [k for k in f["train"] if k in kept],
+                 "valid": [k for k in f["valid"] if k in kept], "test": [r["key"] for r in test_rows]}
+                for f in pick_folds(list(own["folds"]), folds)]
     fold_spec: dict[str, Any] = {"corpus": f"{train_corpus}->{test_corpus}", "protocol": "cross-corpus",
                                  "speaker_independent": None, "labels": sorted({r["label"] for r in rows}),
-                                 "folds": [{"name": "cross-corpus", "train": [r["key"] for r in rows],
-                                            "valid": [], "test": [r["key"] for r in test_rows]}]}
+                                 "folds": selected}
     cross = {"train_corpus": train_corpus, "test_corpus": test_corpus, "test_features": str(test_features),
-             "test_data": str(test_dir), "label_map": mapping, "dropped": {"train": dropped_a, "test": dropped_b}}
-    return _Corpus(rows, fold_spec, fold_spec["folds"], test_rows, test_dir, cross, dropped_b)
+             "test_data": str(test_dir), "label_map": mapping, "dropped": {"train": dropped_a, "test": dropped_b},
+             "train_protocol": own.get("protocol")}
+    return _Corpus(rows, fold_spec, selected, test_rows, test_dir, cross, dropped_b)
 
 
 def _check_labels(config: ProbeConfig, names: list[str], corpus: _Corpus, allow_unseen: bool, log) -> list[str]:
@@ -327,26 +340,32 @@ def _result(config: ProbeConfig, corpus: _Corpus, loaded: _Loaded, names: list[s
 
 
 def _write(out: Path, result: ProbeResult, result_dict: dict[str, Any], splits, loaded: _Loaded, test_preds,
-           embedding: str | None, embedding_colour: str, log) -> None:
+           embedding: str | None, embedding_colour: str, log, corpus_rows=None) -> None:
     """Step 6: heads/<fold>.pt, valid_predictions.tsv, the analysis figures, results.json and the rest."""
-    from ..analysis.inference import fold_predictions
     from ..analysis.plots import write_analysis_plots
     from ..analysis.runs import VALID_PREDICTIONS
-    from ..io.atomic import atomic_write_text
     from . import report
 
-    config, names = result.config, result.names
+    config = result.config
     for f in result.folds:
         save_head(out / "heads" / f"{f.name}.pt", f.model, **result.head_meta(f))
-    valid_preds = fold_predictions(loaded.packed, loaded.targets, [(f.name, f.model, result.head_meta(f), s.valid)
-                                                                   for f, s in zip(result.folds, splits)])
-    atomic_write_text(out / VALID_PREDICTIONS, report.predictions_tsv(valid_preds.records(), names, config.task))
+    valid_side = loaded.side["test"] if config.valid_is_test else "data"  # selecting on test: its valid is the test
+    write_valid_predictions(out, result.folds, loaded.targets, lambda key: loaded.position[(valid_side, key)])
     if embedding is not None:
         from ..analysis.embedding import write_embedding
 
+        rows_by_key = {r["key"]: r for r in (corpus_rows or [])}
+        valid = valid_positions = None
+        if embedding_colour == "corpus" and result.cross_corpus:
+            from ..analysis.runs import Predictions
+
+            valid = Predictions.from_records(valid_records(result.folds, loaded.targets,
+                                                           lambda key: loaded.position[("data", key)]),
+                                             config.task, result.names)
+            valid_positions = [loaded.position[("data", k)] for k in valid.keys]
         write_embedding(out, result_dict, test_preds, {f.name: f.model for f in result.folds}, embedding,
                         loaded.packed, [loaded.position[(loaded.side["test"], k)] for k in test_preds.keys],
-                        config.seed, embedding_colour)
+                        config.seed, embedding_colour, rows_by_key, valid, valid_positions or ())
     write_analysis_plots(out, result_dict)
     report.write_outputs(out, result_dict, test_preds.records())
     log(f"probe: wrote {', '.join(report.output_files(result_dict))}, {VALID_PREDICTIONS} and heads/ to {out}")
@@ -386,7 +405,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
     data_dir, features = _folder(data), Path(features)
     cross = _check_options(test_features, test_data, label_map, concat_features)
-    corpus = (_two_corpora(data_dir, test_data, test_features, label_map) if cross                       # 1
+    corpus = (_two_corpora(data_dir, test_data, test_features, label_map, protocol, fold_seed, folds) if cross  # 1
               else _one_corpus(data_dir, protocol, fold_seed, folds))
     if train_fraction != 1.0:
         from ..analysis.efficiency import subsample_train
@@ -409,7 +428,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
                          lambda split, key: loaded.position[(loaded.side[split], key)])
     with cpu_settings(_threads(threads, config, loaded)):
         outcomes = run_folds(splits, _fit(loaded, config), loaded.targets, config.bootstrap, config.seed, log,
-                             "probe")
+                             "probe", hint=PROBE_HINT)
     train_s = time.perf_counter() - t0 - load_s
 
     result = _result(config, corpus, loaded, names, n_params, outcomes, warnings, audit, protocol, data_dir,    # 6
@@ -421,6 +440,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     if train_fraction != 1.0:
         result_dict["train_fraction"] = train_fraction
     if out is not None:
-        _write(Path(out), result, result_dict, splits, loaded, test_preds, embedding, embedding_colour, log)
+        _write(Path(out), result, result_dict, splits, loaded, test_preds, embedding, embedding_colour, log,
+               corpus.test_rows if cross else corpus.rows)
     log(report.summary_markdown(result_dict))
     return result_dict

@@ -119,6 +119,8 @@ def output_files(result: dict[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- single run
 def _settings_lines(result: dict[str, Any]) -> list[str]:
+    if result.get("kind") == "evaluate":  # its results.md says what was scored (emotion2vec.analysis.evaluate)
+        return []
     c = result.get("config", {})
     layer = result.get("layer")
     layer_text = "" if layer is None else f", layer {layer}"
@@ -147,8 +149,9 @@ def _settings_lines(result: dict[str, Any]) -> list[str]:
                      + ("" if c.get("layer") is None else f", layer {c['layer']}") + ")")
     cross = result.get("cross_corpus")
     if cross:
-        lines.append(f"- cross-corpus: trained on `{result['data']}` ({cross['train_corpus']}), tested on every "
-                     f"utterance of `{cross['test_data']}` ({cross['test_corpus']}) with features "
+        lines.append(f"- cross-corpus: trained and selected on `{result['data']}` ({cross['train_corpus']}"
+                     + (f", its {cross['train_protocol']} folds" if cross.get("train_protocol") else "")
+                     + f"), tested on every utterance of `{cross['test_data']}` ({cross['test_corpus']}) with features "
                      f"`{cross['test_features']}`" + (f"; label map {cross['label_map']}" if cross["label_map"] else ""))
     else:
         lines.append(f"- data: `{result['data']}` (protocol {result.get('protocol') or 'default'}, "
@@ -199,13 +202,15 @@ def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def results_markdown(result: dict[str, Any]) -> str:
-    """``results.md``: the settings, a per-fold table with a mean ± std row, warnings and the leakage audit."""
+def results_markdown(result: dict[str, Any], title: str | None = None, preamble: Sequence[str] = ()) -> str:
+    """``results.md``: the warnings first, then ``preamble`` (what a fine-tuning or evaluate run adds), the settings,
+    a per-fold table with a mean ± std row and the leakage audit. ``title``: the heading (default "Probe: ...")."""
     metrics = _run_metrics(result)
     headline = result.get("headline")
-    lines = [f"# Probe: {corpus_name(result['corpus'])} / {result['source']}", ""]
+    lines = [title or f"# Probe: {corpus_name(result['corpus'])} / {result['source']}", ""]
     if result.get("warnings"):
         lines += ["**WARNINGS:**", *(f"- **{w}**" for w in result["warnings"]), ""]
+    lines += list(preamble)
     lines += _settings_lines(result)
     ci_col = headline is not None and any(f.get("ci") for f in result["folds"])
     lines += ["",
@@ -418,7 +423,7 @@ def group_labels(results: Sequence[dict[str, Any]]) -> list[str]:
 
 def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: Sequence[str] = TABLE_METRICS,
                corpora: Sequence[str] | None = None, sources: Sequence[str] | None = None,
-               bold_best: bool = True) -> str:
+               bold_best: bool = True, average: bool = False) -> str:
     """Markdown table across corpora: rows = feature sources, per corpus the columns ``<CORPUS> <METRIC>``
     (``metrics``; for regression runs the mean CCC and, with several targets, the CCC of each target), cells
     ``mean ± std`` over folds (percent for classification metrics); "–" where a source has no result.
@@ -427,6 +432,10 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     several protocols gets one column group per protocol (``URDU (speaker-kfold) UA``); results sharing a source,
     corpus and protocol get one row each (:func:`row_labels`). Rows and column groups follow ``sources`` (row
     labels) / ``corpora`` when given, else the order of first appearance.
+
+    ``average``: "Average <METRIC>" columns after the corpora, the mean over the column groups of each row's means
+    (the class groups for the classification metrics, the regression groups for CCC); "–" for a row that lacks one
+    of those groups, so every average covers the same corpora.
     """
     for m in metrics:
         if m not in METRIC_NAMES or m == "loss":
@@ -468,8 +477,29 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
             if len(means) > 1:
                 best[(group, m)] = min(means) if m in LOWER_IS_BETTER else max(means)
 
+    averages: list[tuple[str, list[tuple[str, str, str | None]]]] = []
+    if average:
+        class_groups = [g for g in groups if g[1] == "classes"]
+        regression_groups = [g for g in groups if g[1] == "regression"]
+        if len(class_groups) > 1:
+            averages += [(m, class_groups) for m in metrics]
+        if len(regression_groups) > 1:
+            averages.append(("ccc", regression_groups))
+    average_cells: dict[tuple[str, str], float | None] = {}
+    for source in row_names:
+        for m, over in averages:
+            values = [cells[(source, g)]["summary"].get(m, {}).get("mean") if (source, g) in cells else None
+                      for g in over]
+            ok = all(v is not None and not math.isnan(v) for v in values)
+            average_cells[(source, m)] = float(np.mean(values)) if ok else None
+    for m, _ in averages:
+        means = [average_cells[(src, m)] for src in row_names if average_cells[(src, m)] is not None]
+        if len(means) > 1:
+            best[(("average",), m)] = min(means) if m in LOWER_IS_BETTER else max(means)
+
     header = ["Features"] + [f"{header_of.get(g, corpus_name(g[0]))} {_metric_name(m)}" for g in groups
-                             for m in group_metrics.get(g, metrics)]
+                             for m in group_metrics.get(g, metrics)] + [f"Average {_metric_name(m)}"
+                                                                        for m, _ in averages]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for source in row_names:
         row = [source]
@@ -484,6 +514,12 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
                 if bold_best and mean is not None and best.get((group, m)) == mean:
                     text = f"**{text}**"
                 row.append(text)
+        for m, _ in averages:
+            value = average_cells[(source, m)]
+            text = _value(m, value)
+            if bold_best and value is not None and best.get((("average",), m)) == value:
+                text = f"**{text}**"
+            row.append(text)
         lines.append("| " + " | ".join(row) + " |")
     folds = []
     for group in groups:
@@ -497,5 +533,7 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     regression = any(g[1] == "regression" for g in groups)
     note = ("Mean ± std over folds, " + ("classification metrics in percent, CCC as a coefficient" if regression
                                          else "in percent") + (f" (folds: {', '.join(folds)})" if folds else ""))
+    if averages:
+        note += "; Average: the mean over the corpora's means (a row without every corpus has none)"
     lines += ["", note + ("; best mean per column in bold." if bold_best else ".")]
     return "\n".join(lines) + "\n"

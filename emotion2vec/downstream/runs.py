@@ -9,8 +9,11 @@ The steps of such a run and the piece of this module each one uses:
        seeded share of train (:func:`carve_valid`: every kind of run carves the same utterances), else the last
        epoch; or the test set selects (``valid_is_test``)
     4. the fold loop (:func:`run_folds`): the run trains a fold its own way and keeps the epoch with the best valid
-       score (:class:`Selection`: ties keep the earlier epoch, patience stops); the loop scores the kept epoch's
-       test predictions with a bootstrap interval (:func:`score_test`) and logs one line per fold
+       score (:class:`Selection`: ties keep the earlier epoch, patience stops; a non-finite training loss stops the
+       run with :class:`DivergenceError`, a loss that grows far above its start is a warning); the loop scores the
+       kept epoch's test predictions with a bootstrap interval (:func:`score_test`), checks them for collapse
+       (:func:`collapse_warnings`: constant or far-off regression outputs, one class for every utterance) and logs
+       one line per fold
     5. results.json (:func:`results_dict`, one :meth:`FoldOutcome.entry` per fold), the test predictions
        (:func:`prediction_records`), the fairness and per-speaker analysis (:func:`add_groups`), and the files
        (:func:`~.report.write_outputs`)
@@ -19,6 +22,7 @@ The steps of such a run and the piece of this module each one uses:
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -33,7 +37,16 @@ from .tasks import is_better
 
 __all__ = ["RESULTS_FORMAT", "RESULTS_VERSION", "read_inputs", "read_rows", "pick_folds", "class_names",
            "check_fold_labels", "audit_run", "carve_valid", "fold_splits", "FoldSplit", "split_folds", "Selection",
-           "FoldOutcome", "score_test", "run_folds", "head_entry", "results_dict", "prediction_records", "add_groups"]
+           "DivergenceError", "DIVERGENCE_FACTOR", "FoldOutcome", "score_test", "collapse_warnings", "run_folds",
+           "head_entry", "results_dict", "prediction_records", "valid_records", "write_valid_predictions",
+           "add_groups"]
+
+#: a training loss this many times its first epoch's value is reported as diverging
+DIVERGENCE_FACTOR = 10.0
+#: regression outputs whose standard deviation is below this share of the targets' are (nearly) constant
+CONSTANT_SHARE = 1e-3
+#: regression outputs whose mean lies this many target standard deviations from the targets' mean are far off
+OFFSET_STDS = 10.0
 
 RESULTS_FORMAT = "emotion2vec-probe-results"
 #: 2: task, loss, head, targets, headline, bootstrap intervals, audit, layer weights, feature settings, saved heads
@@ -183,34 +196,64 @@ def split_folds(folds: Sequence[Mapping], seed: int, valid_fraction: float, vali
 
 
 # ------------------------------------------------------------------------------------------------ 4. the fold loop
+class DivergenceError(ProbeError):
+    """Training stopped: the training loss became infinite or NaN; the message names the epoch and what to change."""
+
+
 class Selection:
     """The epoch a fold keeps: the best valid score of ``metric`` (lower is better for losses and errors; ties and
     NaN keep the earlier epoch), stopping after ``patience`` epochs without improvement; and the fold's training
-    curves (rounded to 6 decimals as results.json stores them)."""
+    curves (rounded to 6 decimals as results.json stores them).
 
-    def __init__(self, metric: str, patience: int | None = None):
-        self.metric, self.patience = metric, patience
+    Divergence: a non-finite training loss raises :class:`DivergenceError`; a training loss above
+    :data:`DIVERGENCE_FACTOR` times the first epoch's is recorded once in ``warnings``. Both name ``hint``: the
+    options of the run that change it."""
+
+    def __init__(self, metric: str, patience: int | None = None, hint: str = ""):
+        self.metric, self.patience, self.hint = metric, patience, hint
         self.best: float | None = None
         self.best_epoch = 0
+        self.best_step: int | None = None  # the update of the kept weights (runs that score the dev set per update)
         self.bad = 0
         self.valid: dict[str, float] = {}
         self.stopped = False
+        self.warnings: list[str] = []
         self.history: dict[str, list[float]] = {"train_loss": [], "valid_loss": []}
         if metric != "loss":
             self.history[f"valid_{metric}"] = []
 
-    def train_epoch(self, loss: float) -> None:
-        self.history["train_loss"].append(round(loss, 6))
+    def train_epoch(self, loss: float, epoch: int | None = None) -> None:
+        """Record the mean training loss of epoch ``epoch`` (default: the next one)."""
+        epoch = epoch or len(self.history["train_loss"]) + 1
+        losses = self.history["train_loss"]
+        hint = f"; {self.hint}" if self.hint else ""
+        if not math.isfinite(loss):
+            start = f" (epoch 1: {losses[0]:.4g})" if losses else ""
+            raise DivergenceError(f"training diverged: the training loss of epoch {epoch} is {loss}{start}{hint}")
+        if losses and not self.warnings and abs(losses[0]) > 0 and loss > DIVERGENCE_FACTOR * abs(losses[0]):
+            self.warnings.append(f"training diverged: the training loss rose from {losses[0]:.4g} (epoch 1) to "
+                                 f"{loss:.4g} (epoch {epoch}), more than {DIVERGENCE_FACTOR:g} times its start{hint}")
+        losses.append(round(loss, 6))
 
-    def valid_epoch(self, epoch: int, scores: Mapping[str, float]) -> bool:
-        """Record epoch ``epoch``'s valid ``scores``; -> whether it is the best so far (then keep its weights)."""
+    def check_outputs(self, outputs, epoch: int, what: str = "valid") -> None:
+        """Raise :class:`DivergenceError` when the model's ``what`` outputs of epoch ``epoch`` are not all finite."""
+        values = np.asarray(outputs, dtype=np.float64)
+        if not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).any(axis=tuple(range(1, values.ndim))).sum()) if values.ndim else 1
+            raise DivergenceError(f"training diverged: after epoch {epoch} the model's {what} outputs are not finite "
+                                  f"for {bad} of {len(values) if values.ndim else 1} utterance(s)"
+                                  + (f"; {self.hint}" if self.hint else ""))
+
+    def valid_epoch(self, epoch: int, scores: Mapping[str, float], step: int | None = None) -> bool:
+        """Record the valid ``scores`` of epoch ``epoch`` (at update ``step`` of a run that scores the dev set every
+        N updates); -> whether they are the best so far (then keep the weights). Patience counts these scorings."""
         score = scores[self.metric]
         if "loss" in scores:
             self.history["valid_loss"].append(round(scores["loss"], 6))
         if self.metric != "loss":
             self.history[f"valid_{self.metric}"].append(round(score, 6))
         if is_better(score, self.best, self.metric):
-            self.best, self.best_epoch, self.bad = score, epoch, 0
+            self.best, self.best_epoch, self.best_step, self.bad = score, epoch, step, 0
             self.valid = {k: float(v) for k, v in scores.items()}
             return True
         self.bad += 1
@@ -227,12 +270,14 @@ class Selection:
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint stores to resume the selection (the curves are stored beside it)."""
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad, "valid": self.valid,
-                "stopped": self.stopped}
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_step": self.best_step, "bad": self.bad,
+                "valid": self.valid, "stopped": self.stopped, "warnings": list(self.warnings)}
 
     def restore(self, state: Mapping[str, Any], history: Mapping[str, list[float]]) -> None:
         self.best, self.best_epoch, self.bad = state["best"], state["best_epoch"], state["bad"]
+        self.best_step = state.get("best_step")
         self.valid, self.stopped = dict(state["valid"]), state["stopped"]
+        self.warnings = list(state.get("warnings", []))
         self.history = {k: list(v) for k, v in history.items()}
 
 
@@ -242,7 +287,10 @@ class FoldOutcome:
 
     ``updates`` (optimiser updates of a fine-tuning run) follow ``epochs_run`` in the entry, ``extra`` (the saved head
     or exported model, learned layer weights) follows ``history``; ``model`` is the kept model where the run holds it
-    in memory (a probe's head), ``stats`` what the run needs besides the entry (parameter counts)."""
+    in memory (a probe's head), ``stats`` what the run needs besides the entry (parameter counts). ``valid_keys`` /
+    ``valid_predictions``: the kept model's predictions of the fold's valid utterances (valid_predictions.tsv);
+    ``warnings``: what the fold's training and its test predictions gave cause to warn about (in the entry and
+    results.json's ``warnings``)."""
 
     name: str
     n_train: int
@@ -261,12 +309,15 @@ class FoldOutcome:
     updates: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    valid_keys: list[str] = field(default_factory=list)
+    valid_predictions: Any = None
+    warnings: list[str] = field(default_factory=list)
 
     def entry(self) -> dict[str, Any]:
         return {"name": self.name, "n_train": self.n_train, "n_valid": self.n_valid, "n_test": self.n_test,
                 "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, **self.updates, "valid": self.valid,
                 "test": self.test, "ci": self.ci, "seconds": round(self.seconds, 3), "history": self.history,
-                **self.extra}
+                **self.extra, **({"warnings": list(self.warnings)} if self.warnings else {})}
 
 
 def score_test(task: str, predictions: np.ndarray, y: np.ndarray, names: Sequence[str], hard: np.ndarray | None,
@@ -278,23 +329,67 @@ def score_test(task: str, predictions: np.ndarray, y: np.ndarray, names: Sequenc
     return metrics, ci
 
 
+def collapse_warnings(task: str, predictions: np.ndarray, y: np.ndarray, names: Sequence[str],
+                      hard: np.ndarray | None, hint: str = "") -> list[str]:
+    """What is wrong with a set of test predictions that a metric alone hides, each naming ``hint`` (the options to
+    change): regression outputs (per target) that are (nearly) constant -- standard deviation below
+    :data:`CONSTANT_SHARE` of the targets' -- or whose mean lies more than :data:`OFFSET_STDS` target standard
+    deviations from the targets' mean; a classifier that predicts one class for every utterance while the utterances
+    carry several labels (one set of classes, for multi-label)."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    hint = f"; {hint}" if hint else ""
+    out = []
+    if len(predictions) < 2:
+        return out
+    if task == "regression":
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        p = predictions.reshape(len(predictions), -1)
+        for k, name in enumerate(names):
+            sd_y, sd_p = float(y[:, k].std()), float(p[:, k].std())
+            if sd_y == 0:
+                continue
+            if sd_p < CONSTANT_SHARE * sd_y:
+                out.append(f"collapsed predictions: {name} is (nearly) constant over the {len(p)} test utterances "
+                           f"(std {sd_p:.3g} against the targets' {sd_y:.3g}){hint}")
+            elif abs(p[:, k].mean() - y[:, k].mean()) > OFFSET_STDS * sd_y:
+                out.append(f"far-off predictions: {name} averages {p[:, k].mean():.4g} where the targets average "
+                           f"{y[:, k].mean():.4g} (std {sd_y:.3g}){hint}")
+        return out
+    if task == "multilabel":
+        chosen = predictions > 1.0 / predictions.shape[1]
+        truth = np.asarray(y) > 0.5
+        if len({tuple(r) for r in chosen}) == 1 and len({tuple(r) for r in truth}) > 1:
+            shown = "+".join(n for n, c in zip(names, chosen[0]) if c) or "no class"
+            out.append(f"collapsed predictions: {shown} for every one of the {len(chosen)} test utterances, whose "
+                       f"true class sets differ{hint}")
+        return out
+    truth = np.asarray(y if task == "categorical" else hard)
+    winners = predictions.argmax(1)
+    if truth.ndim == 1 and len(np.unique(winners)) == 1 and len(np.unique(truth)) > 1:
+        out.append(f"collapsed predictions: {names[int(winners[0])]} for every one of the {len(winners)} test "
+                   f"utterances, which carry {len(np.unique(truth))} labels{hint}")
+    return out
+
+
 def _fold_line(tag: str, split: FoldSplit, o: FoldOutcome, task: str) -> str:
     shown = " ".join(f"{METRIC_NAMES[m]} {format_metric(m, o.test.get(m))}" for m in summary_metrics(task)[:4])
     ci = (f"; {METRIC_NAMES[o.ci['metric']]} 95% CI [{format_metric(o.ci['metric'], o.ci['low'])}, "
           f"{format_metric(o.ci['metric'], o.ci['high'])}]" if o.ci else "")
     updates = f", {o.updates['num_updates']} updates" if "num_updates" in o.updates else ""
-    return (f"{tag}: {o.name}: train {o.n_train} valid {o.n_valid} test {o.n_test}{split.note}; best epoch "
-            f"{o.best_epoch}/{o.epochs_run}{updates}; test {shown}{ci} ({o.seconds:.1f}s)")
+    trained = f"; best epoch {o.best_epoch}/{o.epochs_run}{updates}" if o.epochs_run else ""
+    return (f"{tag}: {o.name}: train {o.n_train} valid {o.n_valid} test {o.n_test}{split.note}{trained}; test "
+            f"{shown}{ci}" + (f" ({o.seconds:.1f}s)" if o.epochs_run else ""))
 
 
 def run_folds(splits: Sequence[FoldSplit], fit: Callable[[int, FoldSplit], FoldOutcome | None], targets: Targets,
               bootstrap: int, seed: int, log: Log, tag: str,
               earlier: Mapping[str, FoldOutcome | None] | None = None,
-              keep: Callable[[FoldOutcome], None] | None = None) -> list[FoldOutcome | None]:
+              keep: Callable[[FoldOutcome], None] | None = None, hint: str = "") -> list[FoldOutcome | None]:
     """The fold loop of a run. Per fold: the outcome an earlier run saved (``earlier``, by fold name), else
     ``fit(index, split)`` -- the run's training of the fold, returning the kept epoch's test predictions, or None in
     the processes of a distributed run that do not score -- then its test metrics and interval (:func:`score_test`
-    on ``targets``), one log line, and ``keep`` (saving, exporting)."""
+    on ``targets``), the collapse check (:func:`collapse_warnings`, naming ``hint``) added to the fold's warnings,
+    one log line (and one per warning), and ``keep`` (saving, exporting)."""
     earlier = earlier or {}
     outcomes: list[FoldOutcome | None] = []
     for i, split in enumerate(splits):
@@ -308,7 +403,11 @@ def run_folds(splits: Sequence[FoldSplit], fit: Callable[[int, FoldSplit], FoldO
             hard = None if targets.hard is None else targets.hard[idx]
             outcome.test, outcome.ci = score_test(targets.task, np.asarray(outcome.predictions), targets.y[idx],
                                                   targets.names, hard, bootstrap, seed)
+            outcome.warnings = list(dict.fromkeys(outcome.warnings + collapse_warnings(
+                targets.task, np.asarray(outcome.predictions), targets.y[idx], targets.names, hard, hint)))
             log(_fold_line(tag, split, outcome, targets.task))
+            for w in outcome.warnings:
+                log(f"{tag}: WARNING: {split.name}: {w}")
             if keep is not None:
                 keep(outcome)
         outcomes.append(outcome)
@@ -348,7 +447,8 @@ def results_dict(*, corpus: str, protocol: str | None, speaker_independent: bool
                               "config": config, "device": device, **(details or {}),
                               "folds": [f.entry() for f in folds],
                               "summary": summarize([f.test for f in folds], summary_metrics(task, names)),
-                              "warnings": list(warnings), "notes": list(notes), "audit": audit,
+                              "warnings": list(warnings) + [f"{f.name}: {w}" for f in folds for w in f.warnings],
+                              "notes": list(notes), "audit": audit,
                               "timing": {k: round(v, 3) for k, v in timing.items()},
                               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                               "emotion2vec_version": __version__, "torch_version": torch.__version__}
@@ -369,6 +469,31 @@ def prediction_records(folds: Sequence[FoldOutcome], targets: Targets, index: Ca
             out.append({"fold": f.name, "key": key, "target": targets.y[i],
                         "label": None if hard is None else targets.names[int(hard[i])], "predicted": p})
     return out
+
+
+def valid_records(folds: Sequence[FoldOutcome], targets: Targets, index: Callable[[str], int]
+                  ) -> list[dict[str, Any]]:
+    """:func:`prediction_records` of the kept models' valid predictions (``valid_keys`` / ``valid_predictions``;
+    folds without them are left out): the rows of valid_predictions.tsv."""
+    shifted = [FoldOutcome(f.name, 0, 0, 0, 0, 0, {}, {}, 0.0, list(f.valid_keys),
+                           np.asarray(f.valid_predictions, dtype=np.float64).reshape(len(f.valid_keys), -1))
+               for f in folds if f.valid_keys and f.valid_predictions is not None]
+    return prediction_records(shifted, targets, index)
+
+
+def write_valid_predictions(out: Path, folds: Sequence[FoldOutcome], targets: Targets,
+                            index: Callable[[str], int]) -> bool:
+    """``out``/valid_predictions.tsv (:func:`valid_records`, as predictions.tsv) when any fold has valid predictions;
+    -> whether it was written (ensembles read it: ``--search`` and dev scores)."""
+    from ..analysis.runs import VALID_PREDICTIONS
+    from ..io.atomic import atomic_write_text
+    from .report import predictions_tsv
+
+    records = valid_records(folds, targets, index)
+    if not records:
+        return False
+    atomic_write_text(Path(out) / VALID_PREDICTIONS, predictions_tsv(records, targets.names, targets.task))
+    return True
 
 
 def add_groups(result: dict[str, Any], records: Sequence[Mapping[str, Any]], rows_by_key: Mapping[str, Mapping],

@@ -17,9 +17,16 @@ Tasks (targets from ``data.tsv``, see :mod:`.targets`):
 
 Heads: ``linear`` (the paper's downstream model: Linear(D -> hidden), ReLU, pooling, Linear(hidden -> outputs)),
 ``arcface`` (the last layer scores cosines between the pooled vector and one learned centre per class, scaled by s;
-the training loss adds the additive angular margin m to the true class: categorical only).
-Pooling: ``mean`` (masked mean over frames), ``attention`` (learned softmax weights over frames), ``stats`` (mean
-and standard deviation concatenated); attention and stats need frame-level features.
+the training loss adds the additive angular margin m to the true class: categorical only), ``wagner`` (Wagner et al.:
+pooling over the input frames, dropout, Linear(D -> hidden), tanh, dropout, Linear(hidden -> outputs)).
+Pooling: ``mean`` (masked mean over frames), ``sum``, ``max`` (per dimension), ``attention`` (learned softmax weights
+over frames), ``stats`` (mean and standard deviation concatenated); all but mean need frame-level features.
+
+Training defaults per task (:data:`TRAINING_DEFAULTS`, what ``None`` means for the optimiser, the schedule and the
+standardisation of a probe): the class tasks keep the official recipe (RMSprop with momentum, triangular cyclic
+learning rate, raw features); regression, where that recipe diverges (CCC 0.000 on URDU-derived arousal / valence
+targets, ``benchmarks/regression_defaults.py``), standardises the features and the targets and trains with AdamW
+at a constant learning rate.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import math
 
 from . import ProbeError
 
-__all__ = ["TASKS", "LOSSES", "DEFAULT_LOSS", "HEADS", "POOLINGS", "TASK_SELECT_METRICS", "DEFAULT_SELECT",
+__all__ = ["TASKS", "LOSSES", "DEFAULT_LOSS", "HEADS", "POOLINGS", "OPTIMIZERS", "SCHEDULERS", "TRAINING_DEFAULTS",
+           "TASK_SELECT_METRICS", "DEFAULT_SELECT",
            "LOWER_IS_BETTER", "is_better", "SMOOTHED_LOSSES", "check_combination"]
 
 TASKS = ("categorical", "soft", "multilabel", "regression")
@@ -41,8 +49,19 @@ LOSSES = {
 DEFAULT_LOSS = {"categorical": "ce", "soft": "soft-ce", "multilabel": "bce", "regression": "ccc"}
 #: losses that take --label-smoothing
 SMOOTHED_LOSSES = ("ce", "cb-ce", "soft-ce")
-HEADS = ("linear", "arcface")
-POOLINGS = ("mean", "attention", "stats")
+HEADS = ("linear", "arcface", "wagner")
+POOLINGS = ("mean", "sum", "max", "attention", "stats")
+#: optimisers of the probe (fine-tuning trains with AdamW)
+OPTIMIZERS = ("rmsprop", "adam", "adamw")
+#: learning-rate schedules of the probe: triangular cyclic (official recipe), constant, x gamma after every epoch
+SCHEDULERS = ("cyclic", "none", "exponential")
+#: per task: what a probe uses when the option is not given (see the module docstring)
+TRAINING_DEFAULTS = {
+    "categorical": {"optimizer": "rmsprop", "scheduler": "cyclic", "standardize": False, "standardize_targets": False},
+    "soft": {"optimizer": "rmsprop", "scheduler": "cyclic", "standardize": False, "standardize_targets": False},
+    "multilabel": {"optimizer": "rmsprop", "scheduler": "cyclic", "standardize": False, "standardize_targets": False},
+    "regression": {"optimizer": "adamw", "scheduler": "none", "standardize": True, "standardize_targets": True},
+}
 #: per task: the valid metrics that can pick a fold's best epoch
 TASK_SELECT_METRICS = {
     "categorical": ("wa", "ua", "wf1", "macro_f1", "loss"),
@@ -52,7 +71,7 @@ TASK_SELECT_METRICS = {
 }
 DEFAULT_SELECT = {"categorical": "ua", "soft": "loss", "multilabel": "macro_f1", "regression": "ccc"}
 #: selection metrics to minimise (the others are maximised)
-LOWER_IS_BETTER = ("loss", "mae")
+LOWER_IS_BETTER = ("loss", "mae", "ece")
 
 
 def is_better(score: float, best: float | None, metric: str) -> bool:

@@ -1,8 +1,11 @@
 """Training one downstream head per fold on frozen features, with the epoch chosen on the fold's valid keys.
 
-Defaults are the official recipe: categorical cross-entropy, batch 128, 100 epochs, RMSprop (lr 5e-4, momentum 0.9)
-with a triangular CyclicLR between lr and 2 lr (10 epochs up, 10 down, stepped per epoch; torch's defaults, which
-also cycle the momentum 0.9 -> 0.8), seed 42. The task, loss, head and pooling are chosen in :class:`ProbeConfig`
+Defaults of the class tasks are the official recipe: categorical cross-entropy, batch 128, 100 epochs, RMSprop (lr
+5e-4, momentum 0.9) with a triangular CyclicLR between lr and 2 lr (10 epochs up, 10 down, stepped per epoch; torch's
+defaults, which also cycle the momentum 0.9 -> 0.8), seed 42. Regression, where that recipe diverges, standardises
+the features and the targets and uses AdamW at a constant learning rate (:data:`.tasks.TRAINING_DEFAULTS`; an option
+given explicitly always wins). Options: AdamW, the per-epoch exponential decay and the under-sampled epochs of Park
+et al. (:mod:`.epochs`). The task, loss, head and pooling are chosen in :class:`ProbeConfig`
 (:mod:`.tasks` says what goes together). After every epoch the head is scored on ``valid``; the epoch with the best
 ``select_metric`` (the task's default: valid UA for categorical, the valid loss for soft labels, macro-F1 for
 multi-label, mean CCC for regression; the first epoch wins ties: :class:`~.runs.Selection`, as fine-tuning keeps its
@@ -22,14 +25,19 @@ import torch
 
 from . import DEFAULT_LR, SELECT_METRICS, ProbeError
 from .features import PackedFeatures
-from .heads import Head, HeadConfig
+from .heads import Head, HeadConfig, fold_target_scaling
 from .losses import Loss, make_loss
 from .metrics import fast_scores
 from .runs import FoldOutcome, FoldSplit, Selection
 from .targets import Targets
-from .tasks import check_combination
+from .epochs import DEFAULT_LR_DECAY, check_lr_decay, lr_decay_factor, undersample
+from .tasks import OPTIMIZERS, SCHEDULERS, TRAINING_DEFAULTS, check_combination
 
-__all__ = ["DEFAULT_LR", "SELECT_METRICS", "ProbeConfig", "train_fold", "head_config", "standardization"]
+__all__ = ["DEFAULT_LR", "SELECT_METRICS", "ProbeConfig", "train_fold", "head_config", "standardization",
+           "target_scaling", "PROBE_HINT"]
+
+#: what a probe run whose training diverges can change (:class:`~.runs.Selection` names it)
+PROBE_HINT = "lower --lr, or try --optimizer adamw, --scheduler none, --standardize"
 
 
 @dataclass
@@ -47,15 +55,18 @@ class ProbeConfig:
     arcface_margin: float = 0.3
     epochs: int = 100
     batch_size: int = 128
-    optimizer: str = "rmsprop"
+    optimizer: str | None = None  # None: the task's default (tasks.TRAINING_DEFAULTS)
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
     momentum: float = 0.9
-    weight_decay: float = 0.0
-    scheduler: str = "cyclic"
+    weight_decay: float | None = None  # None: 0, or 0.01 for AdamW (torch's default)
+    scheduler: str | None = None  # None: the task's default
+    lr_decay: float = DEFAULT_LR_DECAY  # the factor of --scheduler exponential, after every epoch
+    undersample: bool = False  # every epoch a fresh class-balanced subset of train (categorical, soft)
     select_metric: str | None = None  # None: the task's default (tasks.DEFAULT_SELECT)
     patience: int | None = None
     seed: int = 42
-    standardize: bool = False
+    standardize: bool | None = None  # None: the task's default
+    standardize_targets: bool | None = None  # regression: learn (y - mean) / std of the training targets
     valid_fraction: float = 0.2
     valid_is_test: bool = False
     bootstrap: int = 1000  # resamples of the test set for the headline metric's 95 % interval (0: none)
@@ -70,12 +81,28 @@ class ProbeConfig:
         if self.task != "regression" and self.targets:
             raise ProbeError(f"--targets names regression columns; --task {self.task} learns the "
                              f"{'label' if self.task == 'categorical' else 'votes'} column")
-        if self.optimizer not in DEFAULT_LR:
-            raise ProbeError(f"optimizer must be one of {sorted(DEFAULT_LR)}, got {self.optimizer!r}")
+        defaults = TRAINING_DEFAULTS[self.task]
+        for name in ("optimizer", "scheduler", "standardize", "standardize_targets"):
+            if getattr(self, name) is None:
+                setattr(self, name, defaults[name])
+        if self.optimizer not in OPTIMIZERS:
+            raise ProbeError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
-        if self.scheduler not in ("cyclic", "none"):
-            raise ProbeError(f"scheduler must be 'cyclic' or 'none', got {self.scheduler!r}")
+        if self.weight_decay is None:
+            self.weight_decay = 0.01 if self.optimizer == "adamw" else 0.0
+        if self.scheduler not in SCHEDULERS:
+            raise ProbeError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        check_lr_decay(self.lr_decay)
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ProbeError(f"--lr must be positive and --weight-decay >= 0, got {self.lr} and {self.weight_decay}")
+        if self.standardize_targets and self.task != "regression":
+            raise ProbeError(f"--standardize-targets applies to --task regression, not {self.task}")
+        if self.standardize_targets and self.head == "arcface":
+            raise ProbeError("--standardize-targets needs a linear output layer")
+        if self.undersample and self.task not in ("categorical", "soft"):
+            raise ProbeError(f"--undersample balances the classes of each epoch: it applies to --task categorical or "
+                             f"soft, not {self.task}")
         for name in ("hidden", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ProbeError(f"{name} must be positive, got {getattr(self, name)}")
@@ -101,7 +128,7 @@ def head_config(config: ProbeConfig, feats: PackedFeatures, num_outputs: int) ->
                          f"vector per utterance, nothing to pool); extract with --granularity frame")
     return HeadConfig(feats.dim, num_outputs, config.hidden, config.pooling,
                       "arcface" if config.head == "arcface" else "linear", config.dropout, feats.num_layers,
-                      config.arcface_scale)
+                      config.arcface_scale, "pooled" if config.head == "wagner" else "frame")
 
 
 def _chunks(feats: PackedFeatures, idx: torch.Tensor, max_frames: int) -> list[torch.Tensor]:
@@ -152,27 +179,41 @@ def standardization(total: torch.Tensor, square: torch.Tensor, count: int) -> tu
     return mean.float(), (1.0 / std.clamp(min=1e-5)).float()
 
 
-def _valid_scores(loss_fn: Loss, outputs: torch.Tensor, y: torch.Tensor, targets: Targets, idx: np.ndarray
-                  ) -> dict[str, float]:
-    """Valid scores of ``outputs``: the task's metrics and the loss."""
+def _valid_scores(loss_fn: Loss, outputs: torch.Tensor, y: torch.Tensor, targets: Targets, idx: np.ndarray,
+                  scaling: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+    """Valid scores of ``outputs``: the task's metrics and the loss (``scaling``: the (mean, std) of standardised
+    regression targets, undone before scoring)."""
     predictions = loss_fn.activate(outputs).cpu().numpy()
+    if scaling is not None:
+        predictions = predictions * scaling[1] + scaling[0]
     scores = fast_scores(targets.task, predictions, targets.y[idx], None if targets.hard is None else targets.hard[idx])
     scores["loss"] = float(loss_fn(outputs, y))
     return scores
 
 
 def _optimizer(head: Head, config: ProbeConfig):
-    """The optimiser and its learning-rate schedule (None: constant) of the official recipe or ``config``'s."""
+    """The optimiser and its learning-rate schedule, stepped once per epoch (None: constant)."""
     if config.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(head.parameters(), lr=config.lr, momentum=config.momentum,
                                         weight_decay=config.weight_decay)
+    elif config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
         optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = None
     if config.scheduler == "cyclic":
         scheduler = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=config.lr, max_lr=2 * config.lr,
                                                       step_size_up=10)
+    elif config.scheduler == "exponential":  # LambdaLR counts epochs from 0; lr_decay_factor from 1
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: lr_decay_factor(e + 1, config.lr_decay))
     return optimizer, scheduler
+
+
+def target_scaling(targets: Targets, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of the training targets of a regression task (std >= 1e-6: a constant target keeps its scale)."""
+    y = np.asarray(targets.y[train], dtype=np.float64)
+    return y.mean(0), np.maximum(y.std(0), 1e-6)
 
 
 def train_fold(feats: PackedFeatures, targets: Targets, split: FoldSplit, config: ProbeConfig) -> FoldOutcome:
@@ -196,13 +237,17 @@ def train_fold(feats: PackedFeatures, targets: Targets, split: FoldSplit, config
                         config.label_smoothing, config.cb_beta, config.arcface_scale, config.arcface_margin).to(device)
     optimizer, scheduler = _optimizer(head, config)
 
-    y = torch.as_tensor(targets.y, dtype=torch.long if config.task == "categorical" else torch.float32).to(device)
-    selection = Selection(config.select_metric, config.patience)
+    scaling = target_scaling(targets, train_np) if config.standardize_targets else None
+    y_np = targets.y if scaling is None else (targets.y - scaling[0]) / scaling[1]
+    y = torch.as_tensor(y_np, dtype=torch.long if config.task == "categorical" else torch.float32).to(device)
+    hard = None if not config.undersample else (targets.y if config.task == "categorical" else targets.hard)[train_np]
+    selection = Selection(config.select_metric, config.patience, hint=PROBE_HINT)
     best_state = None
     epoch = 0
     for epoch in range(1, config.epochs + 1):
         head.train()
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)].to(device)
+        epoch_idx = train_idx if hard is None else train_idx[torch.from_numpy(undersample(hard, config.seed, epoch))]
+        order = epoch_idx[torch.randperm(len(epoch_idx), generator=generator)].to(device)
         loss_sum = torch.zeros((), device=device)
         for batch in order.split(config.batch_size):
             loss = loss_fn(_forward(head, feats, batch), y[batch])
@@ -212,21 +257,28 @@ def train_fold(feats: PackedFeatures, targets: Targets, split: FoldSplit, config
             loss_sum += loss.detach() * len(batch)
         if scheduler is not None:
             scheduler.step()
-        selection.train_epoch(float(loss_sum) / len(train_idx))
+        selection.train_epoch(float(loss_sum) / len(order), epoch)
         if len(valid_idx) == 0:
             continue
-        scores = _valid_scores(loss_fn, _outputs(head, feats, valid_idx, config.eval_frames), y[valid_idx], targets,
-                               valid_np)
+        outputs = _outputs(head, feats, valid_idx, config.eval_frames)
+        selection.check_outputs(outputs.cpu().numpy(), epoch)
+        scores = _valid_scores(loss_fn, outputs, y[valid_idx], targets, valid_np, scaling)
         if selection.valid_epoch(epoch, scores):
             best_state = copy.deepcopy(head.state_dict())
         elif selection.stopped:
             break
     if best_state is not None:
         head.load_state_dict(best_state)
+    if scaling is not None:
+        fold_target_scaling(head, *scaling)
 
     predictions = loss_fn.activate(_outputs(head, feats, test_idx, config.eval_frames)).cpu().numpy()
+    selection.check_outputs(predictions, selection.kept_epoch(epoch), "test")
+    valid_predictions = (loss_fn.activate(_outputs(head, feats, valid_idx, config.eval_frames)).cpu().numpy()
+                         if len(valid_np) else None)
     return FoldOutcome(name=split.name, n_train=len(train_np), n_valid=len(valid_np), n_test=len(test_np),
                        best_epoch=selection.kept_epoch(epoch), epochs_run=epoch, valid=selection.valid,
                        history=selection.curves(), seconds=time.perf_counter() - start_time,
                        test_keys=[feats.keys[i] for i in test_np.tolist()], predictions=predictions,
-                       model=head.cpu().eval())
+                       model=head.cpu().eval(), valid_keys=[feats.keys[i] for i in valid_np.tolist()],
+                       valid_predictions=valid_predictions, warnings=list(selection.warnings))

@@ -20,7 +20,7 @@ class FinetuneError(Emotion2VecError, ValueError):
 
 #: light constants (the CLI parser reads them without importing torch)
 FREEZE_MODES = ("cnn", "none", "all-but-top")
-SCHEDULES = ("linear", "cosine", "constant")
+SCHEDULES = ("linear", "cosine", "constant", "exponential")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FUSIONS = ("concat", "tensor", "park")
 FT_TASKS = ("categorical", "soft", "multilabel", "regression", "speaker")

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..downstream import ProbeError
+from ..downstream.epochs import DEFAULT_LR_DECAY, check_lr_decay
 from ..downstream.tasks import check_combination
 from . import FREEZE_MODES, FUSIONS, FT_TASKS, INIT_HEAD, PRECISIONS, SCHEDULES, FinetuneError
 
@@ -56,7 +58,9 @@ class FinetuneConfig:
     arcface_scale: float = 30.0
     arcface_margin: float = 0.3
     layer: int = -1                   # the upstream layer the head reads (-1: the final output)
+    prune: bool = True                # drop the blocks above --layer from the model (trained and exported)
     standardize: bool = False         # the head standardises its input with the start model's training statistics
+    standardize_targets: bool | None = None  # regression: learn standardised targets (None: on for regression)
     # what trains
     freeze: str = "cnn"               # cnn | none | all-but-top
     freeze_top: int | None = None     # N of all-but-top N
@@ -82,7 +86,9 @@ class FinetuneConfig:
     head_lr: float = 1e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
-    schedule: str = "linear"          # linear | cosine | constant (after the warm-up)
+    schedule: str = "linear"          # linear | cosine | constant | exponential (x lr_decay per epoch) after warm-up
+    lr_decay: float = DEFAULT_LR_DECAY  # --schedule exponential: the factor after every epoch (Park et al.)
+    undersample: bool = False         # every epoch a fresh class-balanced subset of train (Park et al.)
     warmup: float = 0.1               # < 1: share of all updates; >= 1: updates
     batch_seconds: float = 60.0       # padded audio per batch (batch size x longest input)
     accumulate: int = 1
@@ -100,6 +106,7 @@ class FinetuneConfig:
     min_speaker_utterances: int = 3
     bootstrap: int = 1000
     save_interval_updates: int = 0    # also write checkpoint_last every N updates (0: once per epoch)
+    eval_interval_updates: int = 0    # also score the dev set every N updates and keep the best step (0: per epoch)
 
     def __post_init__(self):
         self.targets = tuple(self.targets)
@@ -114,6 +121,19 @@ class FinetuneConfig:
             raise FinetuneError("--task regression needs --targets (data.tsv columns, e.g. arousal,valence)")
         if self.task != "regression" and self.targets:
             raise FinetuneError(f"--targets names regression columns; --task {self.task} does not use them")
+        if self.standardize_targets is None:
+            self.standardize_targets = self.task == "regression"
+        if self.standardize_targets and self.task != "regression":
+            raise FinetuneError(f"--standardize-targets applies to --task regression, not {self.task}")
+        if self.standardize_targets and self.init_head == "keep":
+            raise FinetuneError("--init-head keep applies to class tasks; --standardize-targets to regression")
+        if self.undersample and self.task not in ("categorical", "soft", "speaker"):
+            raise FinetuneError(f"--undersample balances the classes of each epoch: it applies to --task "
+                                f"categorical, soft or speaker, not {self.task}")
+        try:
+            check_lr_decay(self.lr_decay)
+        except ProbeError as e:
+            raise FinetuneError(str(e)) from None
         if self.freeze not in FREEZE_MODES:
             raise FinetuneError(f"--freeze {self.freeze!r}: choose from {', '.join(FREEZE_MODES)}")
         if (self.freeze == "all-but-top") != (self.freeze_top is not None) or (self.freeze_top or 0) < 0:
@@ -188,7 +208,7 @@ class FinetuneConfig:
             if not getattr(self, name) > 0:
                 raise FinetuneError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("weight_decay", "clip_norm", "repeat_pad", "freeze_updates", "save_interval_updates",
-                     "bootstrap", "warmup"):
+                     "eval_interval_updates", "bootstrap", "warmup"):
             if getattr(self, name) < 0:
                 raise FinetuneError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.layer_decay <= 1.0:

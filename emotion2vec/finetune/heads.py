@@ -118,7 +118,7 @@ class UtteranceHead(nn.Module):
 
     @property
     def pooled_dim(self) -> int:
-        return 2 * self.config.hidden if self.config.pooling == "stats" else self.config.hidden
+        return self.head.pooled_dim
 
     def embed(self, frames: Tensor, lengths: Tensor) -> Tensor:
         """The pooled vector before dropout and the output layer: (B, pooled_dim)."""

@@ -169,7 +169,8 @@ def param_groups(model: FinetuneModel, plan: FreezePlan, config: FinetuneConfig)
 
 def head_config(config: FinetuneConfig, dim: int, num_outputs: int) -> HeadConfig:
     return HeadConfig(dim, num_outputs, config.hidden, config.pooling,
-                      "arcface" if config.head == "arcface" else "linear", config.dropout, 1, config.arcface_scale)
+                      "arcface" if config.head == "arcface" else "linear", config.dropout, 1, config.arcface_scale,
+                      "pooled" if config.head == "wagner" else "frame")
 
 
 def load_speaker_encoder(path: str, trust: bool = False) -> SpeakerEncoder:
@@ -305,7 +306,7 @@ def kept_head(spec, names: Sequence[str], config: FinetuneConfig, dim: int, wher
     stored = HeadConfig(**spec.config["head"])
     wanted = head_config(config, dim, len(names))
     clash = [f"{k} {getattr(wanted, k)!r} (the kept head has {getattr(stored, k)!r})"
-             for k in ("input_dim", "hidden", "pooling", "output", "dropout")
+             for k in ("input_dim", "hidden", "pooling", "output", "dropout", "layout")
              if getattr(wanted, k) != getattr(stored, k)]
     if clash:
         raise FinetuneError(f"--init-head keep keeps the head of {where}; these options differ from it: "

@@ -36,9 +36,17 @@ Outputs in ``out`` (written by the first process; each file atomically):
                                   written, naming each difference
     <fold>/checkpoint_last.pt     resume state (:mod:`.train`), <fold>/checkpoint_best.pt, <fold>/tb/ (TensorBoard)
     <fold>/result.json            the finished fold (its presence marks it done: a re-run skips it)
-    models/<fold>/                the exported model of the fold (:mod:`.export`)
-    results.json, results.md, predictions.tsv, confusion.png   as a probe run (:mod:`emotion2vec.downstream.report`),
-                                  with ``model_dir`` per fold instead of a saved head file
+    models/<fold>/                the exported model of the fold (:mod:`.export`; with ``--layer N`` the blocks above
+                                  N are removed from the model that trains and is exported: :mod:`emotion2vec.models.
+                                  prune`)
+    results.json, results.md, predictions.tsv, valid_predictions.tsv, confusion.png, speakers.png, embedding.png
+                                  as a probe run (:mod:`emotion2vec.downstream.report`: fairness and per-speaker
+                                  analysis, warnings at the top), with ``model_dir`` per fold instead of a saved head
+    test_<corpus>/                every fold's model scored on another corpus (``test_data``, an evaluate run)
+
+``train_fraction`` trains on a stratified, seeded share of each fold's training keys (the probe's
+:func:`emotion2vec.analysis.efficiency.subsample_train`; ``--train-fraction`` / ``--seeds`` sweeps run
+:func:`emotion2vec.analysis.efficiency.run_sweep` over this function).
 """
 
 from __future__ import annotations
@@ -54,8 +62,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..downstream.runs import (FoldOutcome, FoldSplit, audit_run, check_fold_labels, class_names, head_entry,
-                               pick_folds, prediction_records, read_inputs, results_dict, run_folds, split_folds)
+from ..downstream.heads import fold_target_scaling
+from ..downstream.runs import (FoldOutcome, FoldSplit, add_groups, audit_run, check_fold_labels, class_names,
+                               head_entry, pick_folds, prediction_records, read_inputs, results_dict, run_folds,
+                               split_folds, write_valid_predictions)
+from ..downstream.training import target_scaling
 from ..downstream.targets import Targets, build_targets
 from ..io.atomic import atomic_write_text
 from . import FinetuneError
@@ -66,7 +77,8 @@ from .heads import UtteranceHead
 from .park import JointLoss, TrainableSpeaker, build_park_head
 from .model import (FinetuneModel, disable_layerdrop, head_config, kept_head, load_speaker_encoder, plan_freeze,
                     probe_head)
-from .train import Collectives, FoldData, Runtime, evaluate, frame_statistics, load_model_state, train_fold
+from .train import (FINETUNE_HINT, Collectives, FoldData, Runtime, evaluate, frame_statistics, load_model_state,
+                    train_fold)
 
 __all__ = ["RUN_FORMAT", "resolve_device", "resolve_precision", "speaker_split", "run_finetune"]
 
@@ -178,13 +190,12 @@ def _stamp(obj: Any) -> str:
 # ------------------------------------------------------------------------------------------------ outputs
 def _results_md(result: dict[str, Any]) -> str:
     """The probe's results.md, titled as a fine-tuning run, with what was fine-tuned and how."""
+    from ..downstream.metrics import METRIC_NAMES, format_metric
     from ..downstream.report import corpus_name, results_markdown
 
     ft = result["finetune"]
     c = result["config"]
-    body = results_markdown(result).split("\n", 1)[1]
-    lines = [f"# Fine-tuning: {corpus_name(result['corpus'])} / {result['source']}", "",
-             f"- fine-tuned: `{ft['checkpoint']}` ({ft['upstream']}), {ft['start_head']} on layer {result['layer']}; "
+    lines = [f"- fine-tuned: `{ft['checkpoint']}` ({ft['upstream']}), {ft['start_head']} on layer {result['layer']}; "
              f"{ft['freeze']}" + (f"; head alone for the first {c['freeze_updates']} updates"
                                   if c["freeze_updates"] else ""),
              f"- AdamW lr {c['lr']:g} (head {c['head_lr']:g}, layer decay {c['layer_decay']:g}), weight decay "
@@ -196,7 +207,13 @@ def _results_md(result: dict[str, Any]) -> str:
                 if c.get("text_features") else ""),
              f"- models: " + (", ".join(f"`{f['model_dir']}`" for f in result["folds"] if f.get("model_dir"))
                               or "not exported (the head reads text features, which `predict` cannot give)")]
-    return "\n".join(lines) + "\n" + body
+    for t in result.get("test_data") or []:
+        m = t["headline"]
+        s = t["summary"].get(m, {})
+        lines.append(f"- tested on `{t['data']}` ({t['corpus']}, every fold's model on every utterance): "
+                     f"{METRIC_NAMES.get(m, m)} {format_metric(m, s.get('mean'))} ± {format_metric(m, s.get('std'))} "
+                     f"(`{Path(t['results']).name}/`)")
+    return results_markdown(result, f"# Fine-tuning: {corpus_name(result['corpus'])} / {result['source']}", lines)
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> bool:
@@ -257,7 +274,7 @@ class _Corpus:
 
 
 def _read_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: str | None, config: FinetuneConfig,
-                 allow_unseen: bool) -> _Corpus:
+                 allow_unseen: bool, train_fraction: float = 1.0) -> _Corpus:
     """Rows and folds (``--task speaker``: one per-speaker split instead), classes and label checks, targets, the
     audio's lengths, the text vectors, and each fold's train / valid / test under the dev rules."""
     task = config.downstream_task
@@ -271,6 +288,10 @@ def _read_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: st
         selected = fold_spec["folds"]
     else:
         selected = pick_folds(list(fold_spec["folds"]), folds)
+    if train_fraction != 1.0:
+        from ..analysis.efficiency import subsample_train
+
+        selected = subsample_train(selected, {r["key"]: r["label"] for r in rows}, train_fraction, config.seed)
     names = class_names(task, fold_spec, rows, config.targets)
     warnings: list[str] = []
     if task in ("categorical", "soft"):
@@ -289,7 +310,8 @@ def _read_corpus(data_dir: Path, protocol: str | None, fold_seed: int, folds: st
                          lambda split, key: position[key])
     fold_data = []
     for sp in splits:
-        fold = FoldData(sp.name, dataset, lengths, targets, sp.train, sp.valid, sp.test, text)
+        scaling = target_scaling(targets, np.asarray(sp.train, dtype=np.int64)) if config.standardize_targets else None
+        fold = FoldData(sp.name, dataset, lengths, targets, sp.train, sp.valid, sp.test, text, scaling)
         if not fold.train or not fold.test:
             raise FinetuneError(f"{sp.name}: empty train ({len(fold.train)}) or test ({len(fold.test)}) set")
         fold_data.append(fold)
@@ -391,6 +413,13 @@ def _load_start(checkpoint: str, config: FinetuneConfig, trust: bool, corpus: _C
     if not -L <= config.layer < L:
         raise FinetuneError(f"--layer {config.layer}: {checkpoint} has {L} layers (0..{L - 1}, or -1 for the last)")
     layer = config.layer % L
+    pruned: list[str] = []
+    if config.prune and layer != L - 1 and config.init_head != "keep":
+        from ..models.prune import prune_upstream
+
+        pruned = prune_upstream(upstream, layer)  # the blocks above the head's layer never reach its output
+        L = upstream.cfg.num_layers
+        layer = L - 1
     freeze = plan_freeze(upstream, config.freeze, config.freeze_top, checkpoint)
     if config.init_head == "keep" and not config.start_from:
         if info.classifier is None:
@@ -401,7 +430,7 @@ def _load_start(checkpoint: str, config: FinetuneConfig, trust: bool, corpus: _C
                                 f"{info.classifier.config.get('layer', -1)}, not --layer {config.layer}")
     speaker = load_speaker_encoder(config.speaker_model, trust) if config.speaker_model else None
     text_dim = 0 if corpus.text is None else int(corpus.text.shape[1])
-    start = _Start(upstream, info, L, dim, layer, freeze, speaker, {}, text_dim, [])
+    start = _Start(upstream, info, L, dim, layer, freeze, speaker, {}, text_dim, list(pruned))
     for fold in corpus.data:  # checks the speaker model's fit, kept label rows, probe heads
         _, head_notes = start.head(config, corpus.names, checkpoint, fold.name)
     start.notes += head_notes
@@ -438,11 +467,14 @@ def _settings(config: FinetuneConfig, checkpoint: str, data_dir: Path, protocol:
 
 
 # ------------------------------------------------------------------------------------------------ 4. the folds
+def _listed(values) -> Any:
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
 def _record(outcome: FoldOutcome) -> dict[str, Any]:
     """A finished fold as ``<fold>/result.json`` keeps it (its presence marks the fold done)."""
-    predictions = outcome.predictions
-    return {**outcome.entry(), "test_keys": list(outcome.test_keys),
-            "predictions": predictions.tolist() if isinstance(predictions, np.ndarray) else predictions,
+    return {**outcome.entry(), "test_keys": list(outcome.test_keys), "predictions": _listed(outcome.predictions),
+            "valid_keys": list(outcome.valid_keys), "valid_predictions": _listed(outcome.valid_predictions),
             **outcome.stats}
 
 
@@ -450,9 +482,12 @@ def _from_record(r: Mapping[str, Any]) -> FoldOutcome:
     return FoldOutcome(name=r["name"], n_train=r["n_train"], n_valid=r["n_valid"], n_test=r["n_test"],
                        best_epoch=r["best_epoch"], epochs_run=r["epochs_run"], valid=r["valid"], history=r["history"],
                        seconds=r["seconds"], test_keys=r["test_keys"], predictions=r["predictions"], test=r["test"],
-                       ci=r["ci"], updates={"num_updates": r["num_updates"], "total_updates": r["total_updates"]},
+                       ci=r["ci"], updates={k: r[k] for k in ("num_updates", "total_updates", "best_update")
+                                            if k in r},
                        extra={"model_dir": r["model_dir"]},
-                       stats={k: r[k] for k in ("parameters", "trained_parameters", "warmup_updates")})
+                       stats={k: r[k] for k in ("parameters", "trained_parameters", "warmup_updates")},
+                       valid_keys=list(r.get("valid_keys") or []), valid_predictions=r.get("valid_predictions"),
+                       warnings=list(r.get("warnings") or []))
 
 
 def _finished(out: Path, corpus: _Corpus, coll: Collectives, main: bool) -> dict[str, FoldOutcome | None]:
@@ -515,17 +550,24 @@ def _fitter(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
         if not runtime.main:
             return None
         load_model_state(model, trained.best_state, fold_dir / "checkpoint_best.pt")
+        if fold.scaling is not None:
+            fold_target_scaling(model.head, *fold.scaling)
         predictions = loss_fn.activate(evaluate(model, fold, fold.test, runtime, config.precision, budget)).numpy()
+        valid_predictions = (loss_fn.activate(evaluate(model, fold, fold.valid, runtime, config.precision,
+                                                       budget)).numpy() if fold.valid else None)
         exported = corpus.text is None  # a text-fused head needs each input's text vector, which predict cannot give
         return FoldOutcome(
             name=fold.name, n_train=len(fold.train), n_valid=len(fold.valid), n_test=len(fold.test),
             best_epoch=trained.best_epoch, epochs_run=trained.epochs_run, valid=trained.valid,
             history=trained.history, seconds=trained.seconds, test_keys=[corpus.keys[j] for j in fold.test],
             predictions=predictions, model=(model, activation_of(loss_fn)),
-            updates={"num_updates": trained.num_updates, "total_updates": trained.total_updates},
+            updates={"num_updates": trained.num_updates, "total_updates": trained.total_updates,
+                     **({"best_update": trained.best_update} if config.eval_interval_updates else {})},
             extra={"model_dir": f"models/{fold.name}" if exported else None},
             stats={"parameters": n_params, "trained_parameters": n_trainable,
-                   "warmup_updates": trained.warmup_updates})
+                   "warmup_updates": trained.warmup_updates},
+            valid_keys=[corpus.keys[j] for j in fold.valid], valid_predictions=valid_predictions,
+            warnings=list(trained.warnings))
 
     return fit
 
@@ -542,6 +584,7 @@ def _keeper(out: Path, config: FinetuneConfig, corpus: _Corpus, start: _Start, c
                          classifier_spec(model.head, corpus.names, start.layer, config.task, config.loss, activation),
                          {"source": "emotion2vec finetune", "start_checkpoint": checkpoint,
                           "corpus": corpus.fold_spec.get("corpus") or data_dir.name, "fold": outcome.name,
+                          "data": str(data_dir.resolve()), "protocol": corpus.fold_spec.get("protocol"),
                           "best_epoch": outcome.best_epoch, "num_updates": outcome.updates["num_updates"]})
             log(f"finetune: {outcome.name}: model -> {model_dir}")
         atomic_write_text(out / outcome.name / "result.json", json.dumps(_record(outcome), ensure_ascii=False) + "\n")
@@ -594,13 +637,91 @@ def _describe(checkpoint: str, config: FinetuneConfig, corpus: _Corpus, start: _
             + (" (resuming)" if resumed else ""))
 
 
-def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[FoldOutcome], log) -> None:
+def _write(out: Path, result: dict[str, Any], corpus: _Corpus, outcomes: list[FoldOutcome], group_by, speaker_min,
+           config: FinetuneConfig, log, embedding: str | None = None, embedding_colour: str = "label",
+           device="cpu") -> None:
+    """valid_predictions.tsv, the fairness and per-speaker analysis, the figures, results.json and the rest."""
+    from ..analysis.plots import write_analysis_plots
+    from ..downstream.report import output_files, write_outputs
+
+    position = {k: i for i, k in enumerate(corpus.keys)}.__getitem__
+    records = prediction_records(outcomes, corpus.targets, position)
+    write_valid_predictions(out, outcomes, corpus.targets, position)
+    rows_by_key = {r["key"]: r for r in corpus.rows}
+    preds = add_groups(result, records, rows_by_key, group_by, speaker_min, config.bootstrap, config.seed, log,
+                       "finetune")
+    if embedding is not None:
+        from ..analysis.embedding import embedding_figure, model_vectors, pick_fold
+
+        fold = pick_fold(preds.fold_names(), embedding)
+        model_dir = next((f.extra.get("model_dir") for f in outcomes if f.name == fold), None)
+        if not model_dir:
+            raise FinetuneError(f"--embedding {embedding}: fold {fold} has no exported model (a text-fused head)")
+        sub = preds.select(preds.in_fold(fold))
+        log(f"finetune: embedding map of {fold}'s {len(sub)} test utterances")
+        inputs, hidden = model_vectors(out / model_dir, sub.keys, rows_by_key, str(device))
+        embedding_figure(out, result, fold, inputs, hidden, sub, embedding_colour, rows_by_key, seed=config.seed,
+                         panels=("fine-tuned upstream, the head's layer (mean over frames)",
+                                 "head hidden layer (pooled)"))
+    write_analysis_plots(out, result)
+    write_outputs(out, result, records, markdown=_results_md)
+    log(f"finetune: wrote {', '.join(output_files(result))}, valid_predictions.tsv and models/ to {out}")
+
+
+def _check_other_corpora(test_data, label_map: str | None, corpus: _Corpus, config: FinetuneConfig) -> None:
+    """--test-data checked before anything is written: corpora that exist, labels the run learns (after
+    ``label_map``) or the regression targets as columns; a text-fused model, never exported, is refused."""
+    if not test_data:
+        return
+    from ..analysis.evaluate import check_labels
+    from ..downstream.corpora import parse_label_map
+    from ..downstream.runs import read_rows
+    from ..downstream.targets import apply_label_map
+
+    if config.text_features:
+        raise FinetuneError("--test-data scores the exported models; a text-fused model is not exported")
+    if config.task == "speaker":
+        raise FinetuneError("--test-data scores emotion models on another corpus; --task speaker has other speakers")
+    mapping = parse_label_map(label_map)
+    for d in test_data:
+        rows = read_rows(Path(d))
+        if config.task == "regression":
+            missing = [t for t in corpus.names if rows and t not in rows[0]]
+            if len(missing) == len(corpus.names):
+                raise FinetuneError(f"--test-data {d}: no column {', '.join(missing)} for the run's targets")
+            continue
+        rows, dropped = apply_label_map(rows, mapping)
+        check_labels(corpus.names, config.downstream_task, rows, dropped, f"--test-data {d}", "--test-label-map")
+
+
+def _other_corpora(out: Path, result: dict[str, Any], test_data, label_map: str | None, config: FinetuneConfig,
+                   device, num_workers: int, audit_audio: bool, group_by, speaker_min: int, verbose: bool, log) -> None:
+    """Every fold's exported model scored on each corpus of ``test_data`` (``out/test_<name>/``, an evaluate run);
+    their summaries added to results.json and results.md."""
+    from ..analysis.evaluate import load_trained, run_evaluate
     from ..downstream.report import write_outputs
 
-    records = prediction_records(outcomes, corpus.targets, {k: i for i, k in enumerate(corpus.keys)}.__getitem__)
+    trained = load_trained(str(out), device=str(device), num_workers=max(num_workers, 0))
+    entries = []
+    for d in test_data:
+        d = Path(d)
+        folder = out / f"test_{d.name}"
+        log(f"finetune: scoring every fold's model on {d} -> {folder}")
+        r = run_evaluate(str(out), d, folder, label_map=label_map, bootstrap=config.bootstrap, seed=config.seed,
+                         device=str(device), group_by=group_by, speaker_min=speaker_min, audit_audio=audit_audio,
+                         verbose=verbose, trained=trained)
+        entries.append({"data": str(d), "corpus": r["corpus"], "results": str(folder), "summary": r["summary"],
+                        "headline": r["headline"], "warnings": r["warnings"]})
+    result["test_data"] = entries
+    records = _read_records(out, result)
     write_outputs(out, result, records, markdown=_results_md)
-    log(f"finetune: wrote results.json, results.md, predictions.tsv{', confusion.png' if 'confusion' in result else ''}"
-        f" and models/ to {out}")
+
+
+def _read_records(out: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The test predictions of a finished run as records (to rewrite its files with more results)."""
+    from ..analysis.runs import load_run
+
+    return load_run(out).test.records()
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -609,13 +730,20 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
                  device: str | torch.device = "auto", num_workers: int = 1, verbose: bool = True,
                  progress: bool = True, trust: bool = False, tensorboard: bool = True,
                  checksum_dir: str | os.PathLike | None = None, audit_audio: bool = True,
-                 allow_unseen_test_labels: bool = False) -> dict[str, Any]:
+                 allow_unseen_test_labels: bool = False, group_by: Sequence[str] | None = None,
+                 speaker_min: int = 20, train_fraction: float = 1.0, test_data: Sequence[str | os.PathLike] = (),
+                 test_label_map: str | None = None, embedding: str | None = None,
+                 embedding_colour: str = "label") -> dict[str, Any]:
     """Fine-tune ``checkpoint`` on every selected fold of ``data``; write the outputs to ``out`` (see the module
     docstring); return results.json's dict (an empty dict in the other processes under ``torchrun``, where every
     process runs this with the same arguments).
 
     Every check (options, corpus, targets, audio, checkpoint, freeze mode, speaker model, kept head, schedule, the
-    settings of a run already in ``out``) runs before anything is written to ``out``."""
+    settings of a run already in ``out``) runs before anything is written to ``out``.
+
+    ``test_data``: other prepared corpora every fold's exported model is scored on after the run
+    (:func:`emotion2vec.analysis.evaluate.run_evaluate`, ``test_label_map`` renaming their labels), each into
+    ``out/test_<corpus folder>/`` and summarised under results.json's ``test_data``."""
     from ..downstream.report import summary_markdown
 
     t0 = time.perf_counter()
@@ -627,7 +755,9 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     data_dir = data_dir.parent if data_dir.is_file() else data_dir
     out, checkpoint = Path(out), str(checkpoint)
 
-    corpus = _read_corpus(data_dir, protocol, fold_seed, folds, config, allow_unseen_test_labels)          # 1
+    corpus = _read_corpus(data_dir, protocol, fold_seed, folds, config, allow_unseen_test_labels,           # 1
+                          train_fraction)
+    _check_other_corpora(test_data, test_label_map, corpus, config)
     start = _load_start(checkpoint, config, trust, corpus, world)                                          # 2
     settings = _settings(config, checkpoint, data_dir, protocol, corpus, world)                            # 3
     resumed = _check_settings(out, settings)
@@ -644,7 +774,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     outcomes = run_folds(corpus.splits, _fitter(out, config, corpus, start, checkpoint, runtime, settings, log),   # 4
                          corpus.targets, config.bootstrap, config.seed, log, "finetune",
                          earlier=_finished(out, corpus, Collectives(runtime), main),
-                         keep=_keeper(out, config, corpus, start, checkpoint, data_dir, log))
+                         keep=_keeper(out, config, corpus, start, checkpoint, data_dir, log), hint=FINETUNE_HINT)
     if world > 1:
         import torch.distributed as dist
 
@@ -653,6 +783,11 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
         return {}
 
     result = _results(config, checkpoint, name, data_dir, protocol, corpus, start, outcomes, audit, dev, world, t0)  # 5
-    _write(out, result, corpus, outcomes, log)
+    if train_fraction != 1.0:
+        result["train_fraction"] = train_fraction
+    _write(out, result, corpus, outcomes, group_by, speaker_min, config, log, embedding, embedding_colour, dev)
+    if test_data:
+        _other_corpora(out, result, test_data, test_label_map, config, dev, num_workers, audit_audio, group_by,
+                       speaker_min, verbose, log)
     log(summary_markdown(result))
     return result

@@ -5,8 +5,13 @@ An update takes ``accumulate`` micro-batches on each of ``world_size`` processes
 micro-batch's loss is its mean over utterances, divided by ``accumulate``; DDP averages the gradients over the
 processes; then the trainable gradients are clipped to ``clip_norm`` (global L2 norm), AdamW steps and the schedule
 advances. The learning rate rises linearly from 0 over the warm-up updates, then decays to 0 at the last update
-(``linear``, ``cosine``) or stays (``constant``); every parameter group keeps its own peak (head lr, layer-wise
-decay).
+(``linear``, ``cosine``), stays (``constant``) or is multiplied by ``lr_decay`` after every epoch (``exponential``,
+Park et al.: :func:`emotion2vec.downstream.epochs.lr_decay_factor`); every parameter group keeps its own peak (head
+lr, layer-wise decay). With ``undersample`` every epoch trains on a fresh class-balanced subset of the fold's training
+utterances (:func:`emotion2vec.downstream.epochs.undersample`), a function of (seed, epoch) like the batches.
+Regression targets are learnt standardised with the training mean and std (``standardize_targets``); the kept head's
+output layer takes the scaling back (:func:`emotion2vec.downstream.heads.fold_target_scaling`) before it predicts
+and is exported.
 
 ``checkpoint_last.pt`` is written at the end of every epoch (and every ``save_interval_updates`` updates) with the
 model, the optimiser, the schedule, the gradient scaler, every process's torch RNG states, the data position (epoch
@@ -14,7 +19,10 @@ and update within it; the batches themselves are a function of (seed, epoch), :m
 the history. A re-run after any kill restores it and continues with the next update: the update sequence, and hence
 the final weights, equal those of an uninterrupted run (same device and thread count). ``checkpoint_best.pt`` holds
 the weights of the epoch with the best dev score (the task's metric or the loss; ties keep the earlier epoch: the
-probe's rule, :class:`~emotion2vec.downstream.runs.Selection`).
+probe's rule, :class:`~emotion2vec.downstream.runs.Selection`); with ``eval_interval_updates`` N the dev set is also
+scored every N updates within an epoch and the best step is kept (Wagner et al. and Gavali & Verma select on steps),
+patience then counting scorings. A non-finite training loss or dev output stops the fold with
+:class:`~emotion2vec.downstream.runs.DivergenceError`, naming what to change.
 
 :func:`train_fold`, step by step (:class:`_Fold`): set up what trains, the optimiser and schedule; restore
 ``checkpoint_last.pt``; per epoch, the updates (:meth:`_Fold.train_epoch`) then the dev score, the selection and the
@@ -37,7 +45,8 @@ from torch import Tensor, nn
 
 from ..downstream.metrics import METRIC_NAMES, fast_scores, format_metric
 from ..downstream.targets import Targets
-from ..downstream.runs import Selection
+from ..downstream.epochs import lr_decay_factor, undersample
+from ..downstream.runs import DivergenceError, Selection
 from ..downstream.training import standardization
 from ..io.atomic import atomic_write
 from ..io.audio import SAMPLE_RATE
@@ -47,10 +56,13 @@ from .data import Collate, WaveformDataset, effective_length, epoch_batches, epo
 from .heads import upstream_frames
 from .model import FinetuneModel, FreezePlan, param_groups
 
-__all__ = ["CHECKPOINT_FORMAT", "Runtime", "FoldData", "TrainOutcome", "Collectives", "train_fold", "evaluate",
-           "lr_factor", "autocast_dtype", "read_checkpoint", "load_model_state", "frame_statistics", "schedule"]
+__all__ = ["CHECKPOINT_FORMAT", "FINETUNE_HINT", "Runtime", "FoldData", "TrainOutcome", "Collectives", "train_fold",
+           "evaluate", "lr_factor", "autocast_dtype", "read_checkpoint", "load_model_state", "frame_statistics",
+           "schedule", "Schedule"]
 
 CHECKPOINT_FORMAT = "emotion2vec-finetune-checkpoint"
+#: what a fine-tuning run whose training diverges can change
+FINETUNE_HINT = "lower --lr and --head-lr, lengthen --warmup, or keep --clip-norm on"
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -88,6 +100,12 @@ class FoldData:
     valid: list[int]
     test: list[int]
     text: Tensor | None = None  # (N, T) text vectors fused into the head (finetune --text-features), by position
+    scaling: tuple[np.ndarray, np.ndarray] | None = None  # regression: (mean, std) of the standardised targets
+
+    def y_learnt(self) -> np.ndarray:
+        """The targets as the loss sees them (standardised with ``scaling`` for regression)."""
+        y = self.targets.y
+        return y if self.scaling is None else (y - self.scaling[0]) / self.scaling[1]
 
     def text_of(self, index: Tensor, device: torch.device) -> Tensor | None:
         return None if self.text is None else self.text[index].to(device)
@@ -104,23 +122,28 @@ class TrainOutcome:
     total_updates: int
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
+    best_update: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of every group's peak lr before update ``step`` (0-based) of ``total``."""
+def lr_factor(step: int, total: int, warmup: int, schedule: str, epoch: int = 1, gamma: float = 1.0) -> float:
+    """Multiplier of every group's peak lr before update ``step`` (0-based) of ``total``; ``epoch`` (1-based) is the
+    update's epoch, ``gamma`` the per-epoch factor of the ``exponential`` schedule."""
     if step < warmup:
         return (step + 1) / (warmup + 1)
     if schedule == "constant":
         return 1.0
+    if schedule == "exponential":
+        return lr_decay_factor(epoch, gamma)
     progress = (step - warmup) / max(1, total - warmup)
     if schedule == "linear":
         return max(0.0, 1.0 - progress)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _targets_tensor(targets: Targets, device: torch.device) -> Tensor:
-    dtype = torch.long if targets.task == "categorical" else torch.float32
-    return torch.as_tensor(targets.y, dtype=dtype).to(device)
+def _targets_tensor(data: FoldData, device: torch.device) -> Tensor:
+    dtype = torch.long if data.targets.task == "categorical" else torch.float32
+    return torch.as_tensor(data.y_learnt(), dtype=dtype).to(device)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -243,22 +266,50 @@ def _tensorboard(path: Path, purge_step: int, enabled: bool, log):
     return SummaryWriter(str(path), purge_step=purge_step)
 
 
-def schedule(data: FoldData, config: FinetuneConfig, world_size: int
-             ) -> tuple[Callable[[int], list[list[list[int]]]], int, int]:
-    """(updates of an epoch, total updates, warm-up updates) of a fold; a warm-up as long as the run is refused."""
+@dataclass
+class Schedule:
+    """A fold's plan: ``updates_of(epoch)`` (each update a list of batches of dataset positions), the total and
+    warm-up updates, and the first update of every epoch (``starts[e - 1]``)."""
+
+    updates_of: Callable[[int], list[list[list[int]]]]
+    total: int
+    warmup: int
+    starts: list[int]
+
+    def epoch_of(self, step: int) -> int:
+        """The epoch (1-based) of update ``step`` (0-based)."""
+        import bisect
+
+        return max(1, bisect.bisect_right(self.starts, step))
+
+
+def schedule(data: FoldData, config: FinetuneConfig, world_size: int) -> Schedule:
+    """The updates of a fold (:class:`Schedule`); a warm-up as long as the run is refused."""
     budget = int(config.batch_seconds * SAMPLE_RATE)
     max_samples = int(config.max_seconds * SAMPLE_RATE) if config.max_seconds else None
     eff = [effective_length(n, max_samples, int(config.repeat_pad * SAMPLE_RATE)) for n in data.lengths]
+    labels = None
+    if config.undersample:
+        classes = data.targets.y if data.targets.task == "categorical" else data.targets.hard
+        labels = np.asarray(classes)[np.asarray(data.train, dtype=np.int64)]
+
+    def train_of(epoch: int) -> list[int]:
+        if labels is None:
+            return data.train
+        return [data.train[i] for i in undersample(labels, config.seed, epoch)]
 
     def updates_of(epoch: int) -> list[list[list[int]]]:
-        return epoch_updates(epoch_batches(eff, data.train, budget, config.seed, epoch), world_size, config.accumulate)
+        return epoch_updates(epoch_batches(eff, train_of(epoch), budget, config.seed, epoch), world_size,
+                             config.accumulate)
 
-    total = sum(len(updates_of(e)) for e in range(1, config.epochs + 1))
+    counts = [len(updates_of(e)) for e in range(1, config.epochs + 1)]
+    total = sum(counts)
+    starts = [int(v) for v in np.concatenate([[0], np.cumsum(counts)[:-1]])]
     warmup = int(round(config.warmup * total)) if config.warmup < 1 else int(config.warmup)
-    if config.schedule != "constant" and warmup >= total:
+    if config.schedule not in ("constant", "exponential") and warmup >= total:
         raise FinetuneError(f"--warmup {config.warmup:g} means {warmup} warm-up updates, not fewer than the "
                             f"{total} updates of the run ({config.epochs} epochs of {data.name}); lower it")
-    return updates_of, total, warmup
+    return Schedule(updates_of, total, warmup, starts)
 
 
 class _Fold:
@@ -273,7 +324,8 @@ class _Fold:
         self.budget = int(config.batch_seconds * SAMPLE_RATE)
         self.max_samples = int(config.max_seconds * SAMPLE_RATE) if config.max_seconds else None
         self.pad_samples = int(config.repeat_pad * SAMPLE_RATE)
-        self.updates_of, self.total, self.warmup = schedule(data, config, self.world)
+        self.plan_of = schedule(data, config, self.world)
+        self.updates_of, self.total, self.warmup = self.plan_of.updates_of, self.plan_of.total, self.plan_of.warmup
         self.last_path, self.best_path = out_dir / "checkpoint_last.pt", out_dir / "checkpoint_best.pt"
         self.tb_dir = out_dir / "tb"
 
@@ -292,10 +344,11 @@ class _Fold:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(param_groups(model, self.plan, config), betas=config.betas)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, self.total, self.warmup, config.schedule))
+            self.optimizer, lambda step: lr_factor(step, self.total, self.warmup, config.schedule,
+                                                   self.plan_of.epoch_of(step), config.lr_decay))
         self.dtype = autocast_dtype(config.precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.y = _targets_tensor(self.data.targets, self.device)
+        self.y = _targets_tensor(self.data, self.device)
         speakers = getattr(self.loss_fn, "speaker_index", None)  # Eq. (6): each position's training-speaker index
         if speakers is not None:
             self.y = torch.stack([self.y, speakers.to(self.device)], dim=1)
@@ -306,7 +359,7 @@ class _Fold:
             self.net = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
                                                else None, find_unused_parameters=True)
         self.epoch, self.position, self.num_updates = 1, 0, 0
-        self.selection = Selection(config.select_metric, config.patience)
+        self.selection = Selection(config.select_metric, config.patience, hint=FINETUNE_HINT)
         self.running = [0.0, 0]  # summed loss x utterances, utterances of the current epoch
         torch.manual_seed(config.seed * 1000 + self.rank)
 
@@ -395,6 +448,12 @@ class _Fold:
             self.num_updates += 1
             self.position += 1
             self._monitor(loss, gnorm)
+            if (config.eval_interval_updates and self.num_updates % config.eval_interval_updates == 0
+                    and self.position < len(updates) and data.valid):
+                shown = self._select()
+                if self.runtime.main:
+                    self.runtime.log(f"finetune: {data.name}: update {self.num_updates}/{self.total} (epoch "
+                                     f"{self.epoch}){shown}")
             if (config.save_interval_updates and self.num_updates % config.save_interval_updates == 0
                     and self.position < len(updates)):
                 self.save_last()
@@ -423,41 +482,55 @@ class _Fold:
         self.bar.set_postfix(epoch=self.epoch, loss=f"{self.running[0] / max(self.running[1], 1):.4f}", refresh=False)
         self.bar.update(1)
 
-    def end_epoch(self, epoch_start: float) -> None:
+    def _select(self) -> str:
         """The dev score (first process), the selection (every process, from the broadcast scores), the best
-        checkpoint, the log line; then ``checkpoint_last.pt`` at the start of the next epoch."""
+        checkpoint. -> what the log line shows ("" without a dev set)."""
         config, data, runtime = self.config, self.data, self.runtime
-        train_loss = self.running[0] / max(self.running[1], 1)
-        self.selection.train_epoch(train_loss)
-        self.running = [0.0, 0]
-        note, shown = "", ""
         decision = self._dev_scores() if runtime.main and data.valid else None
         decision = self.coll.broadcast(decision)
-        if decision is not None:
-            scores, metric = decision["scores"], config.select_metric
-            if self.selection.valid_epoch(self.epoch, scores):
-                if runtime.main:
-                    _save(self.best_path, {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": self.epoch,
-                                           "valid": scores, "model": _model_state(self.model)})
-                note = " (best)"
-            elif self.selection.stopped:
-                note = f" (no improvement for {config.patience} epoch(s): stopping)"
-            if self.writer is not None:
-                for k, v in scores.items():
-                    self.writer.add_scalar(f"valid/{k}", v, self.num_updates)
-            shown = (f"; valid {METRIC_NAMES.get(metric, metric)} {format_metric(metric, scores[metric])}, loss "
-                     f"{scores['loss']:.4f}")
+        if decision is None:
+            return ""
+        if "error" in decision:
+            raise DivergenceError(decision["error"])
+        scores, metric, note = decision["scores"], config.select_metric, ""
+        if self.selection.valid_epoch(self.epoch, scores, self.num_updates):
+            if runtime.main:
+                _save(self.best_path, {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": self.epoch,
+                                       "update": self.num_updates, "valid": scores, "model": _model_state(self.model)})
+            note = " (best)"
+        elif self.selection.stopped:
+            note = f" (no improvement for {config.patience} scoring(s): stopping at the end of the epoch)"
+        if self.writer is not None:
+            for k, v in scores.items():
+                self.writer.add_scalar(f"valid/{k}", v, self.num_updates)
+        return (f"; valid {METRIC_NAMES.get(metric, metric)} {format_metric(metric, scores[metric])}, loss "
+                f"{scores['loss']:.4f}{note}")
+
+    def end_epoch(self, epoch_start: float) -> None:
+        """The training loss (a non-finite one stops the fold), the dev score and selection (:meth:`_select`), the
+        log line; then ``checkpoint_last.pt`` at the start of the next epoch."""
+        config, data, runtime = self.config, self.data, self.runtime
+        train_loss = self.running[0] / max(self.running[1], 1)
+        self.selection.train_epoch(train_loss, self.epoch)
+        self.running = [0.0, 0]
+        shown = self._select()
         if runtime.main:
             runtime.log(f"finetune: {data.name}: epoch {self.epoch}/{config.epochs}, {self.num_updates}/{self.total} "
-                        f"updates: train loss {train_loss:.4f}{shown}{note} ({time.perf_counter() - epoch_start:.1f}s)")
+                        f"updates: train loss {train_loss:.4f}{shown} ({time.perf_counter() - epoch_start:.1f}s)")
         self.epoch += 1
         self.position = 0
         self.save_last()
 
-    def _dev_scores(self) -> dict[str, dict[str, float]]:
+    def _dev_scores(self) -> dict[str, Any]:
         data, device = self.data, self.device
         outputs = evaluate(self.model, data, data.valid, self.runtime, self.config.precision, self.budget)
+        try:
+            self.selection.check_outputs(outputs.numpy(), self.epoch)
+        except DivergenceError as e:  # every process raises it after the broadcast
+            return {"error": str(e)}
         predictions = self.loss_fn.activate(outputs).numpy()
+        if data.scaling is not None:
+            predictions = predictions * data.scaling[1] + data.scaling[0]
         idx = np.asarray(data.valid)
         hard = None if data.targets.hard is None else data.targets.hard[idx]
         scores = fast_scores(data.targets.task, predictions, data.targets.y[idx], hard)
@@ -475,8 +548,10 @@ class _Fold:
                 raise FinetuneError(f"{self.best_path}: missing; delete {self.last_path} to retrain this fold")
             best_state = best["model"]
         best_epoch = self.selection.best_epoch if self.data.valid else epochs_run
+        best_update = self.selection.best_step if self.data.valid else self.num_updates
         return TrainOutcome(best_state, best_epoch, epochs_run, self.num_updates, dict(self.selection.valid),
-                            self.warmup, self.total, self.selection.curves(), seconds)
+                            self.warmup, self.total, self.selection.curves(), seconds, best_update,
+                            list(self.selection.warnings))
 
 
 def train_fold(model: FinetuneModel, loss_fn: nn.Module, data: FoldData, config: FinetuneConfig, plan: FreezePlan,

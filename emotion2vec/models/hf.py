@@ -41,8 +41,8 @@ from .checkpoint import CheckpointError
 from .config import ATTENTION_IMPLEMENTATIONS, ConfigError
 from .encoder import FeatureOutput
 
-__all__ = ["HFUpstream", "HFUpstreamConfig", "SUPPORTED", "load_hf_upstream", "padding_policy", "hf_spec",
-           "hf_upstream_from_spec"]
+__all__ = ["HFUpstream", "HFUpstreamConfig", "SUPPORTED", "load_hf_upstream", "padding_policy", "read_hf_head",
+           "hf_spec", "hf_upstream_from_spec"]
 
 #: config.json model_type -> the transformers class whose encoder is loaded
 SUPPORTED = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel",
@@ -237,9 +237,13 @@ def load_hf_upstream(name: str) -> HFUpstream:
     model_class = SUPPORTED[config.model_type]
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # a per-load weights bar is noise in extraction logs
+    verbosity = transformers.utils.logging.get_verbosity()
+    # a model saved with a head (read by read_hf_head) lists the head's tensors as unused encoder weights: not news
+    transformers.utils.logging.set_verbosity_error()
     try:
         model = getattr(transformers, model_class).from_pretrained(name)
     finally:
+        transformers.utils.logging.set_verbosity(verbosity)
         if bars:
             transformers.utils.logging.enable_progress_bar()
     mel, input_norm = None, True
@@ -300,3 +304,91 @@ def hf_upstream_from_spec(spec: Mapping[str, Any], state: Mapping[str, Tensor], 
     upstream = _wrap(model, config, f"{where} (stored)", bool(spec.get("input_norm", True)), mel)
     load_state_strict(upstream, dict(state), where)
     return upstream.eval()
+
+
+# ---------------------------------------------------------------------------------------------------- emotion heads
+def _weight_file_tensors(name: str, wanted: tuple[str, ...]) -> dict[str, Tensor]:
+    """The tensors of ``name``'s weights whose key starts with one of ``wanted`` (model.safetensors, else
+    pytorch_model.bin; a local folder, or a hub name in the local cache)."""
+    folder = Path(name).expanduser()
+    candidates = []
+    for file in ("model.safetensors", "pytorch_model.bin"):
+        if folder.is_dir():
+            candidates.append(folder / file)
+        else:
+            try:
+                from transformers.utils import cached_file
+
+                found = cached_file(name, file, _raise_exceptions_for_missing_entries=False)
+                if found:
+                    candidates.append(Path(found))
+            except Exception:  # noqa: BLE001 - not in the cache, no network: no head
+                continue
+    for path in candidates:
+        if not path.is_file():
+            continue
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys() if k.startswith(wanted)}
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return {k: v for k, v in state.items() if k.startswith(wanted)}
+    return {}
+
+
+def read_hf_head(name: str, config: Any):
+    """The emotion head saved with a Hugging Face speech model, as a ``downstream`` classifier spec on its last
+    layer (mean over the frames, then the head), or None when its weights hold no head. Two layouts:
+
+    * audeering's ``Wav2Vec2ForSpeechClassification`` (``classifier.dense``, ``classifier.out_proj``; Wagner et al.'s
+      released dimensional model): mean -> dropout -> dense -> tanh -> dropout -> out_proj, the outputs in the order
+      of ``id2label`` (arousal, dominance, valence), values as trained (their model card: about 0...1);
+    * transformers' ``*ForSequenceClassification`` (``projector``, ``classifier``): projector, mean, classifier (a
+      weighted layer sum, ``use_weighted_layer_sum``, is refused by name).
+
+    Regression (identity outputs) when the config says ``problem_type: regression`` or a regression fine-tuning task
+    (``finetuning_task`` naming ``reg``), or every label is a dimension (arousal, dominance, valence); multi-label
+    (sigmoid) for ``multi_label_classification``; else softmax over the labels."""
+    state = _weight_file_tensors(name, ("classifier.", "projector."))
+    if not state:
+        return None
+    from .checkpoint import ClassifierSpec
+
+    dim = int(config.hidden_size)
+    id2label = getattr(config, "id2label", None) or {}
+    n = int(getattr(config, "num_labels", len(id2label)))
+    labels = [str(id2label.get(i, id2label.get(str(i), f"output_{i}"))) for i in range(n)]
+    if {"classifier.dense.weight", "classifier.out_proj.weight"} <= set(state):
+        hidden, activation = int(state["classifier.dense.weight"].shape[0]), "tanh"
+        tensors = {"head.proj.weight": state["classifier.dense.weight"],
+                   "head.proj.bias": state["classifier.dense.bias"],
+                   "head.output.weight": state["classifier.out_proj.weight"],
+                   "head.output.bias": state["classifier.out_proj.bias"]}
+        dropout = float(getattr(config, "final_dropout", 0.0) or 0.0)
+    elif {"projector.weight", "classifier.weight"} <= set(state):
+        if getattr(config, "use_weighted_layer_sum", False):
+            raise CheckpointError(f"hf:{name}: its head reads a learned weighted sum of every layer "
+                                  f"(use_weighted_layer_sum), which this loader does not rebuild")
+        hidden, activation, dropout = int(state["projector.weight"].shape[0]), "identity", 0.0
+        tensors = {"head.proj.weight": state["projector.weight"], "head.proj.bias": state["projector.bias"],
+                   "head.output.weight": state["classifier.weight"], "head.output.bias": state["classifier.bias"]}
+    else:
+        return None
+    if tensors["head.output.weight"].shape[0] != n:
+        outputs = tensors["head.output.weight"].shape[0]
+        raise CheckpointError(f"hf:{name}: its head has {outputs} outputs but the config names {n} labels")
+    tensors.update({"head.input_mean": torch.zeros(1, dim), "head.input_inv_std": torch.ones(1, dim)})
+    problem = str(getattr(config, "problem_type", "") or "")
+    dimensional = {label.lower() for label in labels} <= {"arousal", "dominance", "valence"}
+    if problem == "regression" or "reg" in str(getattr(config, "finetuning_task", "") or "") or dimensional:
+        task, loss, act = "regression", "ccc", "identity"
+    elif problem == "multi_label_classification":
+        task, loss, act = "multilabel", "bce", "sigmoid"
+    else:
+        task, loss, act = "categorical", "ce", "softmax"
+    head = {"input_dim": dim, "num_outputs": n, "hidden": hidden, "pooling": "mean", "output": "linear",
+            "dropout": dropout, "num_layers": 1, "arcface_scale": 30.0, "layout": "pooled", "activation": activation}
+    return ClassifierSpec("downstream", labels, {k: v.float() for k, v in tensors.items()},
+                          {"layer": -1, "task": task, "loss": loss, "activation": act, "head": head,
+                           "source": "hugging face head"})

@@ -119,8 +119,9 @@ def load_upstream(spec: str | os.PathLike, trust: bool = False, preset_name: str
     """Load any upstream in eval mode. -> (model, info).
 
     ``hf:PATH`` -> :class:`~emotion2vec.models.hf.HFUpstream` (with the classifier beside it when ``PATH`` is the
-    ``encoder/`` of a fine-tuned export); a fine-tuned Hugging Face export folder (``classifier.json`` + ``encoder/``)
-    likewise; ``cnn14`` / ``cnn14:PATH`` -> :class:`~emotion2vec.models.cnn14.Cnn14Model`; anything else goes to :func:`~emotion2vec.models.checkpoint.load_model`, which reads emotion2vec /
+    ``encoder/`` of a fine-tuned export, else the emotion head saved in its own weights: :func:`~.hf.read_hf_head`);
+    a fine-tuned Hugging Face export folder (``classifier.json`` + ``encoder/``) likewise; ``cnn14`` / ``cnn14:PATH``
+    -> :class:`~emotion2vec.models.cnn14.Cnn14Model`; anything else goes to :func:`~emotion2vec.models.checkpoint.load_model`, which reads emotion2vec /
     data2vec 2.0 / FunASR / our checkpoints and fairseq data2vec (v1) ``data2vec_audio`` checkpoints (as
     :class:`~emotion2vec.models.data2vec1.Data2Vec1Model`). ``info`` has ``source``, ``path``, ``classifier`` and
     ``meta``.
@@ -135,6 +136,10 @@ def load_upstream(spec: str | os.PathLike, trust: bool = False, preset_name: str
         model = load_hf_upstream(text[len(HF_PREFIX):])
         beside = Path(text[len(HF_PREFIX):]).parent
         classifier = read_hf_classifier(beside) if beside.is_dir() else None
+        if classifier is None:  # a head saved in the model's own weights (audeering's, *ForSequenceClassification)
+            from .hf import read_hf_head
+
+            classifier = read_hf_head(text[len(HF_PREFIX):], model.model.config)
         return model.eval(), UpstreamInfo(f"hf:{model.cfg.model_class}", text, classifier, {"hf": model.settings()})
     if text == "cnn14" or text.startswith("cnn14:"):
         from .panns import load_cnn14

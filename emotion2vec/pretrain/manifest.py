@@ -111,7 +111,8 @@ def _scan(specs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
         members = groups[name]
         base = Path(os.path.commonpath([str(m) for m in members])) if len(members) > 1 else d.resolve()
         files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
-        found += [(f, Path(name) / f.resolve().relative_to(base)) for f in files]
+        # relative to the folder as given: a symlinked file (a corpus subset of links) resolves elsewhere
+        found += [(f, Path(name) / d.resolve().relative_to(base) / f.relative_to(d)) for f in files]
     if not found:
         raise ManifestError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under "
                             f"{', '.join(str(d) for _, d in dirs)}")
