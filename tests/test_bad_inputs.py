@@ -1,0 +1,691 @@
+"""Bad input never ends in an internal error (exit 3), a silent wrong result or a lost output.
+
+Two parts:
+
+* :data:`TABLE` -- command x bad input -> the exit status and the words the message must contain (and words it must
+  not contain). Every case runs in this process through ``emotion2vec.cli.main`` on small fixtures built once, and
+  leaves every file of those fixtures byte-identical.
+* property-based cases (Hypothesis, derandomized): malformed data.tsv / folds.json / results.json / index.tsv
+  generated from valid ones; every command that reads them exits 1 or 2 (never 3), names the file, and leaves the
+  outputs of earlier runs byte-identical.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from emotion2vec.cli import main
+
+from conftest import FIXTURES, require
+
+LABELS = ("angry", "happy", "neutral", "sad")
+
+
+# ================================================================================================ fixtures
+def _wav(path: Path, samples: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, samples.astype("float32"), rate, subtype=subtype)
+    return path
+
+
+def _run(argv: list[str]) -> None:
+    code = main(argv)
+    assert code == 0, (argv, code)
+
+
+def _utterance_features(folder: Path, vectors: dict[str, np.ndarray]) -> Path:
+    """A per-file utterance-level feature folder as `emotion2vec extract` writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dim = len(next(iter(vectors.values())))
+    (folder / "features.json").write_text(json.dumps({
+        "format": "emotion2vec-features", "version": 2, "granularity": "utterance", "layers": [-1], "dim": dim,
+        "frame_rate": 50.0, "packed": False}))
+    rows = ["key\tpath\tframes\tstatus\toutput\toffset"]
+    for key, x in vectors.items():
+        (folder / f"{key}.npy").parent.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{key}.npy", x.astype(np.float32))
+        rows.append(f"{key}\t/audio/{key}.wav\t1\tok\t{key}.npy\t")
+    (folder / "index.tsv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def _dialogues(base: Path) -> tuple[Path, Path]:
+    """A corpus of 12 dyadic dialogues (4 speakers) with dialog / start columns, its folds and utterance features."""
+    rng = np.random.default_rng(1)
+    means = rng.standard_normal((len(LABELS), 6)) * 2
+    lines = ["key\tpath\tlabel\tspeaker\tgender\tduration\tdialog\tstart"]
+    vectors, keys = {}, []
+    for d in range(12):
+        dialog = f"dlg{d:02d}"
+        for turn in range(8):
+            who = f"s{(d % 2) * 2 + turn % 2}"
+            label = LABELS[(d + turn) % len(LABELS)]
+            key = f"{dialog}/u{turn:02d}"
+            lines.append(f"{key}\t/audio/{key}.wav\t{label}\t{who}\t{'MF'[turn % 2]}\t1.000\t{dialog}\t{turn * 1.5}")
+            vectors[key] = means[LABELS.index(label)] + 0.3 * rng.standard_normal(6)
+            keys.append(key)
+    data = base / "conv_manifest"
+    data.mkdir(parents=True)
+    (data / "data.tsv").write_text("\n".join(lines) + "\n")
+    folds = []
+    for f in range(3):
+        test = [k for k in keys if int(k[3:5]) % 3 == f]
+        folds.append({"name": f"fold{f + 1}", "train": [k for k in keys if k not in test], "valid": [], "test": test})
+    (data / "folds.json").write_text(json.dumps({"corpus": "dialogues", "protocol": "random-kfold", "seed": 0,
+                                                 "speaker_independent": False, "labels": list(LABELS),
+                                                 "folds": folds}))
+    return data, _utterance_features(base / "conv_features", vectors)
+
+
+@dataclass
+class Fixtures:
+    """Everything the cases read: paths by name (``{name}`` in a case's arguments)."""
+
+    base: Path
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Path:
+        return Path(self.paths[name])
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory) -> Fixtures:
+    """A 32-clip corpus (4 labels x 4 speakers x 2, half a second each) prepared with 3 folds; its utterance features
+    from the tiny golden checkpoint; two probe runs, a fine-tuning run of fold 1, a dialogue corpus and a
+    conversation run, a report table and an ensemble; plus the bad files the cases give."""
+    tiny = require(FIXTURES / "tiny_emotion2vec.pt", "golden checkpoint fixtures")
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("bad_inputs")
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
+    for li, label in enumerate(LABELS):
+        for s in range(4):
+            for i in range(2):
+                _wav(base / "audio" / label / f"spk{s}_{label}_{i}.wav",
+                     0.1 * np.sin(2 * np.pi * (150 + 60 * li + 10 * s) * t) + 0.01 * rng.standard_normal(8000))
+    p = {"tiny": str(tiny), "evil": str(FIXTURES / "evil.pt"), "plus": str(FIXTURES / "funasr_emotion2vec_plus"),
+         "audio": str(base / "audio"), "man": str(base / "manifest"), "feats": str(base / "features"),
+         "run": str(base / "run"), "run2": str(base / "run_seed1"), "ft": str(base / "finetuned"),
+         "wav": str(base / "audio" / "angry" / "spk0_angry_0.wav")}
+    _run(["prepare", "folder", "--root", p["audio"], "--out", p["man"], "--speaker-regex", r"^(spk\d)_",
+          "--protocol", "random-kfold", "--folds", "3", "--no-audio-audit", "--quiet"])
+    _run(["extract", "--checkpoint", p["tiny"], "--input", f"{p['man']}/data.tsv", "--out", p["feats"],
+          "--granularity", "utterance", "--num-workers", "0", "--quiet"])
+    probe = ["probe", "--features", p["feats"], "--data", p["man"], "--epochs", "2", "--bootstrap", "0",
+             "--no-audio-audit", "--quiet", "--device", "cpu"]
+    _run([*probe, "--out", p["run"]])
+    _run([*probe, "--out", p["run2"], "--seed", "1"])
+    _run(["finetune", "--checkpoint", p["tiny"], "--data", p["man"], "--out", p["ft"], "--fold", "1",
+          "--epochs", "1", "--max-seconds", "1", "--batch-seconds", "4", "--num-workers", "0", "--bootstrap", "0",
+          "--no-audio-audit", "--precision", "fp32", "--quiet", "--no-tensorboard", "--device", "cpu"])
+    conv_data, conv_feats = _dialogues(base)
+    p.update(conv_man=str(conv_data), conv_feats=str(conv_feats), conv_run=str(base / "conversation"),
+             ensemble=str(base / "ensemble"), table=str(base / "table.md"))
+    _run(["conversation", "--features", p["conv_feats"], "--data", p["conv_man"], "--out", p["conv_run"],
+          "--epochs", "1", "--hidden", "8", "--history", "2", "--bootstrap", "0", "--quiet", "--device", "cpu"])
+    _run(["ensemble", p["run"], p["run2"], "--out", p["ensemble"], "--bootstrap", "0", "--quiet"])
+    _run(["report", p["run"], p["run2"], "--out", p["table"]])
+    # a pretraining manifest folder for `pretrain --print`
+    (base / "pretrain_data").mkdir()
+    (base / "pretrain_data" / "train.tsv").write_text(
+        f"{p['audio']}\n" + "".join(f"{label}/spk0_{label}_0.wav\t8000\n" for label in LABELS))
+    p["pretrain_data"] = str(base / "pretrain_data")
+    _bad_files(base / "bad", p)
+    yield Fixtures(base, p)
+
+
+def _bad_files(bad: Path, p: dict[str, str]) -> None:
+    """The bad files the table gives, written once (read-only use: the snapshot checks they stay as they are)."""
+    bad.mkdir()
+    (bad / "zero.pt").write_bytes(b"")
+    (bad / "text.pt").write_text("this is a text file, not a checkpoint\n")
+    (bad / "random.pt").write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (bad / "a_file").write_text("not a folder\n")
+    (bad / "not_json.json").write_text("{ truncated")
+    # NaN audio, a clip with a key that escapes the output folder
+    _wav(bad / "nan_audio" / "nan.wav", np.full(8000, np.nan), subtype="FLOAT")
+    _wav(bad / "nan_audio" / "fine.wav", 0.1 * np.ones(8000))
+    rows = Path(p["man"], "data.tsv").read_text().splitlines()
+    # data.tsv with a UTF-8 byte-order mark, and one whose key climbs out of the output folder
+    (bad / "bom").mkdir()
+    (bad / "bom" / "data.tsv").write_text("\ufeff" + "\n".join(rows) + "\n", encoding="utf-8")
+    (bad / "bom_small.tsv").write_text("\ufeff" + "\n".join(rows[:3]) + "\n", encoding="utf-8")
+    shutil.copy(Path(p["man"], "folds.json"), bad / "bom" / "folds.json")
+    cells = rows[1].split("\t")
+    (bad / "traversal.tsv").write_text(rows[0] + "\n" + "\t".join(["../../escaped", *cells[1:]]) + "\n")
+    long_key = "k" * 300
+    (bad / "long_key.tsv").write_text(rows[0] + "\n" + "\t".join([long_key, *cells[1:]]) + "\n")
+    # broken feature folders: a missing .npy, a corrupt header, an object array, int64 features, NaN features
+    for prefix, source, key in (("", p["feats"], "angry/spk0_angry_0"), ("conv_", p["conv_feats"], "dlg00/u00")):
+        for name in ("missing_npy", "corrupt_npy", "object_npy", "int_npy", "nan_npy"):
+            shutil.copytree(source, bad / f"{prefix}{name}")
+            p[f"{prefix}{name}"] = str(bad / f"{prefix}{name}")
+        x = np.load(Path(source, f"{key}.npy"))
+        (bad / f"{prefix}missing_npy" / f"{key}.npy").unlink()
+        (bad / f"{prefix}corrupt_npy" / f"{key}.npy").write_bytes(b"\x93NUMPY\x01\x00garbage header")
+        np.save(bad / f"{prefix}object_npy" / f"{key}.npy", np.array([{"a": 1}, None], dtype=object),
+                allow_pickle=True)
+        np.save(bad / f"{prefix}int_npy" / f"{key}.npy", np.arange(x.shape[-1]))
+        np.save(bad / f"{prefix}nan_npy" / f"{key}.npy", np.full_like(x, np.nan))
+    # broken folds.json next to a good data.tsv
+    for name, text in (("folds_truncated", '{"folds": [{"name": "fold1", "tra'), ("folds_empty", ""),
+                       ("folds_list", "[1, 2, 3]"), ("folds_string", '"folds"')):
+        (bad / name).mkdir()
+        shutil.copy(Path(p["man"], "data.tsv"), bad / name / "data.tsv")
+        (bad / name / "folds.json").write_text(text)
+    # results.json of an unknown version / with folds that are not a list
+    for name, change in (("results_v99", {"version": 99}), ("results_folds_x", {"folds": "x"})):
+        shutil.copytree(p["run"], bad / name)
+        result = json.loads(Path(p["run"], "results.json").read_text())
+        (bad / name / "results.json").write_text(json.dumps({**result, **change}))
+    # an ensemble member whose predictions hold nan
+    shutil.copytree(p["run2"], bad / "nan_member")
+    lines = Path(p["run2"], "predictions.tsv").read_text().splitlines()
+    cells = lines[1].split("\t")
+    cells[4] = "nan"
+    (bad / "nan_member" / "predictions.tsv").write_text("\n".join([lines[0], "\t".join(cells), *lines[2:]]) + "\n")
+    # broken pretraining configurations and manifests
+    (bad / "configs").mkdir()
+    (bad / "configs" / "broken.yaml").write_text("model:\n  _name: emotion2vec\n  depth: [1, 2\n")
+    for name, text in (("pretrain_empty", ""), ("pretrain_corrupt", "\x00\x01garbage\tnot a number\n")):
+        (bad / name).mkdir()
+        (bad / name / "train.tsv").write_text(text)
+    p.update({name: str(bad / name) for name in (
+        "zero.pt", "text.pt", "random.pt", "a_file", "not_json.json", "nan_audio", "bom", "bom_small.tsv",
+        "traversal.tsv", "long_key.tsv", "folds_truncated",
+        "folds_empty", "folds_list", "folds_string", "results_v99", "results_folds_x", "nan_member", "configs",
+        "pretrain_empty", "pretrain_corrupt")})
+    p["bad"] = str(bad)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """SHA-1 of every file under ``folder`` (and the set of names): what a refused command must leave alone."""
+    return {str(f.relative_to(folder)): hashlib.sha1(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+# ================================================================================================ simulated faults
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """``folder`` made read-only. As root the permission bits do not stop writes, so then every open for writing,
+    mkdir and temporary file under it fails as a read-only folder does (EACCES)."""
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    mode = folder.stat().st_mode
+    os.chmod(folder, 0o555)
+    patches = []
+    if os.geteuid() == 0:
+        def inside(path) -> bool:
+            try:
+                return Path(os.fspath(path)).resolve().is_relative_to(folder)
+            except (TypeError, ValueError):
+                return False
+
+        def denied(path):
+            return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+        real_open, real_mkdir, real_builtin_open = os.open, os.mkdir, builtins.open
+
+        def os_open(path, flags, *args, **kwargs):
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+                raise denied(path)
+            return real_open(path, flags, *args, **kwargs)
+
+        def mkdir(path, *args, **kwargs):
+            if inside(path):
+                raise denied(path)
+            return real_mkdir(path, *args, **kwargs)
+
+        def builtin_open(file, mode="r", *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+") and inside(file):
+                raise denied(file)
+            return real_builtin_open(file, mode, *args, **kwargs)
+
+        patches = [(os, "open", os_open), (os, "mkdir", mkdir), (builtins, "open", builtin_open)]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    for obj, name, value in patches:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+        os.chmod(folder, mode)
+
+
+@contextlib.contextmanager
+def disk_full():
+    """Every fsync fails with ENOSPC, as on a full disk (atomic writes fsync before the rename)."""
+    real = os.fsync
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    os.fsync = fsync
+    try:
+        yield
+    finally:
+        os.fsync = real
+
+
+@contextlib.contextmanager
+def interrupt_in(target: str):
+    """A real SIGINT delivered while ``target`` (a dotted function name) runs, as a Ctrl-C in the middle of work."""
+    import importlib.util
+    import signal
+
+    parts = target.split(".")
+    cut = max(i for i in range(1, len(parts)) if importlib.util.find_spec(".".join(parts[:i])) is not None)
+    owner = importlib.import_module(".".join(parts[:cut]))
+    for part in parts[cut:-1]:
+        owner = getattr(owner, part)
+    module, name = owner, parts[-1]
+    real = getattr(module, name)
+
+    def interrupted(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    setattr(module, name, interrupted)
+    try:
+        yield
+    finally:
+        setattr(module, name, real)
+
+
+# ================================================================================================ the table
+@dataclass(frozen=True)
+class Case:
+    """``argv`` of ``emotion2vec`` -> exit ``code``, stderr holding every one of ``words`` and none of ``forbid``
+    (case-insensitive). ``{name}`` in ``argv`` / ``words`` is a fixture path; ``{new}`` a path that does not exist
+    yet, ``{file}`` an existing file, ``{dir}`` an existing empty folder, ``{dir.tsv}`` a folder named like a
+    table, ``{ro}`` a read-only folder, ``{copy:NAME}`` a private copy of fixture NAME (which must stay unchanged
+    when the command is refused). ``fault``: ``disk-full``, or ``sigint:module.function``."""
+
+    command: str
+    what: str
+    argv: tuple[str, ...]
+    code: int
+    words: tuple[str, ...] = ()
+    forbid: tuple[str, ...] = ()
+    fault: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.command}: {self.what}"
+
+
+def C(what: str, argv: str | list[str], code: int, words=(), forbid=(), fault=None) -> Case:
+    argv = argv.split() if isinstance(argv, str) else argv
+    return Case(argv[0], what, tuple(argv), code, tuple(words), tuple(forbid), fault)
+
+
+NOT_CHECKPOINT = ("internal error", "--trust-checkpoint", "IndexError")
+ALWAYS_FORBIDDEN = ("internal error", "Traceback")
+PROBE = "probe --features {feats} --data {man} --epochs 1 --bootstrap 0 --no-audio-audit --quiet --device cpu"
+PROBE_OUT = PROBE + " --out {new}"
+CONV = ("conversation --features {conv_feats} --data {conv_man} --epochs 1 --hidden 8 --history 2 --bootstrap 0 "
+        "--quiet --device cpu")
+FT = ("finetune --checkpoint {tiny} --data {man} --epochs 1 --max-seconds 1 --batch-seconds 4 --num-workers 0 "
+      "--bootstrap 0 --no-audio-audit --precision fp32 --quiet --no-tensorboard --device cpu")
+EXTRACT = "extract --checkpoint {tiny} --input {wav} --num-workers 0 --quiet"
+PREDICT = "predict {plus} {wav} --num-workers 0 --quiet"
+ROBUST = "robustness {run} --data {man} --folds 1 --perturbations gain --quiet"
+PRETRAIN = "pretrain emotion2vec_tiny_cpu --print task.data={pretrain_data}"
+ENSEMBLE = "ensemble {run} {run2} --bootstrap 0 --quiet"
+DIR_OUTPUTS = {  # every command that writes a folder: the command line up to its output folder
+    "prepare": "prepare folder --root {audio} --no-audio-audit --quiet --out",
+    "manifest": "manifest {audio} --out",
+    "extract": EXTRACT + " --out",
+    "probe": PROBE + " --folds 1 --out",
+    "conversation": CONV + " --folds 1 --out",
+    "finetune": FT + " --fold 1 --out",
+    "robustness": ROBUST + " --out",
+    "ensemble": ENSEMBLE + " --out",
+    "convert": "convert {tiny}",
+    "demo": "demo --fast --out",
+    "synth": "synth --speakers 1 --per-emotion 1 --emotions angry",
+}
+FILE_OUTPUTS = {  # every command that writes a file: the command line up to it (its extension added)
+    "predict": (PREDICT + " --out", ".tsv"),
+    "audit": ("audit {man} --no-audio --json", ".json"),
+    "report": ("report {run} --out", ".md"),
+    "export": ("export {tiny} --onnx", ".onnx"),
+}
+
+TABLE: list[Case] = []
+# ------------------------------------------------------------------------------------------------ outputs lost
+TABLE += [
+    C("--out is one of the runs", ENSEMBLE.replace("{run}", "{copy:run}") + " --out {copy:run}", 2,
+      ["{copy:run}", "one of the runs"]),
+    C("--out is a run given by its results.json", "ensemble {copy:run}/results.json {run2} --out {copy:run}", 2,
+      ["{copy:run}", "one of the runs"]),
+]
+# ------------------------------------------------------------------------------------------------ outputs
+for command, line in DIR_OUTPUTS.items():
+    TABLE += [
+        C("output folder is a file", f"{line} {{file}}", 2, ["{file}", "a file, not a folder"]),
+        C("output folder is read-only", f"{line} {{ro}}/out", 2, ["cannot write", "{ro}", "permission denied"]),
+        C("output inside a file", f"{line} {{file}}/out", 2, ["cannot write", "{file}", "not a folder"]),
+    ]
+for command, (line, ext) in FILE_OUTPUTS.items():
+    TABLE += [
+        C("output file is a folder", f"{line} {{dir{ext}}}", 2, [f"{{dir{ext}}}", "a folder, not a file"]),
+        C("output file in a read-only folder", f"{line} {{ro}}/out{ext}", 2,
+          ["cannot write", "{ro}", "permission denied"]),
+        C("output inside a file", f"{line} {{file}}/out{ext}", 2, ["cannot write", "{file}", "not a folder"]),
+    ]
+TABLE += [
+    C("--resample-to is a file", "manifest {audio} --out {new} --resample-to {file}", 2,
+      ["--resample-to", "{file}", "a file, not a folder"]),
+    C("--plot is a file", PREDICT + " --window 0.25 --plot {file}", 2, ["--plot", "{file}", "a file, not a folder"]),
+    C("--checksum-dir is a file", FT + " --fold 1 --out {new} --checksum-dir {file}", 2,
+      ["--checksum-dir", "{file}", "a file, not a folder"]),
+    C("a key longer than a file name may be", "extract --checkpoint {tiny} --input {long_key.tsv} --out {new}", 2,
+      ["{long_key.tsv}", "too long"]),
+]
+for what, line in (("prepare", DIR_OUTPUTS["prepare"] + " {new}"), ("manifest", "manifest {audio} --out {new}"),
+                   ("synth", DIR_OUTPUTS["synth"] + " {new}"), ("audit", "audit {man} --no-audio --json {new}.json"),
+                   ("report", "report {run} --out {new}.md"), ("ensemble", ENSEMBLE + " --out {new}"),
+                   ("convert", "convert {tiny} {new}"), ("probe", PROBE + " --folds 1 --out {new}"),
+                   ("conversation", CONV + " --folds 1 --out {new}"), ("predict", PREDICT + " --out {new}.tsv"),
+                   ("extract", EXTRACT + " --out {new}"), ("robustness", ROBUST + " --out {new}"),
+                   ("finetune", FT + " --fold 1 --out {new}"), ("export", "export {tiny} --onnx {new}.onnx")):
+    TABLE.append(C("disk full", line, 2, ["cannot write", "{new}", "no space left"], fault="disk-full"))
+# ------------------------------------------------------------------------------------------------ checkpoints
+CHECKPOINT_LINES = {
+    "extract": "extract --checkpoint {ckpt} --input {wav} --out {new} --num-workers 0 --quiet",
+    "predict": "predict {ckpt} {wav} --num-workers 0 --quiet",
+    "finetune": FT.replace("{tiny}", "{ckpt}") + " --fold 1 --out {new}",
+    "convert": "convert {ckpt} {new}",
+    "export": "export {ckpt} --onnx {new}.onnx",
+    "robustness": ROBUST + " --out {new} --checkpoint {ckpt}",
+}
+for command, line in CHECKPOINT_LINES.items():
+    for bad, what in (("zero.pt", "a zero-byte checkpoint"), ("text.pt", "a text file as checkpoint"),
+                      ("random.pt", "random bytes as checkpoint")):
+        TABLE.append(C(what, line.replace("{ckpt}", f"{{{bad}}}"), 2, [f"{{{bad}}}", "not a checkpoint"],
+                       NOT_CHECKPOINT))
+    TABLE.append(C("a pickle that runs code", line.replace("{ckpt}", "{evil}"), 2,
+                   ["{evil}", "refused to unpickle", "--trust-checkpoint"]))
+# ------------------------------------------------------------------------------------------------ feature folders
+FEATURE_KEY = {"probe": ("angry/spk0_angry_0", PROBE_OUT, "{feats}"),
+               "conversation": ("dlg00/u00", CONV + " --out {new}", "{conv_feats}")}
+for command, (key, line, folder) in FEATURE_KEY.items():
+    prefix = "" if command == "probe" else "conv_"
+    for bad, what, words in (
+            ("missing_npy", "index.tsv lists a missing .npy", ["no such file"]),
+            ("corrupt_npy", "a corrupt .npy header", ["not a .npy"]),
+            ("object_npy", "an object array", ["object"]),
+            ("int_npy", "an int64 array", ["int64", "float"]),
+            ("nan_npy", "NaN features", ["nan"])):
+        TABLE.append(C(what, line.replace(folder, f"{{{prefix}{bad}}}"), 2,
+                       [key, f"{{{prefix}{bad}}}/{key}.npy" if bad != "nan_npy" else f"{{{prefix}{bad}}}", *words]))
+    TABLE += [
+        C("--features is a file", line.replace(folder, "{a_file}"), 2, ["{a_file}", "not a folder"]),
+        C("--features is missing", line.replace(folder, "{new}"), 2, ["{new}"]),
+        C("--concat-features is a file", line + " --concat-features {a_file}", 2, ["{a_file}", "not a folder"]),
+    ]
+TABLE += [
+    C("a run given as a plain file", "report {a_file}", 2, ["{a_file}"]),
+    C("results.json that is not JSON", "report {not_json.json}", 2, ["{not_json.json}", "invalid JSON"]),
+]
+# ------------------------------------------------------------------------------------------------ folds.json
+for bad, what in (("folds_truncated", "a truncated folds.json"), ("folds_empty", "an empty folds.json"),
+                  ("folds_list", "folds.json holding a list"), ("folds_string", "folds.json holding a string")):
+    TABLE += [C(what, f"audit {{{bad}}} --no-audio", 2, [f"{{{bad}}}/folds.json"]),
+              C(what, PROBE.replace("{man}", f"{{{bad}}}") + " --out {new}", 2, [f"{{{bad}}}/folds.json"]),
+              C(what, FT.replace("{man}", f"{{{bad}}}") + " --out {new}", 2, [f"{{{bad}}}/folds.json"])]
+# ------------------------------------------------------------------------------------------------ option values
+NUMBER_OPTIONS = [  # (command line, option, bad values)
+    (PROBE_OUT, "--lr", ("-1", "0", "nan", "inf")),
+    (PROBE_OUT, "--momentum", ("-0.1", "1.5", "nan")),
+    (PROBE_OUT, "--weight-decay", ("-1", "nan")),
+    (PROBE_OUT, "--epochs", ("0", "-3")),
+    (PROBE_OUT, "--batch-size", ("0",)),
+    (PROBE_OUT, "--hidden", ("0",)),
+    (PROBE_OUT, "--dropout", ("1.5", "-0.1")),
+    (PROBE_OUT, "--valid-fraction", ("1", "-0.2")),
+    (PROBE_OUT, "--label-smoothing", ("1", "-0.1")),
+    (PROBE_OUT, "--cb-beta", ("1", "-0.5")),
+    (PROBE_OUT, "--bootstrap", ("-1",)),
+    (PROBE_OUT, "--patience", ("0",)),
+    (PROBE_OUT, "--threads", ("0",)),
+    (PROBE_OUT, "--arcface-scale", ("0",)),
+    (PROBE_OUT, "--speaker-min-utterances", ("0",)),
+    (FT + " --out {new}", "--lr", ("0", "-1e-4", "nan")),
+    (FT + " --out {new}", "--head-lr", ("0",)),
+    (FT + " --out {new}", "--weight-decay", ("-0.01",)),
+    (FT + " --out {new}", "--num-workers", ("-1",)),
+    (FT + " --out {new}", "--batch-seconds", ("0.1", "0", "nan")),
+    (FT + " --out {new}", "--epochs", ("0",)),
+    (FT + " --out {new}", "--accumulate", ("0",)),
+    (FT + " --out {new}", "--layer-decay", ("0", "1.5")),
+    (FT + " --out {new}", "--warmup", ("-1",)),
+    (FT + " --out {new}", "--max-seconds", ("-1",)),
+    (FT + " --out {new}", "--clip-norm", ("-1",)),
+    (CONV + " --out {new}", "--lr", ("nan", "0")),
+    (CONV + " --out {new}", "--weight-decay", ("-1",)),
+    (CONV + " --out {new}", "--history", ("0",)),
+    (EXTRACT + " --out {new}", "--num-workers", ("-1",)),
+    (EXTRACT + " --out {new}", "--max-tokens", ("1", "0")),
+    (EXTRACT + " --out {new}", "--chunk-seconds", ("0", "-5")),
+    (PREDICT, "--num-workers", ("-2",)),
+    (PREDICT, "--max-tokens", ("1",)),
+    (PREDICT, "--window", ("0", "-1")),
+    (ROBUST + " --out {new}", "--num-workers", ("-1",)),
+    (ROBUST + " --out {new}", "--max-tokens", ("1",)),
+    (ROBUST + " --out {new}", "--threshold", ("-1",)),
+    (ROBUST + " --out {new}", "--save-audio", ("-1",)),
+    ("manifest {audio} --out {new}", "--num-workers", ("-1",)),
+    ("manifest {audio} --out {new}", "--valid-fraction", ("1", "-0.1")),
+    ("manifest {audio} --out {new}", "--min-seconds", ("-1",)),
+    (ENSEMBLE + " --out {new}", "--bootstrap", ("-5",)),
+    ("synth {new}", "--speakers", ("0",)),
+    ("synth {new}", "--per-emotion", ("-1",)),
+    ("synth {new}", "--workers", ("0",)),
+    ("prepare folder --root {audio} --out {new} --quiet", "--folds", ("1",)),
+    ("prepare folder --root {audio} --out {new} --quiet", "--valid-fraction", ("1.5",)),
+]
+for line, option, values in NUMBER_OPTIONS:
+    for value in values:
+        TABLE.append(C(f"{option} {value}", f"{line} {option}={value}".split(), 2, [option, value]))
+TABLE += [
+    C("--device foo", EXTRACT + " --out {new} --device foo", 2, ["--device", "foo"]),
+    C("--device foo", PREDICT + " --device foo", 2, ["--device", "foo"]),
+    C("--device foo", PROBE_OUT + " --device foo", 2, ["--device", "foo"]),
+    C("--device foo", FT + " --out {new} --device foo", 2, ["--device", "foo"]),
+    C("--device foo", CONV + " --out {new} --device foo", 2, ["--device", "foo"]),
+    C("--device foo", ROBUST + " --out {new} --device foo", 2, ["--device", "foo"]),
+    C("--device cuda:x", PROBE_OUT + " --device cuda:x", 2, ["--device", "cuda:x"]),
+    C("--layers 1,1", EXTRACT + " --out {new} --layers 1,1", 2, ["--layers", "1,1", "twice"]),
+    C("--layers 1,1", "export {tiny} --onnx {new}.onnx --layers 1,1", 2, ["--layers", "1,1", "twice"]),
+    C("--layer 0,0", PROBE_OUT + " --layer 0,0", 2, ["--layer", "0,0", "twice"]),
+    C("--folds fold1,fold1", PROBE_OUT + " --folds fold1,fold1", 2, ["--folds", "fold1", "twice"]),
+    C("--folds 1,fold1", PROBE_OUT + " --folds 1,fold1", 2, ["--folds", "fold1", "twice"]),
+    C("--folds fold1,fold1", CONV + " --out {new} --folds fold1,fold1", 2, ["--folds", "fold1", "twice"]),
+    C("--folds fold1,fold1", ROBUST.replace("--folds 1", "--folds fold1,fold1") + " --out {new}", 2,
+      ["--folds", "fold1", "twice"]),
+    C("--fold fold1,fold1", FT + " --out {new} --fold fold1,fold1", 2, ["--fold", "fold1", "twice"]),
+    C("--freeze all-but-top -1", FT + " --out {new} --freeze all-but-top -1", 2, ["all-but-top", "-1"]),
+    C("--preset nosuch", EXTRACT + " --out {new} --preset nosuch", 2, ["--preset", "nosuch"]),
+    C("--preset nosuch", "convert {tiny} {new} --preset nosuch", 2, ["--preset", "nosuch"]),
+    C("--preset nosuch", "export {tiny} --onnx {new}.onnx --preset nosuch", 2, ["--preset", "nosuch"]),
+    C("--emotions ''", ["synth", "{new}", "--emotions", ""], 2, ["--emotions"]),
+    C("--emotions ' , '", ["synth", "{new}", "--emotions", " , "], 2, ["--emotions"]),
+    C("--emotions angry,angry", "synth {new} --emotions angry,angry", 2, ["--emotions", "angry", "twice"]),
+    C("--emotions nosuch", "synth {new} --emotions nosuch", 2, ["--emotions", "nosuch"]),
+    C("--corpora nosuch", "report {run} --corpora nosuch", 2, ["--corpora", "nosuch"]),
+    C("--sources nosuch", "report {run} --sources nosuch", 2, ["--sources", "nosuch"]),
+    C("--metrics nosuch", "report {run} --metrics nosuch", 2, ["--metrics", "nosuch"]),
+    C("--text-pooling on audio features", EXTRACT + " --out {new} --text-pooling cls", 2,
+      ["--text-pooling", "text:"]),
+    C("--search 0", ENSEMBLE + " --out {new} --search 0", 2, ["--search", "0"]),
+]
+# ------------------------------------------------------------------------------------------------ pretrain
+TABLE += [
+    C("a broken YAML config", "pretrain broken --config-dir {configs} --print task.data={pretrain_data}", 2,
+      ["{configs}/broken.yaml"]),
+    C("optimization.lr=abc", PRETRAIN + " optimization.lr=abc", 2, ["optimization.lr", "abc"]),
+    C("model.init_from a missing file", PRETRAIN + " model.init_from={new}.pt", 2, ["model.init_from", "{new}.pt"]),
+    C("dataset.max_tokens=1", PRETRAIN + " dataset.max_tokens=1", 2, ["dataset.max_tokens"]),
+    C("an empty train.tsv", "pretrain emotion2vec_tiny_cpu --print task.data={pretrain_empty}", 2,
+      ["{pretrain_empty}/train.tsv"]),
+    C("a corrupt train.tsv", "pretrain emotion2vec_tiny_cpu --print task.data={pretrain_corrupt}", 2,
+      ["{pretrain_corrupt}/train.tsv"]),
+    C("a negative max_update", PRETRAIN + " optimization.max_update=-5", 2, ["optimization.max_update", "-5"],
+      ["set e.g. lr_scheduler.warmup_updates=0"]),
+    C("an unknown option after the overrides", PRETRAIN + " --bogus", 2, ["--bogus"]),
+    C("options after the overrides", "pretrain emotion2vec_tiny_cpu task.data={pretrain_data} --print "
+      "optimization.max_update=3", 0),
+]
+# ------------------------------------------------------------------------------------------------ unclear refusals
+TABLE += [
+    C("data.tsv with a byte-order mark", "extract --checkpoint {tiny} --input {bom_small.tsv} --out {new} "
+      "--num-workers 0 --quiet", 0),
+    C("data.tsv with a byte-order mark", "predict {plus} {bom_small.tsv} --num-workers 0 --quiet", 0),
+    C("data.tsv with a byte-order mark", "audit {bom} --no-audio", 0),
+    C("data.tsv with a byte-order mark", PROBE.replace("{man}", "{bom}") + " --folds 1 --out {new}", 0),
+    C("data.tsv with a byte-order mark", FT.replace("{man}", "{bom}") + " --fold 1 --out {new} --epochs 1", 0),
+    C("a resume with other folds", FT + " --fold 2 --out {copy:ft}", 2, ["fold1", "fold2"]),
+    C("a conversation run", ROBUST.replace("{run}", "{conv_run}") + " --out {new}", 2,
+      ["{conv_run}", "conversation"], ["re-run `emotion2vec probe`"]),
+    C("a fine-tuning run", ROBUST.replace("{run}", "{ft}") + " --out {new}", 2, ["{ft}", "finetune run"]),
+    C("results.json of version 99", "report {results_v99}", 2, ["{results_v99}/results.json", "version 99"]),
+    C("results.json whose folds are a string", "report {results_folds_x}", 2,
+      ["{results_folds_x}/results.json", "folds"]),
+    C("results.json of version 99", ENSEMBLE.replace("{run2}", "{results_v99}") + " --out {new}", 2,
+      ["{results_v99}/results.json", "version 99"]),
+    C("a member's predictions hold nan", "ensemble {run} {nan_member} --bootstrap 0 --quiet --out {new}", 2,
+      ["{nan_member}/predictions.tsv", "nan"]),
+    C("--out inside the input folder", "extract --checkpoint {tiny} --input {audio} --out {audio}/features", 2,
+      ["--out", "{audio}"]),
+    C("--out among the recordings of data.tsv", "extract --checkpoint {tiny} --input {man}/data.tsv --out {audio}",
+      2, ["--out", "{audio}"]),
+]
+# ------------------------------------------------------------------------------------------------ held up before
+TABLE += [
+    C("a key that climbs out of the output folder", "extract --checkpoint {tiny} --input {traversal.tsv} --out {new}",
+      2, ["{traversal.tsv}", ".."]),
+    C("NaN audio", "extract --checkpoint {tiny} --input {nan_audio} --out {new} --num-workers 0 --quiet", 1,
+      ["nan.wav"]),
+    C("NaN audio", "predict {plus} {nan_audio} --num-workers 0 --quiet", 1, ["nan.wav"]),
+    C("a missing input", "extract --checkpoint {tiny} --input {new}.wav --out {new}", 2, ["{new}.wav"]),
+    C("Ctrl-C", PROBE_OUT + " --folds 1", 130, ["interrupted"], fault="sigint:emotion2vec.downstream.probe.train_fold"),
+    C("Ctrl-C", EXTRACT + " --out {new}", 130, ["interrupted"],
+      fault="sigint:emotion2vec.extract.engine.BatchedForward.__call__"),
+]
+
+
+# ================================================================================================ running a case
+def stat_snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime, inode) of every file under ``folder``: a rewrite, a replace or a deletion changes it."""
+    out = {}
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            out[str(f.relative_to(folder))] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+class Resolver:
+    """``{name}`` placeholders of one case -> paths (fixtures, and the case's own scratch files)."""
+
+    def __init__(self, fx: Fixtures, scratch: Path):
+        self.fx, self.scratch, self.copies = fx, scratch, {}
+        self.read_only: Path | None = None
+
+    def path(self, name: str) -> str:
+        s = self.scratch
+        if name == "new":
+            return str(s / "new")
+        if name == "file":
+            (s / "existing_file").write_text("keep me\n") if not (s / "existing_file").exists() else None
+            return str(s / "existing_file")
+        if name.startswith("dir"):
+            folder = s / ("existing_dir" + name[3:])
+            folder.mkdir(exist_ok=True)
+            return str(folder)
+        if name == "ro":
+            self.read_only = s / "read_only"
+            self.read_only.mkdir(exist_ok=True)
+            return str(self.read_only)
+        if name.startswith("copy:"):
+            source = name[5:]
+            if source not in self.copies:
+                target = s / f"copy_of_{source}"
+                shutil.copytree(self.fx[source], target, symlinks=True)
+                self.copies[source] = target
+            return str(self.copies[source])
+        return self.fx.paths[name]
+
+    def __call__(self, text: str) -> str:
+        import re
+
+        return re.sub(r"\{([^{}]+)\}", lambda m: self.path(m.group(1)), text)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """``emotion2vec ARGV`` in this process -> (exit status, stderr)."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code if isinstance(e.code, int) else 2
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def _fault(case: Case, resolve: Resolver):
+    if case.fault == "disk-full":
+        return disk_full()
+    if case.fault and case.fault.startswith("sigint:"):
+        return interrupt_in(case.fault[len("sigint:"):])
+    if resolve.read_only is not None:
+        return read_only(resolve.read_only)
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("case", TABLE, ids=[c.id for c in TABLE])
+def test_table(case: Case, fx: Fixtures, tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.delenv("E2V_PICKLE_EXECUTED", raising=False)
+    resolve = Resolver(fx, tmp_path)
+    argv = [resolve(a) for a in case.argv]
+    words = [resolve(w) for w in case.words]
+    copies_before = {name: snapshot(path) for name, path in resolve.copies.items()}
+    scratch_before = {p.name: snapshot(p) if p.is_dir() else p.read_bytes() for p in tmp_path.iterdir()
+                      if not p.name.startswith("copy_of_")}
+    fixtures_before = stat_snapshot(fx.base)
+    with _fault(case, resolve):
+        code, err = run_cli(argv, capsys)
+    shown = f"\n$ emotion2vec {' '.join(argv)}\n-> exit {code}\n{err[-3000:]}"
+    assert code == case.code, shown
+    low = err.lower()
+    missing = [w for w in words if w.lower() not in low]
+    assert not missing, f"message lacks {missing}:{shown}"
+    present = [w for w in (*case.forbid, *ALWAYS_FORBIDDEN) if w.lower() in low]
+    assert not present, f"message holds {present}:{shown}"
+    assert "E2V_PICKLE_EXECUTED" not in os.environ, "the checkpoint ran code"
+    assert stat_snapshot(fx.base) == fixtures_before, f"a fixture changed:{shown}"
+    if code != 0:  # a refused command leaves what was there as it was
+        for name, before in copies_before.items():
+            assert snapshot(resolve.copies[name]) == before, f"{name} changed:{shown}"
+        for p in tmp_path.iterdir():
+            if p.name in scratch_before:
+                now = snapshot(p) if p.is_dir() else p.read_bytes()
+                assert now == scratch_before[p.name], f"{p} changed:{shown}"
