@@ -287,12 +287,16 @@ def disk_full():
 @contextlib.contextmanager
 def interrupt_in(target: str):
     """A real SIGINT delivered while ``target`` (a dotted function name) runs, as a Ctrl-C in the middle of work."""
-    import importlib.util
+    import importlib
     import signal
 
     parts = target.split(".")
-    cut = max(i for i in range(1, len(parts)) if importlib.util.find_spec(".".join(parts[:i])) is not None)
-    owner = importlib.import_module(".".join(parts[:cut]))
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+            break
+        except ImportError:
+            continue
     for part in parts[cut:-1]:
         owner = getattr(owner, part)
     module, name = owner, parts[-1]

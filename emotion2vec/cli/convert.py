@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from .options import preset_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -11,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="IN", help="fairseq .pt, FunASR folder (model.pt + config.yaml) or ours")
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder for config.json + model.safetensors (+ teacher)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects (runs code!)")
-    p.add_argument("--preset", help="architecture preset for a bare state dict without config")
+    p.add_argument("--preset", type=preset_name, help="architecture preset for a bare state dict without config")
 
 
 def run(args: argparse.Namespace) -> int:

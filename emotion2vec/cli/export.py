@@ -4,6 +4,7 @@ the graph, the chosen layers), optionally with int8 linear layers."""
 from __future__ import annotations
 
 import argparse
+from .options import layer_list, preset_name
 
 EXAMPLES = """\
 examples:
@@ -17,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
     p.add_argument("checkpoint", help="emotion2vec / data2vec 2.0 fairseq .pt, FunASR folder or our converted folder")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the graph to write")
-    p.add_argument("--layers", default="-1", help="blocks whose outputs the graph returns: -1 (last, default), all, "
+    p.add_argument("--layers", type=layer_list, default="-1",
+                   help="blocks whose outputs the graph returns: -1 (last, default), all, "
                    "or comma-separated indices counted from 0 with prenet blocks first; extraction can then pick "
                    "any of them")
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
@@ -26,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "feature error of a few percent (README, Performance)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects in the "
                    "checkpoint (can run code: only for files you trust)")
-    p.add_argument("--preset", help="architecture preset for a bare state dict without config")
+    p.add_argument("--preset", type=preset_name, help="architecture preset for a bare state dict without config")
 
 
 def run(args: argparse.Namespace) -> int:

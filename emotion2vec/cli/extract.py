@@ -7,6 +7,10 @@ import sys
 
 from ..extract import DTYPE_NAMES, GRANULARITIES
 from ..models.config import ATTENTION_IMPLEMENTATIONS
+from .options import device, int_at_least, layer_list, non_negative_int, positive_float, preset_name
+
+#: a batch budget below one second of 16 kHz audio holds no input
+MAX_TOKENS = int_at_least(16000)
 
 EXAMPLES = """\
 examples:
@@ -44,12 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frame: (T, D) at 50 Hz; utterance: mean over frames (D,); tokens: the outputs at the "
                    "E utterance-token positions (E, D) of an emotion2vec checkpoint (10 in emotion2vec_base; "
                    "probes average them), inputs run whole (default frame; text:PATH: utterance)")
-    p.add_argument("--text-pooling", choices=("mean", "cls"), default="mean",
+    p.add_argument("--text-pooling", choices=("mean", "cls"), default=None,
                    help="text:PATH: mean over the tokens (default) or the [CLS] token's vector")
-    p.add_argument("--layers", default="-1", help="-1 (last block, default), all, or comma-separated block "
+    p.add_argument("--layers", type=layer_list, default="-1",
+                   help="-1 (last block, default), all, or comma-separated block "
                    "indices counted from 0 with prenet blocks first (emotion2vec base: 0..11; -2,-1 allowed); "
                    "hf: models count their hidden states (0 = the Transformer's input, base models 0..12)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", type=device(), default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32",
                    help="compute dtype; outputs are always float32. float32 (default) is exact; bfloat16 runs the "
                    "matrix multiplies in bf16 (norms, softmax in fp32); auto = bfloat16 where the hardware "
@@ -59,11 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    ".onnx --checkpoint; CPU execution provider)")
     p.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa",
                    help="sdpa (fused, default) or eager (explicit fp32 softmax, as the original code)")
-    p.add_argument("--max-tokens", type=int, default=None, help="max padded samples per batch (default: 160,000 "
+    p.add_argument("--max-tokens", type=MAX_TOKENS, default=None, help="max padded samples per batch (default: 160,000 "
                    "= 10 s on CPU, where batching buys no speed, and 1,000,000 = 62.5 s on GPU)")
-    p.add_argument("--num-workers", type=int, default=1, help="decoding processes feeding the model (default 1; "
+    p.add_argument("--num-workers", type=non_negative_int, default=1,
+                   help="decoding processes feeding the model (default 1; "
                    "0 decodes in the main process)")
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer inputs run in overlapping windows of "
+    p.add_argument("--chunk-seconds", type=positive_float, default=30.0,
+                   help="longer inputs run in overlapping windows of "
                    "this length, stitched onto the full frame grid (default 30; at most 30 for Whisper; openSMILE always "
                    "reads whole inputs)")
     p.add_argument("--packed", action="store_true", help="one features.npy (+ features.lengths) in input order, as "
@@ -75,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "in index.tsv either way)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects in the "
                    "checkpoint (can run code: only for files you trust)")
-    p.add_argument("--preset", help="architecture preset for a bare state dict without config")
+    p.add_argument("--preset", type=preset_name, help="architecture preset for a bare state dict without config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -92,7 +99,7 @@ def _run_text(args: argparse.Namespace) -> int:
         raise ExtractionError(f"{', '.join(refused)}: text:PATH gives one vector per utterance (utterance "
                               f"granularity, per-file outputs, no classifier scores, torch backend)")
     transcripts = read_transcripts(args.input)  # the inputs first: loading a hub model may reach the network
-    encoder = load_text_encoder(args.checkpoint, args.device, args.dtype, args.text_pooling)
+    encoder = load_text_encoder(args.checkpoint, args.device, args.dtype, args.text_pooling or "mean")
     layers = parse_layers(args.layers, encoder.num_layers)
     result = run_text_extraction(args.input, args.out, encoder, layers, overwrite=args.overwrite,
                                  checkpoint_name=args.checkpoint, log=lambda m: print(m, file=sys.stderr),
@@ -107,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checkpoint.startswith("text:"):
         return _run_text(args)
+    if args.text_pooling is not None:
+        from ..extract import ExtractionError
+
+        raise ExtractionError(f"--text-pooling {args.text_pooling} pools the tokens of a text model "
+                              f"(--checkpoint text:PATH); {args.checkpoint} gives audio features")
     args.granularity = args.granularity or "frame"
     backend = load_backend(args.checkpoint, args.device, args.dtype, args.trust_checkpoint, args.preset,
                            attention=args.attention, backend=args.backend)

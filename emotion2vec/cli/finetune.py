@@ -8,6 +8,8 @@ import textwrap
 from ..downstream import SELECT_METRICS
 from ..downstream.tasks import DEFAULT_LOSS, HEADS, LOSSES, POOLINGS
 from ..finetune import FT_TASKS, FUSIONS, INIT_HEAD, PRECISIONS, SCHEDULES
+from .options import (device, float_range, fraction, non_negative_float, non_negative_int, positive_float,
+                      positive_int, unique_list)
 
 EXAMPLES = """
 examples:
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--out", required=True, metavar="DIR", help="output directory (a re-run resumes it)")
     io.add_argument("--protocol", default=None, metavar="P", help="use folds_<P>.json instead of folds.json")
     io.add_argument("--fold-seed", type=int, default=0, help="seed of folds computed on the fly (default 0)")
-    io.add_argument("--fold", "--folds", dest="folds", default=None, metavar="LIST",
+    io.add_argument("--fold", "--folds", dest="folds", type=unique_list("fold"), default=None, metavar="LIST",
                     help="only these folds: comma-separated names or 1-based numbers (default: all)")
     io.add_argument("--name", default=None, help="source name in reports and tables (default finetuned_<ckpt>)")
     io.add_argument("--no-audio-audit", action="store_true",
@@ -57,15 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "arousal,valence")
     task.add_argument("--loss", default=None, metavar="LOSS",
                       help="; ".join(f"{t}: {', '.join(v)} (default {DEFAULT_LOSS[t]})" for t, v in LOSSES.items()))
-    task.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the CE losses")
-    task.add_argument("--cb-beta", type=float, default=0.999, help="beta of --loss cb-ce (default 0.999)")
+    task.add_argument("--label-smoothing", type=fraction, default=0.0, help="label smoothing of the CE losses")
+    task.add_argument("--cb-beta", type=fraction, default=0.999, help="beta of --loss cb-ce (default 0.999)")
     task.add_argument("--head", choices=HEADS, default=None,
                       help="linear (the paper's MLP; default) or arcface (default for --task speaker)")
-    task.add_argument("--arcface-scale", type=float, default=30.0, help="ArcFace scale s (default 30)")
-    task.add_argument("--arcface-margin", type=float, default=0.3, help="ArcFace margin m, radians (default 0.3)")
+    task.add_argument("--arcface-scale", type=positive_float, default=30.0, help="ArcFace scale s (default 30)")
+    task.add_argument("--arcface-margin", type=non_negative_float, default=0.3,
+                      help="ArcFace margin m, radians (default 0.3)")
     task.add_argument("--pooling", choices=POOLINGS, default="mean", help="pooling over frames (default mean)")
-    task.add_argument("--dropout", type=float, default=0.0, help="dropout on the pooled vector (default 0)")
-    task.add_argument("--hidden", type=int, default=256, help="head hidden size (default 256)")
+    task.add_argument("--dropout", type=fraction, default=0.0, help="dropout on the pooled vector (default 0)")
+    task.add_argument("--hidden", type=positive_int, default=256, help="head hidden size (default 256)")
     task.add_argument("--layer", type=int, default=-1, help="upstream layer the head reads (default -1: the last)")
     task.add_argument("--standardize", action="store_true",
                       help="the new head standardises its input with the start model's training mean/std")
@@ -73,9 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ft.add_argument("--freeze", nargs="+", default=["cnn"], metavar="MODE",
                     help="cnn (default: the convolutional front end frozen), none, or all-but-top N (only the top N "
                          "transformer blocks and the head train)")
-    ft.add_argument("--freeze-updates", type=int, default=0, metavar="K",
+    ft.add_argument("--freeze-updates", type=non_negative_int, default=0, metavar="K",
                     help="train the head alone for the first K updates, then the encoder too (default 0)")
-    ft.add_argument("--layer-decay", type=float, default=1.0,
+    ft.add_argument("--layer-decay", type=float_range(0.0, 1.0, low_open=True, high_open=False), default=1.0,
                     help="layer-wise lr decay: each block below the top gets this times the lr of the one above "
                          "(default 1 = none)")
     ft.add_argument("--init-head", choices=INIT_HEAD, default="new",
@@ -96,43 +99,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "--checkpoint text:PATH`) to the pooled speech vector before the output layer (the folds "
                          "are scored, not exported: predict cannot give the text)")
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=10, help="epochs per fold (default 10)")
-    train.add_argument("--lr", type=float, default=1e-4, help="peak lr of the encoder's top block (default 1e-4)")
-    train.add_argument("--head-lr", type=float, default=1e-3, help="peak lr of the head (default 1e-3)")
-    train.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    train.add_argument("--epochs", type=positive_int, default=10, help="epochs per fold (default 10)")
+    train.add_argument("--lr", type=positive_float, default=1e-4,
+                       help="peak lr of the encoder's top block (default 1e-4)")
+    train.add_argument("--head-lr", type=positive_float, default=1e-3, help="peak lr of the head (default 1e-3)")
+    train.add_argument("--weight-decay", type=non_negative_float, default=0.01,
+                       help="AdamW weight decay (default 0.01)")
     train.add_argument("--schedule", choices=SCHEDULES, default="linear",
                        help="after the warm-up: linear (default) or cosine decay to 0, or constant")
-    train.add_argument("--warmup", type=float, default=0.1,
+    train.add_argument("--warmup", type=non_negative_float, default=0.1,
                        help="warm-up: a share of all updates (< 1) or a number of updates (default 0.1)")
-    train.add_argument("--batch-seconds", type=float, default=60.0,
+    train.add_argument("--batch-seconds", type=positive_float, default=60.0,
                        help="padded audio per batch, batch size x longest input (default 60 s)")
-    train.add_argument("--accumulate", type=int, default=1, help="batches accumulated per update (default 1)")
-    train.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping norm (default 1; 0 = off)")
-    train.add_argument("--max-seconds", type=float, default=15.0,
+    train.add_argument("--accumulate", type=positive_int, default=1, help="batches accumulated per update (default 1)")
+    train.add_argument("--clip-norm", type=non_negative_float, default=1.0,
+                       help="gradient clipping norm (default 1; 0 = off)")
+    train.add_argument("--max-seconds", type=non_negative_float, default=15.0,
                        help="crop longer training inputs at a random position (default 15; 0 = whole inputs)")
-    train.add_argument("--repeat-pad", type=float, default=0.0, metavar="S",
+    train.add_argument("--repeat-pad", type=non_negative_float, default=0.0, metavar="S",
                        help="repeat shorter training inputs up to S seconds (default 0 = off)")
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="autocast precision; auto (default): bf16 where the device computes it natively (GPUs "
                             "with bf16, CPUs with AMX / AVX512-BF16), else fp16 on a GPU and fp32 on a CPU")
     train.add_argument("--select-metric", choices=SELECT_METRICS, default=None,
                        help="valid metric choosing the epoch (default: the task's, as the probe)")
-    train.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
+    train.add_argument("--patience", type=positive_int, default=None,
+                       help="stop after this many epochs without improvement")
     train.add_argument("--seed", type=int, default=42, help="seed of the head, batches, crops, dropout (default 42)")
-    train.add_argument("--valid-fraction", type=float, default=0.2,
+    train.add_argument("--valid-fraction", type=fraction, default=0.2,
                        help="folds without valid keys use this seeded share of train as valid (default 0.2)")
     train.add_argument("--valid-is-test", action="store_true", help="select on the test keys (optimistic)")
-    train.add_argument("--speaker-test-fraction", type=float, default=0.2,
+    train.add_argument("--speaker-test-fraction", type=fraction, default=0.2,
                        help="--task speaker: share of each speaker's utterances tested (default 0.2)")
-    train.add_argument("--min-speaker-utterances", type=int, default=3,
+    train.add_argument("--min-speaker-utterances", type=positive_int, default=3,
                        help="--task speaker: leave out speakers with fewer utterances (default 3)")
-    train.add_argument("--bootstrap", type=int, default=1000, help="resamples of the 95%% interval (default 1000)")
-    train.add_argument("--save-interval-updates", type=int, default=0, metavar="N",
+    train.add_argument("--bootstrap", type=non_negative_int, default=1000,
+                       help="resamples of the 95%% interval (default 1000)")
+    train.add_argument("--save-interval-updates", type=non_negative_int, default=0, metavar="N",
                        help="also write checkpoint_last every N updates (default 0: every epoch)")
     execution = parser.add_argument_group("execution")
-    execution.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda[:N]")
-    execution.add_argument("--num-workers", type=int, default=1, help="decoding processes (default 1; 0 = main)")
-    execution.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
+    execution.add_argument("--device", type=device(auto=True), default="auto",
+                           help="auto (default: cuda when available), cpu, cuda[:N]")
+    execution.add_argument("--num-workers", type=non_negative_int, default=1,
+                           help="decoding processes (default 1; 0 = main)")
+    execution.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default torch's)")
     execution.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
     execution.add_argument("--checksum-dir", default=None, metavar="DIR",
                            help="write the SHA-256 of the weights after every update, one file per process "

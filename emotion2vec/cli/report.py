@@ -6,8 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from .options import unique_list
 
 TABLE_METRICS = ("wa", "ua", "wf1")
+
+
+def _metrics() -> tuple[str, ...]:
+    from ..downstream.metrics import METRICS
+
+    return METRICS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,11 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "ensemble, conversation, robustness runs, and sweep directories of `probe --train-fraction / "
                    "--seeds` (sweep.json: their largest fraction, mean +- std over seeds and folds)")
     p.add_argument("--out", default=None, help="write the table here (atomically) as well as printing it")
-    p.add_argument("--metrics", default=",".join(TABLE_METRICS),
+    p.add_argument("--metrics", type=unique_list("metric", _metrics), default=",".join(TABLE_METRICS),
                    help="comma-separated: wa,ua,wf1,macro_f1 (classification runs; regression runs always get "
                         "CCC columns: the mean and one per target)")
-    p.add_argument("--corpora", default=None, help="comma-separated corpus order (default: first appearance)")
-    p.add_argument("--sources", default=None, help="comma-separated row order, as the rows are labelled "
+    p.add_argument("--corpora", type=unique_list("corpus"), default=None,
+                   help="comma-separated corpus order (default: first appearance)")
+    p.add_argument("--sources", type=unique_list("source"), default=None,
+                   help="comma-separated row order, as the rows are labelled "
                    "(default: first appearance)")
     p.add_argument("--skip-missing", action="store_true",
                    help="skip given directories without results.json (unfinished runs) with a note instead of "

@@ -430,7 +430,7 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     """
     for m in metrics:
         if m not in METRIC_NAMES or m == "loss":
-            raise ReportError(f"unknown metric {m!r} (choose from {', '.join(METRICS)})")
+            raise ReportError(f"--metrics: unknown metric {m!r} (choose from {', '.join(METRICS)})")
     loaded = [dict(item) if isinstance(item, dict) else dict(load_result(item), run_dir=str(item))
               for item in results]
     cells: dict[tuple[str, tuple[str, str, str | None]], dict[str, Any]] = {}
@@ -453,10 +453,16 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
             seen_sources.append(label)
         if group not in seen_groups:
             seen_groups.append(group)
+    unknown_sources = [s for s in sources or () if s not in seen_sources]
+    if unknown_sources:
+        raise ReportError(f"--sources {','.join(sources)}: no run of source {', '.join(unknown_sources)} among "
+                          f"the runs given (their rows: {', '.join(seen_sources)})")
+    unknown_corpora = [c for c in corpora or () if not any(g[0] == c for g in seen_groups)]
+    if unknown_corpora:
+        raise ReportError(f"--corpora {','.join(corpora)}: no run on corpus {', '.join(unknown_corpora)} among the "
+                          f"runs given (their corpora: {', '.join(dict.fromkeys(g[0] for g in seen_groups))})")
     row_names = list(sources) if sources else seen_sources
     groups = ([g for c in corpora for g in seen_groups if g[0] == c] if corpora else seen_groups)
-    if corpora:
-        groups += [(c, "classes", None) for c in corpora if not any(g[0] == c for g in seen_groups)]
     if not row_names or not groups:
         raise ReportError("no results to tabulate")
 

@@ -64,21 +64,27 @@ def read_rows(data_dir: Path) -> list[dict]:
         raise ProbeError(str(e)) from None
 
 
-def pick_folds(folds: list[dict], spec: str | None) -> list[dict]:
-    """The folds named (or numbered from 1) in ``spec`` ("1,3" or "fold1,fold3"); all when empty."""
+def pick_folds(folds: list[dict], spec: str | None, where: str = "") -> list[dict]:
+    """The folds named (or numbered from 1) in ``spec`` ("1,3" or "fold1,fold3"); all when empty. A fold named twice
+    (``1,fold1``) would be trained and counted twice: refused. ``where`` names the folds' file or run in errors."""
     if not spec:
         return folds
     by_name = {f["name"]: f for f in folds}
-    out = []
+    out: list[dict] = []
+    given: dict[str, str] = {}
     for item in (s.strip() for s in spec.split(",")):
         if not item:
             continue
         if item in by_name:
-            out.append(by_name[item])
+            fold = by_name[item]
         elif item.isdigit() and 1 <= int(item) <= len(folds):
-            out.append(folds[int(item) - 1])
+            fold = folds[int(item) - 1]
         else:
-            raise ProbeError(f"--folds: no fold {item!r} (folds: {', '.join(by_name)})")
+            raise ProbeError(f"--folds: no fold {item!r}{' in ' + where if where else ''} (folds: {', '.join(by_name)})")
+        if fold["name"] in given:
+            raise ProbeError(f"--folds {spec}: {given[fold['name']]!r} and {item!r} name fold {fold['name']} twice")
+        given[fold["name"]] = item
+        out.append(fold)
     return out
 
 
