@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"json": "file"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Audit the train / valid / test splits of a prepared corpus (the --out of `emotion2vec "
                      "prepare`) for leakage, per fold: speakers shared between splits (how many test speakers "

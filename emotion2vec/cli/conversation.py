@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+
 from .options import (device, fraction, layer_choice, non_negative_float, non_negative_int, positive_float,
                       positive_int, unique_list)
 
@@ -15,6 +16,10 @@ examples:
   emotion2vec conversation --features features/iemocap/emotion2vec_base_utt --data manifests/iemocap \\
       --protocol loso-speaker --out results/iemocap_conversation/emotion2vec_base
   emotion2vec conversation ... --concat-features features/iemocap/bert-base-uncased      (speech + text)"""
+
+
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "dir"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+
 from .options import preset_name
+
+
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out_dir": "dir"}
+OUTPUT_LABELS = {"out_dir": "OUT_DIR"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

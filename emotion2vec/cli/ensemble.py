@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+
 from .options import non_negative_int, positive_int
 
 EXAMPLES = """
@@ -11,6 +12,10 @@ examples:
   emotion2vec ensemble results/urdu/e2v results/urdu/wavlm results/urdu/fbank --out results/urdu/ensemble
   emotion2vec ensemble results/urdu/* --vote hard --weights dev --out results/urdu/ensemble_hard
   emotion2vec ensemble results/urdu/* --search all --out results/urdu/ensemble_best     (chosen on dev)"""
+
+
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "dir"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ the graph, the chosen layers), optionally with int8 linear layers."""
 from __future__ import annotations
 
 import argparse
+
 from .options import layer_list, preset_name
 
 EXAMPLES = """\
@@ -12,6 +13,10 @@ examples:
   emotion2vec export checkpoints/emotion2vec_base.pt --onnx emotion2vec_base_int8.onnx --quantize int8 --layers all
   emotion2vec extract --checkpoint emotion2vec_base.onnx --backend onnxruntime --input my_wavs/ --out features/x
 """
+
+
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"onnx": "file"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -31,6 +31,10 @@ examples:
 """
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "dir"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
     p.add_argument("--checkpoint", required=True, help="emotion2vec/data2vec 2.0 or data2vec (v1) fairseq .pt, "

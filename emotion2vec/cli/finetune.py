@@ -23,6 +23,10 @@ examples:
   emotion2vec predict runs/urdu/e2v_ft/models/fold1 recordings/ --out predictions.tsv"""
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "dir", "checksum_dir": "dir"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = textwrap.fill(
         "Fine-tune an upstream (our checkpoints, official emotion2vec / data2vec / data2vec 2.0, FunASR and "

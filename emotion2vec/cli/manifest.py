@@ -9,6 +9,10 @@ from ..io.audio import AUDIO_EXTENSIONS
 from .options import fraction, non_negative_float, positive_int
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "dir", "resample_to": "dir"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = ("Each AUDIO_DIR is one corpus of the hours table (printed, and OUT/hours.md). Containers FFmpeg reads "
                 "(.mp4, .m4a, ...) are decoded with PyAV (pip install 'emotion2vec[media]').\n\n"

@@ -25,6 +25,10 @@ examples:
 """
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "file", "plot": "dir"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
     p.add_argument("model", metavar="MODEL", help="a model with a classification head (see below)")

@@ -51,6 +51,10 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "dir"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Scan a speech-emotion corpus as distributed and write DIR/data.tsv (one row per\n"
                           "utterance) and DIR/folds.json (train/valid/test folds of its evaluation protocol).")

@@ -25,6 +25,10 @@ examples:
       --label-map contempt=,disgust=,fear=,surprise=,other= --out results/iemocap-to-msp/e2v"""
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "dir"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = textwrap.fill(
         "Train downstream heads on extracted features, one per fold of folds.json (or trained on one corpus and "

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
 from .options import unique_list
 
 TABLE_METRICS = ("wa", "ua", "wf1")
@@ -15,6 +16,10 @@ def _metrics() -> tuple[str, ...]:
     from ..downstream.metrics import METRICS
 
     return METRICS
+
+
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "file", "curve": "file"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

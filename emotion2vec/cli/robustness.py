@@ -18,6 +18,10 @@ examples:
       --values clip=0.1,0.2,0.3 --save-audio 5"""
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out": "dir"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = textwrap.fill(
         "Perturb every test utterance of every fold of a finished probe run with each of Wagner et al.'s eight "

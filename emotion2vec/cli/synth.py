@@ -9,6 +9,11 @@ from ..demo.synth import EMOTIONS
 from .options import non_negative_int, positive_int, unique_list
 
 
+#: what the command writes, checked before any work (emotion2vec.io.outputs)
+OUTPUTS = {"out_dir": "dir"}
+OUTPUT_LABELS = {"out_dir": "OUT_DIR"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "example:\n  emotion2vec synth corpora/synthetic --speakers 12 --per-emotion 10 --tsv"
     p.add_argument("out_dir", help="output folder (<emotion>/<speaker>_<emotion>_<nnn>.wav)")

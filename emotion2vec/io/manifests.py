@@ -57,6 +57,9 @@ OPTIONAL_COLUMNS = ("channel", "split")
 SPLITS = ("train", "valid", "test")
 GENDERS = ("", "M", "F")
 DATA_TSV = "data.tsv"
+#: a key names output files (``<key>.npy``, ``<key>.png``): each of its parts must leave room for an extension in the
+#: 255 bytes a file name may have
+MAX_KEY_PART_BYTES = 200
 
 
 class ManifestError(Emotion2VecError, ValueError):
@@ -74,7 +77,8 @@ class AudioEntry:
 
 def check_key(key: str) -> str | None:
     """Why ``key`` is not a valid key, or None when it is. A key names output files, so it is a relative POSIX path
-    without ``..``, empty components or surrounding whitespace."""
+    without ``..``, empty components or surrounding whitespace, each part at most :data:`MAX_KEY_PART_BYTES`
+    bytes."""
     if not key:
         return "empty key"
     if key != key.strip():
@@ -83,6 +87,11 @@ def check_key(key: str) -> str | None:
         return f"key {key!r} must be a relative POSIX path (no leading '/', no backslash)"
     if ".." in key.split("/") or "" in key.split("/"):
         return f"key {key!r} contains an empty or '..' path component"
+    long = next((part for part in key.split("/") if len(part.encode("utf-8")) > MAX_KEY_PART_BYTES), None)
+    if long is not None:
+        return (f"key {key[:40]!r}... is too long: its part {long[:20]!r}... has {len(long.encode('utf-8'))} "
+                f"bytes, and a file name may have at most 255 ({MAX_KEY_PART_BYTES} for the key, the rest for "
+                f"extensions such as .npy)")
     return None
 
 
