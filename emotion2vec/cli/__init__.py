@@ -119,7 +119,7 @@ def _configure_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ..errors import Emotion2VecError
-    from ..io.outputs import check_outputs, environment_error
+    from ..io.atomic import check_outputs, environment_error
 
     argv = _join_signed_values(sys.argv[1:] if argv is None else [str(a) for a in argv])
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int | None] = module.run
     try:
         # every output the command declares is checked before any work (a file where a folder goes, a parent that
-        # is a file, a read-only folder); writes that fail later say "cannot write PATH: reason" (io.outputs)
+        # is a file, a read-only folder); writes that fail later say "cannot write PATH: reason" (io.atomic)
         check_outputs(args, getattr(module, "OUTPUTS", {}), getattr(module, "OUTPUT_LABELS", None))
         return int(run(args) or 0)
     except Emotion2VecError as e:

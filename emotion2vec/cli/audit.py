@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"json": "file"}
 
 

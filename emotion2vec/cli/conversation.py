@@ -18,7 +18,7 @@ examples:
   emotion2vec conversation ... --concat-features features/iemocap/bert-base-uncased      (speech + text)"""
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "dir"}
 
 

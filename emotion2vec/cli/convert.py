@@ -8,7 +8,7 @@ import os
 from .options import preset_name
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out_dir": "dir"}
 OUTPUT_LABELS = {"out_dir": "OUT_DIR"}
 

@@ -14,7 +14,7 @@ examples:
   emotion2vec ensemble results/urdu/* --search all --out results/urdu/ensemble_best     (chosen on dev)"""
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "dir"}
 
 

@@ -31,7 +31,7 @@ examples:
 """
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "dir"}
 
 

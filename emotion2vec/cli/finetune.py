@@ -23,7 +23,7 @@ examples:
   emotion2vec predict runs/urdu/e2v_ft/models/fold1 recordings/ --out predictions.tsv"""
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "dir", "checksum_dir": "dir"}
 
 

@@ -9,7 +9,7 @@ from ..io.audio import AUDIO_EXTENSIONS
 from .options import fraction, non_negative_float, positive_int
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "dir", "resample_to": "dir"}
 
 

@@ -51,7 +51,7 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "dir"}
 
 

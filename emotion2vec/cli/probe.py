@@ -25,7 +25,7 @@ examples:
       --label-map contempt=,disgust=,fear=,surprise=,other= --out results/iemocap-to-msp/e2v"""
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "dir"}
 
 

@@ -18,7 +18,7 @@ def _metrics() -> tuple[str, ...]:
     return METRICS
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "file", "curve": "file"}
 
 

@@ -18,7 +18,7 @@ examples:
       --values clip=0.1,0.2,0.3 --save-audio 5"""
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out": "dir"}
 
 

@@ -9,7 +9,7 @@ from ..demo.synth import EMOTIONS
 from .options import non_negative_int, positive_int, unique_list
 
 
-#: what the command writes, checked before any work (emotion2vec.io.outputs)
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
 OUTPUTS = {"out_dir": "dir"}
 OUTPUT_LABELS = {"out_dir": "OUT_DIR"}
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..io.audio import SAMPLE_RATE
-from ..io.outputs import writing
+from ..io.atomic import writing
 from . import ExtractionError
 from .engine import parse_layers
 from .onnx import require
