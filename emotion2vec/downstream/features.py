@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,7 +24,8 @@ import torch
 
 from . import ProbeError
 
-__all__ = ["PackedFeatures", "parse_layer", "load_features", "append_utterances", "concat_sources", "load_sources"]
+__all__ = ["PackedFeatures", "parse_layer", "open_store", "read_features", "load_features", "append_utterances",
+           "concat_sources", "load_sources"]
 
 
 @dataclass
@@ -119,14 +121,69 @@ def _missing_error(missing: Sequence[str], store, what: str) -> ProbeError:
     return ProbeError(f"{len(missing)} key(s) of the folds have no features in {what}:\n" + "\n".join(lines) + more)
 
 
-def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None) -> tuple[PackedFeatures, dict[str, Any]]:
-    """Load the features of ``keys`` into one packed float32 tensor. Returns (features, info about the store)."""
+def open_store(directory: str | os.PathLike):
+    """The :class:`~emotion2vec.extract.store.FeatureStore` of a feature folder; a path that is missing or a file is
+    refused by name."""
     from ..extract.store import FeatureStore, FeatureStoreError
 
+    p = Path(directory)
+    if not p.is_dir():
+        raise ProbeError(f"{p}: {'a file, not a folder' if p.exists() else 'no such folder'} (a feature folder "
+                         f"written by `emotion2vec extract` is expected)")
     try:
-        store = FeatureStore(directory)
+        return FeatureStore(p)
     except FeatureStoreError as e:
         raise ProbeError(str(e)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProbeError(f"{p}: cannot read the feature folder: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _feature_file(store, key: str) -> Path:
+    """The file that holds ``key``'s features (for messages)."""
+    from ..extract.store import read_index
+
+    if store.meta.get("packed"):
+        return store.directory / "features.npy"
+    output = next((r.get("output") for r in read_index(store.directory / "index.tsv") if r["key"] == key), None)
+    return store.directory / (output or f"{key}.npy")
+
+
+def read_features(store, key: str) -> np.ndarray:
+    """``key``'s stored array, every way it can be broken named with the key and the file: listed in index.tsv but
+    missing, not a .npy file (a corrupt header, a truncated file), an object array, or numbers that are not floating
+    point (features are float arrays: an integer array is a file from somewhere else)."""
+    try:
+        x = store.get(key)
+    except (OSError, ValueError, EOFError) as e:
+        file = _feature_file(store, key)
+        if isinstance(e, FileNotFoundError):
+            why = "no such file, though index.tsv lists it (re-run `emotion2vec extract` to redo it)"
+        elif isinstance(e, OSError):
+            why = f"cannot read: {e.strerror or e}"
+        elif "Object arrays" in str(e) or "allow_pickle" in str(e):
+            why = "an array of Python objects, not numbers (refused: loading it could run code)"
+        else:
+            why = f"not a .npy array file ({e})"
+        raise ProbeError(f"features of {key!r}: {file}: {why}") from None
+    if x.dtype.kind != "f":
+        raise ProbeError(f"features of {key!r}: {_feature_file(store, key)}: a {x.dtype} array; features are "
+                         f"floating point (float32 from `emotion2vec extract`)")
+    return x
+
+
+def _frames(store, key: str) -> int:
+    try:
+        n = store.frames(key)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0:
+        raise ProbeError(f"{store.directory / 'index.tsv'}: the frame count of {key!r} is not a whole number >= 0")
+    return n
+
+
+def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None) -> tuple[PackedFeatures, dict[str, Any]]:
+    """Load the features of ``keys`` into one packed float32 tensor. Returns (features, info about the store)."""
+    store = open_store(directory)
     missing = [k for k in keys if k not in store]
     if missing:
         raise _missing_error(missing, store, str(directory))
@@ -137,12 +194,12 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
     if store.granularity not in ("frame", "utterance", "tokens"):
         raise ProbeError(f"{directory}: unknown granularity {store.granularity!r}")
     # one preallocated (sum T, D) array, sized from index.tsv's frame counts (no second copy of the corpus)
-    lengths = np.asarray([store.frames(k) if frame else 1 for k in keys], dtype=np.int64)
+    lengths = np.asarray([_frames(store, k) if frame else 1 for k in keys], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     layer_axis = (len(stored),) if layer == "weighted" else ()
     data = np.empty((int(lengths.sum()), *layer_axis, store.dim), dtype=np.float32)
     for key, start, n in zip(keys, offsets, lengths):
-        x = store.get(key)
+        x = read_features(store, key)
         if tokens:  # (L,) E, D -> the mean of the utterance tokens
             if x.shape[-2] == 0:
                 raise ProbeError(f"{directory}: features of {key!r} hold no utterance tokens")
@@ -153,7 +210,7 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
             raise ProbeError(f"{directory}: features of {key!r} have shape {x.shape}, expected {want} "
                              f"({store.granularity}-level, dim {store.dim} and {n} frames per features.json/index.tsv)")
         if not np.all(np.isfinite(x)):
-            raise ProbeError(f"{directory}: features of {key!r} contain NaN or inf")
+            raise ProbeError(f"features of {key!r}: {_feature_file(store, key)}: NaN or inf values")
         data[start:start + n] = x
     x = torch.from_numpy(data)
     info = {"granularity": store.granularity, "dim": int(x.shape[-1]), "stored_layers": stored,
