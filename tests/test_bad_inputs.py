@@ -547,7 +547,12 @@ TABLE += [
     C("a broken YAML config", "pretrain broken --config-dir {configs} --print task.data={pretrain_data}", 2,
       ["{configs}/broken.yaml"]),
     C("optimization.lr=abc", PRETRAIN + " optimization.lr=abc", 2, ["optimization.lr", "abc"]),
-    C("model.init_from a missing file", PRETRAIN + " model.init_from={new}.pt", 2, ["model.init_from", "{new}.pt"]),
+    C("model.init_from a missing file", "pretrain emotion2vec_tiny_cpu task.data={pretrain_data} "
+      "model.init_from={new}.pt", 2, ["model.init_from", "{new}.pt", "no such file"]),
+    C("model.init_from a missing file, --print: a note", PRETRAIN + " model.init_from={new}.pt", 0,
+      ["note: on this machine: model.init_from", "{new}.pt"]),
+    C("optimization.lr=[-1]", PRETRAIN + " optimization.lr=[-1]", 2, ["optimization.lr", "-1", "> 0"]),
+    C("optimization.max_epoch=-1", PRETRAIN + " optimization.max_epoch=-1", 2, ["optimization.max_epoch", "-1"]),
     C("dataset.max_tokens=1", PRETRAIN + " dataset.max_tokens=1", 2, ["dataset.max_tokens"]),
     C("an empty train.tsv", "pretrain emotion2vec_tiny_cpu --print task.data={pretrain_empty}", 2,
       ["{pretrain_empty}/train.tsv"]),
