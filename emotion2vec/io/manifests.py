@@ -1,7 +1,7 @@
 """Every list format the product reads and writes, with one key check and one error type (:class:`ManifestError`).
 
-``data.tsv`` -- the corpus manifest written by ``emotion2vec prepare``. UTF-8, tab-separated, one header line, one
-row per utterance::
+``data.tsv`` -- the corpus manifest written by ``emotion2vec prepare``. UTF-8 (a byte-order mark, as spreadsheets
+write, is accepted by every reader here), tab-separated, one header line, one row per utterance::
 
     key  path  label  speaker  gender  duration  [channel]  [split]  [other columns...]
 
@@ -218,7 +218,7 @@ def read_data_tsv(path: str | os.PathLike) -> list[dict]:
     if path.is_dir():
         path = path / DATA_TSV
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ManifestError(f"{path}: not found (run `emotion2vec prepare` first)") from None
     except UnicodeDecodeError as e:
@@ -283,7 +283,7 @@ def _checked_key(key: str, where: str) -> str:
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise ManifestError(f"{path}: not found") from None
     except UnicodeDecodeError as e:
