@@ -519,5 +519,5 @@ def robustness_table(results: Sequence[dict[str, Any]]) -> str:
         cells = [f"{100 * by_name[n]['robustness']:.2f}" if n in by_name else "–" for n in names]
         lines.append(f"| {corpus_name(str(r['corpus']))} | {r['source']} | {Path(str(r['run'])).name} | "
                      f"{r['utterances']} | " + " | ".join(cells) + f" | {100 * r['overall']['robustness']:.2f} | "
-                     f"{METRIC_NAMES.get(metric, metric)} {_fmt(metric, -r['overall']['metric_drop'])} |")
+                     f"{METRIC_NAMES.get(metric, metric)} {format_metric(metric, -r['overall']['metric_drop'])} |")
     return "\n".join(lines) + "\n"
