@@ -28,6 +28,7 @@ import numpy as np
 from . import ProbeError
 from .metrics import (HEADLINE, METRIC_NAMES, bootstrap_ci, format_metric, summarize, summary_metrics,
                       task_metrics)
+from .report import RESULTS_FORMAT, RESULTS_VERSION  # results.json's format, read back by report.check_result
 from .targets import Targets, vote_classes
 from .tasks import is_better
 
@@ -35,9 +36,6 @@ __all__ = ["RESULTS_FORMAT", "RESULTS_VERSION", "read_inputs", "read_rows", "pic
            "check_fold_labels", "audit_run", "carve_valid", "fold_splits", "FoldSplit", "split_folds", "Selection",
            "FoldOutcome", "score_test", "run_folds", "head_entry", "results_dict", "prediction_records", "add_groups"]
 
-RESULTS_FORMAT = "emotion2vec-probe-results"
-#: 2: task, loss, head, targets, headline, bootstrap intervals, audit, layer weights, feature settings, saved heads
-RESULTS_VERSION = 2
 
 Log = Callable[[str], None]
 
