@@ -111,11 +111,47 @@ def _run_text(args: argparse.Namespace) -> int:
     return 1 if result.failed and not args.skip_errors else 0
 
 
+def check_out_outside_inputs(inputs: list[str], out: str) -> None:
+    """Refuse an --out inside the corpus being read: inside a folder given as --input, or the folder (or a parent
+    of the folder) of recordings named by a list or given as files, where the .npy files, which mirror the keys,
+    would land among the recordings."""
+    from pathlib import Path
+
+    from ..extract import ExtractionError
+    from ..extract.inputs import LIST_SUFFIXES
+    from ..io.manifests import ManifestError, read_audio_list
+
+    target = Path(out).resolve()
+    folders: set[Path] = set()
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            root = p.resolve()
+            if target == root or root in target.parents:
+                raise ExtractionError(f"--out {out} lies inside the input folder {raw}: the features would be "
+                                      f"written into the corpus; give a folder outside it (e.g. "
+                                      f"features/<corpus>/<source>)")
+        elif p.suffix in LIST_SUFFIXES or p.name == "wav.scp":
+            try:
+                folders.update(Path(e.path).resolve().parent for e in read_audio_list(p))
+            except ManifestError:
+                continue  # said by the extraction itself, which reads the list again
+        elif p.exists():
+            folders.add(p.resolve().parent)
+    among = sorted(f for f in folders if f == target or target in f.parents)
+    if among:
+        raise ExtractionError(f"--out {out} holds recordings it would extract ({among[0]}"
+                              + (f" and {len(among) - 1} more folder(s)" if len(among) > 1 else "")
+                              + "): the features would be written among them; give a folder outside the corpus "
+                                "(e.g. features/<corpus>/<source>)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..extract.backends import load_backend
     from ..extract.engine import parse_layers
     from ..extract.run import run_extraction
 
+    check_out_outside_inputs(args.input, args.out)
     if args.checkpoint.startswith("text:"):
         return _run_text(args)
     if args.text_pooling is not None:
