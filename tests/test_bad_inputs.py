@@ -698,3 +698,19 @@ def test_table(case: Case, fx: Fixtures, tmp_path: Path, capsys, monkeypatch):
             if p.name in scratch_before:
                 now = snapshot(p) if p.is_dir() else p.read_bytes()
                 assert now == scratch_before[p.name], f"{p} changed:{shown}"
+
+
+# ================================================================================================ one run per folder
+def test_a_probe_run_replaces_the_earlier_run_in_its_folder(fx: Fixtures, tmp_path: Path, capsys):
+    """A probe of fold 1 into a folder holding a 3-fold run leaves no head of folds 2 and 3 behind, so fine-tuning
+    cannot start from a head of a run that no longer exists."""
+    run = tmp_path / "run"
+    shutil.copytree(fx["run"], run)
+    assert sorted(p.name for p in (run / "heads").iterdir()) == ["fold1.pt", "fold2.pt", "fold3.pt"]
+    code, err = run_cli([*PROBE.format(**fx.paths).split(), "--folds", "1", "--out", str(run)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (run / "heads").iterdir()) == ["fold1.pt"]
+    assert [f["name"] for f in json.loads((run / "results.json").read_text())["folds"]] == ["fold1"]
+    code, err = run_cli([*FT.format(**fx.paths).split(), "--fold", "2", "--head-from", str(run), "--out",
+                         str(tmp_path / "ft")], capsys)
+    assert code == 2 and f"no head for fold fold2 ({run / 'heads' / 'fold2.pt'})" in err, err
