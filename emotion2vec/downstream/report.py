@@ -423,8 +423,8 @@ def check_result(result: Any, path: str | os.PathLike) -> dict[str, Any]:
             isinstance(v, dict) and all(_number_or_none(x) for x in v.values()) for v in summary.values()):
         raise bad(f"'summary' must map each metric to its mean and std, got {str(summary)[:60]}")
     folds = result.get("folds", [])
-    if not isinstance(folds, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in folds):
-        raise bad(f"'folds' must be a list of fold entries with a name, got {str(folds)[:60]}")
+    if not isinstance(folds, list) or not all(isinstance(f, dict) for f in folds):
+        raise bad(f"'folds' must be a list of fold entries, got {str(folds)[:60]}")
     return result
 
 
