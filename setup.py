@@ -44,7 +44,8 @@ setup(
         # the service's tests: an HTTP client (in process and against a real server) and a browser driver (it
         # drives the operating system's Chromium; no browser download)
         "web-test": ["httpx>=0.27", "playwright>=1.40"],
-        "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10"],
+        # hypothesis: the bad-input suite generates malformed data.tsv / folds.json / results.json / index.tsv
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10", "hypothesis>=6.80"],
     },
     entry_points={"console_scripts": ["emotion2vec=emotion2vec.cli:main"]},
     classifiers=[

@@ -714,3 +714,280 @@ def test_a_probe_run_replaces_the_earlier_run_in_its_folder(fx: Fixtures, tmp_pa
     code, err = run_cli([*FT.format(**fx.paths).split(), "--fold", "2", "--head-from", str(run), "--out",
                          str(tmp_path / "ft")], capsys)
     assert code == 2 and f"no head for fold fold2 ({run / 'heads' / 'fold2.pt'})" in err, err
+
+
+# ================================================================================================ generated inputs
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+GENERATED = settings(max_examples=int(os.environ.get("E2V_GENERATED_EXAMPLES", 40)), deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                            HealthCheck.data_too_large])
+#: one line of text without the characters that would change a file's rows or cells
+CELL = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r\x0b\x0c\x1c\x1d\x1e\x85"
+                                                                                  "\u2028\u2029"),
+               min_size=1, max_size=12)
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-10, 10 ** 6) | st.floats(allow_nan=False) | CELL,
+                    lambda children: st.lists(children, max_size=3) | st.dictionaries(CELL, children, max_size=3),
+                    max_leaves=8)
+
+
+def quiet_cli(argv: list[str]) -> tuple[int, str]:
+    """``emotion2vec ARGV`` in this process, its printing captured -> (exit status, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 2
+    return code, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def earlier(fx: Fixtures, tmp_path_factory) -> dict[str, Path]:
+    """Outputs of earlier runs that the refused commands are pointed at: they must stay byte-identical."""
+    base = tmp_path_factory.mktemp("earlier")
+    out = {name: base / name for name in ("run", "ensemble", "feats", "ft")}
+    for name, path in out.items():
+        shutil.copytree(fx[name], path)
+    out["table"] = base / "table.md"
+    shutil.copy(fx["table"], out["table"])
+    return out
+
+
+def refused(argv: list[str], names: str | Path, earlier: dict[str, Path]) -> str:
+    """Run a command on a malformed file: exit 1 or 2 (never 3, never 0), the message names ``names``, and the
+    outputs of earlier runs are byte-identical afterwards. -> the message."""
+    before = {name: snapshot(p) if p.is_dir() else p.read_bytes() for name, p in earlier.items()}
+    code, err = quiet_cli(argv)
+    shown = f"$ emotion2vec {' '.join(map(str, argv))}\n-> exit {code}\n{err[-2000:]}"
+    assert code in (1, 2), shown
+    assert str(names) in err, f"the message does not name {names}:\n{shown}"
+    after = {name: snapshot(p) if p.is_dir() else p.read_bytes() for name, p in earlier.items()}
+    assert after == before, f"an earlier output changed:\n{shown}"
+    return err
+
+
+@contextlib.contextmanager
+def corpus_copy(fx: Fixtures):
+    """A private copy of the prepared corpus (data.tsv, folds.json) to break."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="corpus_", dir=fx.base))
+    for name in ("data.tsv", "folds.json"):
+        shutil.copy(fx["man"] / name, folder / name)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+def _not_a_duration(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return True
+    return not (value >= 0 and value != float("inf"))
+
+
+@st.composite
+def broken_data_tsv(draw, text: str) -> bytes:
+    """A data.tsv broken in one of the ways a hand-edited or foreign file is: the header, a row's cells, a key,
+    a duration, a duplicate, a truncation, bytes that are not UTF-8."""
+    lines = text.rstrip("\n").split("\n")
+    header = lines[0].split("\t")
+    row = draw(st.integers(1, len(lines) - 1))
+    cells = lines[row].split("\t")
+    kind = draw(st.sampled_from(["header", "cells", "key", "duration", "duplicate", "truncated", "bytes", "gender",
+                                 "empty"]))
+    if kind == "header":
+        col = draw(st.integers(0, 5))
+        name = draw(CELL.filter(lambda t: t != header[col]))
+        header[col] = name if draw(st.booleans()) else ""
+        lines[0] = "\t".join(h for h in header if h or not draw(st.booleans()))
+    elif kind == "cells":
+        extra = draw(st.lists(CELL, min_size=1, max_size=2))
+        lines[row] = "\t".join(cells[:-1] if draw(st.booleans()) else cells + extra)
+    elif kind == "key":
+        cells[0] = draw(st.sampled_from(["", " padded", "/absolute/key", "a/../b", "a//b", "back\\slash", "k" * 300,
+                                         "nul\x00key", "bell\x07"]))
+        lines[row] = "\t".join(cells)
+    elif kind == "duration":
+        cells[5] = draw(st.sampled_from(["", "abc", "-1", "nan", "inf", "1e999"]) | CELL.filter(_not_a_duration))
+        lines[row] = "\t".join(cells)
+    elif kind == "duplicate":
+        other = draw(st.integers(1, len(lines) - 1).filter(lambda i: i != row))
+        lines[other] = "\t".join([cells[0], *lines[other].split("\t")[1:]])
+    elif kind == "gender":
+        cells[4] = draw(CELL.filter(lambda t: t not in ("M", "F")))
+        lines[row] = "\t".join(cells)
+    elif kind == "empty":
+        cells[draw(st.sampled_from([1, 2]))] = ""
+        lines[row] = "\t".join(cells)
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    if kind == "truncated":
+        data = data[:draw(st.integers(0, len(lines[0]) - 1))]
+    elif kind == "bytes":
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.sampled_from([b"\xff\xfe", b"\xc3\x28", b"\x80abc", b"\xed\xa0\x80"])) + data[at:]
+    return data
+
+
+@GENERATED
+@given(data=st.data())
+def test_generated_data_tsv_is_refused_naming_it(fx: Fixtures, earlier, data):
+    broken = data.draw(broken_data_tsv(Path(fx["man"], "data.tsv").read_text()))
+    with corpus_copy(fx) as corpus:
+        (corpus / "data.tsv").write_bytes(broken)
+        refused(["audit", corpus, "--no-audio"], corpus / "data.tsv", earlier)
+        refused(["probe", "--features", fx["feats"], "--data", corpus, "--out", earlier["run"], "--epochs", "1",
+                 "--bootstrap", "0", "--no-audio-audit", "--quiet", "--device", "cpu"], corpus / "data.tsv", earlier)
+        refused(["extract", "--checkpoint", "fbank", "--input", corpus / "data.tsv", "--out", earlier["feats"],
+                 "--num-workers", "0", "--quiet"], corpus / "data.tsv", earlier)
+
+
+@st.composite
+def broken_folds_json(draw, text: str) -> bytes:
+    """folds.json truncated, replaced by other JSON, or with one part of the wrong kind or inconsistent with
+    data.tsv (a key it does not have, a key in two splits, a fold named twice, an empty test set)."""
+    kind = draw(st.sampled_from(["truncated", "json", "field", "unknown key", "overlap", "twice", "no test"]))
+    if kind == "truncated":
+        return text.encode()[:draw(st.integers(0, text.rindex("}") - 1))]
+    if kind == "json":
+        return json.dumps(draw(JSON.filter(lambda v: not (isinstance(v, dict) and "folds" in v)))).encode()
+    spec = json.loads(text)
+    fold = spec["folds"][draw(st.integers(0, len(spec["folds"]) - 1))]
+    if kind == "field":
+        where, field_ = draw(st.sampled_from([(spec, "folds"), (spec, "labels"), (spec, "protocol"), (fold, "name"),
+                                              (fold, "train"), (fold, "valid"), (fold, "test")]))
+        wrong = {"folds": lambda v: not isinstance(v, list) or bool(v) and not all(isinstance(f, dict) for f in v),
+                 "labels": lambda v: v is not None and not isinstance(v, list) or isinstance(v, list),
+                 "protocol": lambda v: v is not None and not isinstance(v, str),
+                 "name": lambda v: not isinstance(v, str) or not v,
+                 }.get(field_, lambda v: not isinstance(v, list) or any(not isinstance(k, str) for k in v))
+        where[field_] = draw(JSON.filter(wrong))
+        if field_ == "labels" and isinstance(where[field_], list) and all(isinstance(x, str) for x in where[field_]):
+            where[field_] = [x for x in where[field_] if x not in LABELS]  # a label list missing data.tsv's labels
+    elif kind == "unknown key":
+        fold[draw(st.sampled_from(["train", "valid", "test"]))].append(draw(CELL))
+    elif kind == "overlap":
+        fold["train"].append(fold["test"][0])
+    elif kind == "twice":
+        spec["folds"].append(dict(fold))
+    else:
+        fold["test"] = []
+    return json.dumps(spec).encode()
+
+
+@GENERATED
+@given(data=st.data())
+def test_generated_folds_json_is_refused_naming_it(fx: Fixtures, earlier, data):
+    broken = data.draw(broken_folds_json(Path(fx["man"], "folds.json").read_text()))
+    with corpus_copy(fx) as corpus:
+        (corpus / "folds.json").write_bytes(broken)
+        refused(["audit", corpus, "--no-audio"], corpus / "folds.json", earlier)
+        refused(["probe", "--features", fx["feats"], "--data", corpus, "--out", earlier["run"], "--epochs", "1",
+                 "--bootstrap", "0", "--no-audio-audit", "--quiet", "--device", "cpu"], corpus / "folds.json",
+                earlier)
+        refused([*FT.format(**fx.paths).replace(str(fx["man"]), str(corpus)).split(), "--out", earlier["ft"]],
+                corpus / "folds.json", earlier)
+
+
+#: a wrong value for each field of results.json that a table, an ensemble or a robustness run reads
+RESULT_FIELDS = {
+    "version": JSON.filter(lambda v: not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2)),
+    "format": JSON.filter(lambda v: v != "emotion2vec-probe-results"),
+    "corpus": JSON.filter(lambda v: not isinstance(v, str) or not v),
+    "source": JSON.filter(lambda v: not isinstance(v, str) or not v),
+    "protocol": JSON.filter(lambda v: v is not None and not isinstance(v, str)),
+    "task": JSON.filter(lambda v: v not in ("categorical", "soft", "multilabel", "regression")),
+    "labels": JSON.filter(lambda v: v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v))),
+    "summary": JSON.filter(lambda v: not isinstance(v, dict) or any(
+        not isinstance(x, dict) or any(not isinstance(n, (int, float, type(None))) or isinstance(n, bool)
+                                       for n in x.values()) for x in v.values())),
+    "folds": JSON.filter(lambda v: not isinstance(v, list) or any(not isinstance(f, dict) for f in v)),
+}
+
+
+@st.composite
+def broken_results_json(draw, text: str) -> bytes:
+    kind = draw(st.sampled_from(["truncated", "json", "field", "missing"]))
+    if kind == "truncated":
+        return text.encode()[:draw(st.integers(0, text.rindex("}") - 1))]
+    if kind == "json":
+        return json.dumps(draw(JSON.filter(lambda v: not isinstance(v, dict)))).encode()
+    result = json.loads(text)
+    if kind == "missing":
+        del result[draw(st.sampled_from(["corpus", "source", "summary"]))]
+    else:
+        name = draw(st.sampled_from(sorted(RESULT_FIELDS)))
+        result[name] = draw(RESULT_FIELDS[name])
+    return json.dumps(result).encode()
+
+
+@GENERATED
+@given(data=st.data())
+def test_generated_results_json_is_refused_naming_it(fx: Fixtures, earlier, data):
+    import tempfile
+
+    broken = data.draw(broken_results_json(Path(fx["run"], "results.json").read_text()))
+    run = Path(tempfile.mkdtemp(prefix="run_", dir=fx.base))
+    try:
+        for name in ("results.json", "predictions.tsv", "valid_predictions.tsv"):
+            shutil.copy(fx["run"] / name, run / name)
+        shutil.copytree(fx["run"] / "heads", run / "heads")
+        (run / "results.json").write_bytes(broken)
+        refused(["report", run, fx["run2"], "--out", earlier["table"]], run / "results.json", earlier)
+        refused(["ensemble", run, fx["run2"], "--out", earlier["ensemble"], "--bootstrap", "0", "--quiet"],
+                run / "results.json", earlier)
+        refused(["robustness", run, "--data", fx["man"], "--out", run / "robustness", "--quiet"],
+                run / "results.json", earlier)
+    finally:
+        shutil.rmtree(run)
+
+
+@st.composite
+def broken_index_tsv(draw, text: str) -> tuple[bytes, str]:
+    """index.tsv with its header broken, a needed row gone or failed, its file missing or outside the folder, NUL
+    or non-UTF-8 bytes. -> (the file, what the message must name: "index.tsv" or the folder)."""
+    lines = text.rstrip("\n").split("\n")
+    row = draw(st.integers(1, len(lines) - 1))
+    cells = lines[row].split("\t")
+    kind = draw(st.sampled_from(["header", "row gone", "failed", "output", "outside", "bytes", "truncated"]))
+    if kind == "header":
+        header = lines[0].split("\t")
+        col = draw(st.integers(0, 3))
+        header[col] = draw(CELL.filter(lambda t: t not in ("key", "path", "frames", "status", "output", "offset")))
+        lines[0] = "\t".join(header)
+    elif kind == "row gone":
+        del lines[row]
+    elif kind == "failed":
+        cells[3] = draw(CELL.filter(lambda t: t != "ok"))
+        lines[row] = "\t".join(cells)
+    elif kind in ("output", "outside"):
+        cells[4] = (draw(CELL.map(lambda t: f"gone/{t}.npy")) if kind == "output"
+                    else draw(st.sampled_from(["../../outside.npy", "/etc/hostname", "../features/x.npy"])))
+        lines[row] = "\t".join(cells)
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    if kind == "bytes":
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.sampled_from([b"\x00", b"\xff\xfe", b"\xc3\x28"])) + data[at:]
+    elif kind == "truncated":
+        data = data[:draw(st.integers(0, len(lines[0]) - 1))]
+    return data, kind
+
+
+@GENERATED
+@given(data=st.data())
+def test_generated_index_tsv_is_refused_naming_it(fx: Fixtures, earlier, data):
+    import tempfile
+
+    broken, _ = data.draw(broken_index_tsv(Path(fx["feats"], "index.tsv").read_text()))
+    feats = Path(tempfile.mkdtemp(prefix="features_", dir=fx.base))
+    try:
+        shutil.copytree(fx["feats"], feats, dirs_exist_ok=True)
+        (feats / "index.tsv").write_bytes(broken)
+        refused(["probe", "--features", feats, "--data", fx["man"], "--out", earlier["run"], "--epochs", "1",
+                 "--bootstrap", "0", "--no-audio-audit", "--quiet", "--device", "cpu"], feats, earlier)
+    finally:
+        shutil.rmtree(feats)

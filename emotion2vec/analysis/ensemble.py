@@ -278,14 +278,15 @@ def classify_given(path: str | os.PathLike) -> Given:
     except OSError as e:
         raise AnalysisError(f"{file}: cannot read: {e.strerror or e}") from None
     kind = None
-    if isinstance(data, dict):
-        if data.get("format") == SWEEP_FORMAT:
-            kind = "sweep"
-        elif data.get("format") == ROBUSTNESS_FORMAT:
-            kind = "robustness"
-        elif all(k in data for k in ("corpus", "source", "summary")):
-            kind = "run"
-            check_result(data, file)  # a run's results.json is read as load_result reads it
+    if isinstance(data, dict) and data.get("format") == SWEEP_FORMAT:
+        kind = "sweep"
+    elif isinstance(data, dict) and data.get("format") == ROBUSTNESS_FORMAT:
+        kind = "robustness"
+    elif file.name == "results.json" or isinstance(data, dict) and all(k in data for k in ("corpus", "summary")):
+        # a run's results.json (by its name, or by its fields) is read as load_result reads it: a broken one is
+        # refused by name, not skipped
+        kind = "run"
+        check_result(data, file)
     if kind is None:
         return Given(path, "other", why=f"{file.name} is not the results of an emotion2vec run")
     return Given(path, kind, data)

@@ -14,6 +14,7 @@ have the same number of frames per utterance. Frame + utterance-token features o
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,8 @@ import torch
 
 from . import ProbeError
 
-__all__ = ["PackedFeatures", "parse_layer", "open_store", "read_features", "load_features", "append_utterances",
-           "concat_sources", "load_sources"]
+__all__ = ["PackedFeatures", "parse_layer", "open_store", "check_outputs_inside", "read_features", "load_features",
+           "append_utterances", "concat_sources", "load_sources"]
 
 
 @dataclass
@@ -130,11 +131,14 @@ def open_store(directory: str | os.PathLike):
     if not p.is_dir():
         raise ProbeError(f"{p}: {'a file, not a folder' if p.exists() else 'no such folder'} (a feature folder "
                          f"written by `emotion2vec extract` is expected)")
+    index = p / "index.tsv"
     try:
+        if index.is_file() and b"\x00" in index.read_bytes():
+            raise ProbeError(f"{index}: holds NUL bytes: a corrupt file (re-run `emotion2vec extract`)")
         return FeatureStore(p)
     except FeatureStoreError as e:
         raise ProbeError(str(e)) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ProbeError(f"{p}: cannot read the feature folder: {getattr(e, 'strerror', None) or e}") from None
 
 
@@ -148,10 +152,29 @@ def _feature_file(store, key: str) -> Path:
     return store.directory / (output or f"{key}.npy")
 
 
+def check_outputs_inside(store, keys: Sequence[str]) -> None:
+    """index.tsv must name each of ``keys``' files inside the feature folder: ``../`` or an absolute path would
+    read a file from elsewhere."""
+    from ..extract.store import read_index
+
+    if store.meta.get("packed"):
+        return
+    wanted = set(keys)
+    root = store.directory.resolve()
+    for row in read_index(store.directory / "index.tsv"):
+        if row.get("key") in wanted and row.get("status") == "ok":
+            output = str(row.get("output") or "")
+            target = (store.directory / output).resolve()
+            if not output or os.path.isabs(output) or not target.is_relative_to(root) or target == root:
+                raise ProbeError(f"{store.directory / 'index.tsv'}: the features of {row['key']!r} are said to be in "
+                                 f"{output!r}, which is not a file inside the feature folder")
+
+
 def read_features(store, key: str) -> np.ndarray:
     """``key``'s stored array, every way it can be broken named with the key and the file: listed in index.tsv but
     missing, not a .npy file (a corrupt header, a truncated file), an object array, or numbers that are not floating
-    point (features are float arrays: an integer array is a file from somewhere else)."""
+    point (features are float arrays: an integer array is a file from somewhere else). Call
+    :func:`check_outputs_inside` first for the keys read."""
     try:
         x = store.get(key)
     except (OSError, ValueError, EOFError) as e:
@@ -160,8 +183,10 @@ def read_features(store, key: str) -> np.ndarray:
             why = "no such file, though index.tsv lists it (re-run `emotion2vec extract` to redo it)"
         elif isinstance(e, OSError):
             why = f"cannot read: {e.strerror or e}"
-        elif "Object arrays" in str(e) or "allow_pickle" in str(e):
+        elif "Object arrays" in str(e):
             why = "an array of Python objects, not numbers (refused: loading it could run code)"
+        elif "pickle" in str(e):
+            why = "not a .npy array file (a pickle, or a file of another kind; refused: loading it could run code)"
         else:
             why = f"not a .npy array file ({e})"
         raise ProbeError(f"features of {key!r}: {file}: {why}") from None
@@ -187,6 +212,7 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
     missing = [k for k in keys if k not in store]
     if missing:
         raise _missing_error(missing, store, str(directory))
+    check_outputs_inside(store, keys)
     stored = store.layers
     layer = _resolve_negative(parse_layer(layer), store.meta.get("num_layers"))
     frame = store.granularity == "frame"

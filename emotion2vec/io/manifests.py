@@ -83,6 +83,8 @@ def check_key(key: str) -> str | None:
         return "empty key"
     if key != key.strip():
         return f"key {key!r} has leading/trailing whitespace"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return f"key {key!r} contains a control character (a tab, newline, NUL, ...)"
     if key.startswith("/") or "\\" in key:
         return f"key {key!r} must be a relative POSIX path (no leading '/', no backslash)"
     if ".." in key.split("/") or "" in key.split("/"):
@@ -392,6 +394,9 @@ def _keyed_tsv(path: Path) -> list[AudioEntry] | None:
     if not lines:
         raise ManifestError(f"{path}: empty manifest")
     header = lines[0].rstrip("\r").split("\t")
+    if path.name == DATA_TSV:  # a corpus manifest by its name: read as one, whatever its header says
+        return [AudioEntry(r["key"], r["path"], int(r["channel"]) if r.get("channel") else None)
+                for r in read_data_tsv(path)]
     if "key" not in header or "path" not in header:
         return None
     if tuple(header[:len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS:
