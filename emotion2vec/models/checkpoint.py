@@ -120,7 +120,7 @@ def _check_torch_file(path: Path) -> bool:
         line = (head.decode("utf-8").splitlines() or [""])[0]
     except UnicodeDecodeError:
         line = ""
-    looks = (f"it holds text: {line[:40]!r}" if line.strip() and line.isprintable()
+    looks = (f"it holds text: {line[:40]!r}" if line.strip() and line.replace("\t", " ").isprintable()
              else f"it starts with the bytes {head[:8].hex(' ')}")
     raise _not_a_checkpoint(path, f"neither a PyTorch zip archive nor a pickle; {looks}")
 
