@@ -991,3 +991,46 @@ def test_generated_index_tsv_is_refused_naming_it(fx: Fixtures, earlier, data):
                  "--bootstrap", "0", "--no-audio-audit", "--quiet", "--device", "cpu"], feats, earlier)
     finally:
         shutil.rmtree(feats)
+
+
+# ================================================================================================ the page
+TROUBLESHOOTING = Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md"
+
+
+def page_examples(text: str) -> list[tuple[str, int, str]]:
+    """(command line, exit status, words of the message) of every ``emotion2vec`` line of the page's bash blocks,
+    each followed by a ``# -> exit N: words`` line."""
+    import re
+
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        lines = block.replace("\\\n", " ").splitlines()
+        for line, after in zip(lines, lines[1:] + [""]):
+            if line.startswith("emotion2vec "):
+                m = re.match(r"# -> exit (\d+): (.*)$", after.strip())
+                assert m, f"no '# -> exit N: message' line after {line!r}"
+                out.append((" ".join(line.split()), int(m.group(1)), m.group(2).strip()))
+    return out
+
+
+def test_troubleshooting_page_runs_as_written(fx: Fixtures, tmp_path: Path, monkeypatch, urdu_dir):
+    """Every command of docs/troubleshooting.md, in a workspace laid out as the docs assume, ends with the exit
+    status and the message the page shows."""
+    import shlex
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "emotion2vec_base.pt").symlink_to(fx["tiny"])
+    for clip in urdu_dir.rglob("*.wav"):  # the corpus as a tree of links: nothing is written into the shared copy
+        target = tmp_path / "data" / "urdu" / clip.relative_to(urdu_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(clip)
+    monkeypatch.chdir(tmp_path)
+    assert quiet_cli(["prepare", "urdu", "--root", "data/urdu", "--out", "manifests/urdu", "--no-audio-audit",
+                      "--quiet"])[0] == 0
+    examples = page_examples(TROUBLESHOOTING.read_text(encoding="utf-8"))
+    assert len(examples) >= 5
+    before = stat_snapshot(tmp_path)
+    for line, code, words in examples:
+        got, err = quiet_cli(shlex.split(line)[1:])
+        assert (got, words in err) == (code, True), f"$ {line}\n-> exit {got}\n{err[-1500:]}"
+    assert stat_snapshot(tmp_path) == before  # refused: nothing written
