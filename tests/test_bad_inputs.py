@@ -541,6 +541,17 @@ TABLE += [
     C("--text-pooling on audio features", EXTRACT + " --out {new} --text-pooling cls", 2,
       ["--text-pooling", "text:"]),
     C("--search 0", ENSEMBLE + " --out {new} --search 0", 2, ["--search", "0"]),
+    C("--targets a,a", PROBE_OUT + " --task regression --targets duration,duration", 2, ["--targets", "twice"]),
+    C("--targets a,a", FT + " --out {new} --task regression --targets duration,duration", 2, ["--targets", "twice"]),
+    C("--seeds 1,1", PROBE_OUT + " --seeds 1,1", 2, ["--seeds", "twice"]),
+    C("--train-fraction 0.5,0.5", PROBE_OUT + " --train-fraction 0.5,0.5", 2, ["--train-fraction", "twice"]),
+    C("--group-by gender,gender", PROBE_OUT + " --group-by gender,gender", 2, ["--group-by", "twice"]),
+    C("--concat-features the --features folder", PROBE_OUT + " --concat-features {feats}", 2,
+      ["--concat-features", "{feats}", "twice"]),
+    C("--classes angry,angry", CONV + " --out {new} --classes angry,angry", 2, ["--classes", "twice"]),
+    C("--group-by gender,gender", ENSEMBLE + " --out {new} --group-by gender,gender", 2, ["--group-by", "twice"]),
+    C("--perturbations gain,gain", ROBUST.replace("gain", "gain,gain") + " --out {new}", 2,
+      ["--perturbations", "twice"]),
 ]
 # ------------------------------------------------------------------------------------------------ pretrain
 TABLE += [

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--name", default=None, help="feature-source name in reports (default: the --features folder)")
     task = parser.add_argument_group("task")
     task.add_argument("--history", type=positive_int, default=6, help="previous turns a prediction sees (default 6)")
-    task.add_argument("--classes", default=None, metavar="LIST",
+    task.add_argument("--classes", type=unique_list("class"), default=None, metavar="LIST",
                       help="target emotions, e.g. angry,happy,neutral,sad (default: every label of data.tsv); "
                            "turns with other labels are context only")
     task.add_argument("--label-map", default=None, metavar="OLD=NEW,...",

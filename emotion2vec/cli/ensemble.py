@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from .options import non_negative_int, positive_int
+from .options import non_negative_int, positive_int, unique_list
 
 EXAMPLES = """
 examples:
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate every combination of K runs (all: of every size), ranked on dev; the best on dev "
                         "is written")
     p.add_argument("--name", default=None, help="source name in reports (default ensemble(a+b+...))")
-    p.add_argument("--group-by", default=None, metavar="COLS",
+    p.add_argument("--group-by", type=unique_list("column"), default=None, metavar="COLS",
                    help="data.tsv columns for the fairness analysis (default: gender when present)")
     p.add_argument("--speaker-min-utterances", type=positive_int, default=20, metavar="N",
                    help="score every speaker with at least N test utterances (default 20)")

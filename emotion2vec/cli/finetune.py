@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--task", choices=FT_TASKS, default="categorical",
                       help="categorical (label column), soft / multilabel (votes), regression (--targets), speaker "
                            "(speaker identification on the speaker column, ArcFace by default)")
-    task.add_argument("--targets", default=None, metavar="COLS", help="regression: data.tsv columns, e.g. "
+    task.add_argument("--targets", type=unique_list("column"), default=None, metavar="COLS",
+                      help="regression: data.tsv columns, e.g. "
                       "arousal,valence")
     task.add_argument("--loss", default=None, metavar="LOSS",
                       help="; ".join(f"{t}: {', '.join(v)} (default {DEFAULT_LOSS[t]})" for t, v in LOSSES.items()))

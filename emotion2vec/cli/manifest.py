@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the valid split (default 0)")
     p.add_argument("--verify", action="store_true", help="decode every file fully (slower; catches corrupt data "
                    "behind a valid header)")
-    p.add_argument("--num-workers", type=non_negative_int, default=1, help="processes for conversion (default 1; 0 = this process)")
+    p.add_argument("--num-workers", type=non_negative_int, default=1,
+                   help="processes for conversion (default 1; 0 = this process)")
     p.add_argument("--min-seconds", type=non_negative_float, default=0.5,
                    help="leave out clips shorter than this (default 0.5 "
                    "= the pretraining configs' crop minimum, task.min_sample_size 8000); 0 keeps every clip")

@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--task", choices=TASKS, default="categorical",
                       help="categorical (default: the label column), soft (vote distributions), multilabel "
                            "(classes above 1/C of the votes), regression (--targets columns)")
-    task.add_argument("--targets", default=None, metavar="COLS",
+    task.add_argument("--targets", type=unique_list("column"), default=None, metavar="COLS",
                       help="regression: comma-separated data.tsv columns, e.g. arousal,valence,dominance")
     task.add_argument("--loss", default=None, metavar="LOSS",
                       help="; ".join(f"{t}: {', '.join(v)} (default {DEFAULT_LOSS[t]})" for t, v in LOSSES.items()))
@@ -134,16 +134,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="score folds whose test labels never occur in their training set (cross-corpus work); "
                             "by default such a fold is refused by name. A warning goes into results.md")
     analysis = parser.add_argument_group("analysis (emotion2vec.analysis)")
-    analysis.add_argument("--group-by", default=None, metavar="COLS",
+    analysis.add_argument("--group-by", type=unique_list("column"), default=None, metavar="COLS",
                           help="data.tsv columns whose groups are scored, with bootstrap intervals and the "
                                "difference of two groups (default: gender when present; F minus M)")
     analysis.add_argument("--speaker-min-utterances", type=positive_int, default=20, metavar="N",
                           help="score every speaker with at least N test utterances (default 20)")
-    analysis.add_argument("--train-fraction", default=None, metavar="LIST",
+    analysis.add_argument("--train-fraction", type=unique_list("fraction"), default=None, metavar="LIST",
                           help="label efficiency: e.g. 0.1,0.25,0.5,1.0 -- one probe per stratified, seeded share "
                                "of each fold's training set in OUT/fraction_<f>/, sweep.json, results.md and the "
                                "curve efficiency.png")
-    analysis.add_argument("--seeds", default=None, metavar="LIST",
+    analysis.add_argument("--seeds", type=unique_list("seed"), default=None, metavar="LIST",
                           help="e.g. 0,1,2 -- one probe per seed in OUT/seed_<s>/ (with --train-fraction: "
                                "OUT/fraction_<f>_seed_<s>/); results.md gives mean +- std over seeds and folds")
     analysis.add_argument("--embedding", nargs="?", const="1", default=None, metavar="FOLD",

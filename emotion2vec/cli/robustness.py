@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="MANIFEST_DIR",
                    help="the prepared corpus the run was tested on (data.tsv: the audio of the test keys)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--perturbations", default=None, metavar="LIST",
+    p.add_argument("--perturbations", type=unique_list("perturbation"), default=None, metavar="LIST",
                    help=f"comma-separated subset (default all: {','.join(PERTURBATIONS)})")
     p.add_argument("--values", action="append", default=None, metavar="NAME=V,V,...",
                    help="replace a perturbation's value set, e.g. clip=0.1,0.2,0.3 (repeatable; range-checked)")

@@ -296,6 +296,11 @@ def load_sources(directory: str | os.PathLike, keys: Sequence[str], layer=None,
     (:func:`concat_sources`; each loaded with ``concat_layer``, default ``layer``). ``info`` is the first source's,
     with the joined granularity, dimension and frame count, and ``concat``: per added source its folder,
     granularity, dimension, layer and settings."""
+    given = [Path(directory).resolve(), *(Path(c).resolve() for c in concat)]
+    twice = sorted({str(c) for c in concat if given.count(Path(c).resolve()) > 1})
+    if twice:
+        raise ProbeError(f"--concat-features {', '.join(twice)}: a feature folder given twice (with --features or "
+                         f"another --concat-features) would join the same vectors twice")
     packed, info = load_features(directory, keys, layer)
     if not concat:
         return packed, info
