@@ -47,7 +47,8 @@ setup(
         # eSpeak NG (library + voice data in the wheel) for `emotion2vec linguistics`: no download at run time
         "tts": ["espeakng-loader>=0.2"],
         "docs": ["mkdocs>=1.6"],
-        "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10"],
+        # hypothesis: the bad-input suite generates malformed data.tsv / folds.json / results.json / index.tsv
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "tensorboard>=2.10", "hypothesis>=6.80"],
     },
     entry_points={"console_scripts": ["emotion2vec=emotion2vec.cli:main"]},
     classifiers=[

@@ -105,6 +105,7 @@ RUN_ELSEWHERE: dict[str, str] = {
     "docs/distributed.md": "tests/test_distributed.py::test_the_distributed_page_runs_as_written",
     "docs/data-engine.md": "tests/test_data_engine.py::test_the_rest_of_the_page_runs_as_written",
     "docs/evaluation-workflows.md": "tests/test_workflows.py::test_the_docs_page_runs_as_written",
+    "docs/troubleshooting.md": "tests/test_bad_inputs.py::test_troubleshooting_page_runs_as_written",
 }
 
 MODELS = {  # workspace path -> golden fixture

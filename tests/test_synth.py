@@ -251,7 +251,9 @@ def test_cli_writes_and_reports(tmp_path, capsys):
     assert main(["synth", str(out), "--seed", "1", "--speakers", "2", "--per-emotion", "1", "--emotions",
                  "angry,sad"]) == 0
     assert "(0 written, 4 already there)" in capsys.readouterr().out
-    assert main(["synth", str(out), "--emotions", "bored"]) == 2
+    with pytest.raises(SystemExit) as refused:  # checked where the option is parsed
+        main(["synth", str(out), "--emotions", "bored"])
+    assert refused.value.code == 2 and "unknown emotion bored" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -255,6 +255,7 @@ class Given:
 
 def classify_given(path: str | os.PathLike) -> Given:
     """What ``path`` holds (:class:`Given`); a path that does not exist is an :class:`AnalysisError`."""
+    from ..downstream.report import check_result
     from .efficiency import SWEEP_FORMAT
     from .robustness import ROBUSTNESS_FORMAT
 
@@ -274,17 +275,38 @@ def classify_given(path: str | os.PathLike) -> Given:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AnalysisError(f"{file}: invalid JSON: {e}") from None
+    except OSError as e:
+        raise AnalysisError(f"{file}: cannot read: {e.strerror or e}") from None
     kind = None
-    if isinstance(data, dict):
-        if data.get("format") == SWEEP_FORMAT:
-            kind = "sweep"
-        elif data.get("format") == ROBUSTNESS_FORMAT:
-            kind = "robustness"
-        elif all(k in data for k in ("corpus", "source", "summary")):
-            kind = "run"
+    if isinstance(data, dict) and data.get("format") == SWEEP_FORMAT:
+        kind = "sweep"
+    elif isinstance(data, dict) and data.get("format") == ROBUSTNESS_FORMAT:
+        kind = "robustness"
+    elif file.name == "results.json" or isinstance(data, dict) and all(k in data for k in ("corpus", "summary")):
+        # a run's results.json (by its name, or by its fields) is read as load_result reads it: a broken one is
+        # refused by name, not skipped
+        kind = "run"
+        check_result(data, file)
     if kind is None:
         return Given(path, "other", why=f"{file.name} is not the results of an emotion2vec run")
     return Given(path, kind, data)
+
+
+def _check_out(given: Sequence[Given], out: Path) -> None:
+    """An --out that holds a run other than an earlier ensemble (one of the members, or any other run) is refused:
+    the ensemble's files would replace that run's results.json, predictions.tsv and results.md. A folder holds one
+    run; an earlier ensemble in --out is replaced (a re-run over a glob that includes it)."""
+    if not (out / "results.json").is_file() and not (out / "sweep.json").is_file():
+        return
+    held = classify_given(out)
+    if held.kind == "run" and held.result.get("kind") == "ensemble":
+        return
+    what = {"run": f"a {held.result.get('kind') or 'probe'} run" if held.result else "a run", "sweep": "a sweep",
+            "robustness": "a robustness run"}.get(held.kind, "other results")
+    member = any(g.folder.resolve() == out.resolve() for g in given)
+    raise AnalysisError(f"--out {out} is {'one of the runs to combine' if member else 'the folder of'} ({what}): the "
+                        f"ensemble's results.json, predictions.tsv and results.md would replace that run's; give "
+                        f"another --out")
 
 
 def select_members(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -298,6 +320,7 @@ def select_members(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     for g in given:
         if g.kind == "missing":
             raise AnalysisError(f"{g.path}: {g.why}; did the run finish?")
+    _check_out(given, Path(out))
     folders = {g.folder.resolve() for g in given if g.kind == "run"}
     kept = []
     for g in given:

@@ -60,22 +60,14 @@ def changed(task: str, clean: np.ndarray, perturbed: np.ndarray, threshold: floa
 
 # ------------------------------------------------------------------------------------------------ checks
 def _check_run(run, run_dir: Path, folds: str | None) -> list[str]:
-    kind = run.result.get("kind")
-    if kind not in (None, "finetune"):
+    from ..downstream.runs import pick_folds
+
+    kind = run.result.get("kind") or ("conversation" if "conversation" in run.result else None)
+    if kind not in (None, "probe", "finetune"):
         raise AnalysisError(f"{run_dir} is a{'n' if kind[0] in 'aeiou' else ''} {kind} run; robustness re-runs a "
-                            f"probe's saved heads or a fine-tuning run's exported models (run it on those)")
-    names = run.test.fold_names()
-    if folds:
-        wanted = [s.strip() for s in folds.split(",") if s.strip()]
-        picked = []
-        for w in wanted:
-            if w in names:
-                picked.append(w)
-            elif w.isdigit() and 1 <= int(w) <= len(names):
-                picked.append(names[int(w) - 1])
-            else:
-                raise AnalysisError(f"--folds: no fold {w!r} in {run_dir} (folds: {', '.join(names)})")
-        names = list(dict.fromkeys(picked))
+                            f"probe's saved heads (heads/<fold>.pt) or a fine-tuning run's exported models "
+                            f"(models/<fold>): give it a run of `emotion2vec probe` or `emotion2vec finetune`")
+    names = [f["name"] for f in pick_folds([{"name": n} for n in run.test.fold_names()], folds, str(run_dir))]
     if kind == "finetune":
         dirs = {f["name"]: f.get("model_dir") for f in run.result.get("folds", [])}
         lost = [f for f in names if not dirs.get(f) or not (run_dir / dirs[f]).is_dir()]

@@ -9,6 +9,7 @@ one such file as arrays, in the layout the metrics take (:func:`emotion2vec.down
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,16 +119,21 @@ def read_predictions(path: str | os.PathLike, task: str, names: Sequence[str]) -
             raise AnalysisError(f"{path}:{lineno}: expected {len(want)} columns, got {len(cells)}")
         folds.append(cells[0])
         keys.append(cells[1])
+        numeric = cells[2:] if task == "regression" else cells[4:]
         try:
-            if task == "regression":
-                target.append([float(v) for v in cells[2:2 + k]])
-                predicted.append([float(v) for v in cells[2 + k:]])
-                continue
-            predicted.append([float(v) for v in cells[4:4 + k]])
-            if task != "categorical":
-                target.append([float(v) for v in cells[4 + k:]])
+            values = [float(v) for v in numeric]
         except ValueError:
             raise AnalysisError(f"{path}:{lineno}: a probability or value is not a number") from None
+        if not all(math.isfinite(v) for v in values):
+            raise AnalysisError(f"{path}:{lineno}: a probability or value is nan or infinite (the run that wrote "
+                                f"it diverged, or the file was edited)")
+        if task == "regression":
+            target.append(values[:k])
+            predicted.append(values[k:])
+            continue
+        predicted.append(values[:k])
+        if task != "categorical":
+            target.append(values[k:])
         if cells[2] in names:
             hard.append(names.index(cells[2]))
         elif task in ("categorical", "soft"):

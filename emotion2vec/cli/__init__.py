@@ -132,14 +132,27 @@ def _process() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from ..distributed import JobInterrupted
     from ..errors import Emotion2VecError
+    from ..io.atomic import check_outputs, environment_error
 
     argv = _join_signed_values(sys.argv[1:] if argv is None else [str(a) for a in argv])
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else "")
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    module = _command_module(args.command)
+    if extras:
+        # a command whose trailing positionals are free-form (pretrain's Hydra overrides) takes them anywhere on
+        # the line, before or after its options; anything else unknown is refused as argparse would
+        into = getattr(module, "EXTRA_POSITIONALS", None)
+        stray = [a for a in extras if a.startswith("-")] if into else extras
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        setattr(args, into, [*getattr(args, into), *extras])
     _configure_logging(args.verbose)
-    run: Callable[[argparse.Namespace], int | None] = _command_module(args.command).run
+    run: Callable[[argparse.Namespace], int | None] = module.run
     try:
+        # every output the command declares is checked before any work (a file where a folder goes, a parent that
+        # is a file, a read-only folder); writes that fail later say "cannot write PATH: reason" (io.atomic)
+        check_outputs(args, getattr(module, "OUTPUTS", {}), getattr(module, "OUTPUT_LABELS", None))
         return int(run(args) or 0)
     except Emotion2VecError as e:
         if not getattr(e, "reported_elsewhere", False):  # a sharded job's refusal is printed by process 0 alone
@@ -152,12 +165,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emotion2vec {args.command}: interrupted; finished outputs are kept, re-run to resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:
+        refused = environment_error(e)  # the file system said no (full disk, permissions, a name too long)
+        if refused is None:
+            return _internal(args, e)
+        print(f"emotion2vec {args.command}: error: {refused}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as e:  # noqa: BLE001 - a bug: say so, with the traceback on request
-        if args.verbose:
-            import traceback
+        return _internal(args, e)
 
-            traceback.print_exc()
-        print(f"emotion2vec {args.command}: internal error: {type(e).__name__}: {e}"
-              + ("" if args.verbose else " (re-run with -v for the traceback, and please report it)"),
-              file=sys.stderr)
-        return EXIT_INTERNAL
+
+def _internal(args: argparse.Namespace, e: Exception) -> int:
+    """A bug: say so, with the traceback on request."""
+    if args.verbose:
+        import traceback
+
+        traceback.print_exception(e)
+    print(f"emotion2vec {args.command}: internal error: {type(e).__name__}: {e}"
+          + ("" if args.verbose else " (re-run with -v for the traceback, and please report it)"),
+          file=sys.stderr)
+    return EXIT_INTERNAL

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"json": "file"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Audit the train / valid / test splits of a prepared corpus (the --out of `emotion2vec "
                      "prepare`) for leakage, per fold: speakers shared between splits (how many test speakers "
@@ -28,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..downstream.audit import HASH_CACHE, AuditError, audio_hashes, audit_folds, format_audit
-    from ..downstream.folds import FoldsError, load_folds
+    from ..downstream.folds import PROTOCOLS, FoldsError, load_folds, read_folds_file
     from ..downstream.prepare import parse_protocols
     from ..io.atomic import atomic_write_text
     from ..io.manifests import read_data_tsv
@@ -41,10 +45,13 @@ def run(args: argparse.Namespace) -> int:
         specs = [load_folds(folder, p) for p in protocols]
     else:
         for path in [folder / "folds.json", *sorted(folder.glob("folds_*.json"))]:
-            if path.is_file():
-                spec = json.loads(path.read_text(encoding="utf-8"))
-                if all(spec.get("protocol") != s.get("protocol") for s in specs):
-                    specs.append(load_folds(folder, spec.get("protocol")))
+            if path.is_file():  # read as probe and finetune read it: a broken file is named
+                protocol = read_folds_file(path).get("protocol")
+                if protocol not in PROTOCOLS:
+                    raise FoldsError(f"{path}: protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}; re-run "
+                                     f"`emotion2vec prepare`")
+                if all(protocol != s.get("protocol") for s in specs):
+                    specs.append(load_folds(folder, protocol))
         if not specs:
             raise FoldsError(f"{folder}: no folds.json or folds_*.json (run `emotion2vec prepare`, or name a "
                              f"--protocol)")

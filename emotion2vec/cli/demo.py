@@ -6,6 +6,10 @@ import argparse
 import os
 
 
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "dir"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out); re-runs reuse it")
     p.add_argument("--fast", action="store_true", default=os.environ.get("DEMO_FAST") == "1",

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from .options import non_negative_int, positive_int, unique_list
+
 EXAMPLES = """
 examples:
   emotion2vec ensemble results/urdu/e2v results/urdu/wavlm results/urdu/fbank --out results/urdu/ensemble
   emotion2vec ensemble results/urdu/* --vote hard --weights dev --out results/urdu/ensemble_hard
   emotion2vec ensemble results/urdu/* --search all --out results/urdu/ensemble_best     (chosen on dev)"""
+
+
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "dir"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,11 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate every combination of K runs (all: of every size), ranked on dev; the best on dev "
                         "is written")
     p.add_argument("--name", default=None, help="source name in reports (default ensemble(a+b+...))")
-    p.add_argument("--group-by", default=None, metavar="COLS",
+    p.add_argument("--group-by", type=unique_list("column"), default=None, metavar="COLS",
                    help="data.tsv columns for the fairness analysis (default: gender when present)")
-    p.add_argument("--speaker-min-utterances", type=int, default=20, metavar="N",
+    p.add_argument("--speaker-min-utterances", type=positive_int, default=20, metavar="N",
                    help="score every speaker with at least N test utterances (default 20)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the intervals (default 1000)")
+    p.add_argument("--bootstrap", type=non_negative_int, default=1000,
+                   help="bootstrap resamples of the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 

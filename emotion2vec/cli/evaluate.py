@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from .options import device, max_tokens, non_negative_int, positive_int
+
 EXAMPLES = """
 examples:
   emotion2vec evaluate results/urdu/e2v --data manifests/urdu --out results/urdu/e2v_eval --folds all
@@ -14,6 +16,8 @@ examples:
       --only-corpus-classes
   emotion2vec evaluate hf:audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim --data manifests/iemocap \\
       --targets arousal,valence,dominance --target-range 1,5 --out results/iemocap/w2v2-L-robust-12"""
+
+OUTPUTS = {"out": "dir"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,16 +64,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="regression: map the corpus's ratings linearly from [LOW, HIGH] onto [0, 1] (e.g. 1,5 "
                              "for IEMOCAP, 1,7 for MSP-Podcast)")
     analysis = parser.add_argument_group("analysis")
-    analysis.add_argument("--bootstrap", type=int, default=1000, help="resamples of the 95%% interval (default 1000)")
+    analysis.add_argument("--bootstrap", type=non_negative_int, default=1000,
+                          help="resamples of the 95%% interval (default 1000)")
     analysis.add_argument("--seed", type=int, default=42, help="seed of the bootstrap (default 42)")
     analysis.add_argument("--group-by", default=None, metavar="COLS",
                           help="data.tsv columns whose groups are scored (default: gender when present)")
-    analysis.add_argument("--speaker-min-utterances", type=int, default=20, metavar="N",
+    analysis.add_argument("--speaker-min-utterances", type=positive_int, default=20, metavar="N",
                           help="score every speaker with at least N test utterances (default 20)")
     execution = parser.add_argument_group("execution")
-    execution.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    execution.add_argument("--max-tokens", type=int, default=None, help="padded samples per batch (default as extract)")
-    execution.add_argument("--num-workers", type=int, default=0, help="decoding processes (default 0)")
+    execution.add_argument("--device", type=device(), default="cpu", help="cpu or cuda[:N] (default cpu)")
+    execution.add_argument("--max-tokens", type=max_tokens, default=None,
+                           help="padded samples per batch (default as extract)")
+    execution.add_argument("--num-workers", type=non_negative_int, default=0, help="decoding processes (default 0)")
     execution.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects")
     execution.add_argument("--quiet", action="store_true", help="print only the final table")
 

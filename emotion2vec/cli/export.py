@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import layer_list, preset_name
+
 EXAMPLES = """\
 examples:
   emotion2vec export checkpoints/emotion2vec_base.pt --onnx emotion2vec_base.onnx
@@ -13,11 +15,16 @@ examples:
 """
 
 
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"onnx": "file"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
     p.add_argument("checkpoint", help="emotion2vec / data2vec 2.0 fairseq .pt, FunASR folder or our converted folder")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the graph to write")
-    p.add_argument("--layers", default="-1", help="blocks whose outputs the graph returns: -1 (last, default), all, "
+    p.add_argument("--layers", type=layer_list, default="-1",
+                   help="blocks whose outputs the graph returns: -1 (last, default), all, "
                    "or comma-separated indices counted from 0 with prenet blocks first; extraction can then pick "
                    "any of them")
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
@@ -26,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "feature error of a few percent (docs/performance.md)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects in the "
                    "checkpoint (can run code: only for files you trust)")
-    p.add_argument("--preset", help="architecture preset for a bare state dict without config")
+    p.add_argument("--preset", type=preset_name, help="architecture preset for a bare state dict without config")
 
 
 def run(args: argparse.Namespace) -> int:

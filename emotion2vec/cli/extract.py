@@ -8,6 +8,9 @@ import sys
 
 from ..extract import DTYPE_NAMES, GRANULARITIES
 from ..models.config import ATTENTION_IMPLEMENTATIONS
+from .options import device, layer_list, max_tokens, non_negative_int, positive_float, preset_name
+
+#: a batch budget below one second of 16 kHz audio holds no input
 
 EXAMPLES = """\
 examples:
@@ -35,6 +38,10 @@ process). A re-run of the same command finishes what a stopped job left.
 """
 
 
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "dir"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
     p.add_argument("--checkpoint", required=True, help="emotion2vec/data2vec 2.0 or data2vec (v1) fairseq .pt, "
@@ -52,12 +59,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frame: (T, D) at 50 Hz; utterance: mean over frames (D,); tokens: the outputs at the "
                    "E utterance-token positions (E, D) of an emotion2vec checkpoint (10 in emotion2vec_base; "
                    "probes average them), inputs run whole (default frame; text:PATH: utterance)")
-    p.add_argument("--text-pooling", choices=("mean", "cls"), default="mean",
+    p.add_argument("--text-pooling", choices=("mean", "cls"), default=None,
                    help="text:PATH: mean over the tokens (default) or the [CLS] token's vector")
-    p.add_argument("--layers", default="-1", help="-1 (last block, default), all, or comma-separated block "
+    p.add_argument("--layers", type=layer_list, default="-1",
+                   help="-1 (last block, default), all, or comma-separated block "
                    "indices counted from 0 with prenet blocks first (emotion2vec base: 0..11; -2,-1 allowed); "
                    "hf: models count their hidden states (0 = the Transformer's input, base models 0..12)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", type=device(), default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32",
                    help="compute dtype; outputs are always float32. float32 (default) is exact; bfloat16 runs the "
                    "matrix multiplies in bf16 (norms, softmax in fp32); auto = bfloat16 where the hardware "
@@ -67,11 +75,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    ".onnx --checkpoint; CPU execution provider)")
     p.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa",
                    help="sdpa (fused, default) or eager (explicit fp32 softmax, as the original code)")
-    p.add_argument("--max-tokens", type=int, default=None, help="max padded samples per batch (default: 160,000 "
+    p.add_argument("--max-tokens", type=max_tokens, default=None, help="max padded samples per batch (default: 160,000 "
                    "= 10 s on CPU, where batching buys no speed, and 1,000,000 = 62.5 s on GPU)")
-    p.add_argument("--num-workers", type=int, default=1, help="decoding processes feeding the model (default 1; "
+    p.add_argument("--num-workers", type=non_negative_int, default=1,
+                   help="decoding processes feeding the model (default 1; "
                    "0 decodes in the main process)")
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer inputs run in overlapping windows of "
+    p.add_argument("--chunk-seconds", type=positive_float, default=30.0,
+                   help="longer inputs run in overlapping windows of "
                    "this length, stitched onto the full frame grid (default 30; at most 30 for Whisper; openSMILE always "
                    "reads whole inputs)")
     p.add_argument("--packed", action="store_true", help="one features.npy (+ features.lengths) in input order, as "
@@ -83,7 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "in index.tsv either way)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects in the "
                    "checkpoint (can run code: only for files you trust)")
-    p.add_argument("--preset", help="architecture preset for a bare state dict without config")
+    p.add_argument("--preset", type=preset_name, help="architecture preset for a bare state dict without config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -100,7 +110,7 @@ def _run_text(args: argparse.Namespace) -> int:
         raise ExtractionError(f"{', '.join(refused)}: text:PATH gives one vector per utterance (utterance "
                               f"granularity, per-file outputs, no classifier scores, torch backend)")
     transcripts = read_transcripts(args.input)  # the inputs first: loading a hub model may reach the network
-    encoder = load_text_encoder(args.checkpoint, args.device, args.dtype, args.text_pooling)
+    encoder = load_text_encoder(args.checkpoint, args.device, args.dtype, args.text_pooling or "mean")
     layers = parse_layers(args.layers, encoder.num_layers)
     result = run_text_extraction(args.input, args.out, encoder, layers, overwrite=args.overwrite,
                                  checkpoint_name=args.checkpoint, log=lambda m: print(m, file=sys.stderr),
@@ -108,15 +118,53 @@ def _run_text(args: argparse.Namespace) -> int:
     return 1 if result.failed and not args.skip_errors else 0
 
 
+def check_out_outside_inputs(inputs: list[str], out: str) -> None:
+    """Refuse an --out inside the corpus being read: inside a folder given as --input, or the folder (or a parent
+    of the folder) of recordings named by a list or given as files, where the .npy files, which mirror the keys,
+    would land among the recordings."""
+    from pathlib import Path
+
+    from ..extract import ExtractionError
+    from ..extract.inputs import LIST_SUFFIXES
+    from ..io.manifests import ManifestError, read_audio_list
+
+    target = Path(out).resolve()
+    folders: set[Path] = set()
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            root = p.resolve()
+            if target == root or root in target.parents:
+                raise ExtractionError(f"--out {out} lies inside the input folder {raw}: the features would be "
+                                      f"written into the corpus; give a folder outside it (e.g. "
+                                      f"features/<corpus>/<source>)")
+        elif p.suffix in LIST_SUFFIXES or p.name == "wav.scp":
+            try:
+                folders.update(Path(e.path).resolve().parent for e in read_audio_list(p))
+            except ManifestError:
+                continue  # said by the extraction itself, which reads the list again
+        elif p.exists():
+            folders.add(p.resolve().parent)
+    among = sorted(f for f in folders if f == target or target in f.parents)
+    if among:
+        raise ExtractionError(f"--out {out} holds recordings it would extract ({among[0]}"
+                              + (f" and {len(among) - 1} more folder(s)" if len(among) > 1 else "")
+                              + "): the features would be written among them; give a folder outside the corpus "
+                                "(e.g. features/<corpus>/<source>)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..distributed import join
+    from ..extract import ExtractionError
 
+    check_out_outside_inputs(args.input, args.out)
     if args.checkpoint.startswith("text:"):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            from ..extract import ExtractionError
-
             raise ExtractionError("text:PATH embeds transcripts in one process: run it without torchrun")
         return _run_text(args)
+    if args.text_pooling is not None:
+        raise ExtractionError(f"--text-pooling {args.text_pooling} pools the tokens of a text model "
+                              f"(--checkpoint text:PATH); {args.checkpoint} gives audio features")
     args.granularity = args.granularity or "frame"
     processes, device = join(args.device)
     try:

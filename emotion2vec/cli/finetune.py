@@ -8,7 +8,8 @@ import textwrap
 from ..downstream import SELECT_METRICS
 from ..downstream.tasks import DEFAULT_LOSS, HEADS, LOSSES, POOLINGS
 from ..finetune import FT_TASKS, FUSIONS, INIT_HEAD, PRECISIONS, SCHEDULES
-from .values import EMBEDDING_COLOURS, decay_factor, fractions_list, positive_int, seeds_list
+from .options import (EMBEDDING_COLOURS, decay_factor, device, fraction, fractions_list,
+                      non_negative_float, non_negative_int, positive_float, positive_int, seeds_list, unique_list)
 
 EXAMPLES = """
 examples:
@@ -22,6 +23,10 @@ examples:
   emotion2vec finetune ... --speaker-model runs/iemocap/spk/models/speaker --fusion tensor
   torchrun --nproc_per_node 4 $(which emotion2vec) finetune ...          (DDP; CPU processes use gloo)
   emotion2vec predict runs/urdu/e2v_ft/models/fold1 recordings/ --out predictions.tsv"""
+
+
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "dir", "checksum_dir": "dir"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--out", required=True, metavar="DIR", help="output directory (a re-run resumes it)")
     io.add_argument("--protocol", default=None, metavar="P", help="use folds_<P>.json instead of folds.json")
     io.add_argument("--fold-seed", type=int, default=0, help="seed of folds computed on the fly (default 0)")
-    io.add_argument("--fold", "--folds", dest="folds", default=None, metavar="LIST",
+    io.add_argument("--fold", "--folds", dest="folds", type=unique_list("fold"), default=None, metavar="LIST",
                     help="only these folds: comma-separated names or 1-based numbers (default: all)")
     io.add_argument("--name", default=None, help="source name in reports and tables (default finetuned_<ckpt>)")
     io.add_argument("--test-data", action="append", default=[], metavar="DIR",
@@ -63,20 +68,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--task", choices=FT_TASKS, default="categorical",
                       help="categorical (label column), soft / multilabel (votes), regression (--targets), speaker "
                            "(speaker identification on the speaker column, ArcFace by default)")
-    task.add_argument("--targets", default=None, metavar="COLS", help="regression: data.tsv columns, e.g. "
+    task.add_argument("--targets", type=unique_list("column"), default=None, metavar="COLS",
+                      help="regression: data.tsv columns, e.g. "
                       "arousal,valence")
     task.add_argument("--loss", default=None, metavar="LOSS",
                       help="; ".join(f"{t}: {', '.join(v)} (default {DEFAULT_LOSS[t]})" for t, v in LOSSES.items()))
-    task.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the CE losses")
-    task.add_argument("--cb-beta", type=float, default=0.999, help="beta of --loss cb-ce (default 0.999)")
+    task.add_argument("--label-smoothing", type=fraction, default=0.0, help="label smoothing of the CE losses")
+    task.add_argument("--cb-beta", type=fraction, default=0.999, help="beta of --loss cb-ce (default 0.999)")
     task.add_argument("--head", choices=HEADS, default=None,
                       help="linear (the paper's MLP; default), arcface (default for --task speaker) or wagner "
                            "(Wagner et al.: pooling, dropout, Linear, tanh, dropout, output)")
-    task.add_argument("--arcface-scale", type=float, default=30.0, help="ArcFace scale s (default 30)")
-    task.add_argument("--arcface-margin", type=float, default=0.3, help="ArcFace margin m, radians (default 0.3)")
+    task.add_argument("--arcface-scale", type=positive_float, default=30.0, help="ArcFace scale s (default 30)")
+    task.add_argument("--arcface-margin", type=non_negative_float, default=0.3,
+                      help="ArcFace margin m, radians (default 0.3)")
     task.add_argument("--pooling", choices=POOLINGS, default="mean", help="pooling over frames (default mean)")
-    task.add_argument("--dropout", type=float, default=0.0, help="dropout on the pooled vector (default 0)")
-    task.add_argument("--hidden", type=int, default=256, help="head hidden size (default 256)")
+    task.add_argument("--dropout", type=fraction, default=0.0, help="dropout on the pooled vector (default 0)")
+    task.add_argument("--hidden", type=positive_int, default=256, help="head hidden size (default 256)")
     task.add_argument("--layer", type=int, default=-1,
                       help="upstream layer the head reads (default -1: the last); the blocks above it are removed "
                            "from the model that trains and is exported (smaller and faster; --no-prune keeps them)")
@@ -91,9 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ft.add_argument("--freeze", nargs="+", default=["cnn"], metavar="MODE",
                     help="cnn (default: the convolutional front end frozen), none, or all-but-top N (only the top N "
                          "transformer blocks and the head train)")
-    ft.add_argument("--freeze-updates", type=int, default=0, metavar="K",
+    ft.add_argument("--freeze-updates", type=non_negative_int, default=0, metavar="K",
                     help="train the head alone for the first K updates, then the encoder too (default 0)")
-    ft.add_argument("--layer-decay", type=float, default=1.0,
+    ft.add_argument("--layer-decay", type=decay_factor, default=1.0,
                     help="layer-wise lr decay: each block below the top gets this times the lr of the one above "
                          "(default 1 = none)")
     ft.add_argument("--init-head", choices=INIT_HEAD, default="new",
@@ -112,22 +119,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "vec([h; 1] outer [e; 1]); park: Park et al.'s Eq. (5), the speaker network's vector joins "
                          "the emotion network's k block vectors, E = sum_i W_i * h_i (needs --park-blocks and a Park "
                          "speaker model) (default concat)")
-    ft.add_argument("--park-blocks", type=int, default=0, metavar="K",
+    ft.add_argument("--park-blocks", type=non_negative_int, default=0, metavar="K",
                     help="Park et al.'s head instead of the utterance head: ReLU, FC, K attention blocks each "
                          "max-pooled over time, fused by Eq. (5), then --head arcface (l2-normalised, s cos) or "
                          "linear; with --task speaker their speaker network (FC, one block, max-pool: K = 1) "
                          "(default 0: the utterance head)")
-    ft.add_argument("--park-dim", type=int, default=0, metavar="D",
+    ft.add_argument("--park-dim", type=non_negative_int, default=0, metavar="D",
                     help="width of Park et al.'s head (default 0: the upstream's)")
-    ft.add_argument("--park-ffn", type=int, default=0, metavar="F",
+    ft.add_argument("--park-ffn", type=non_negative_int, default=0, metavar="F",
                     help="feed-forward width of its attention blocks (default 0: --park-dim)")
     ft.add_argument("--speaker-train", choices=("frozen", "head", "all"), default="frozen",
                     help="--fusion park: the speaker network frozen (default), or trained with the emotion network "
                          "by Eq. (6), alpha L_emotion + beta L_identification (ArcFace over the fold's training "
                          "speakers): head = the layers after its upstream, all = its upstream too (its CNN frozen)")
-    ft.add_argument("--emotion-weight", type=float, default=1.0, metavar="ALPHA",
+    ft.add_argument("--emotion-weight", type=non_negative_float, default=1.0, metavar="ALPHA",
                     help="alpha of Eq. (6) (default 1)")
-    ft.add_argument("--id-weight", type=float, default=1.0, metavar="BETA",
+    ft.add_argument("--id-weight", type=non_negative_float, default=1.0, metavar="BETA",
                     help="beta of Eq. (6) (default 1)")
     ft.add_argument("--start-from", default=None, metavar="FINETUNE_RUN",
                     help="each fold starts from the model that finished fine-tuning run exported for the same fold "
@@ -139,10 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "--checkpoint text:PATH`) to the pooled speech vector before the output layer (the folds "
                          "are scored, not exported: predict cannot give the text)")
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=10, help="epochs per fold (default 10)")
-    train.add_argument("--lr", type=float, default=1e-4, help="peak lr of the encoder's top block (default 1e-4)")
-    train.add_argument("--head-lr", type=float, default=1e-3, help="peak lr of the head (default 1e-3)")
-    train.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    train.add_argument("--epochs", type=positive_int, default=10, help="epochs per fold (default 10)")
+    train.add_argument("--lr", type=positive_float, default=1e-4,
+                       help="peak lr of the encoder's top block (default 1e-4)")
+    train.add_argument("--head-lr", type=positive_float, default=1e-3, help="peak lr of the head (default 1e-3)")
+    train.add_argument("--weight-decay", type=non_negative_float, default=0.01,
+                       help="AdamW weight decay (default 0.01)")
     train.add_argument("--schedule", choices=SCHEDULES, default="linear",
                        help="after the warm-up: linear (default) or cosine decay to 0, constant, or exponential (lr x "
                             "--lr-decay after every epoch, Park et al.)")
@@ -151,37 +160,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--undersample", action="store_true",
                        help="every epoch trains on a fresh random subset in which each class has as many utterances "
                             "as the smallest class (Park et al.; categorical, soft, speaker)")
-    train.add_argument("--warmup", type=float, default=0.1,
+    train.add_argument("--warmup", type=non_negative_float, default=0.1,
                        help="warm-up: a share of all updates (< 1) or a number of updates (default 0.1)")
-    train.add_argument("--batch-seconds", type=float, default=60.0,
+    train.add_argument("--batch-seconds", type=positive_float, default=60.0,
                        help="padded audio per batch, batch size x longest input (default 60 s)")
-    train.add_argument("--accumulate", type=int, default=1, help="batches accumulated per update (default 1)")
-    train.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping norm (default 1; 0 = off)")
-    train.add_argument("--max-seconds", type=float, default=15.0,
+    train.add_argument("--accumulate", type=positive_int, default=1, help="batches accumulated per update (default 1)")
+    train.add_argument("--clip-norm", type=non_negative_float, default=1.0,
+                       help="gradient clipping norm (default 1; 0 = off)")
+    train.add_argument("--max-seconds", type=non_negative_float, default=15.0,
                        help="crop longer training inputs at a random position (default 15; 0 = whole inputs)")
-    train.add_argument("--repeat-pad", type=float, default=0.0, metavar="S",
+    train.add_argument("--repeat-pad", type=non_negative_float, default=0.0, metavar="S",
                        help="repeat shorter training inputs up to S seconds (default 0 = off)")
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="autocast precision; auto (default): bf16 where the device computes it natively (GPUs "
                             "with bf16, CPUs with AMX / AVX512-BF16), else fp16 on a GPU and fp32 on a CPU")
     train.add_argument("--select-metric", choices=SELECT_METRICS, default=None,
                        help="valid metric choosing the epoch (default: the task's, as the probe)")
-    train.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
+    train.add_argument("--patience", type=positive_int, default=None,
+                       help="stop after this many epochs without improvement")
     train.add_argument("--seed", type=int, default=42, help="seed of the head, batches, crops, dropout (default 42)")
-    train.add_argument("--valid-fraction", type=float, default=0.2,
+    train.add_argument("--valid-fraction", type=fraction, default=0.2,
                        help="folds without valid keys use this seeded share of train as valid (default 0.2)")
     train.add_argument("--valid-is-test", action="store_true", help="select on the test keys (optimistic)")
-    train.add_argument("--speaker-test-fraction", type=float, default=0.2,
+    train.add_argument("--speaker-test-fraction", type=fraction, default=0.2,
                        help="--task speaker: share of each speaker's utterances tested (default 0.2)")
     train.add_argument("--speaker-split", choices=("random", "official"), default="random",
                        help="--task speaker: random (default: --speaker-test-fraction of each speaker's utterances "
                             "tested) or official (the corpus's split column: VoxCeleb1's identification split)")
-    train.add_argument("--min-speaker-utterances", type=int, default=3,
+    train.add_argument("--min-speaker-utterances", type=positive_int, default=3,
                        help="--task speaker: leave out speakers with fewer utterances (default 3)")
-    train.add_argument("--bootstrap", type=int, default=1000, help="resamples of the 95%% interval (default 1000)")
-    train.add_argument("--save-interval-updates", type=int, default=0, metavar="N",
+    train.add_argument("--bootstrap", type=non_negative_int, default=1000,
+                       help="resamples of the 95%% interval (default 1000)")
+    train.add_argument("--save-interval-updates", type=non_negative_int, default=0, metavar="N",
                        help="also write checkpoint_last every N updates (default 0: every epoch)")
-    train.add_argument("--eval-interval-updates", type=positive_int, default=0, metavar="N",
+    train.add_argument("--eval-interval-updates", type=non_negative_int, default=0, metavar="N",
                        help="also score the dev set every N updates and keep the best step (Wagner et al.: every 100 "
                             "steps; default: at the end of every epoch only)")
     sweep = parser.add_argument_group("sweeps and analysis")
@@ -199,12 +211,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "that target), speaker or gender")
     sweep.add_argument("--group-by", default=None, metavar="COLS",
                        help="data.tsv columns whose groups are scored (default: gender when present)")
-    sweep.add_argument("--speaker-min-utterances", type=int, default=20, metavar="N",
+    sweep.add_argument("--speaker-min-utterances", type=positive_int, default=20, metavar="N",
                        help="score every speaker with at least N test utterances (default 20)")
     execution = parser.add_argument_group("execution")
-    execution.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda[:N]")
-    execution.add_argument("--num-workers", type=int, default=1, help="decoding processes (default 1; 0 = main)")
-    execution.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
+    execution.add_argument("--device", type=device(auto=True), default="auto",
+                           help="auto (default: cuda when available), cpu, cuda[:N]")
+    execution.add_argument("--num-workers", type=non_negative_int, default=1,
+                           help="decoding processes (default 1; 0 = main)")
+    execution.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default torch's)")
     execution.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
     execution.add_argument("--checksum-dir", default=None, metavar="DIR",
                            help="write the SHA-256 of the weights after every update, one file per process "
@@ -236,11 +250,10 @@ def run(args: argparse.Namespace) -> int:
         arcface_margin=args.arcface_margin, layer=args.layer, prune=args.prune, standardize=args.standardize,
         standardize_targets=args.standardize_targets, freeze=freeze, freeze_top=top,
         freeze_updates=args.freeze_updates, layer_decay=args.layer_decay, init_head=args.init_head,
-        head_label_map=args.head_label_map, head_from=args.head_from, speaker_model=args.speaker_model, fusion=args.fusion,
-        park_blocks=args.park_blocks, park_dim=args.park_dim, park_ffn=args.park_ffn, start_from=args.start_from,
-        speaker_split=args.speaker_split, speaker_train=args.speaker_train, emotion_weight=args.emotion_weight,
-        id_weight=args.id_weight,
-        text_features=args.text_features,
+        head_label_map=args.head_label_map, head_from=args.head_from, speaker_model=args.speaker_model,
+        fusion=args.fusion, park_blocks=args.park_blocks, park_dim=args.park_dim, park_ffn=args.park_ffn,
+        start_from=args.start_from, speaker_split=args.speaker_split, speaker_train=args.speaker_train,
+        emotion_weight=args.emotion_weight, id_weight=args.id_weight, text_features=args.text_features,
         epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, weight_decay=args.weight_decay,
         schedule=args.schedule, lr_decay=args.lr_decay, undersample=args.undersample, warmup=args.warmup,
         batch_seconds=args.batch_seconds, accumulate=args.accumulate,

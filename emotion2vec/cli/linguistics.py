@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from .options import device, non_negative_int, positive_int
+
 EXAMPLES = """
 examples:
   emotion2vec linguistics results/msp/valence/models/holdout --out results/msp/linguistics
@@ -12,6 +14,8 @@ examples:
   emotion2vec linguistics MODEL --positive wonderful,great --negative stupid,awful --neutral afternoon,wall \\
       --template 'This is {word}.' --template 'I find it {word}.' --out DIR
   emotion2vec linguistics MODEL --tts-command 'espeak-ng -v en-us -w {out} {text}' --out DIR"""
+
+OUTPUTS = {"out": "dir"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,21 +50,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     corpus.add_argument("--text-column", default="text", help="transcript column (default text)")
     corpus.add_argument("--rating-column", default=None, help="rating column (default: the target's name)")
     corpus.add_argument("--split", default="train", help="rows the ranking reads (default train; '' = all)")
-    corpus.add_argument("--min-count", type=int, default=10, help="occurrences a ranked word needs (default 10)")
-    corpus.add_argument("--top", type=int, default=50, help="words per class (default 50)")
+    corpus.add_argument("--min-count", type=positive_int, default=10,
+                        help="occurrences a ranked word needs (default 10)")
+    corpus.add_argument("--top", type=positive_int, default=50, help="words per class (default 50)")
     corpus.add_argument("--keep-stopwords", action="store_true", help="rank English function words too")
-    corpus.add_argument("--transcripts", type=int, default=0, metavar="N",
+    corpus.add_argument("--transcripts", type=non_negative_int, default=0, metavar="N",
                         help="render N transcripts of --transcripts-split whole and compare with the originals")
     corpus.add_argument("--transcripts-split", default="test", help="(default test; '' = all rows)")
     tts = p.add_argument_group("text to speech")
     tts.add_argument("--tts-command", default=None, metavar="TEMPLATE",
                      help="a TTS program instead of eSpeak NG, e.g. 'espeak-ng -w {out} {text}'")
     tts.add_argument("--voice", default="en", help="eSpeak voice (default en)")
-    tts.add_argument("--rate", type=int, default=None, help="eSpeak words per minute (default eSpeak's, 175)")
-    tts.add_argument("--pitch", type=int, default=None, help="eSpeak base pitch 0-100 (default eSpeak's)")
-    tts.add_argument("--pitch-range", type=int, default=None,
+    tts.add_argument("--rate", type=positive_int, default=None, help="eSpeak words per minute (default eSpeak's, 175)")
+    tts.add_argument("--pitch", type=non_negative_int, default=None, help="eSpeak base pitch 0-100 (default eSpeak's)")
+    tts.add_argument("--pitch-range", type=non_negative_int, default=None,
                      help="eSpeak pitch range 0-100 (default eSpeak's; 0 = monotone)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", type=device(), default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects (runs code!)")
     p.add_argument("--quiet", action="store_true", help="print only the tables")
 

@@ -6,6 +6,11 @@ import argparse
 import sys
 
 from ..io.audio import AUDIO_EXTENSIONS
+from .options import fraction, non_negative_float, non_negative_int
+
+
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "dir", "resample_to": "dir"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,14 +22,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    + "/".join(e.lstrip(".") for e in AUDIO_EXTENSIONS) + " files; NAME=DIR names the corpus "
                    "(folders given the same NAME are one corpus of the hours table)")
     p.add_argument("--out", required=True, help="output folder for train.tsv (and valid.tsv), e.g. manifests/NAME")
-    p.add_argument("--valid-fraction", type=float, default=0.0, help="random fraction held out as valid.tsv (default 0)")
+    p.add_argument("--valid-fraction", type=fraction, default=0.0,
+                   help="random fraction held out as valid.tsv (default 0)")
     p.add_argument("--resample-to", metavar="DIR", help="convert files that are not 16 kHz mono into DIR "
                    "(16 kHz mono FLAC); without it such files make the command fail with their list")
     p.add_argument("--seed", type=int, default=0, help="seed of the valid split (default 0)")
     p.add_argument("--verify", action="store_true", help="decode every file fully (slower; catches corrupt data "
                    "behind a valid header)")
-    p.add_argument("--num-workers", type=int, default=1, help="processes for conversion (default 1)")
-    p.add_argument("--min-seconds", type=float, default=0.5, help="leave out clips shorter than this (default 0.5 "
+    p.add_argument("--num-workers", type=non_negative_int, default=1,
+                   help="processes for conversion (default 1; 0 = this process)")
+    p.add_argument("--min-seconds", type=non_negative_float, default=0.5,
+                   help="leave out clips shorter than this (default 0.5 "
                    "= the pretraining configs' crop minimum, task.min_sample_size 8000); 0 keeps every clip")
     p.add_argument("--exclude", action="append", default=[], metavar="LIST",
                    help="leave out the utterances of LIST (a data.tsv, wav.scp, .jsonl or .tsv: e.g. the test set you "

@@ -7,6 +7,9 @@ import sys
 
 from ..extract import DTYPE_NAMES
 from ..models.config import ATTENTION_IMPLEMENTATIONS
+from .options import device, max_tokens, non_negative_int, positive_float
+
+#: a batch budget below one second of 16 kHz audio holds no input
 
 EXAMPLES = """\
 models: an emotion2vec+ folder from FunASR / ModelScope / Hugging Face (model.pt + config.yaml + tokens.txt), its
@@ -25,22 +28,28 @@ If every input fails, an existing --out file is left as it was.
 """
 
 
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "file", "plot": "dir"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
     p.add_argument("model", metavar="MODEL", help="a model with a classification head (see below)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive), data.tsv / "
                    "fairseq .tsv, wav.scp or .jsonl")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE (.tsv or .jsonl) instead of stdout")
-    p.add_argument("--window", type=float, metavar="S", help="one prediction per window of S seconds")
-    p.add_argument("--hop", type=float, metavar="S", help="window start every S seconds (default: --window)")
+    p.add_argument("--window", type=positive_float, metavar="S", help="one prediction per window of S seconds")
+    p.add_argument("--hop", type=positive_float, metavar="S", help="window start every S seconds (default: --window)")
     p.add_argument("--plot", metavar="DIR", help="with --window: a timeline PNG per input in DIR (<key>.png)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", type=device(), default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32", help="compute dtype (default "
                    "float32; auto = bfloat16 where the hardware accelerates it, as emotion2vec extract)")
     p.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa", help="attention (default sdpa)")
-    p.add_argument("--max-tokens", type=int, default=None, help="max padded samples per batch (default as extract)")
-    p.add_argument("--num-workers", type=int, default=1, help="decoding processes (default 1; 0 = main process)")
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="inputs longer than this run in stitched "
+    p.add_argument("--max-tokens", type=max_tokens, default=None,
+                   help="max padded samples per batch (default as extract)")
+    p.add_argument("--num-workers", type=non_negative_int, default=1,
+                   help="decoding processes (default 1; 0 = main process)")
+    p.add_argument("--chunk-seconds", type=positive_float, default=30.0, help="inputs longer than this run in stitched "
                    "windows through the encoder (default 30)")
     p.add_argument("--skip-errors", action="store_true", help="exit 0 even if some inputs failed (they are listed)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects (runs code!)")

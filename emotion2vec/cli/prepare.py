@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..downstream.corpora import ALIASES, CORPORA
+from .options import float_range, fraction, int_at_least
 
 
 def _epilog() -> str:
@@ -50,6 +51,10 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "dir"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Scan a speech-emotion corpus as distributed and write DIR/data.tsv (one row per\n"
                           "utterance) and DIR/folds.json (train/valid/test folds of its evaluation protocol).")
@@ -65,11 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the first --protocol as folds.json even where folds.json holds the folds of "
                              "another protocol")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice in the folds (default 0)")
-    parser.add_argument("--folds", type=int, metavar="K", help="number of folds for random-kfold / speaker-kfold")
-    parser.add_argument("--valid-fraction", type=float, metavar="F",
+    parser.add_argument("--folds", type=int_at_least(3), metavar="K",
+                        help="number of folds for random-kfold / speaker-kfold")
+    parser.add_argument("--valid-fraction", type=fraction, metavar="F",
                         help="valid share for loso-session (0.2), holdout / speaker-holdout (0.1), original "
                              "without official valid (0.1), emobox (0.2)")
-    parser.add_argument("--test-fraction", type=float, metavar="F",
+    parser.add_argument("--test-fraction", type=float_range(0.0, 1.0, low_open=True), metavar="F",
                         help="test share for holdout / speaker-holdout (default 0.2)")
     parser.add_argument("--no-audio-audit", action="store_true",
                         help="leave identical decoded audio out of the leakage audit (no audio is decoded)")

@@ -24,6 +24,10 @@ so a login node without a GPU prints the line for a GPU node.
 """
 
 
+#: Hydra overrides may come before or after the options
+EXTRA_POSITIONALS = "overrides"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.add_argument("config", metavar="CONFIG", help="configuration name (configs/<CONFIG>.yaml)")

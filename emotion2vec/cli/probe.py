@@ -8,7 +8,8 @@ import textwrap
 from ..downstream import DEFAULT_LR, SELECT_METRICS
 from ..downstream.tasks import (DEFAULT_LOSS, DEFAULT_SELECT, HEADS, LOSSES, OPTIMIZERS, POOLINGS, SCHEDULERS, TASKS,
                                  TRAINING_DEFAULTS)
-from .values import EMBEDDING_COLOURS, decay_factor, fractions_list, seeds_list
+from .options import (EMBEDDING_COLOURS, decay_factor, device, fraction, fractions_list, layer_choice,
+                      non_negative_float, non_negative_int, positive_float, positive_int, seeds_list, unique_list)
 
 EXAMPLES = """
 examples:
@@ -25,6 +26,10 @@ examples:
   emotion2vec probe --features features/iemocap/e2v --data manifests/iemocap \\
       --test-features features/msp-podcast/e2v --test-data manifests/msp-podcast \\
       --label-map contempt=,disgust=,fear=,surprise=,other= --out results/iemocap-to-msp/e2v"""
+
+
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "dir"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--protocol", default=None, metavar="P",
                     help="use folds_<P>.json (computed from data.tsv when missing) instead of folds.json")
     io.add_argument("--fold-seed", type=int, default=0, help="seed of folds computed on the fly (default 0)")
-    io.add_argument("--folds", default=None, metavar="LIST",
+    io.add_argument("--folds", type=unique_list("fold"), default=None, metavar="LIST",
                     help="only these folds: comma-separated names or 1-based numbers (default: all)")
-    io.add_argument("--layer", default=None, metavar="L",
+    io.add_argument("--layer", type=layer_choice, default=None, metavar="L",
                     help="with features of several layers: a block index (-1 = last), 'a,b,c' to average those "
                          "layers, 'mean' to average all stored layers, or 'weighted' to learn a softmax-weighted "
                          "sum of all stored layers (reported per run) (default: the only stored layer)")
@@ -65,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "--features' (repeatable): utterance-level vectors side by side, or repeated on every "
                          "frame of a frame-level source (speech + text: a text:PATH folder; the paper's Utt + Frm: "
                          "frames + --granularity tokens)")
-    io.add_argument("--concat-layer", default=None, metavar="L",
+    io.add_argument("--concat-layer", type=layer_choice, default=None, metavar="L",
                     help="--layer of the --concat-features folders (default: --layer)")
     io.add_argument("--name", default=None,
                     help="feature-source name in reports and tables (default: the --features folder name)")
@@ -83,36 +88,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--task", choices=TASKS, default="categorical",
                       help="categorical (default: the label column), soft (vote distributions), multilabel "
                            "(classes above 1/C of the votes), regression (--targets columns)")
-    task.add_argument("--targets", default=None, metavar="COLS",
+    task.add_argument("--targets", type=unique_list("column"), default=None, metavar="COLS",
                       help="regression: comma-separated data.tsv columns, e.g. arousal,valence,dominance")
     task.add_argument("--loss", default=None, metavar="LOSS",
                       help="; ".join(f"{t}: {', '.join(v)} (default {DEFAULT_LOSS[t]})" for t, v in LOSSES.items()))
-    task.add_argument("--label-smoothing", type=float, default=0.0,
+    task.add_argument("--label-smoothing", type=fraction, default=0.0,
                       help="label smoothing of the cross-entropy losses (EMO-SUPERB: 0.05; default 0)")
-    task.add_argument("--cb-beta", type=float, default=0.999,
+    task.add_argument("--cb-beta", type=fraction, default=0.999,
                       help="beta of --loss cb-ce: class j weighs (1-beta)/(1-beta^n_j) (default 0.999)")
     task.add_argument("--head", choices=HEADS, default="linear",
                       help="linear (default: the paper's MLP, hidden layer on every frame, then pooling), arcface "
                            "(cosine classifier with an additive angular margin; categorical only) or wagner (Wagner "
                            "et al.: pooling, dropout, Linear(D->hidden), tanh, dropout, output)")
-    task.add_argument("--arcface-scale", type=float, default=30.0, help="ArcFace scale s (default 30)")
-    task.add_argument("--arcface-margin", type=float, default=0.3, help="ArcFace margin m in radians (default 0.3)")
+    task.add_argument("--arcface-scale", type=positive_float, default=30.0, help="ArcFace scale s (default 30)")
+    task.add_argument("--arcface-margin", type=non_negative_float, default=0.3,
+                      help="ArcFace margin m in radians (default 0.3)")
     task.add_argument("--pooling", choices=POOLINGS, default="mean",
                       help="mean (default), sum, max, attention or stats (mean+std) over frames (all but mean need "
                            "frame-level features)")
-    task.add_argument("--dropout", type=float, default=0.0, help="dropout on the pooled vector (default 0)")
+    task.add_argument("--dropout", type=fraction, default=0.0, help="dropout on the pooled vector (default 0)")
     train = parser.add_argument_group("model and training")
-    train.add_argument("--hidden", type=int, default=256, help="hidden size (default 256)")
-    train.add_argument("--epochs", type=int, default=100, help="training epochs per fold (default 100)")
-    train.add_argument("--batch-size", type=int, default=128, help="utterances per batch (default 128)")
+    train.add_argument("--hidden", type=positive_int, default=256, help="hidden size (default 256)")
+    train.add_argument("--epochs", type=positive_int, default=100, help="training epochs per fold (default 100)")
+    train.add_argument("--batch-size", type=positive_int, default=128, help="utterances per batch (default 128)")
     defaults = "; ".join(f"{t}: {d['optimizer']}, {d['scheduler']}" for t, d in TRAINING_DEFAULTS.items())
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                        help=f"rmsprop (as the official recipe), adam or adamw (default per task: {defaults})")
-    train.add_argument("--lr", type=float, default=None,
+    train.add_argument("--lr", type=positive_float, default=None,
                        help="learning rate (default " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items())
                             + ")")
-    train.add_argument("--momentum", type=float, default=0.9, help="RMSprop momentum (default 0.9)")
-    train.add_argument("--weight-decay", type=float, default=None,
+    train.add_argument("--momentum", type=fraction, default=0.9, help="RMSprop momentum (default 0.9)")
+    train.add_argument("--weight-decay", type=non_negative_float, default=None,
                        help="weight decay (default 0; 0.01 with adamw)")
     train.add_argument("--scheduler", choices=SCHEDULERS, default=None,
                        help="cyclic: triangular CyclicLR between lr and 2*lr, 10 epochs up and 10 down, as the "
@@ -127,10 +133,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="validation metric that picks each fold's best epoch; defaults: "
                             + ", ".join(f"{t} {m}" for t, m in DEFAULT_SELECT.items())
                             + " (the official recipe used wa); ties keep the earlier epoch")
-    train.add_argument("--patience", type=int, default=None,
+    train.add_argument("--patience", type=positive_int, default=None,
                        help="stop a fold after this many epochs without validation improvement "
                             "(default: train all epochs, keep the best)")
-    train.add_argument("--valid-fraction", type=float, default=0.2,
+    train.add_argument("--valid-fraction", type=fraction, default=0.2,
                        help="folds without valid keys use this seeded random fraction of train as valid "
                             "(default 0.2; 0 = no validation, keep the last epoch)")
     train.add_argument("--valid-is-test", action="store_true",
@@ -143,17 +149,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="regression: learn the targets standardised with the fold's training mean/std (the "
                             "saved head predicts them on their own scale; default on)")
     train.add_argument("--seed", type=int, default=42, help="seed of init, shuffling, valid split (default 42)")
-    train.add_argument("--bootstrap", type=int, default=1000,
+    train.add_argument("--bootstrap", type=non_negative_int, default=1000,
                        help="resamples of each fold's test set for the 95%% interval of the headline metric "
                             "(default 1000; 0 = none)")
     train.add_argument("--allow-unseen-test-labels", action="store_true",
                        help="score folds whose test labels never occur in their training set (cross-corpus work); "
                             "by default such a fold is refused by name. A warning goes into results.md")
     analysis = parser.add_argument_group("analysis (emotion2vec.analysis)")
-    analysis.add_argument("--group-by", default=None, metavar="COLS",
+    analysis.add_argument("--group-by", type=unique_list("column"), default=None, metavar="COLS",
                           help="data.tsv columns whose groups are scored, with bootstrap intervals and the "
                                "difference of two groups (default: gender when present; F minus M)")
-    analysis.add_argument("--speaker-min-utterances", type=int, default=20, metavar="N",
+    analysis.add_argument("--speaker-min-utterances", type=positive_int, default=20, metavar="N",
                           help="score every speaker with at least N test utterances (default 20)")
     analysis.add_argument("--train-fraction", type=fractions_list, default=None, metavar="LIST",
                           help="label efficiency: e.g. 0.1,0.25,0.5,1.0 -- one probe per stratified, seeded share "
@@ -172,9 +178,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                "(regression: that target), speaker, gender, or corpus (cross-corpus runs: the fold's "
                                "valid utterances of the training corpus beside the test corpus)")
     execution = parser.add_argument_group("execution")
-    execution.add_argument("--device", default="auto",
+    execution.add_argument("--device", type=device(auto=True), default="auto",
                            help="auto (default: cuda when available), cpu, cuda, cuda:N")
-    execution.add_argument("--threads", type=int, default=None,
+    execution.add_argument("--threads", type=positive_int, default=None,
                            help="CPU threads while training (default: 1 when batches are small, e.g. "
                                 "utterance-level features, where threads only add synchronisation; else torch's)")
     execution.add_argument("--quiet", action="store_true", help="print only the final mean +- std table")

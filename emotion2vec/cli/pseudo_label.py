@@ -7,6 +7,8 @@ import textwrap
 
 from ..extract import DTYPE_NAMES
 from ..models.config import ATTENTION_IMPLEMENTATIONS
+from .options import (device, fraction, max_tokens, non_negative_float, non_negative_int, positive_float,
+                      positive_int, probability)
 
 EXAMPLES = """
 outputs in DIR: data.tsv (kept files: label, soft votes, confidence, margin, agreement), folds.json (with
@@ -20,6 +22,8 @@ examples:
       --train-with manifests/seed --score-on manifests/dev --min-confidence 0.7
   torchrun --nproc_per_node 8 -m emotion2vec pseudo-label MODEL --input podcasts.scp --out pseudo/r1 --device cuda
   emotion2vec finetune --checkpoint checkpoints/emotion2vec_base.pt --data pseudo/r1 --out runs/r1"""
+
+OUTPUTS = {"out": "dir"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "e.g. the seed set (needs --score-on)")
     io.add_argument("--score-on", metavar="DIR", help="a labelled dev corpus (data.tsv): every model is scored on it, "
                     "and it becomes the test split of the corpus written (never pseudo-labelled)")
-    io.add_argument("--valid-fraction", type=float, default=0.2, help="with --score-on: share of the --train-with "
+    io.add_argument("--valid-fraction", type=fraction, default=0.2, help="with --score-on: share of the --train-with "
                     "rows (else of the pseudo-labelled rows) that chooses the fine-tuning epoch (default 0.2)")
     io.add_argument("--reference", metavar="DATA_TSV", help="known labels for some inputs (matched by audio path): "
                     "the report gives the accuracy of all their pseudo-labels and of the kept ones")
@@ -49,28 +53,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f = parser.add_argument_group("filters (fractions in [0, 1]; changing them reuses the stored predictions)")
     f.add_argument("--labels", metavar="A,B,...", help="the classes to keep (default: every label of the models "
                    "except other and unknown)")
-    f.add_argument("--min-confidence", type=float, default=0.6, help="combined probability of the label "
+    f.add_argument("--min-confidence", type=probability, default=0.6, help="combined probability of the label "
                    "(default 0.6)")
-    f.add_argument("--min-margin", type=float, default=0.2, help="its lead over the second label (default 0.2)")
-    f.add_argument("--min-agreement", type=float, default=0.75, help="share of the model x window predictions "
+    f.add_argument("--min-margin", type=probability, default=0.2, help="its lead over the second label (default 0.2)")
+    f.add_argument("--min-agreement", type=probability, default=0.75, help="share of the model x window predictions "
                    "that pick the label (default 0.75)")
-    f.add_argument("--min-duration", type=float, default=1.0, help="seconds (default 1)")
-    f.add_argument("--max-duration", type=float, default=30.0, help="seconds (default 30)")
-    f.add_argument("--max-files-per-class", type=int, metavar="N", help="quota: keep the N most confident files of "
-                   "each class")
-    f.add_argument("--max-hours-per-class", type=float, metavar="H", help="quota: keep up to H hours of each "
+    f.add_argument("--min-duration", type=non_negative_float, default=1.0, help="seconds (default 1)")
+    f.add_argument("--max-duration", type=positive_float, default=30.0, help="seconds (default 30)")
+    f.add_argument("--max-files-per-class", type=positive_int, metavar="N",
+                   help="quota: keep the N most confident files of each class")
+    f.add_argument("--max-hours-per-class", type=positive_float, metavar="H", help="quota: keep up to H hours of each "
                    "class, most confident first")
     r = parser.add_argument_group("recognition")
-    r.add_argument("--window", type=float, default=10.0, metavar="S", help="longer recordings get a prediction per "
+    r.add_argument("--window", type=positive_float, default=10.0, metavar="S", help="longer recordings get a prediction per "
                    "window of S seconds (default 10)")
-    r.add_argument("--hop", type=float, metavar="S", help="window start every S seconds (default: --window / 2)")
-    r.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK; default cpu)")
+    r.add_argument("--hop", type=positive_float, metavar="S", help="window start every S seconds (default: --window / 2)")
+    r.add_argument("--device", type=device(), default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK; default cpu)")
     r.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32", help="compute dtype (default "
                    "float32)")
     r.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa", help="attention (default sdpa)")
-    r.add_argument("--max-tokens", type=int, default=None, help="max padded samples per batch (default as extract)")
-    r.add_argument("--num-workers", type=int, default=1, help="decoding processes (default 1; 0 = main process)")
-    r.add_argument("--chunk-seconds", type=float, default=30.0, help="inputs longer than this run in stitched "
+    r.add_argument("--max-tokens", type=max_tokens, default=None, help="max padded samples per batch (default as extract)")
+    r.add_argument("--num-workers", type=non_negative_int, default=1, help="decoding processes (default 1; 0 = main process)")
+    r.add_argument("--chunk-seconds", type=positive_float, default=30.0, help="inputs longer than this run in stitched "
                    "windows through the encoder (default 30)")
     r.add_argument("--trust-checkpoint", action="store_true", help="allow arbitrary pickled objects (runs code!)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,7 +7,19 @@ import json
 import sys
 from pathlib import Path
 
+from .options import unique_list
+
 TABLE_METRICS = ("wa", "ua", "wf1")
+
+
+def _metrics() -> tuple[str, ...]:
+    from ..downstream.metrics import METRICS
+
+    return METRICS
+
+
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out": "file", "curve": "file"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,11 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead: the paper's ablation tables (Tables 8-11, in its layout) from the runs of "
                         "recipes/ablation.sh in DIR (results/ablation/<corpus>)")
     p.add_argument("--out", default=None, help="write the table here (atomically) as well as printing it")
-    p.add_argument("--metrics", default=",".join(TABLE_METRICS),
+    p.add_argument("--metrics", type=unique_list("metric", _metrics), default=",".join(TABLE_METRICS),
                    help="comma-separated: wa,ua,wf1,macro_f1 (classification runs; regression runs always get "
                         "CCC columns: the mean and one per target)")
-    p.add_argument("--corpora", default=None, help="comma-separated corpus order (default: first appearance)")
-    p.add_argument("--sources", default=None, help="comma-separated row order, as the rows are labelled "
+    p.add_argument("--corpora", type=unique_list("corpus"), default=None,
+                   help="comma-separated corpus order (default: first appearance)")
+    p.add_argument("--sources", type=unique_list("source"), default=None,
+                   help="comma-separated row order, as the rows are labelled "
                    "(default: first appearance)")
     p.add_argument("--skip-missing", action="store_true",
                    help="skip given directories without results.json (unfinished runs) with a note instead of "

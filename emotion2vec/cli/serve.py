@@ -8,6 +8,7 @@ import os
 
 from ..extract import DTYPE_NAMES
 from ..models.config import ATTENTION_IMPLEMENTATIONS
+from .options import device, int_at_least, non_negative_float, positive_float, positive_int
 
 KEY_ENV = "EMOTION2VEC_API_KEY"
 
@@ -34,32 +35,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "features only (/extract)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                    "0.0.0.0 = every interface, then set an API key)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--port", type=int_at_least(1), default=8000, help="TCP port (default 8000)")
+    p.add_argument("--device", type=device(), default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32", help="compute dtype (default "
                    "float32; auto = bfloat16 where the hardware accelerates it)")
     p.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa", help="attention (default sdpa)")
-    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest request body in MB (default 50); "
+    p.add_argument("--max-upload-mb", type=positive_float, default=50.0, help="largest request body in MB (default 50); "
                    "larger: 413")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio in seconds (default 600); "
+    p.add_argument("--max-seconds", type=positive_float, default=600.0, help="longest audio in seconds (default 600); "
                    "longer: 413")
-    p.add_argument("--max-batch-seconds", type=float, default=None, help="audio seconds one batch gathers (default: "
+    p.add_argument("--max-batch-seconds", type=positive_float, default=None, help="audio seconds one batch gathers (default: "
                    "10 on CPU, 62.5 on GPU, as emotion2vec extract's --max-tokens)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a request waits for others to share "
+    p.add_argument("--batch-wait-ms", type=non_negative_float, default=5.0, help="how long a request waits for others to share "
                    "its batch (default 5 ms)")
     p.add_argument("--batching", choices=("auto", "on", "off"), default="auto", help="on: requests arriving "
                    "together share a forward; off: each runs alone (same results); auto (default): on for a GPU, "
                    "off on a CPU, where batches buy no compute")
-    p.add_argument("--max-queue", type=int, default=64, help="requests in progress at once (default 64); more get "
+    p.add_argument("--max-queue", type=positive_int, default=64, help="requests in progress at once (default 64); more get "
                    "503 with Retry-After")
-    p.add_argument("--upload-timeout", type=float, default=300.0, help="seconds a request body may take to arrive "
+    p.add_argument("--upload-timeout", type=positive_float, default=300.0, help="seconds a request body may take to arrive "
                    "(default 300); slower: 408")
     p.add_argument("--api-key", default=None, help=f"require this key (Authorization: Bearer KEY or X-API-Key) on "
                    f"/predict, /extract, /labels, /model; prefer ${KEY_ENV} or --api-key-file")
     p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (first line)")
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="longer inputs run in stitched windows "
+    p.add_argument("--chunk-seconds", type=positive_float, default=30.0, help="longer inputs run in stitched windows "
                    "through the encoder (default 30)")
-    p.add_argument("--shutdown-timeout", type=float, default=120.0, help="on SIGTERM, wait at most this long for "
+    p.add_argument("--shutdown-timeout", type=non_negative_float, default=120.0, help="on SIGTERM, wait at most this long for "
                    "the requests in flight (default 120 s)")
     p.add_argument("--root-path", default="", help="the URL prefix under which a reverse proxy mounts the service "
                    "(e.g. /emotion), for the links of /docs")

@@ -6,20 +6,28 @@ import argparse
 import os
 
 from ..demo.synth import EMOTIONS
+from .options import non_negative_int, positive_int, unique_list
+
+
+#: what the command writes, checked before any work (emotion2vec.io.atomic)
+OUTPUTS = {"out_dir": "dir"}
+OUTPUT_LABELS = {"out_dir": "OUT_DIR"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "example:\n  emotion2vec synth corpora/synthetic --speakers 12 --per-emotion 10 --tsv"
     p.add_argument("out_dir", help="output folder (<emotion>/<speaker>_<emotion>_<nnn>.wav)")
     p.add_argument("--seed", type=int, default=0, help="seed of speakers and utterances (default 0)")
-    p.add_argument("--speakers", type=int, default=12, help="number of labelled speakers (default 12)")
-    p.add_argument("--per-emotion", type=int, default=10, help="utterances per speaker and emotion (default 10)")
-    p.add_argument("--emotions", default=",".join(EMOTIONS[:4]),
+    p.add_argument("--speakers", type=positive_int, default=12, help="number of labelled speakers (default 12)")
+    p.add_argument("--per-emotion", type=positive_int, default=10,
+                   help="utterances per speaker and emotion (default 10)")
+    p.add_argument("--emotions", type=unique_list("emotion", lambda: EMOTIONS), default=",".join(EMOTIONS[:4]),
                    help=f"comma-separated subset of {','.join(EMOTIONS)} (default the first four)")
-    p.add_argument("--unlabelled", type=int, default=0,
+    p.add_argument("--unlabelled", type=non_negative_int, default=0,
                    help="also write this many unlabelled utterances of other speakers to OUT_DIR/unlabelled")
-    p.add_argument("--unlabelled-speakers", type=int, default=8, help="speakers of the unlabelled pool (default 8)")
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    p.add_argument("--unlabelled-speakers", type=positive_int, default=8,
+                   help="speakers of the unlabelled pool (default 8)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes (default 1)")
     p.add_argument("--tsv", action="store_true", help="also write OUT_DIR/data.tsv")
 
 

@@ -14,8 +14,10 @@ have the same number of frames per utterance. Frame + utterance-token features o
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,7 +25,8 @@ import torch
 
 from . import ProbeError
 
-__all__ = ["PackedFeatures", "parse_layer", "load_features", "append_utterances", "concat_sources", "load_sources"]
+__all__ = ["PackedFeatures", "parse_layer", "open_store", "check_outputs_inside", "read_features", "load_features",
+           "append_utterances", "concat_sources", "load_sources"]
 
 
 @dataclass
@@ -119,17 +122,97 @@ def _missing_error(missing: Sequence[str], store, what: str) -> ProbeError:
     return ProbeError(f"{len(missing)} key(s) of the folds have no features in {what}:\n" + "\n".join(lines) + more)
 
 
-def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None) -> tuple[PackedFeatures, dict[str, Any]]:
-    """Load the features of ``keys`` into one packed float32 tensor. Returns (features, info about the store)."""
+def open_store(directory: str | os.PathLike):
+    """The :class:`~emotion2vec.extract.store.FeatureStore` of a feature folder; a path that is missing or a file is
+    refused by name."""
     from ..extract.store import FeatureStore, FeatureStoreError
 
+    p = Path(directory)
+    if not p.is_dir():
+        raise ProbeError(f"{p}: {'a file, not a folder' if p.exists() else 'no such folder'} (a feature folder "
+                         f"written by `emotion2vec extract` is expected)")
+    index = p / "index.tsv"
     try:
-        store = FeatureStore(directory)
+        if index.is_file() and b"\x00" in index.read_bytes():
+            raise ProbeError(f"{index}: holds NUL bytes: a corrupt file (re-run `emotion2vec extract`)")
+        return FeatureStore(p)
     except FeatureStoreError as e:
         raise ProbeError(str(e)) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ProbeError(f"{p}: cannot read the feature folder: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _feature_file(store, key: str) -> Path:
+    """The file that holds ``key``'s features (for messages)."""
+    from ..extract.store import read_index
+
+    if store.meta.get("packed"):
+        return store.directory / "features.npy"
+    output = next((r.get("output") for r in read_index(store.directory / "index.tsv") if r["key"] == key), None)
+    return store.directory / (output or f"{key}.npy")
+
+
+def check_outputs_inside(store, keys: Sequence[str]) -> None:
+    """index.tsv must name each of ``keys``' files inside the feature folder: ``../`` or an absolute path would
+    read a file from elsewhere."""
+    from ..extract.store import read_index
+
+    if store.meta.get("packed"):
+        return
+    wanted = set(keys)
+    root = store.directory.resolve()
+    for row in read_index(store.directory / "index.tsv"):
+        if row.get("key") in wanted and row.get("status") == "ok":
+            output = str(row.get("output") or "")
+            target = (store.directory / output).resolve()
+            if not output or os.path.isabs(output) or not target.is_relative_to(root) or target == root:
+                raise ProbeError(f"{store.directory / 'index.tsv'}: the features of {row['key']!r} are said to be in "
+                                 f"{output!r}, which is not a file inside the feature folder")
+
+
+def read_features(store, key: str) -> np.ndarray:
+    """``key``'s stored array, every way it can be broken named with the key and the file: listed in index.tsv but
+    missing, not a .npy file (a corrupt header, a truncated file), an object array, or numbers that are not floating
+    point (features are float arrays: an integer array is a file from somewhere else). Call
+    :func:`check_outputs_inside` first for the keys read."""
+    try:
+        x = store.get(key)
+    except (OSError, ValueError, EOFError) as e:
+        file = _feature_file(store, key)
+        if isinstance(e, FileNotFoundError):
+            why = "no such file, though index.tsv lists it (re-run `emotion2vec extract` to redo it)"
+        elif isinstance(e, OSError):
+            why = f"cannot read: {e.strerror or e}"
+        elif "Object arrays" in str(e):
+            why = "an array of Python objects, not numbers (refused: loading it could run code)"
+        elif "pickle" in str(e):
+            why = "not a .npy array file (a pickle, or a file of another kind; refused: loading it could run code)"
+        else:
+            why = f"not a .npy array file ({e})"
+        raise ProbeError(f"features of {key!r}: {file}: {why}") from None
+    if x.dtype.kind != "f":
+        raise ProbeError(f"features of {key!r}: {_feature_file(store, key)}: a {x.dtype} array; features are "
+                         f"floating point (float32 from `emotion2vec extract`)")
+    return x
+
+
+def _frames(store, key: str) -> int:
+    try:
+        n = store.frames(key)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0:
+        raise ProbeError(f"{store.directory / 'index.tsv'}: the frame count of {key!r} is not a whole number >= 0")
+    return n
+
+
+def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None) -> tuple[PackedFeatures, dict[str, Any]]:
+    """Load the features of ``keys`` into one packed float32 tensor. Returns (features, info about the store)."""
+    store = open_store(directory)
     missing = [k for k in keys if k not in store]
     if missing:
         raise _missing_error(missing, store, str(directory))
+    check_outputs_inside(store, keys)
     stored = store.layers
     layer = _resolve_negative(parse_layer(layer), store.meta.get("num_layers"))
     frame = store.granularity == "frame"
@@ -137,12 +220,12 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
     if store.granularity not in ("frame", "utterance", "tokens"):
         raise ProbeError(f"{directory}: unknown granularity {store.granularity!r}")
     # one preallocated (sum T, D) array, sized from index.tsv's frame counts (no second copy of the corpus)
-    lengths = np.asarray([store.frames(k) if frame else 1 for k in keys], dtype=np.int64)
+    lengths = np.asarray([_frames(store, k) if frame else 1 for k in keys], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     layer_axis = (len(stored),) if layer == "weighted" else ()
     data = np.empty((int(lengths.sum()), *layer_axis, store.dim), dtype=np.float32)
     for key, start, n in zip(keys, offsets, lengths):
-        x = store.get(key)
+        x = read_features(store, key)
         if tokens:  # (L,) E, D -> the mean of the utterance tokens
             if x.shape[-2] == 0:
                 raise ProbeError(f"{directory}: features of {key!r} hold no utterance tokens")
@@ -153,7 +236,7 @@ def load_features(directory: str | os.PathLike, keys: Sequence[str], layer=None)
             raise ProbeError(f"{directory}: features of {key!r} have shape {x.shape}, expected {want} "
                              f"({store.granularity}-level, dim {store.dim} and {n} frames per features.json/index.tsv)")
         if not np.all(np.isfinite(x)):
-            raise ProbeError(f"{directory}: features of {key!r} contain NaN or inf")
+            raise ProbeError(f"features of {key!r}: {_feature_file(store, key)}: NaN or inf values")
         data[start:start + n] = x
     x = torch.from_numpy(data)
     info = {"granularity": store.granularity, "dim": int(x.shape[-1]), "stored_layers": stored,
@@ -213,6 +296,11 @@ def load_sources(directory: str | os.PathLike, keys: Sequence[str], layer=None,
     (:func:`concat_sources`; each loaded with ``concat_layer``, default ``layer``). ``info`` is the first source's,
     with the joined granularity, dimension and frame count, and ``concat``: per added source its folder,
     granularity, dimension, layer and settings."""
+    given = [Path(directory).resolve(), *(Path(c).resolve() for c in concat)]
+    twice = sorted({str(c) for c in concat if given.count(Path(c).resolve()) > 1})
+    if twice:
+        raise ProbeError(f"--concat-features {', '.join(twice)}: a feature folder given twice (with --features or "
+                         f"another --concat-features) would join the same vectors twice")
     packed, info = load_features(directory, keys, layer)
     if not concat:
         return packed, info

@@ -65,7 +65,7 @@ from ..io.manifests import DATA_TSV, read_data_tsv
 
 __all__ = ["PROTOCOLS", "PROTOCOL_OPTIONS", "PARTITION_PROTOCOLS", "SPEAKER_INDEPENDENT_PROTOCOLS",
            "IMPORTED_PROTOCOLS", "FoldsError", "make_folds", "check_folds",
-           "save_folds", "load_folds", "folds_filename", "infer_protocol"]
+           "save_folds", "load_folds", "read_folds_file", "folds_filename", "infer_protocol"]
 
 PROTOCOLS = ("loso-session", "session-rotation", "loso-speaker", "random-kfold", "speaker-kfold", "holdout",
              "speaker-holdout", "original", "emobox", "emo-superb")
@@ -452,20 +452,28 @@ def check_folds(folds: Mapping, rows: Sequence[Mapping]) -> None:
         raise FoldsError("folds must be a dict with a non-empty 'folds' list")
     by_key = {r["key"]: r for r in rows}
     protocol = folds.get("protocol", "")
+    if protocol is not None and not isinstance(protocol, str):
+        raise FoldsError(f"'protocol' must be a protocol name, got {protocol!r}")
     labels = folds.get("labels")
     if labels is not None:
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise FoldsError(f"'labels' must be a list of label names, got {labels!r}")
         unknown = sorted({str(r["label"]) for r in rows} - set(labels))
         if unknown:
             raise FoldsError(f"labels {unknown} occur in data.tsv but not in the folds' label list {labels}")
-    names = [f.get("name") for f in folds["folds"]]
+    for i, fold in enumerate(folds["folds"]):
+        if not isinstance(fold, Mapping) or not isinstance(fold.get("name"), str) or not fold["name"]:
+            raise FoldsError(f"fold {i + 1}: must be an object with a 'name' and its 'train', 'valid' and 'test' "
+                             f"keys, got {str(fold)[:80]}")
+    names = [f["name"] for f in folds["folds"]]
     if len(set(names)) != len(names):
         raise FoldsError(f"duplicate fold names: {names}")
     in_test: Counter = Counter()
     for fold in folds["folds"]:
-        name = fold.get("name", "?")
+        name = fold["name"]
         parts = {}
         for s in SPLIT_NAMES:
-            if not isinstance(fold.get(s), list):
+            if not isinstance(fold.get(s), list) or not all(isinstance(k, str) for k in fold[s]):
                 raise FoldsError(f"fold {name}: '{s}' must be a list of keys")
             parts[s] = fold[s]
             dups = sorted(k for k, c in Counter(fold[s]).items() if c > 1)
@@ -532,13 +540,22 @@ def infer_protocol(rows: Sequence[Mapping]) -> str:
     return "random-kfold"
 
 
-def _read_json(path: Path) -> dict:
+def read_folds_file(path: str | os.PathLike) -> dict:
+    """A folds.json / folds_<protocol>.json as written: a JSON object with a ``folds`` list (the folds themselves
+    are checked against data.tsv by :func:`check_folds`). Every command that reads folds reads them here."""
+    path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise FoldsError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(data, dict) or "folds" not in data:
-        raise FoldsError(f"{path}: not a folds file (no 'folds' list)")
+        raise FoldsError(f"{path}: invalid JSON ({e.msg}, line {e.lineno}); re-run `emotion2vec prepare`") from None
+    except UnicodeDecodeError as e:
+        raise FoldsError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise FoldsError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("folds"), list):
+        raise FoldsError(f"{path}: not a folds file (a JSON object with a 'folds' list is expected, got "
+                         f"{type(data).__name__ if not isinstance(data, dict) else 'no folds list'}); re-run "
+                         f"`emotion2vec prepare`")
     return data
 
 
@@ -566,7 +583,7 @@ def load_folds(data_dir, protocol: str | None = None, seed: int = 0) -> dict:
     if protocol is not None and protocol not in PROTOCOLS:
         raise FoldsError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     main = data_dir / FOLDS_JSON
-    main_folds = _read_json(main) if main.exists() else None
+    main_folds = read_folds_file(main) if main.exists() else None
     if protocol is None:
         if main_folds is not None:
             return _checked(main_folds, rows, main, data_tsv)
@@ -574,7 +591,7 @@ def load_folds(data_dir, protocol: str | None = None, seed: int = 0) -> dict:
     else:
         path = data_dir / folds_filename(protocol)
         if path.exists():
-            return _checked(_read_json(path), rows, path, data_tsv)
+            return _checked(read_folds_file(path), rows, path, data_tsv)
         if main_folds is not None and main_folds.get("protocol") == protocol:
             return _checked(main_folds, rows, main, data_tsv)
     corpus = (main_folds or {}).get("corpus") or data_dir.name

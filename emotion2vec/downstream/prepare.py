@@ -85,7 +85,7 @@ def read_key_list(values: Iterable[str] | None) -> list[str]:
         if v.startswith("@"):
             path = Path(v[1:])
             try:
-                keys += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                keys += [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
             except OSError as e:
                 raise CorpusError(f"--exclude {v}: cannot read {path}: {e.strerror or e}") from None
         else:

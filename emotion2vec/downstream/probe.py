@@ -368,7 +368,25 @@ def _write(out: Path, result: ProbeResult, result_dict: dict[str, Any], splits, 
                         config.seed, embedding_colour, rows_by_key, valid, valid_positions or ())
     write_analysis_plots(out, result_dict)
     report.write_outputs(out, result_dict, test_preds.records())
-    log(f"probe: wrote {', '.join(report.output_files(result_dict))}, {VALID_PREDICTIONS} and heads/ to {out}")
+    stale = _stale_outputs(out, result_dict, [f.name for f in result.folds])
+    for path in stale:  # a run folder holds one run: an earlier run's heads and figures would pass for this one's
+        path.unlink()
+    log(f"probe: wrote {', '.join(report.output_files(result_dict))}, {VALID_PREDICTIONS} and heads/ to {out}"
+        + (f"; removed {', '.join(str(p.relative_to(out)) for p in stale)} of an earlier run" if stale else ""))
+
+
+#: figures a probe run may write, depending on its options
+_FIGURES = ("confusion.png", "layer_weights.png", "speakers.png", "embedding.png")
+
+
+def _stale_outputs(out: Path, result_dict: dict[str, Any], folds: Sequence[str]) -> list[Path]:
+    """Files of an earlier run in ``out`` that this run did not write: heads of folds outside it (``finetune
+    --head-from`` would start from them), figures its options do not make."""
+    from . import report
+
+    written = set(report.output_files(result_dict))
+    heads = sorted(p for p in (out / "heads").glob("*.pt") if p.stem not in set(folds))
+    return heads + [out / name for name in _FIGURES if name not in written and (out / name).is_file()]
 
 
 # ------------------------------------------------------------------------------------------------ the run

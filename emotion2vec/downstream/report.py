@@ -44,6 +44,11 @@ from ..io.atomic import atomic_write_bytes, atomic_write_text
 from .metrics import METRIC_NAMES, METRICS, PERCENT_METRICS, summary_metrics
 from .tasks import LOWER_IS_BETTER
 
+#: results.json of every per-fold run (probe, fine-tuning, conversation, ensemble)
+RESULTS_FORMAT = "emotion2vec-probe-results"
+#: 2: task, loss, head, targets, headline, bootstrap intervals, audit, layer weights, feature settings, saved heads
+RESULTS_VERSION = 2
+
 __all__ = [
     "OUTPUT_FILES",
     "output_files",
@@ -376,11 +381,55 @@ def load_result(path: str | os.PathLike) -> dict[str, Any]:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
         raise ReportError(f"{path}: not found (did the probe finish?)") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportError(f"{path}: invalid JSON: {e}") from None
+    except OSError as e:
+        raise ReportError(f"{path}: cannot read: {e.strerror or e}") from None
+    return check_result(result, path)
+
+
+def _number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def check_result(result: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """``result`` (the JSON of a run's results.json at ``path``) when it is one this version can read: the fields a
+    table, an ensemble or a robustness run uses, of the right kinds, and a format version it knows; else a
+    :class:`ReportError` naming the file and the field. -> ``result``."""
+    from .tasks import TASKS
+
+    def bad(what: str) -> ReportError:
+        return ReportError(f"{path}: {what}")
+
+    if not isinstance(result, dict):
+        raise bad(f"not the results of an emotion2vec run (a JSON object is expected, got {type(result).__name__})")
     for field in ("corpus", "source", "summary"):
         if field not in result:
-            raise ReportError(f"{path}: not a probe results.json (no {field!r})")
+            raise bad(f"not a probe results.json (no {field!r})")
+    if result.get("format", RESULTS_FORMAT) != RESULTS_FORMAT:
+        raise bad(f"format {result.get('format')!r}, not {RESULTS_FORMAT!r}")
+    version = result.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= RESULTS_VERSION:
+        raise bad(f"version {version!r}: this emotion2vec reads results.json versions 1 to {RESULTS_VERSION} (a "
+                  f"newer emotion2vec wrote it, or it was edited)")
+    for field in ("corpus", "source"):
+        if not isinstance(result[field], str) or not result[field]:
+            raise bad(f"{field!r} must be a name, got {result[field]!r}")
+    if not isinstance(result.get("protocol"), (str, type(None))):
+        raise bad(f"'protocol' must be a name or null, got {result['protocol']!r}")
+    if result.get("task", "categorical") not in TASKS:
+        raise bad(f"task {result.get('task')!r} is not one of {', '.join(TASKS)}")
+    for field in ("labels", "targets"):
+        value = result.get(field)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise bad(f"{field!r} must be a list of names, got {str(value)[:60]}")
+    summary = result["summary"]
+    if not isinstance(summary, dict) or not all(
+            isinstance(v, dict) and all(_number_or_none(x) for x in v.values()) for v in summary.values()):
+        raise bad(f"'summary' must map each metric to its mean and std, got {str(summary)[:60]}")
+    folds = result.get("folds", [])
+    if not isinstance(folds, list) or not all(isinstance(f, dict) for f in folds):
+        raise bad(f"'folds' must be a list of fold entries, got {str(folds)[:60]}")
     return result
 
 
@@ -439,7 +488,7 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
     """
     for m in metrics:
         if m not in METRIC_NAMES or m == "loss":
-            raise ReportError(f"unknown metric {m!r} (choose from {', '.join(METRICS)})")
+            raise ReportError(f"--metrics: unknown metric {m!r} (choose from {', '.join(METRICS)})")
     loaded = [dict(item) if isinstance(item, dict) else dict(load_result(item), run_dir=str(item))
               for item in results]
     cells: dict[tuple[str, tuple[str, str, str | None]], dict[str, Any]] = {}
@@ -462,10 +511,16 @@ def make_table(results: Iterable[str | os.PathLike | dict[str, Any]], metrics: S
             seen_sources.append(label)
         if group not in seen_groups:
             seen_groups.append(group)
+    unknown_sources = [s for s in sources or () if s not in seen_sources]
+    if unknown_sources:
+        raise ReportError(f"--sources {','.join(sources)}: no run of source {', '.join(unknown_sources)} among "
+                          f"the runs given (their rows: {', '.join(seen_sources)})")
+    unknown_corpora = [c for c in corpora or () if not any(g[0] == c for g in seen_groups)]
+    if unknown_corpora:
+        raise ReportError(f"--corpora {','.join(corpora)}: no run on corpus {', '.join(unknown_corpora)} among the "
+                          f"runs given (their corpora: {', '.join(dict.fromkeys(g[0] for g in seen_groups))})")
     row_names = list(sources) if sources else seen_sources
     groups = ([g for c in corpora for g in seen_groups if g[0] == c] if corpora else seen_groups)
-    if corpora:
-        groups += [(c, "classes", None) for c in corpora if not any(g[0] == c for g in seen_groups)]
     if not row_names or not groups:
         raise ReportError("no results to tabulate")
 

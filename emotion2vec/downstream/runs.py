@@ -32,6 +32,7 @@ import numpy as np
 from . import ProbeError
 from .metrics import (HEADLINE, METRIC_NAMES, bootstrap_ci, format_metric, summarize, summary_metrics,
                       task_metrics)
+from .report import RESULTS_FORMAT, RESULTS_VERSION  # results.json's format, read back by report.check_result
 from .targets import Targets, vote_classes
 from .tasks import is_better
 
@@ -48,9 +49,6 @@ CONSTANT_SHARE = 1e-3
 #: regression outputs whose mean lies this many target standard deviations from the targets' mean are far off
 OFFSET_STDS = 10.0
 
-RESULTS_FORMAT = "emotion2vec-probe-results"
-#: 2: task, loss, head, targets, headline, bootstrap intervals, audit, layer weights, feature settings, saved heads
-RESULTS_VERSION = 2
 
 Log = Callable[[str], None]
 
@@ -77,21 +75,27 @@ def read_rows(data_dir: Path) -> list[dict]:
         raise ProbeError(str(e)) from None
 
 
-def pick_folds(folds: list[dict], spec: str | None) -> list[dict]:
-    """The folds named (or numbered from 1) in ``spec`` ("1,3" or "fold1,fold3"); all when empty."""
+def pick_folds(folds: list[dict], spec: str | None, where: str = "") -> list[dict]:
+    """The folds named (or numbered from 1) in ``spec`` ("1,3" or "fold1,fold3"); all when empty. A fold named twice
+    (``1,fold1``) would be trained and counted twice: refused. ``where`` names the folds' file or run in errors."""
     if not spec:
         return folds
     by_name = {f["name"]: f for f in folds}
-    out = []
+    out: list[dict] = []
+    given: dict[str, str] = {}
     for item in (s.strip() for s in spec.split(",")):
         if not item:
             continue
         if item in by_name:
-            out.append(by_name[item])
+            fold = by_name[item]
         elif item.isdigit() and 1 <= int(item) <= len(folds):
-            out.append(folds[int(item) - 1])
+            fold = folds[int(item) - 1]
         else:
-            raise ProbeError(f"--folds: no fold {item!r} (folds: {', '.join(by_name)})")
+            raise ProbeError(f"--folds: no fold {item!r}{' in ' + where if where else ''} (folds: {', '.join(by_name)})")
+        if fold["name"] in given:
+            raise ProbeError(f"--folds {spec}: {given[fold['name']]!r} and {item!r} name fold {fold['name']} twice")
+        given[fold["name"]] = item
+        out.append(fold)
     return out
 
 

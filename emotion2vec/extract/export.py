@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..io.atomic import atomic_write_bytes
 from ..io.audio import SAMPLE_RATE
+from ..io.atomic import writing
 from . import ExtractionError
 from .engine import parse_layers
 from .onnx import require
@@ -73,7 +73,10 @@ def _set_metadata(path: Path, meta: dict[str, str]) -> None:
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
-    atomic_write_bytes(path, model.SerializeToString())
+    with open(path, "wb") as f:  # a temporary file, moved into place by the caller once it is on disk
+        f.write(model.SerializeToString())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, layers: str | int | Sequence[int] = -1,
@@ -104,42 +107,43 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, layers: s
     gen = torch.Generator().manual_seed(0)
     example = (torch.randn(2, n, generator=gen), torch.tensor([n, (3 * n) // 4]))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"emotion2vec.config": json.dumps(model.cfg.to_dict()), "emotion2vec.layers": json.dumps(layer_ids),
             "emotion2vec.quantize": quantize, "emotion2vec.source": f"{checkpoint} ({ckpt.source})"}
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        tmp = os.path.abspath(tmp)  # the quantiser runs with the working directory changed (below)
-        fp32 = Path(tmp) / "fp32.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            # the tracer warns about parameter shapes and python constants (static by construction) and about the
-            # TorchScript exporter being legacy (the dynamo exporter needs onnxscript; this one needs nothing more)
-            warnings.simplefilter("ignore")
-            torch.onnx.export(graph, example, str(fp32), dynamo=False, opset_version=OPSET,
-                              input_names=["waveform", "lengths"], output_names=["features", "frames"],
-                              dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
-                                            "features": {1: "batch", 2: "time"}, "frames": {0: "batch"}})
-        int8: list[str] = []
-        if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+    with writing(out):  # a full disk or a read-only folder: "cannot write OUT: reason"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            tmp = os.path.abspath(tmp)  # the quantiser runs with the working directory changed (below)
+            fp32 = Path(tmp) / "fp32.onnx"
+            with torch.no_grad(), warnings.catch_warnings():
+                # the tracer warns about parameter shapes and python constants (static by construction) and about the
+                # TorchScript exporter being legacy (the dynamo exporter needs onnxscript; this one needs nothing more)
+                warnings.simplefilter("ignore")
+                torch.onnx.export(graph, example, str(fp32), dynamo=False, opset_version=OPSET,
+                                  input_names=["waveform", "lengths"], output_names=["features", "frames"],
+                                  dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+                                                "features": {1: "batch", 2: "time"}, "frames": {0: "batch"}})
+            int8: list[str] = []
+            if quantize == "int8":
+                from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            int8 = _quantizable_matmuls(fp32)
-            final = Path(tmp) / "int8.onnx"
-            root = logging.getLogger()
-            root.addFilter(_no_preprocessing_advice)  # its shape pre-pass fails on dynamic lengths; not needed
-            # ONNX Runtime's shape inference saves a debug copy of the graph into the working directory when it
-            # fails (it does on dynamic lengths): run it inside the temporary folder so that nothing is left behind
-            cwd = os.getcwd()
-            os.chdir(tmp)
-            try:
-                quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True,
-                                 op_types_to_quantize=["MatMul"], nodes_to_quantize=int8)
-            finally:
-                os.chdir(cwd)
-                root.removeFilter(_no_preprocessing_advice)
-        else:
-            final = fp32
-        _set_metadata(final, meta)
-        os.replace(final, out)
+                int8 = _quantizable_matmuls(fp32)
+                final = Path(tmp) / "int8.onnx"
+                root = logging.getLogger()
+                root.addFilter(_no_preprocessing_advice)  # its shape pre-pass fails on dynamic lengths; not needed
+                # ONNX Runtime's shape inference saves a debug copy of the graph into the working directory when it
+                # fails (it does on dynamic lengths): run it inside the temporary folder so that nothing is left behind
+                cwd = os.getcwd()
+                os.chdir(tmp)
+                try:
+                    quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True,
+                                     op_types_to_quantize=["MatMul"], nodes_to_quantize=int8)
+                finally:
+                    os.chdir(cwd)
+                    root.removeFilter(_no_preprocessing_advice)
+            else:
+                final = fp32
+            _set_metadata(final, meta)
+            os.replace(final, out)
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got, _ = session.run(None, {"waveform": example[0].numpy(), "lengths": example[1].numpy()})

@@ -23,7 +23,7 @@ from . import FREEZE_MODES, FUSIONS, FT_TASKS, INIT_HEAD, PRECISIONS, SCHEDULES,
 
 __all__ = ["FinetuneConfig", "parse_freeze", "differences", "head_task"]
 
-_FREEZE_TOP = re.compile(r"^all-but-top[\s:=_-]*(\d+)$")
+_FREEZE_TOP = re.compile(r"^all-but-top(?:[\s:=_]+(-?\d+)|-(\d+))$")
 
 
 def parse_freeze(spec: str | Sequence[str]) -> tuple[str, int | None]:
@@ -34,7 +34,10 @@ def parse_freeze(spec: str | Sequence[str]) -> tuple[str, int | None]:
         return text, None
     m = _FREEZE_TOP.match(text)
     if m:
-        return "all-but-top", int(m.group(1))
+        top = int(m.group(1) or m.group(2))
+        if top < 0:
+            raise FinetuneError(f"--freeze {text!r}: N (the transformer blocks that train) must be >= 0, got {top}")
+        return "all-but-top", top
     raise FinetuneError(f"--freeze {text!r}: choose cnn, none or 'all-but-top N' (N = transformer blocks to train)")
 
 

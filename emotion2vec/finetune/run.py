@@ -227,7 +227,14 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> bool:
         raise FinetuneError(f"{path}: unreadable ({e}); use another --out") from None
     if old.get("format") != RUN_FORMAT:
         raise FinetuneError(f"{path}: not a fine-tuning run (format {old.get('format')!r}); use another --out")
-    diffs = differences(old.get("settings") or {}, settings)
+    before = old.get("settings") or {}
+    now = {k: v for k, v in settings.items() if k != "folds" or k in before}  # runs from before "folds" was kept
+    diffs = differences(before, now)
+    if any(d.startswith("folds ") for d in diffs):  # the fold names say it; the split's hash adds nothing
+        diffs = [d for d in diffs if not d.startswith("split ")]
+    else:
+        diffs = [("the folds hold other utterances (data.tsv or the folds file changed since that run)"
+                  if d.startswith("split ") else d) for d in diffs]
     if diffs:
         raise FinetuneError(f"{out} holds a fine-tuning run with other settings: " + "; ".join(diffs)
                             + ". Re-run with that run's options to resume it, or use another --out; nothing was "
@@ -456,7 +463,8 @@ def _settings(config: FinetuneConfig, checkpoint: str, data_dir: Path, protocol:
     split = [{"name": f.name, **{s: [keys[j] for j in getattr(f, s)] for s in ("train", "valid", "test")}}
              for f in corpus.data]
     return {**config.to_dict(), "checkpoint": checkpoint, "checkpoint_stamp": checkpoint_stamp(checkpoint),
-            "data": str(data_dir.resolve()), "protocol": protocol, "split": _stamp(split), "world_size": world,
+            "data": str(data_dir.resolve()), "protocol": protocol, "folds": [f.name for f in corpus.data],
+            "split": _stamp(split), "world_size": world,
             "speaker_model_stamp": checkpoint_stamp(config.speaker_model) if config.speaker_model else None,
             "text_features_stamp": (checkpoint_stamp(str(Path(config.text_features) / "index.tsv"))
                                     if config.text_features else None),

@@ -288,6 +288,11 @@ def schedule(data: FoldData, config: FinetuneConfig, world_size: int) -> Schedul
     budget = int(config.batch_seconds * SAMPLE_RATE)
     max_samples = int(config.max_seconds * SAMPLE_RATE) if config.max_seconds else None
     eff = [effective_length(n, max_samples, int(config.repeat_pad * SAMPLE_RATE)) for n in data.lengths]
+    longest = max((eff[i] for i in data.train), default=0)
+    if longest > budget:
+        raise FinetuneError(f"--batch-seconds {config.batch_seconds:g} cannot hold the longest training input of "
+                            f"{data.name} ({longest / SAMPLE_RATE:.2f} s after --max-seconds cropping): give at "
+                            f"least {math.ceil(longest / SAMPLE_RATE * 100) / 100:g}")
     labels = None
     if config.undersample:
         classes = data.targets.y if data.targets.task == "categorical" else data.targets.hard

@@ -1,7 +1,7 @@
 """Every list format the product reads and writes, with one key check and one error type (:class:`ManifestError`).
 
-``data.tsv`` -- the corpus manifest written by ``emotion2vec prepare``. UTF-8, tab-separated, one header line, one
-row per utterance::
+``data.tsv`` -- the corpus manifest written by ``emotion2vec prepare``. UTF-8 (a byte-order mark, as spreadsheets
+write, is accepted by every reader here), tab-separated, one header line, one row per utterance::
 
     key  path  label  speaker  gender  duration  [channel]  [split]  [other columns...]
 
@@ -57,6 +57,9 @@ OPTIONAL_COLUMNS = ("channel", "split")
 SPLITS = ("train", "valid", "test")
 GENDERS = ("", "M", "F")
 DATA_TSV = "data.tsv"
+#: a key names output files (``<key>.npy``, ``<key>.png``): each of its parts must leave room for an extension in the
+#: 255 bytes a file name may have
+MAX_KEY_PART_BYTES = 200
 
 
 class ManifestError(Emotion2VecError, ValueError):
@@ -74,15 +77,23 @@ class AudioEntry:
 
 def check_key(key: str) -> str | None:
     """Why ``key`` is not a valid key, or None when it is. A key names output files, so it is a relative POSIX path
-    without ``..``, empty components or surrounding whitespace."""
+    without ``..``, empty components or surrounding whitespace, each part at most :data:`MAX_KEY_PART_BYTES`
+    bytes."""
     if not key:
         return "empty key"
     if key != key.strip():
         return f"key {key!r} has leading/trailing whitespace"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return f"key {key!r} contains a control character (a tab, newline, NUL, ...)"
     if key.startswith("/") or "\\" in key:
         return f"key {key!r} must be a relative POSIX path (no leading '/', no backslash)"
     if ".." in key.split("/") or "" in key.split("/"):
         return f"key {key!r} contains an empty or '..' path component"
+    long = next((part for part in key.split("/") if len(part.encode("utf-8")) > MAX_KEY_PART_BYTES), None)
+    if long is not None:
+        return (f"key {key[:40]!r}... is too long: its part {long[:20]!r}... has {len(long.encode('utf-8'))} "
+                f"bytes, and a file name may have at most 255 ({MAX_KEY_PART_BYTES} for the key, the rest for "
+                f"extensions such as .npy)")
     return None
 
 
@@ -209,7 +220,7 @@ def read_data_tsv(path: str | os.PathLike) -> list[dict]:
     if path.is_dir():
         path = path / DATA_TSV
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ManifestError(f"{path}: not found (run `emotion2vec prepare` first)") from None
     except UnicodeDecodeError as e:
@@ -274,7 +285,7 @@ def _checked_key(key: str, where: str) -> str:
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise ManifestError(f"{path}: not found") from None
     except UnicodeDecodeError as e:
@@ -383,6 +394,9 @@ def _keyed_tsv(path: Path) -> list[AudioEntry] | None:
     if not lines:
         raise ManifestError(f"{path}: empty manifest")
     header = lines[0].rstrip("\r").split("\t")
+    if path.name == DATA_TSV:  # a corpus manifest by its name: read as one, whatever its header says
+        return [AudioEntry(r["key"], r["path"], int(r["channel"]) if r.get("channel") else None)
+                for r in read_data_tsv(path)]
     if "key" not in header or "path" not in header:
         return None
     if tuple(header[:len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS:

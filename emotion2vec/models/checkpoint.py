@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import typing
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -98,8 +97,36 @@ def _allowed_globals() -> list[Any]:
     return allowed
 
 
+def _not_a_checkpoint(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a checkpoint ({why})")
+
+
+def _check_torch_file(path: Path) -> bool:
+    """Refuse, before anything is unpickled, a file that is neither of PyTorch's two formats (a zip archive, or a
+    pickle from ``torch.save(..., _use_new_zipfile_serialization=False)``): an empty file, text, random bytes.
+    -> whether it is a zip archive."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not head:
+        raise _not_a_checkpoint(path, "an empty file")
+    if head.startswith(b"PK\x03\x04"):
+        return True
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle protocol 2-5
+        return False
+    try:
+        line = (head.decode("utf-8").splitlines() or [""])[0]
+    except UnicodeDecodeError:
+        line = ""
+    looks = (f"it holds text: {line[:40]!r}" if line.strip() and line.replace("\t", " ").isprintable()
+             else f"it starts with the bytes {head[:8].hex(' ')}")
+    raise _not_a_checkpoint(path, f"neither a PyTorch zip archive nor a pickle; {looks}")
+
+
 def _torch_load(path: Path, trust: bool) -> Any:
-    mmap = zipfile.is_zipfile(path)
+    mmap = _check_torch_file(path)
     if trust:
         logger.warning("loading %s with --trust-checkpoint: the pickle may execute code", path)
         return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
@@ -108,9 +135,14 @@ def _torch_load(path: Path, trust: bool) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - classified below
         msg = str(e)
-        if "Weights only load failed" not in msg and "Unsupported global" not in msg and "weights_only" not in msg:
-            raise CheckpointError(f"{path}: cannot read checkpoint: {type(e).__name__}: {msg.splitlines()[0]}") from e
-        m = re.search(r"GLOBAL ([\w.]+)", msg) or re.search(r"Unsupported (?:global|operand)[^\n]*?([\w.]+)", msg)
+        first = next((line.strip() for line in msg.splitlines() if line.strip()), type(e).__name__)
+        if "Unsupported global" not in msg:
+            # corrupt or truncated data, or pickle opcodes that are not a pickle's: not a checkpoint; trusting it
+            # would not help, so --trust-checkpoint is never suggested for it
+            detail = re.search(r"Unsupported operand[^\n]*", msg)
+            raise _not_a_checkpoint(path, f"unreadable as a PyTorch file: "
+                                          f"{detail.group(0) if detail else type(e).__name__ + ': ' + first}") from e
+        m = re.search(r"GLOBAL ([\w.]+)", msg) or re.search(r"Unsupported global[^\n]*?([\w.]+)", msg)
         offending = m.group(1) if m else "an object the safe loader does not allow"
         raise UntrustedCheckpointError(
             f"{path}: refused to unpickle {offending}: it is not one of the tensor/config types a checkpoint "

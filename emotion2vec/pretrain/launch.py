@@ -62,23 +62,75 @@ def config_problems(cfg: Any, cuda_available: bool | None = None, check_data: bo
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
     problems = []
     data = _get(cfg, "task.data")
+    train_tsv = Path(str(data)) / "train.tsv"
     if data in (None, "???", ""):
         problems.append("task.data is not set: add task.data=DIR, a folder with train.tsv written by "
                         "`emotion2vec manifest AUDIO_DIR --out DIR`")
-    elif check_data and machine and not (Path(str(data)) / "train.tsv").is_file():
+    elif check_data and train_tsv.is_file():  # a manifest that is there is read, whichever machine runs it
+        from ..io.manifests import ManifestError, read_pretrain_manifest
+
+        try:
+            read_pretrain_manifest(train_tsv)
+        except ManifestError as e:
+            problems.append(f"task.data={data}: {e} (write it with `emotion2vec manifest AUDIO_DIR --out {data}`)")
+    elif check_data and machine:
         problems.append(f"task.data={data}: no train.tsv there (write it with `emotion2vec manifest AUDIO_DIR "
                         f"--out {data}`)")
-    if _get(cfg, "model.init_from") == "???":
+    init_from = _get(cfg, "model.init_from")
+    if init_from == "???":
         problems.append("model.init_from is not set: give model.init_from=checkpoints/base_libri.pt (data2vec 2.0 "
                         "base, as the official run) or model.init_from=null for a cold start")
-    max_update = int(_get(cfg, "optimization.max_update", 0) or 0)
-    warmup = int(_get(cfg, "lr_scheduler.warmup_updates", 0) or 0)
-    if _get(cfg, "lr_scheduler._name") == "cosine" and max_update and warmup >= max_update:
+    elif init_from not in (None, "") and machine and not Path(str(init_from)).exists():
+        problems.append(f"model.init_from={init_from}: no such file (give the pretrained checkpoint, e.g. "
+                        f"checkpoints/base_libri.pt, or model.init_from=null for a cold start)")
+    problems += _value_problems(cfg)
+    max_update = _whole(_get(cfg, "optimization.max_update")) or 0
+    warmup = _whole(_get(cfg, "lr_scheduler.warmup_updates")) or 0
+    if _get(cfg, "lr_scheduler._name") == "cosine" and max_update > 0 and warmup >= max_update:
         problems.append(f"lr_scheduler.warmup_updates={warmup} must be below optimization.max_update={max_update} "
                         f"(the cosine schedule decays over the updates after the warm-up): set e.g. "
                         f"lr_scheduler.warmup_updates={max(0, max_update // 10)}")
     if machine:
         problems += _machine_problems(cfg, cuda)
+    return problems
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` when it is a whole number (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _value_problems(cfg: Any) -> list[str]:
+    """Values that cannot work whatever the machine: numbers that are not numbers or out of range (fairseq's schema
+    catches some where fairseq is installed; these checks hold without it too)."""
+    import math
+
+    problems = []
+    lr = _get(cfg, "optimization.lr")
+    if lr not in (None, "???"):
+        values = list(lr) if isinstance(lr, Sequence) and not isinstance(lr, str) else [lr]
+        try:
+            bad = not values or any(isinstance(v, bool) or not (math.isfinite(float(v)) and float(v) > 0)
+                                    for v in values)
+        except (TypeError, ValueError):
+            bad = True
+        if bad:
+            problems.append(f"optimization.lr={values}: learning rates must be numbers > 0 (e.g. "
+                            f"optimization.lr=[0.0005])")
+    for key, meaning in (("optimization.max_update", "the updates to run; 0 = no limit"),
+                         ("optimization.max_epoch", "the epochs to run; 0 = no limit"),
+                         ("lr_scheduler.warmup_updates", "the warm-up updates")):
+        value = _get(cfg, key)
+        if value not in (None, "???") and (_whole(value) is None or value < 0):
+            problems.append(f"{key}={value}: must be a whole number >= 0 ({meaning})")
+    max_tokens = _get(cfg, "dataset.max_tokens")
+    crop = _whole(_get(cfg, "task.max_sample_size")) or _whole(_get(cfg, "task.min_sample_size"))
+    if max_tokens not in (None, "???"):
+        if _whole(max_tokens) is None or max_tokens < 1:
+            problems.append(f"dataset.max_tokens={max_tokens}: must be a whole number of samples per batch")
+        elif crop and max_tokens < crop:
+            problems.append(f"dataset.max_tokens={max_tokens} cannot hold one training crop of "
+                            f"task.max_sample_size={crop} samples: set dataset.max_tokens >= {crop}")
     return problems
 
 
@@ -131,6 +183,7 @@ def compose(config_name: str, overrides: Sequence[str], config_dir: str | os.Pat
     """The configuration ``fairseq-hydra-train --config-dir DIR --config-name NAME OVERRIDES`` would start from:
     composed against fairseq's schema where fairseq is installed, so an override composes here exactly when it
     composes there."""
+    import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -149,8 +202,20 @@ def compose(config_name: str, overrides: Sequence[str], config_dir: str | os.Pat
             with initialize_config_dir(config_dir=str(directory.resolve()), version_base=None):
                 return hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
+        cause = str(e.__cause__).splitlines()[0] if e.__cause__ is not None and str(e.__cause__) else ""
         raise PretrainConfigError(f"config {config_name} with {' '.join(overrides) or 'no overrides'}: "
-                                  f"{str(e).splitlines()[0]}") from None
+                                  f"{str(e).splitlines()[0]}" + (f": {cause}" if cause else "")) from None
+    except yaml.YAMLError as e:
+        broken = []
+        for path in sorted(directory.rglob("*.yaml")):
+            try:
+                yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+                mark = getattr(err, "problem_mark", None)
+                broken.append(f"{path}" + (f":{mark.line + 1}" if mark is not None else "") + ": "
+                              + (getattr(err, "problem", None) or str(err).splitlines()[0]))
+        raise PretrainConfigError("invalid YAML: " + ("; ".join(broken) if broken else str(e).splitlines()[0])) \
+            from None
 
 
 def trainer_executable() -> str | None:
