@@ -110,7 +110,7 @@ pretrain_row() {  # pretrain_row ROW -> $OUT/outputs/ablation/ROW/checkpoint_las
     return
   fi
   run "${command[@]}"
-  touch "$save/.finished"
+  mkdir -p "$save" && touch "$save/.finished"
 }
 
 prepare_corpus() {

@@ -363,6 +363,9 @@ DIR_OUTPUTS = {  # every command that writes a folder: the command line up to it
     "convert": "convert {tiny}",
     "demo": "demo --fast --out",
     "synth": "synth --speakers 1 --per-emotion 1 --emotions angry",
+    "evaluate": "evaluate {plus} --data {man} --bootstrap 0 --num-workers 0 --only-corpus-classes --quiet --out",
+    "pseudo-label": "pseudo-label {plus} --input {wav} --num-workers 0 --quiet --out",
+    "linguistics": "linguistics {ft}/models/fold1 --quiet --out",
 }
 FILE_OUTPUTS = {  # every command that writes a file: the command line up to it (its extension added)
     "predict": (PREDICT + " --out", ".tsv"),

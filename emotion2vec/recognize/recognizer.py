@@ -89,7 +89,9 @@ class Recognizer:
     @classmethod
     def from_spec(cls, spec, num_layers: int, dim: int, where: str) -> "Recognizer":
         head = build_head(spec.kind, spec.state, spec.config, where)
-        in_dim = next(m for m in head.modules() if isinstance(m, nn.Linear)).in_features
+        # the width the head reads: its config says (a pooling layer may hold a Linear of another width first)
+        in_dim = int((spec.config.get("head") or {}).get("input_dim")
+                     or next(m for m in head.modules() if isinstance(m, nn.Linear)).in_features)
         if in_dim != dim:
             raise RecognitionError(f"{where}: the classifier head reads {in_dim}-dim features but the encoder "
                                    f"gives {dim}")
