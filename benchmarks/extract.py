@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
-PEERS = SHARED / "peers"
+from _paths import PEERS, SHARED  # noqa: E402
 
 PEER_WEIGHTS = r"""
 import copy, json, sys, torch, yaml

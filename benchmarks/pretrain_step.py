@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
-PEERS = SHARED / "peers"
+from _paths import PEERS, SHARED  # noqa: E402
 
 DTYPE_LABEL = {"float32": "fp32", "bfloat16": "bf16 autocast", "float16": "fp16 autocast"}
 

@@ -27,6 +27,7 @@ from emotion2vec.extract.run import run_extraction
 from emotion2vec.io.audio import normalize_waveform
 from emotion2vec.models.checkpoint import load_model
 from emotion2vec.models.config import ConfigError, preset
+from emotion2vec.models import inference
 from emotion2vec.models.encoder import Emotion2VecModel
 from emotion2vec.pretrain.distill import DistillationConfig, Emotion2VecPretrainer
 from emotion2vec.pretrain.masking import block_mask
@@ -143,18 +144,65 @@ def test_bf16_inference_layout(fixtures_dir):
         assert feats.dtype == torch.float32 and model.encoder.pos_conv(feats).dtype == torch.float32
 
 
-def test_bf16_packed_weights_change_no_bit(fixtures_dir, monkeypatch):
+def test_bf16_cpu_kernels_are_used_and_change_little(fixtures_dir, monkeypatch):
+    """On a CPU with oneDNN the bf16 model runs prepacked / fused kernels; without them the plain bf16 layers. Both
+    stay close to each other (the kernels round at the same places or fewer)."""
     x = _golden_input(fixtures_dir)
-    everything = list(range(3))
+    n, everything = torch.tensor([x.shape[1]]), list(range(3))
     packed = load_backend(str(fixtures_dir / "tiny_emotion2vec.pt"), dtype="bfloat16")
-    if not dev._packing_works():
-        pytest.skip("this torch build has no oneDNN prepacked bf16 linear")
-    assert isinstance(packed.model.encoder.blocks[0].feed_forward.fc1.forward, dev._PackedLinearForward)
-    monkeypatch.setattr(dev, "_packing_works", lambda: False)
+    if not inference.onednn_kernels():
+        pytest.skip("this torch build has no oneDNN prepacked bf16 kernels")
+    block = packed.model.encoder.blocks[0]
+    assert isinstance(block.attention.qkv.forward, inference._PackedLinear)
+    assert isinstance(block.feed_forward.forward, inference._FusedFeedForward)
+    cnn = packed.model.feature_extractor.layers
+    assert isinstance(cnn[0].forward, inference._FoldedFirstConv) and cnn[0].forward.out_dtype == torch.bfloat16
+    assert [type(layer.forward) for layer in cnn[1:5]] == [inference._PackedConvBlock] * 4
+    assert cnn[4].forward.out_dtype == torch.float32  # the next layer is an fp32 one
+    monkeypatch.setattr(inference, "onednn_kernels", lambda: False)
     plain = load_backend(str(fixtures_dir / "tiny_emotion2vec.pt"), dtype="bfloat16")
-    assert not isinstance(plain.model.encoder.blocks[0].feed_forward.fc1.forward, dev._PackedLinearForward)
-    n = torch.tensor([x.shape[1]])
-    assert torch.equal(packed.forward(x, n, everything), plain.forward(x, n, everything))
+    assert not isinstance(plain.model.encoder.blocks[0].attention.qkv.forward, inference._PackedLinear)
+    a, b = packed.forward(x, n, everything), plain.forward(x, n, everything)
+    assert rel_l2(a, b) < 0.01
+
+
+def test_folded_first_cnn_layer_is_the_fp32_layer(fixtures_dir):
+    """LayerNorm folded into the first CNN layer's weights, GELU fused, split bf16 products: fp32 accuracy."""
+    if not inference.onednn_kernels():
+        pytest.skip("this torch build has no oneDNN prepacked bf16 kernels")
+    model, _ = load_model(fixtures_dir / "funasr_emotion2vec")
+    layer = model.eval().feature_extractor.layers[0]
+    x = torch.randn(2, 4000, 1)
+    with torch.inference_mode():
+        ref = layer(x).double()
+        fp32 = inference._FoldedFirstConv(layer, torch.float32)(x).double()
+        bf16 = inference._FoldedFirstConv(layer, torch.bfloat16)(x)
+    assert bf16.dtype == torch.bfloat16
+    assert (fp32 - ref).abs().max() < 1e-5
+    # bf16 output: no error beyond rounding the fp32 result to bf16
+    assert torch.equal(bf16, ref.to(torch.bfloat16)) or rel_l2(bf16.double(), ref) <= 1.01 * rel_l2(
+        ref.to(torch.bfloat16).double(), ref)
+
+
+def test_cnn_per_input_in_tiles_gives_the_batched_frames(fixtures_dir):
+    model, _ = load_model(fixtures_dir / "funasr_emotion2vec")
+    model.eval()
+    torch.manual_seed(0)
+    lengths = torch.tensor([41_000, 16_000, 9_000, 300])  # the last one is shorter than one frame
+    wav = torch.randn(4, 41_000) * (torch.arange(41_000)[None] < lengths[:, None])
+    pad = torch.arange(41_000)[None] >= lengths[:, None]
+    with torch.inference_mode():
+        a = model.extract_features(wav, pad, layers=[-1])
+        fe = model.feature_extractor
+        tiled = fe.forward_tiled(wav[0], tile_frames=7)
+        assert (tiled - fe(wav[:1])[0]).abs().max() < 1e-5 and tiled.shape[0] == 127
+        feats, mask = model.local_features_per_input(wav, lengths, tile_frames=7)
+        b = model.extract_features(wav, lengths=lengths, layers=[-1])
+    frames = fe.output_lengths(lengths)
+    assert frames.tolist() == [127, 49, 27, 0] and torch.equal(mask, a.padding_mask)
+    assert feats[1, 49:].abs().max() == 0 and fe.receptive_field == 400 and fe.frame_stride == 320
+    for i, n in enumerate(frames.tolist()[:3]):
+        assert (a.x[i, :n] - b.x[i, :n]).abs().max() < 1e-5
 
 
 def test_bf16_inference_is_closer_to_fp32_than_plain_autocast(fixtures_dir):
