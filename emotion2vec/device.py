@@ -1,11 +1,19 @@
-"""Compute dtype per device: bfloat16 only where the hardware runs it faster, float32 everywhere else.
+"""Speed defaults per device, each the fastest that the benchmarks measured for its situation.
 
-``dtype="auto"`` (extraction, pretraining, the demo) resolves here:
+``dtype="auto"`` of extraction, recognition and the API (:func:`auto_dtype`):
 
-* a CPU with AMX (Sapphire Rapids and later Xeons) or AVX512-BF16 (Cooper Lake, Zen 4 and later) -> bfloat16:
-  oneDNN runs bf16 matrix multiplies there several times faster than fp32 (AMX: ~6.5x the fp32 GEMM rate);
+* a CPU with AMX (Sapphire Rapids and later Xeons) or AVX512-BF16 (Cooper Lake, Zen 4 and later) -> bfloat16 for
+  models at least :data:`BF16_MIN_WIDTH` wide (the base geometry and larger: ``benchmarks/extract.py``), float32 for
+  narrower ones (the 128-wide ``small`` preset runs slower in bf16: ``benchmarks/forward.py --preset small``);
 * any other CPU -> float32: bf16 would be *emulated*, slower than fp32 and less accurate;
 * a CUDA GPU that supports bf16 (Ampere and later) -> bfloat16, else float32.
+
+``finetune --precision auto`` (:func:`auto_training_precision`): the same rule for bf16 on a CPU
+(``benchmarks/finetune_step.py``: base 1.5-1.9x faster in bf16, ``small`` 0.82x with the CNN frozen), bf16 on a GPU
+that has it, else fp16 there.
+
+Pretraining's ``model.attention_implementation=auto`` (:func:`auto_attention`): SDPA, except bf16 autocast on a
+CPU with AMX, where the explicit-softmax attention is faster (``benchmarks/pretrain_step.py``).
 
 Explicit names (``float32``, ``bfloat16``, ``float16``) are taken as given.
 """
@@ -19,8 +27,8 @@ import torch
 
 from .models.config import ConfigError
 
-__all__ = ["AUTO", "cpu_bf16_acceleration", "bf16_accelerated", "auto_dtype", "resolve_compute_dtype",
-           "bf16_acceleration_from_flags"]
+__all__ = ["AUTO", "BF16_MIN_WIDTH", "cpu_bf16_acceleration", "bf16_accelerated", "auto_dtype",
+           "auto_training_precision", "auto_attention", "resolve_compute_dtype", "bf16_acceleration_from_flags"]
 
 AUTO = "auto"
 _NAMED = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -70,19 +78,52 @@ def bf16_accelerated(device: str | torch.device) -> bool:
     return False
 
 
-def auto_dtype(device: str | torch.device) -> torch.dtype:
-    """bfloat16 where :func:`bf16_accelerated`, else float32."""
-    return torch.bfloat16 if bf16_accelerated(device) else torch.float32
+#: Model width (embed_dim) from which bf16 is faster than fp32 on a CPU with bf16 units: measured faster at 768
+#: (the base geometry), slower at 128 (the ``small`` preset); widths between were not measured and stay fp32.
+BF16_MIN_WIDTH = 768
 
 
-def resolve_compute_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
-    """``"auto"`` | ``"float32"`` | ``"bfloat16"`` | ``"float16"`` | a torch dtype -> the torch dtype for ``device``."""
+def _bf16_pays(device: torch.device, width: int | None) -> bool:
+    if not bf16_accelerated(device):
+        return False
+    return device.type != "cpu" or width is None or width >= BF16_MIN_WIDTH
+
+
+def auto_dtype(device: str | torch.device, width: int | None = None) -> torch.dtype:
+    """bfloat16 where :func:`bf16_accelerated` and, on a CPU, the model is at least :data:`BF16_MIN_WIDTH` wide
+    (``width`` None: not known, taken as wide enough); float32 elsewhere."""
+    return torch.bfloat16 if _bf16_pays(torch.device(device), width) else torch.float32
+
+
+def auto_training_precision(device: str | torch.device, width: int | None = None) -> str:
+    """``finetune --precision auto``: ``"bf16"`` where :func:`auto_dtype` picks bfloat16, else ``"fp16"`` on a GPU
+    and ``"fp32"`` on a CPU."""
+    device = torch.device(device)
+    if _bf16_pays(device, width):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
+
+
+def auto_attention(device: str | torch.device, autocast_dtype: torch.dtype | None) -> str:
+    """Pretraining's attention for ``auto``: ``"eager"`` (explicit fp32 softmax) for bf16 autocast on a CPU with
+    AMX, where it is measured faster than SDPA with an additive ALiBi mask; ``"sdpa"`` everywhere else (fp32 on a
+    CPU, CPUs with AVX512-BF16 alone, GPUs)."""
+    device = torch.device(device)
+    if device.type == "cpu" and autocast_dtype == torch.bfloat16 and cpu_bf16_acceleration() == "AMX":
+        return "eager"
+    return "sdpa"
+
+
+def resolve_compute_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu",
+                          width: int | None = None) -> torch.dtype:
+    """``"auto"`` | ``"float32"`` | ``"bfloat16"`` | ``"float16"`` | a torch dtype -> the torch dtype for ``device``
+    (``width``: the model's embed_dim, for ``auto``)."""
     if isinstance(dtype, torch.dtype):
         if dtype not in _NAMED.values():
             raise ConfigError(f"unsupported compute dtype {dtype}; choose one of {', '.join(_NAMED)} or auto")
         return dtype
     if dtype == AUTO:
-        return auto_dtype(device)
+        return auto_dtype(device, width)
     if dtype not in _NAMED:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(_NAMED)} or {AUTO}")
     return _NAMED[dtype]

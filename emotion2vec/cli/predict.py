@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="DIR", help="with --window: a timeline PNG per input in DIR (<key>.png)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32", help="compute dtype (default "
-                   "float32; auto = bfloat16 where the hardware accelerates it, as emotion2vec extract)")
+                   "float32; int8 on a CPU; auto = the fastest measured for the device and model, as emotion2vec "
+                   "extract)")
     p.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa", help="attention (default sdpa)")
     p.add_argument("--max-tokens", type=int, default=None, help="max padded samples per batch (default as extract)")
     p.add_argument("--num-workers", type=int, default=1, help="decoding processes (default 1; 0 = main process)")
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RecognitionError("--device cuda requested but CUDA is not available")
     model.set_attention_implementation(args.attention)
-    backend = ModelBackend(model, device, resolve_dtype(args.dtype, device), description=args.model)
+    backend = ModelBackend(model, device, resolve_dtype(args.dtype, device, model.cfg.embed_dim),
+                           description=args.model)
     engine = BatchedForward(backend, [recognizer.layer], args.max_tokens, args.chunk_seconds)
     predictions = predict(engine, recognizer.to(device), args.inputs, args.window, args.hop, args.num_workers,
                           progress=not args.quiet)

@@ -19,10 +19,12 @@ __all__ = ["DTYPES", "Backend", "ModelBackend", "UtteranceTokenBackend", "FbankB
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
-def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
-    """A dtype name, a torch dtype, or ``"auto"``: bfloat16 where ``device`` accelerates it (CPUs with AMX /
-    AVX512-BF16, GPUs with bf16), float32 elsewhere (:func:`emotion2vec.device.resolve_compute_dtype`, with a bad
-    name reported as an :class:`ExtractionError`). ``int8`` (torch.int8) only on a CPU."""
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu",
+                  width: int | None = None) -> torch.dtype:
+    """A dtype name, a torch dtype, or ``"auto"``: the fastest measured for ``device`` and a model ``width`` wide
+    (:func:`emotion2vec.device.auto_dtype`: bfloat16 on GPUs with bf16 and on CPUs with AMX / AVX512-BF16 for models
+    768 wide and up, float32 elsewhere), with a bad name reported as an :class:`ExtractionError`. ``int8``
+    (torch.int8) only on a CPU."""
     from ..device import resolve_compute_dtype
     from ..models.config import ConfigError
 
@@ -32,7 +34,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
                                   "bfloat16 or auto")
         return torch.int8
     try:
-        return resolve_compute_dtype(dtype, device)
+        return resolve_compute_dtype(dtype, device, width)
     except ConfigError as e:
         raise ExtractionError(str(e)) from None
 
@@ -226,9 +228,10 @@ def load_backend(checkpoint: str, device: str | torch.device = "cpu", dtype: str
         from .opensmile import OpenSmileBackend
 
         return OpenSmileBackend.from_spec(checkpoint)
-    dtype = resolve_dtype(dtype, device)
+    resolve_dtype(dtype, device)  # a bad name is refused before the checkpoint is read
     from ..models.upstream import load_upstream
 
     model, ckpt = load_upstream(checkpoint, trust=trust, preset_name=preset_name)
+    dtype = resolve_dtype(dtype, device, model.cfg.embed_dim)
     model.set_attention_implementation(attention)
     return ModelBackend(model, device, dtype, description=f"{checkpoint} ({ckpt.source})", classifier=ckpt.classifier)

@@ -32,6 +32,7 @@ Outputs in ``out`` (written by the first process; each file atomically):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -80,14 +81,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto``: bf16 where the device computes it natively (GPUs with bf16, CPUs with AMX / AVX512-BF16:
-    :func:`emotion2vec.device.bf16_accelerated`), else fp16 on a GPU and fp32 on a CPU. bf16 on a CPU without native
-    bf16 (emulated: slower than fp32) and fp16 on a CPU are refused."""
-    from ..device import bf16_accelerated
+def resolve_precision(name: str, device: torch.device, width: int | None = None) -> str:
+    """``auto``: what ``benchmarks/finetune_step.py`` measured fastest (:func:`emotion2vec.device.
+    auto_training_precision`): bf16 where the device computes it natively (GPUs with bf16; CPUs with AMX /
+    AVX512-BF16 for models ``width`` >= 768 wide), else fp16 on a GPU and fp32 on a CPU. bf16 on a CPU without
+    native bf16 (emulated: slower than fp32) and fp16 on a CPU are refused."""
+    from ..device import auto_training_precision, bf16_accelerated
 
     if name == "auto":
-        return "bf16" if bf16_accelerated(device) else "fp16" if device.type == "cuda" else "fp32"
+        return auto_training_precision(device, width)
     if name == "bf16" and not bf16_accelerated(device):
         where = "this GPU" if device.type == "cuda" else "this CPU (no AVX512-BF16 / AMX)"
         raise FinetuneError(f"--precision bf16: {where} does not compute bf16 natively; use "
@@ -327,6 +329,8 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     # 2. the upstream, what trains, the speaker model, the start head, the schedule
     upstream, info = load_upstream(checkpoint, trust=trust)
     L, dim = upstream.cfg.num_layers, upstream.cfg.embed_dim
+    if config.precision == "auto":  # the fastest for this device and model width
+        config = dataclasses.replace(config, precision=resolve_precision("auto", dev, dim))
     if not -L <= config.layer < L:
         raise FinetuneError(f"--layer {config.layer}: {checkpoint} has {L} layers (0..{L - 1}, or -1 for the last)")
     layer = config.layer % L

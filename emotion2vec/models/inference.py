@@ -258,12 +258,14 @@ def _transformer_blocks(model) -> list[nn.Module]:
     return [*model.encoder.prenet, *model.encoder.blocks]
 
 
-def prepare_inference(model: nn.Module, dtype: torch.dtype, bf16_units: bool | None = None) -> nn.Module:
+def prepare_inference(model: nn.Module, dtype: torch.dtype, bf16_units: bool | None = None,
+                      kernels: bool = True) -> nn.Module:
     """Rewrite an emotion2vec model (eval mode) for inference in ``dtype`` (bfloat16, float16 or :data:`INT8`)
     under autocast to the matching float dtype, in place; returns ``model``. See the module docstring.
 
     ``bf16_units``: whether the CPU multiplies bf16 in hardware (default: :func:`emotion2vec.device.bf16_accelerated`);
-    int8 keeps the non-quantised layers in bf16 there and in fp32 elsewhere.
+    int8 keeps the non-quantised layers in bf16 there and in fp32 elsewhere. ``kernels`` False: no oneDNN rewrites
+    (weights cast and fp32 layers kept only: plain torch modules, e.g. for ``torch.compile``).
     """
     from .components import ChannelsLastConv1d
 
@@ -294,7 +296,7 @@ def prepare_inference(model: nn.Module, dtype: torch.dtype, bf16_units: bool | N
         for m in model.modules():
             if id(m) not in kept and isinstance(m, (nn.Linear, nn.Conv1d, ChannelsLastConv1d)):
                 m.to(float_dtype)
-    if on_cpu and float_dtype == torch.bfloat16 and onednn_kernels():
+    if kernels and on_cpu and float_dtype == torch.bfloat16 and onednn_kernels():
         _rewrite_cnn(model, kept)
         model.encoder.pos_conv.forward = _PackedPositionalConv(model.encoder.pos_conv)
         if dtype != INT8:
