@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _paths import PEERS, SHARED
+from _paths import PEERS, SHARED, peer_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -144,12 +144,6 @@ def _json_run(cmd: list[str], env: dict | None = None) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _peer_env(script: str) -> dict:
-    path = subprocess.run(["bash", str(PEERS / script)], capture_output=True, text=True, check=True,
-                          env=dict(os.environ, PY=sys.executable)).stdout.strip().splitlines()[-1]
-    return dict(os.environ, PYTHONPATH=path)
-
-
 def _stats(values: list[float]) -> str:
     import numpy as np
 
@@ -224,7 +218,7 @@ def main() -> None:
     keys = [key_from_path(os.path.relpath(f, args.corpus)) for f in files]
     flops, longest = corpus_flops(files)
     max_tokens = args.max_tokens or default_max_tokens(args.device)
-    funasr_env = _peer_env("funasr_emotion2vec.sh")
+    funasr_env = peer_env("funasr_emotion2vec.sh")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         scp = tmp / "inputs.scp"
@@ -282,7 +276,7 @@ def main() -> None:
             {"paths": accuracy_paths, "backends": compared, "device": args.device})])
         activations = {LABEL[d]: _json_run([sys.executable, "-c", ACTIVATIONS, json.dumps(
             {"checkpoint": str(ckpt), "dtype": d, "device": args.device, "max_tokens": max_tokens,
-             "longest": longest, "chunk": 30 * 16000})]) for d in dtypes}
+             "longest": longest, "chunk": 30 * 16000})]) for d in dtypes if cpu}
         profile = None
         if args.profile_files and cpu:
             profile = _json_run([sys.executable, "-c", PROFILE, json.dumps(

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from extract import PEAK, PEER, PEER_WEIGHTS, PEERS, SHARED, _json_run, _peer_env
+from extract import PEAK, PEER, PEER_WEIGHTS, PEERS, SHARED, _json_run, peer_env
 
 LABELS = ["生气/angry", "厌恶/disgusted", "恐惧/fearful", "开心/happy", "中立/neutral", "其他/other", "难过/sad",
           "吃惊/surprised", "<unk>"]
@@ -80,7 +80,7 @@ def main() -> None:
     print(machine_line(), flush=True)
     files = sorted(Path(args.corpus).rglob("*.wav")) + sorted(Path(args.corpus).rglob("*.flac"))
     files = files[: args.limit] if args.limit else files
-    funasr_env = _peer_env("funasr_emotion2vec.sh")
+    funasr_env = peer_env("funasr_emotion2vec.sh")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         scp = tmp / "inputs.scp"
