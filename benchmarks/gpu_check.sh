@@ -68,7 +68,7 @@ for p in sorted(glob.glob(f"{shared}/data/urdu/**/*.wav", recursive=True)
 print(f"base geometry, bf16 vs fp32 on the GPU, frame-level relative L2 per utterance (50 URDU clips): median "
       f"{np.median(rel):.2e}, max {max(rel):.2e}")
 PY
-"$PY" benchmarks/forward.py --durations 2 10 30 --batches 1 8 --repeats 3 2>&1 | tee "$OUT/forward.txt"
+"$PY" benchmarks/forward.py --devices cuda --durations 2 10 30 --batches 1 8 --repeats 3 2>&1 | tee "$OUT/forward.txt"
 
 step "2/4 URDU extraction against FunASR on the GPU"
 "$PY" benchmarks/extract.py --device cuda --repeats 1 --accuracy-files 100 2>&1 | grep -v '^# round' | tee "$OUT/extract.txt"

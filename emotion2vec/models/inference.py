@@ -22,7 +22,9 @@ training: the rewritten layers keep their weights in another layout):
   fp32.
 
 Each rewrite keeps the model's results within its dtype's documented error of fp32 (docs: performance; tests:
-``tests/test_speed.py``); ``benchmarks/extract.py`` measures what each buys.
+``tests/test_speed.py``); ``benchmarks/levers.py`` measures what each buys. A rewritten layer's kernel holds its
+weight in its own layout and the module keeps an empty weight of the same dtype: the model holds each weight once,
+and is for inference only (a fresh copy from the checkpoint trains or exports).
 """
 
 from __future__ import annotations
@@ -258,6 +260,13 @@ def _transformer_blocks(model) -> list[nn.Module]:
     return [*model.encoder.prenet, *model.encoder.blocks]
 
 
+def _release(*modules: nn.Module) -> None:
+    """Free the weights of modules whose kernels hold their own copy (prepacked, folded or quantised): the module
+    keeps an empty weight of the same dtype, so the model holds each weight once."""
+    for m in modules:
+        m.weight = nn.Parameter(m.weight.detach().new_empty(0), requires_grad=False)
+
+
 def prepare_inference(model: nn.Module, dtype: torch.dtype, bf16_units: bool | None = None,
                       kernels: bool = True) -> nn.Module:
     """Rewrite an emotion2vec model (eval mode) for inference in ``dtype`` (bfloat16, float16 or :data:`INT8`)
@@ -292,6 +301,7 @@ def prepare_inference(model: nn.Module, dtype: torch.dtype, bf16_units: bool | N
             a, f = block.attention, block.feed_forward
             a.qkv.forward, a.out_proj.forward = _Int8Linear(a.qkv, float_dtype), _Int8Linear(a.out_proj, float_dtype)
             f.forward = _FusedFeedForward(_Int8Linear(f.fc1, float_dtype, gelu=True), _Int8Linear(f.fc2, float_dtype))
+            _release(a.qkv, a.out_proj, f.fc1, f.fc2)
     if float_dtype != torch.float32:
         for m in model.modules():
             if id(m) not in kept and isinstance(m, (nn.Linear, nn.Conv1d, ChannelsLastConv1d)):
@@ -299,11 +309,13 @@ def prepare_inference(model: nn.Module, dtype: torch.dtype, bf16_units: bool | N
     if kernels and on_cpu and float_dtype == torch.bfloat16 and onednn_kernels():
         _rewrite_cnn(model, kept)
         model.encoder.pos_conv.forward = _PackedPositionalConv(model.encoder.pos_conv)
+        _release(*(layer.conv for layer in model.encoder.pos_conv.layers))
         if dtype != INT8:
             for block in _transformer_blocks(model):
                 a, f = block.attention, block.feed_forward
                 a.qkv.forward, a.out_proj.forward = _PackedLinear(a.qkv), _PackedLinear(a.out_proj)
                 f.forward = _FusedFeedForward(_PackedLinear(f.fc1, gelu=True), _PackedLinear(f.fc2))
+                _release(a.qkv, a.out_proj, f.fc1, f.fc2)
     return model
 
 
@@ -316,5 +328,7 @@ def _rewrite_cnn(model, kept: set[int]) -> None:
         out = torch.bfloat16 if reads_bf16[i + 1] else torch.float32
         if reads_bf16[i]:
             layer.forward = _PackedConvBlock(layer, out)
+            _release(layer.conv)
         elif i == 0 and layer.conv.weight.shape[1] == 1:
             layer.forward = _FoldedFirstConv(layer, out)
+            _release(layer.conv)
