@@ -13,6 +13,7 @@ Levers (B against A; "kept" = what emotion2vec runs by default, "dropped" = meas
     positional conv bf16  bf16: the positional convolutions in bf16 (B) vs fp32 (A)
     eager attention       fp32 and bf16: the explicit-softmax attention (B) vs SDPA (A)
     int8                  the Transformer's linear layers in int8 (B) vs bf16 (A)
+    int8 scales per row   int8 with one activation scale per row (B) vs per tensor over [min, max] (A)
     batch                 bf16: --max-tokens 32000 (one 2 s input per batch), 160000 (the default), 640000
     threads               bf16: 1 thread (B) vs all (A)
     decode overlap        bf16, emotion2vec extract end to end: 1 decoding worker (B) vs decoding in the main process
@@ -128,6 +129,29 @@ def main() -> None:
         pc.forward = types.MethodType(type(pc).forward, pc)
         return b
 
+    class _RowInt8(inference._Int8Linear):
+        """int8 with one activation scale per row (token), symmetric: the scales applied to the output."""
+
+        def __call__(self, x):
+            with torch.autocast("cpu", enabled=False):
+                x = x.float()
+                scale = (x.abs().amax(-1, keepdim=True) / 127).clamp_min(1e-12)
+                q = (x / scale).add_(128.5).clamp_(0, 255.49).to(torch.uint8)
+                y = torch.ops.onednn.qlinear_pointwise(q, 1.0, 128, self.weight, self.w_scale, self.w_zero, None,
+                                                       1.0, 0, torch.float32, "none", [], "")
+                y = y.mul_(scale) if self.bias is None else torch.addcmul(self.bias, y, scale)
+                return (torch.nn.functional.gelu(y) if self.attr == "gelu" else y).to(self.out_dtype)
+
+    def int8_per_row():
+        b = backend(torch.int8)
+        out = b.autocast or torch.float32
+        fp32_blocks = [*model.encoder.prenet, *model.encoder.blocks]  # quantised from the fp32 weights
+        for block, src in zip([*b.model.encoder.prenet, *b.model.encoder.blocks], fp32_blocks):
+            a, f, sa, sf = block.attention, block.feed_forward, src.attention, src.feed_forward
+            a.qkv.forward, a.out_proj.forward = _RowInt8(sa.qkv, out), _RowInt8(sa.out_proj, out)
+            f.forward = inference._FusedFeedForward(_RowInt8(sf.fc1, out, gelu=True), _RowInt8(sf.fc2, out))
+        return b
+
     def eager(dtype):
         b = backend(dtype)
         b.model.set_attention_implementation("eager")
@@ -172,6 +196,8 @@ def main() -> None:
         "eager attention, fp32": ("sdpa", run(f32), "eager", run(eager(torch.float32)), None),
         "eager attention, bf16": ("sdpa", run(b16), "eager", run(eager(torch.bfloat16)), None),
         "int8": ("bf16", run(b16), "int8", run(backend(torch.int8)), "int8"),
+        "int8 scales per row": ("per tensor", run(backend(torch.int8)), "per row", run(int8_per_row()),
+                                "int8_per_row"),
         "batch 32000 vs 160000": ("160000", run(b16), "32000", run(b16, 32000), None),
         "batch 640000 vs 160000": ("160000", run(b16), "640000", run(b16, 640000), None),
         "threads": (f"{torch.get_num_threads()} threads", run(b16), "1 thread", threads(1), None),
@@ -180,7 +206,8 @@ def main() -> None:
     if args.only:
         levers = {k: v for k, v in levers.items() if any(o in k for o in args.only)}
     errors = {"bf16": error(run(b16)())}
-    for key, fn in (("bf16_pos_conv", bf16_pos_conv), ("int8", lambda: backend(torch.int8))):
+    for key, fn in (("bf16_pos_conv", bf16_pos_conv), ("int8", lambda: backend(torch.int8)),
+                    ("int8_per_row", int8_per_row)):
         if any(v[4] == key for v in levers.values()):
             errors[key] = error(run(fn())())
     times: dict[str, list[list[float]]] = {k: [[], []] for k in levers}

@@ -17,9 +17,9 @@ training: the rewritten layers keep their weights in another layout):
     - the FFN's GELU is fused into its first product (applied to the fp32 accumulator, then rounded);
     - the positional convolutions (fp32) run as channels-last oneDNN grouped convolutions.
 * int8 (CPU only): the Transformer's four linear layers per block multiply int8 weights (per output channel,
-  symmetric) by activations quantised per call (per tensor, unsigned 8 bits around 128, the form that oneDNN runs
-  with AVX512-VNNI and AMX-INT8 kernels); the rest of the model as in bfloat16 where the CPU has bf16 units, else
-  fp32.
+  symmetric) by activations quantised per call (per tensor, unsigned 8 bits over [min, max], the form that oneDNN
+  runs with AVX512-VNNI and AMX-INT8 kernels); the rest of the model as in bfloat16 where the CPU has bf16 units,
+  else fp32.
 
 Each rewrite keeps the model's results within its dtype's documented error of fp32 (docs: performance; tests:
 ``tests/test_speed.py``); ``benchmarks/levers.py`` measures what each buys. A rewritten layer's kernel holds its
@@ -230,9 +230,10 @@ class _PackedPositionalConv:
 # ------------------------------------------------------------------------------------------------ int8 on a CPU
 class _Int8Linear:
     """``nn.Linear`` as oneDNN's int8 product: the weight quantised once per output channel (symmetric, s8), the
-    activations per call (one scale per tensor from its largest magnitude, u8 around 128: the form oneDNN runs with
-    VNNI and AMX-INT8 kernels), accumulated in int32 and written in ``out_dtype`` with the bias (and a fused GELU
-    with ``gelu=True``)."""
+    activations per call (u8 over the tensor's [min, max], asymmetric: the form oneDNN runs with VNNI and AMX-INT8
+    kernels, and twice the resolution of a symmetric scale on one-sided inputs such as the GELU's output),
+    accumulated in int32 and written in ``out_dtype`` with the bias (and a fused GELU with ``gelu=True``).
+    ``benchmarks/levers.py`` compares it with per-row (per-token) scales."""
 
     def __init__(self, linear: nn.Linear, out_dtype: torch.dtype, gelu: bool = False):
         w = linear.weight.detach().float()
@@ -247,10 +248,12 @@ class _Int8Linear:
     def __call__(self, x: Tensor) -> Tensor:
         with torch.autocast("cpu", enabled=False):
             low, high = torch.aminmax(x)
-            scale = max(float(high), -float(low)) / 127 or 1.0
-            # x / scale + 128.5, clamped and truncated: rounded to the nearest of 0..255 around 128
-            q = (x.float() * (1 / scale)).add_(128.5).clamp_(0, 255.49).to(torch.uint8)
-            return torch.ops.onednn.qlinear_pointwise(q, scale, 128, self.weight, self.w_scale, self.w_zero,
+            low, high = min(float(low), 0.0), max(float(high), 0.0)
+            scale = (high - low) / 255 or 1.0
+            zero = int(round(-low / scale))
+            # x / scale + zero + 0.5, clamped and truncated: rounded to the nearest of 0..255
+            q = (x.float() * (1 / scale)).add_(zero + 0.5).clamp_(0, 255.49).to(torch.uint8)
+            return torch.ops.onednn.qlinear_pointwise(q, scale, zero, self.weight, self.w_scale, self.w_zero,
                                                       self.bias, 1.0, 0, self.out_dtype, self.attr, [],
                                                       self.algorithm)
 
