@@ -21,7 +21,10 @@ Levers (B against A; "kept" = what emotion2vec runs by default, "dropped" = meas
 Printed per lever: A and B in ms per audio second, B's speed-up, and B's frame-level error against fp32 where it
 changes precision (relative L2, max over the files).
 
-    python benchmarks/levers.py [--files 40] [--rounds 5] [--cpu-time] [--only NAME ...]
+    python benchmarks/levers.py [--files 40] [--rounds 5] [--threads N] [--cpu-time] [--only NAME ...]
+
+On a shared machine, `--threads 1 --cpu-time` compares the kernels steadily (one thread's CPU time is not stretched
+by other jobs; with several threads, a thread that waits for a descheduled one stretches the whole step).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def main() -> None:
     p.add_argument("--files", type=int, default=40)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--cpu-time", action="store_true", help="the process's CPU time instead of wall time")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, one per core)")
     p.add_argument("--only", nargs="+", default=None, help="levers to run (names as printed, e.g. 'int8')")
     args = p.parse_args()
     import numpy as np
@@ -56,6 +60,8 @@ def main() -> None:
     from emotion2vec.models.config import preset
     from emotion2vec.models.encoder import Emotion2VecModel
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(machine_line(), flush=True)
     inference._release = lambda *modules: None  # keep every module's weight: the variants put plain layers back
     clock = time.process_time if args.cpu_time else time.perf_counter
@@ -203,6 +209,10 @@ def main() -> None:
         "threads": (f"{torch.get_num_threads()} threads", run(b16), "1 thread", threads(1), None),
         "decode overlap": ("0 workers", extract_end_to_end(0), "1 worker", extract_end_to_end(1), None),
     }
+    if torch.get_num_threads() == 1:
+        del levers["threads"]
+    if args.cpu_time:  # the decoding worker's CPU time is not the main process's: only wall time compares them
+        del levers["decode overlap"]
     if args.only:
         levers = {k: v for k, v in levers.items() if any(o in k for o in args.only)}
     errors = {"bf16": error(run(b16)())}
