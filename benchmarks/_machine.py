@@ -9,15 +9,6 @@ import time
 import torch
 
 
-def gemm_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
-
 
 def cpu_flags() -> tuple[str, set[str]]:
     model, flags = platform.processor() or platform.machine(), set()
@@ -33,11 +24,17 @@ def cpu_flags() -> tuple[str, set[str]]:
     return model, flags
 
 
-def machine_line() -> str:
-    """'# machine: ...' with the CPU, its AMX / AVX512-BF16 support and the measured GEMM rates."""
+def machine_line(rates: dict[str, float] | None = None) -> str:
+    """'# machine: ...' with the CPU, its bf16 / int8 matrix units (AVX512-BF16, AMX, AVX512-VNNI, AMX-INT8) and the
+    measured GEMM rates (``rates`` from :func:`_floor.gemm_rates`, measured here when not given)."""
+    from _floor import gemm_rates
+
     model, flags = cpu_flags()
-    isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags) or "no AVX-512/AMX"
-    fp32, bf16 = gemm_gflops(torch.float32), gemm_gflops(torch.bfloat16)
+    isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "amx_int8")
+                    if f in flags) or "no AVX-512/AMX"
+    rates = rates or gemm_rates()
+    int8 = f", int8 {rates['int8']:.0f}" if "int8" in rates else ""
     gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"# machine: {model} ({isa}), {torch.get_num_threads()} threads, torch {torch.__version__}; GEMM fp32 "
-            f"{fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s ({bf16 / fp32:.1f}x){gpu}")
+    return (f"# machine: {model} ({isa}), {torch.get_num_threads()} threads, torch {torch.__version__}; GEMM 2048^3 "
+            f"fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f}{int8} ({rates['bf16'] / rates['fp32']:.1f}x "
+            f"fp32){gpu}")

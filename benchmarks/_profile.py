@@ -1,20 +1,22 @@
-"""Where extraction time goes: per-component wall time of the forward pass, from forward hooks, plus decoding and
-writing, per second of audio.
+"""Where extraction time goes: per-component wall time of the forward passes extraction runs (its length-sorted
+batches, ``emotion2vec.extract.engine.BatchedForward``), from forward hooks, plus decoding, normalising and writing,
+per second of audio.
 
 Components (exclusive times, summed over every instance):
-    CNN GEMMs              the 7 convolutions of the waveform encoder (unfold + matrix multiply)
-    CNN norms + GELU       the per-layer LayerNorm and GELU of the waveform encoder
+    CNN first layer        the first convolution with its norm and GELU (fp32 arithmetic in every dtype)
+    CNN middle layers      the other convolutions but the last two, with their norms and GELUs (bf16 products in
+                           bf16 / int8)
+    CNN last two layers    kept in fp32 in every dtype
     projection             LayerNorm + Linear 512 -> 768
     positional conv        the 5 grouped convolutions (+ their LayerNorm / GELU)
     attention projections  the qkv and output Linear layers
     attention core         scores, ALiBi bias, softmax, weighted values
-    FFN GEMMs              fc1 and fc2
-    FFN GELU               the activation between them
+    FFN                    fc1, GELU, fc2
     block norms + residuals  the two post-norm LayerNorms and residual adds of every block
-    other forward          the rest of the forward (ALiBi bias build, extra tokens, context norm, casts)
+    other forward          the rest: padding the batch, the ALiBi bias, extra tokens, context norm, casts
     decode + resample      soundfile + soxr to 16 kHz
     normalise              per-utterance waveform normalisation
-    write .npy             saving the utterance feature
+    write .npy             pooling and saving the utterance feature
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-ROWS = ("CNN GEMMs", "CNN norms + GELU", "projection", "positional conv", "attention projections", "attention core",
-        "FFN GEMMs", "FFN GELU", "block norms + residuals", "other forward", "decode + resample", "normalise",
-        "write .npy")
+ROWS = ("CNN first layer", "CNN middle layers", "CNN last two layers", "projection", "positional conv",
+        "attention projections", "attention core", "FFN", "block norms + residuals", "other forward",
+        "decode + resample", "normalise", "write .npy")
 
 
 class ModuleTimer:
@@ -60,69 +62,65 @@ class ModuleTimer:
 
 
 def _groups(model) -> dict[str, list[nn.Module]]:
-    from emotion2vec.models.components import ConvLayerBlock, FeedForward, SelfAttention, TransformerBlock
+    from emotion2vec.models.components import FeedForward, SelfAttention, TransformerBlock
 
     mods = list(model.modules())
+    cnn = list(model.feature_extractor.layers)
     attention = [m for m in mods if isinstance(m, SelfAttention)]
-    ffn = [m for m in mods if isinstance(m, FeedForward)]
     return {
-        "cnn_block": [m for m in mods if isinstance(m, ConvLayerBlock)],
-        "cnn_gemm": [m.conv for m in mods if isinstance(m, ConvLayerBlock)],
+        "cnn_first": cnn[:1],
+        "cnn_middle": cnn[1:-2],
+        "cnn_last": cnn[-2:],
         "projection": [model.feature_projection],
         "pos_conv": [model.encoder.pos_conv],
         "attention": attention,
         "attention_linear": [lin for a in attention for lin in (a.qkv, a.out_proj)],
-        "ffn": ffn,
-        "ffn_linear": [lin for f in ffn for lin in (f.fc1, f.fc2)],
+        "ffn": [m for m in mods if isinstance(m, FeedForward)],
         "block": [m for m in mods if isinstance(m, TransformerBlock)],
     }
 
 
-def profile_extraction(backend, paths: list[str], repeats: int = 2) -> dict[str, float]:
+def profile_extraction(backend, paths: list[str], repeats: int = 2, max_tokens: int | None = None
+                       ) -> dict[str, float]:
     """Seconds per second of audio for each of :data:`ROWS` (plus ``"total"``), the fastest of ``repeats`` passes
-    over ``paths`` through ``backend`` (a :class:`~emotion2vec.extract.backends.ModelBackend`), one file at a time,
-    utterance features of the last layer."""
+    over ``paths`` through ``backend`` (a :class:`~emotion2vec.extract.backends.ModelBackend`) in extraction's
+    batches, utterance features of the last layer."""
     import tempfile
 
+    from emotion2vec.extract.engine import BatchedForward
     from emotion2vec.io.audio import load_audio, normalize_waveform
 
     model = backend.model
-    layer = [backend.num_layers - 1]
+    engine = BatchedForward(backend, [backend.num_layers - 1], max_tokens)
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            timer = ModuleTimer(_groups(model))
             t = defaultdict(float)
-            audio = 0.0
-            for k, path in enumerate(paths):
-                t0 = time.perf_counter()
-                wav = torch.from_numpy(load_audio(path))
-                t1 = time.perf_counter()
-                x = normalize_waveform(wav) if backend.normalize else wav
-                t2 = time.perf_counter()
-                feats = backend.forward(x[None], torch.tensor([len(x)]), layer)[0, 0]
-                t3 = time.perf_counter()
-                np.save(Path(tmp) / f"{k}.npy", feats.mean(0).numpy())
-                t4 = time.perf_counter()
-                t["decode + resample"] += t1 - t0
-                t["normalise"] += t2 - t1
-                t["forward"] += t3 - t2
-                t["write .npy"] += t4 - t3
-                audio += len(wav) / 16000
+            t0 = time.perf_counter()
+            wavs = [torch.from_numpy(load_audio(path)) for path in paths]
+            t1 = time.perf_counter()
+            wavs = [normalize_waveform(w) if backend.normalize else w for w in wavs]
+            t2 = time.perf_counter()
+            timer = ModuleTimer(_groups(model))
+            feats = engine(wavs)
+            t3 = time.perf_counter()
             timer.remove()
+            for k, f in enumerate(feats):
+                np.save(Path(tmp) / f"{k}.npy", f[0].mean(0).numpy())
+            t4 = time.perf_counter()
+            audio = sum(len(w) for w in wavs) / 16000
             g = timer.group
-            t["CNN GEMMs"] = g("cnn_gemm")
-            t["CNN norms + GELU"] = g("cnn_block") - g("cnn_gemm")
-            t["projection"] = g("projection")
-            t["positional conv"] = g("pos_conv")
+            t["decode + resample"], t["normalise"], t["write .npy"] = t1 - t0, t2 - t1, t4 - t3
+            t["CNN first layer"], t["CNN middle layers"] = g("cnn_first"), g("cnn_middle")
+            t["CNN last two layers"], t["projection"], t["positional conv"] = g("cnn_last"), g("projection"), g(
+                "pos_conv")
             t["attention projections"] = g("attention_linear")
             t["attention core"] = g("attention") - g("attention_linear")
-            t["FFN GEMMs"] = g("ffn_linear")
-            t["FFN GELU"] = g("ffn") - g("ffn_linear")
+            t["FFN"] = g("ffn")
             t["block norms + residuals"] = g("block") - g("attention") - g("ffn")
-            t["other forward"] = t["forward"] - sum(t[r] for r in ROWS[:9])
-            t["total"] = t["forward"] + t["decode + resample"] + t["normalise"] + t["write .npy"]
-            per_audio = {k: v / audio for k, v in t.items() if k != "forward"}
+            t["other forward"] = (t3 - t2) - sum(t[r] for r in ROWS[:9])
+            t["total"] = t4 - t0
+            per_audio = {k: v / audio for k, v in t.items()}
             if not best or per_audio["total"] < best["total"]:
                 best = per_audio
     return best

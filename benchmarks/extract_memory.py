@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _paths import SHARED
+
 WRAPPER = r"""
 import json, resource, subprocess, sys, time
 t0 = time.perf_counter()
@@ -67,7 +69,7 @@ def _run(checkpoint: Path, wav: Path, out: Path, chunk_seconds: float) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "urdu"))
+    p.add_argument("--corpus", default=str(SHARED / "data" / "urdu"))
     p.add_argument("--preset", default="emotion2vec_base")
     p.add_argument("--minutes", type=float, nargs="+", default=[0.5, 2, 10])
     p.add_argument("--unchunked-max-minutes", type=float, default=2)

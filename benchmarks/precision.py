@@ -1,6 +1,6 @@
 """Does a faster precision change what a *trained* model's features are good for? The demo's pretrained model
-(``emotion2vec demo --out DIR``) extracted in fp32, bf16 and ONNX Runtime int8, then probed on held-out speakers
-with the demo's probe settings.
+(``emotion2vec demo --out DIR``) extracted in fp32, bf16, int8 (torch, ``--dtype int8``) and ONNX Runtime int8, then
+probed on held-out speakers with the demo's probe settings.
 
 Prints the frame-level error of each setting against fp32 (relative L2 per utterance) and the probe's UA per
 setting; the probe noise is a second fp32 probe run with another training seed (the folds stay the same).
@@ -45,7 +45,7 @@ def main() -> None:
         tmp = Path(tmp)
         graph = export_onnx(checkpoint, tmp / "int8.onnx", quantize="int8")["path"]
         settings = {"fp32": (str(checkpoint), "float32"), "bf16": (str(checkpoint), "bfloat16"),
-                    "onnxruntime int8": (graph, "float32")}
+                    "int8": (str(checkpoint), "int8"), "onnxruntime int8": (graph, "float32")}
         for name, (ckpt, dtype) in settings.items():
             backend = load_backend(ckpt, dtype=dtype)
             run_extraction([str(data / "data.tsv")], tmp / name, backend, [backend.num_layers - 1], "frame",
@@ -53,12 +53,12 @@ def main() -> None:
         keys = [r["key"] for r in read_data_tsv(data / "data.tsv")]
         stores = {name: FeatureStore(tmp / name) for name in settings}
         errors = {}
-        for name in ("bf16", "onnxruntime int8"):
+        for name in ("bf16", "int8", "onnxruntime int8"):
             errors[name] = np.array([np.linalg.norm(stores[name][k] - stores["fp32"][k])
                                      / np.linalg.norm(stores["fp32"][k]) for k in keys])
         base = ProbeConfig(epochs=args.probe_epochs, standardize=True)
         runs = {"fp32": ("fp32", base), "fp32, probe seed + 1": ("fp32", dataclasses.replace(base, seed=base.seed + 1)),
-                "bf16": ("bf16", base), "onnxruntime int8": ("onnxruntime int8", base)}
+                "bf16": ("bf16", base), "int8": ("int8", base), "onnxruntime int8": ("onnxruntime int8", base)}
         ua = {}
         for run, (name, config) in runs.items():
             t = time.perf_counter()
@@ -69,11 +69,13 @@ def main() -> None:
     print(f"# trained model: {checkpoint} ({len(keys)} utterances of the demo corpus, frame-level features of the "
           f"last layer); probe as the demo ({args.probe_epochs} epochs, speaker-independent folds); torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads")
-    print("| setting | frame rel. L2 vs fp32: median | p99 | max | within 1 % | UA (mean ± std over folds) |")
+    print("| setting | frame rel. L2 vs fp32: median | p99 | max | within its bound (bf16 1 %, int8 2 %) | "
+          "UA (mean ± std over folds) |")
     print("|---|---:|---:|---:|---:|---:|")
     for run, (name, _) in runs.items():
         e = errors.get(name) if run == name else None
-        cells = (f"{np.median(e):.2e} | {np.percentile(e, 99):.2e} | {e.max():.2e} | {(e <= 0.01).mean():.0%}"
+        bound = 0.02 if "int8" in name else 0.01
+        cells = (f"{np.median(e):.2e} | {np.percentile(e, 99):.2e} | {e.max():.2e} | {(e <= bound).mean():.0%}"
                  if e is not None else "— | — | — | —")
         print(f"| {run} | {cells} | {100 * ua[run]['mean']:.2f} ± {100 * ua[run]['std']:.2f} |")
 

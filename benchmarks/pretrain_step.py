@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared"
-PEERS = SHARED / "peers"
+from _paths import PEERS, SHARED, peer_env  # noqa: E402
 
 DTYPE_LABEL = {"float32": "fp32", "bfloat16": "bf16 autocast", "float16": "fp16 autocast"}
 
@@ -144,11 +143,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def peer_step(threads: int, device: str = "cpu", dtype: str = "float32") -> dict:
     """fairseq's data2vec 2.0 step in emotion2vec base geometry (B = 2 x 4 s, clone 8): the peer script itself on the
     CPU in fp32, else through :data:`PEER_ON_DEVICE`."""
-    path = subprocess.run(["bash", str(PEERS / "fairseq_data2vec.sh")], capture_output=True, text=True, check=True,
-                          env=dict(os.environ, PY=sys.executable)).stdout.strip().splitlines()[-1]
     g = GEOMETRY["base"]
-    env = dict(os.environ, PYTHONPATH=path, B=str(g["batch"]), SEC=str(g["seconds"]), CLONE=str(g["clone"]),
-               THREADS=str(threads))
+    env = peer_env("fairseq_data2vec.sh", dict(B=str(g["batch"]), SEC=str(g["seconds"]), CLONE=str(g["clone"]),
+                                               THREADS=str(threads)))
     script = [str(PEERS / "data2vec2_step.py")]
     if device != "cpu" or dtype != "float32":
         script = ["-c", PEER_ON_DEVICE, device, dtype, *script]
@@ -223,7 +220,7 @@ def main() -> None:
     import torch
 
     from _machine import machine_line
-    from emotion2vec.device import cpu_bf16_acceleration
+    from emotion2vec.device import auto_attention, cpu_bf16_acceleration
 
     print(machine_line(), flush=True)
     threads = torch.get_num_threads()
@@ -260,6 +257,14 @@ def main() -> None:
         for name in names:
             s = best[(geometry, name)]["seconds"]
             print(f"| {name} | {s:.3f} | {s / audio:.3f} | {ref / s:.2f}x |")
+        for dtype in args.dtypes:  # what model.attention_implementation=auto picks, against the faster one here
+            times = {a: best[(geometry, f"ours, {DTYPE_LABEL[dtype]}, {a} attention")]["seconds"]
+                     for a in ("eager", "sdpa")}
+            autocast = None if dtype == "float32" else getattr(torch, dtype)
+            pick = auto_attention(args.device, autocast)
+            fastest = min(times, key=times.get)
+            print(f"- {DTYPE_LABEL[dtype]}: attention auto picks {pick}; measured faster here: {fastest} "
+                  f"({times['eager'] / times['sdpa']:.2f}x eager / sdpa time)")
     if args.curve_updates:
         print("\n" + loss_curves(args.corpus, args.curve_updates, Path(args.plot)))
 

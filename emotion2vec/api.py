@@ -25,15 +25,16 @@ class Emotion2Vec:
     >>> emb = model.extract("speech.wav")                            # (768,) utterance embedding, last layer
     >>> frames = model.extract(wav, sample_rate=44100, granularity="frame", layers="all")   # (12, T, 768)
 
-    ``dtype``: ``"float32"`` (default, exact), ``"bfloat16"``, ``"float16"`` or ``"auto"`` (bfloat16 on CPUs with
-    AMX / AVX512-BF16 and on GPUs with bf16, float32 elsewhere; see :mod:`emotion2vec.device`).
+    ``dtype``: ``"float32"`` (default, exact), ``"bfloat16"``, ``"float16"``, ``"int8"`` (CPU) or ``"auto"`` (the
+    fastest measured: bfloat16 on GPUs with bf16 and on CPUs with AMX / AVX512-BF16 for models 768 wide and up,
+    float32 elsewhere; see :mod:`emotion2vec.device`).
     """
 
     def __init__(self, model, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
                  max_tokens: int | None = None, chunk_seconds: float = 30.0, attention: str = "sdpa",
                  recognizer=None):
         device = torch.device(device)
-        dtype = resolve_dtype(dtype, device)  # "auto": bfloat16 where the device accelerates it, else float32
+        dtype = resolve_dtype(dtype, device, model.cfg.embed_dim)  # "auto": the fastest measured for device, size
         model.set_attention_implementation(attention)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")

@@ -211,7 +211,7 @@ def test_bad_options_name_the_value(tiny, golden_wavs, tmp_path, capsys):
     assert run("extract", "--checkpoint", tmp_path / "missing.pt", "--input", d, "--out", tmp_path / "x") == 2
     assert "missing.pt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        run("extract", "--checkpoint", tiny, "--input", d, "--out", tmp_path / "x", "--dtype", "int8")
+        run("extract", "--checkpoint", tiny, "--input", d, "--out", tmp_path / "x", "--dtype", "int4")
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         run("extract", "--checkpoint", tiny, "--input", d, "--out", tmp_path / "x", "--max-tokens", "0")

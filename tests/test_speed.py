@@ -27,6 +27,7 @@ from emotion2vec.extract.run import run_extraction
 from emotion2vec.io.audio import normalize_waveform
 from emotion2vec.models.checkpoint import load_model
 from emotion2vec.models.config import ConfigError, preset
+from emotion2vec.models import inference
 from emotion2vec.models.encoder import Emotion2VecModel
 from emotion2vec.pretrain.distill import DistillationConfig, Emotion2VecPretrainer
 from emotion2vec.pretrain.masking import block_mask
@@ -98,8 +99,39 @@ def test_default_stays_float32(fixtures_dir, accel):
     assert emotion2vec.Emotion2Vec.from_checkpoint(fixtures_dir / "tiny_emotion2vec.pt").backend.dtype == torch.float32
 
 
-@pytest.mark.parametrize("capability,recorded", [("AMX", "bfloat16"), (None, "float32")])
+# The rules of every "auto", as docs/performance-speed.md states them beside the tables they come from.
+@pytest.mark.parametrize("capability,width,dtype,precision", [
+    ("AMX", 768, torch.bfloat16, "bf16"),          # base geometry: bf16 1.4-2.3x faster (extract, finetune_step)
+    ("AMX", 1024, torch.bfloat16, "bf16"),
+    ("AVX512-BF16", 768, torch.bfloat16, "bf16"),
+    ("AMX", 128, torch.float32, "fp32"),           # the small preset: bf16 slower (forward, finetune_step)
+    ("AMX", 512, torch.float32, "fp32"),           # not measured: stays fp32
+    (None, 768, torch.float32, "fp32"),            # no bf16 units: emulated bf16 is slower
+])
+def test_auto_dtype_and_precision_rules_on_a_cpu(accel, capability, width, dtype, precision):
+    from emotion2vec.finetune.run import resolve_precision
+
+    accel(capability)
+    assert dev.BF16_MIN_WIDTH == 768
+    assert dev.auto_dtype("cpu", width) == resolve_dtype("auto", "cpu", width) == dtype
+    assert dev.auto_training_precision("cpu", width) == resolve_precision("auto", torch.device("cpu"), width) == precision
+
+
+@pytest.mark.parametrize("capability,autocast,expected", [
+    ("AMX", torch.bfloat16, "eager"),          # bf16 on AMX: the explicit softmax is faster (pretrain_step)
+    ("AMX", torch.float32, "sdpa"),            # fp32: SDPA faster
+    ("AVX512-BF16", torch.bfloat16, "sdpa"),   # bf16 without AMX: SDPA faster
+    (None, torch.float32, "sdpa"),
+])
+def test_auto_attention_rule_for_pretraining(accel, capability, autocast, expected):
+    accel(capability)
+    assert dev.auto_attention("cpu", autocast) == expected
+    assert dev.auto_attention("cuda", torch.bfloat16) == dev.auto_attention("cuda", torch.float16) == "sdpa"
+
+
+@pytest.mark.parametrize("capability,recorded", [("AMX", "float32"), (None, "float32")])
 def test_dtype_auto_in_the_cli_and_api_records_what_it_chose(fixtures_dir, tmp_path, accel, capability, recorded):
+    """The tiny fixture is 128 wide: auto stays fp32 even with AMX (bf16 is slower at that width)."""
     accel(capability)
     wavs = _wavs(tmp_path)
     from emotion2vec.cli import main
@@ -109,6 +141,13 @@ def test_dtype_auto_in_the_cli_and_api_records_what_it_chose(fixtures_dir, tmp_p
     assert json.loads((tmp_path / "f" / "features.json").read_text())["dtype"] == recorded
     api = emotion2vec.Emotion2Vec.from_checkpoint(fixtures_dir / "tiny_emotion2vec.pt", dtype="auto")
     assert str(api.backend.dtype) == f"torch.{recorded}"
+
+
+def test_dtype_auto_picks_bf16_for_a_base_width_model(fixtures_dir, accel):
+    accel("AVX512-BF16")
+    wide = Emotion2VecModel(preset("small", embed_dim=768, num_heads=4), with_decoder=False)
+    assert emotion2vec.Emotion2Vec(wide, dtype="auto").backend.settings()["dtype"] == "bfloat16"
+    assert load_backend(str(fixtures_dir / "funasr_emotion2vec"), dtype="auto").settings()["dtype"] == "float32"
 
 
 # ----------------------------------------------------------------------------------------- bf16 inference
@@ -144,18 +183,65 @@ def test_bf16_inference_layout(fixtures_dir):
         assert feats.dtype == torch.float32 and model.encoder.pos_conv(feats).dtype == torch.float32
 
 
-def test_bf16_packed_weights_change_no_bit(fixtures_dir, monkeypatch):
+def test_bf16_cpu_kernels_are_used_and_change_little(fixtures_dir, monkeypatch):
+    """On a CPU with oneDNN the bf16 model runs prepacked / fused kernels; without them the plain bf16 layers. Both
+    stay close to each other (the kernels round at the same places or fewer)."""
     x = _golden_input(fixtures_dir)
-    everything = list(range(3))
+    n, everything = torch.tensor([x.shape[1]]), list(range(3))
     packed = load_backend(str(fixtures_dir / "tiny_emotion2vec.pt"), dtype="bfloat16")
-    if not dev._packing_works():
-        pytest.skip("this torch build has no oneDNN prepacked bf16 linear")
-    assert isinstance(packed.model.encoder.blocks[0].feed_forward.fc1.forward, dev._PackedLinearForward)
-    monkeypatch.setattr(dev, "_packing_works", lambda: False)
+    if not inference.onednn_kernels():
+        pytest.skip("this torch build has no oneDNN prepacked bf16 kernels")
+    block = packed.model.encoder.blocks[0]
+    assert isinstance(block.attention.qkv.forward, inference._PackedLinear)
+    assert isinstance(block.feed_forward.forward, inference._FusedFeedForward)
+    cnn = packed.model.feature_extractor.layers
+    assert isinstance(cnn[0].forward, inference._FoldedFirstConv) and cnn[0].forward.out_dtype == torch.bfloat16
+    assert [type(layer.forward) for layer in cnn[1:5]] == [inference._PackedConvBlock] * 4
+    assert cnn[4].forward.out_dtype == torch.float32  # the next layer is an fp32 one
+    monkeypatch.setattr(inference, "onednn_kernels", lambda: False)
     plain = load_backend(str(fixtures_dir / "tiny_emotion2vec.pt"), dtype="bfloat16")
-    assert not isinstance(plain.model.encoder.blocks[0].feed_forward.fc1.forward, dev._PackedLinearForward)
-    n = torch.tensor([x.shape[1]])
-    assert torch.equal(packed.forward(x, n, everything), plain.forward(x, n, everything))
+    assert not isinstance(plain.model.encoder.blocks[0].attention.qkv.forward, inference._PackedLinear)
+    a, b = packed.forward(x, n, everything), plain.forward(x, n, everything)
+    assert rel_l2(a, b) < 0.01
+
+
+def test_folded_first_cnn_layer_is_the_fp32_layer(fixtures_dir):
+    """LayerNorm folded into the first CNN layer's weights, GELU fused, split bf16 products: fp32 accuracy."""
+    if not inference.onednn_kernels():
+        pytest.skip("this torch build has no oneDNN prepacked bf16 kernels")
+    model, _ = load_model(fixtures_dir / "funasr_emotion2vec")
+    layer = model.eval().feature_extractor.layers[0]
+    x = torch.randn(2, 4000, 1)
+    with torch.inference_mode():
+        ref = layer(x).double()
+        fp32 = inference._FoldedFirstConv(layer, torch.float32)(x).double()
+        bf16 = inference._FoldedFirstConv(layer, torch.bfloat16)(x)
+    assert bf16.dtype == torch.bfloat16
+    assert (fp32 - ref).abs().max() < 1e-5
+    # bf16 output: no error beyond rounding the fp32 result to bf16
+    assert torch.equal(bf16, ref.to(torch.bfloat16)) or rel_l2(bf16.double(), ref) <= 1.01 * rel_l2(
+        ref.to(torch.bfloat16).double(), ref)
+
+
+def test_cnn_per_input_in_tiles_gives_the_batched_frames(fixtures_dir):
+    model, _ = load_model(fixtures_dir / "funasr_emotion2vec")
+    model.eval()
+    torch.manual_seed(0)
+    lengths = torch.tensor([41_000, 16_000, 9_000, 300])  # the last one is shorter than one frame
+    wav = torch.randn(4, 41_000) * (torch.arange(41_000)[None] < lengths[:, None])
+    pad = torch.arange(41_000)[None] >= lengths[:, None]
+    with torch.inference_mode():
+        a = model.extract_features(wav, pad, layers=[-1])
+        fe = model.feature_extractor
+        tiled = fe.forward_tiled(wav[0], tile_frames=7)
+        assert (tiled - fe(wav[:1])[0]).abs().max() < 1e-5 and tiled.shape[0] == 127
+        feats, mask = model.local_features_per_input(wav, lengths, tile_frames=7)
+        b = model.extract_features(wav, lengths=lengths, layers=[-1])
+    frames = fe.output_lengths(lengths)
+    assert frames.tolist() == [127, 49, 27, 0] and torch.equal(mask, a.padding_mask)
+    assert feats[1, 49:].abs().max() == 0 and fe.receptive_field == 400 and fe.frame_stride == 320
+    for i, n in enumerate(frames.tolist()[:3]):
+        assert (a.x[i, :n] - b.x[i, :n]).abs().max() < 1e-5
 
 
 def test_bf16_inference_is_closer_to_fp32_than_plain_autocast(fixtures_dir):
@@ -177,6 +263,50 @@ def test_bf16_features_stay_close_to_fp32(fixtures_dir):
         feats = backend.forward(x, torch.tensor([x.shape[1]]), [backend.num_layers - 1])[0, 0].numpy()
         assert feats.dtype == np.float32
         assert rel_l2(feats, ref[f"x{i}"]) < BF16_REL_L2
+
+
+# ----------------------------------------------------------------------------------------- int8 in torch
+needs_int8 = pytest.mark.skipif(not inference.int8_kernels(), reason="this torch build lacks oneDNN's int8 linear")
+INT8_TORCH_REL_L2 = 0.02  # documented bound of --dtype int8 (frame level, relative L2 per utterance, vs fp32)
+
+
+@needs_int8
+def test_int8_linear_matches_its_fp32_product_within_quantisation_error():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    x = torch.randn(30, 64)
+    for out_dtype, gelu in ((torch.float32, False), (torch.bfloat16, True)):
+        y = inference._Int8Linear(linear, out_dtype, gelu=gelu)(x)
+        ref = linear(x)
+        ref = torch.nn.functional.gelu(ref) if gelu else ref
+        assert y.dtype == out_dtype and 1e-4 < rel_l2(y.float().detach(), ref.detach()) < 0.02
+
+
+@needs_int8
+@pytest.mark.parametrize("bf16_units", [True, False])
+def test_int8_features_stay_within_their_bound(fixtures_dir, accel, bf16_units):
+    """int8 Transformer linears (+ bf16 elsewhere where the CPU has bf16 units, else fp32) on the golden
+    FunASR model (96 wide), against our fp32, frame level on the golden waveforms."""
+    accel("AMX" if bf16_units else None)
+    ref = np.load(fixtures_dir / "funasr_reference.npz")
+    fp32 = load_backend(str(fixtures_dir / "funasr_emotion2vec"))
+    int8 = load_backend(str(fixtures_dir / "funasr_emotion2vec"), dtype="int8")
+    block = int8.model.encoder.blocks[0]
+    assert isinstance(block.attention.qkv.forward, inference._Int8Linear)
+    assert int8.autocast == (torch.bfloat16 if bf16_units else None) and int8.settings()["dtype"] == "int8"
+    for i in range(4):
+        x = normalize_waveform(torch.from_numpy(ref[f"wav{i}"]))[None]
+        n = torch.tensor([x.shape[1]])
+        a, b = int8.forward(x, n, [-1 % int8.num_layers])[0, 0], fp32.forward(x, n, [-1 % int8.num_layers])[0, 0]
+        assert a.dtype == torch.float32 and 1e-4 < rel_l2(a, b) < INT8_TORCH_REL_L2
+
+
+def test_int8_is_refused_where_it_does_not_run(fixtures_dir, tmp_path):
+    with pytest.raises(ExtractionError, match="int8 runs on a CPU"):
+        resolve_dtype("int8", "cuda")
+    if inference.int8_kernels():
+        with pytest.raises(ExtractionError, match="data2vec1"):
+            load_backend(str(fixtures_dir / "data2vec1_audio.pt"), dtype="int8")
 
 
 # ----------------------------------------------------------------------------------------- ONNX
@@ -358,9 +488,12 @@ def _step(distill: DistillationConfig, seed: int = 0):
     return model, float(loss.detach())
 
 
-def test_pretraining_attention_auto_is_eager_on_cpu_and_explicit_choices_hold():
-    model, _ = _step(DistillationConfig(clone_batch=2, average_top_k_layers=3))
+def test_pretraining_attention_auto_follows_the_rule_and_explicit_choices_hold(accel):
+    accel("AMX")
+    model, _ = _step(DistillationConfig(clone_batch=2, average_top_k_layers=3))  # fp32 on a CPU: SDPA
     assert model.distill.attention_implementation == "auto"
+    assert model.attention_implementation == model.teacher.module.attention_implementation == "sdpa"
+    model, _ = _step(DistillationConfig(clone_batch=2, average_top_k_layers=3, compute_dtype="bfloat16"))
     assert model.attention_implementation == model.teacher.module.attention_implementation == "eager"
     assert model.attention_for(torch.device("cuda")) == "sdpa"
     model, _ = _step(DistillationConfig(clone_batch=2, average_top_k_layers=3, attention_implementation="sdpa"))

@@ -172,8 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--repeat-pad", type=non_negative_float, default=0.0, metavar="S",
                        help="repeat shorter training inputs up to S seconds (default 0 = off)")
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="autocast precision; auto (default): bf16 where the device computes it natively (GPUs "
-                            "with bf16, CPUs with AMX / AVX512-BF16), else fp16 on a GPU and fp32 on a CPU")
+                       help="autocast precision; auto (default): the fastest measured for the device and model: bf16 "
+                            "on GPUs with bf16 and on CPUs with AMX / AVX512-BF16 for base-size models (768 wide and "
+                            "up), else fp16 on a GPU and fp32 on a CPU")
     train.add_argument("--select-metric", choices=SELECT_METRICS, default=None,
                        help="valid metric choosing the epoch (default: the task's, as the probe)")
     train.add_argument("--patience", type=positive_int, default=None,
@@ -258,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.schedule, lr_decay=args.lr_decay, undersample=args.undersample, warmup=args.warmup,
         batch_seconds=args.batch_seconds, accumulate=args.accumulate,
         clip_norm=args.clip_norm, max_seconds=args.max_seconds or None, repeat_pad=args.repeat_pad,
-        precision=resolve_precision(args.precision, device), select_metric=args.select_metric,
+        precision=args.precision if args.precision == "auto" else resolve_precision(args.precision, device),
+        select_metric=args.select_metric,
         patience=args.patience, seed=args.seed, valid_fraction=args.valid_fraction, valid_is_test=args.valid_is_test,
         speaker_test_fraction=args.speaker_test_fraction, min_speaker_utterances=args.min_speaker_utterances,
         bootstrap=args.bootstrap, save_interval_updates=args.save_interval_updates,

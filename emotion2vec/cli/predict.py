@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="DIR", help="with --window: a timeline PNG per input in DIR (<key>.png)")
     p.add_argument("--device", type=device(), default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", choices=(*DTYPE_NAMES, "auto"), default="float32", help="compute dtype (default "
-                   "float32; auto = bfloat16 where the hardware accelerates it, as emotion2vec extract)")
+                   "float32; int8 on a CPU; auto = the fastest measured for the device and model, as emotion2vec "
+                   "extract)")
     p.add_argument("--attention", choices=ATTENTION_IMPLEMENTATIONS, default="sdpa", help="attention (default sdpa)")
     p.add_argument("--max-tokens", type=max_tokens, default=None,
                    help="max padded samples per batch (default as extract)")

@@ -11,8 +11,9 @@ from ..errors import Emotion2VecError
 
 __all__ = ["ExtractionError", "DTYPE_NAMES", "GRANULARITIES", "SEQUENCE_GRANULARITIES"]
 
-#: compute dtypes of extraction (outputs are always float32)
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
+#: compute dtypes of extraction (outputs are always float32); int8: the Transformer's linear layers in int8 on a
+#: CPU (emotion2vec models; :mod:`emotion2vec.models.inference`)
+DTYPE_NAMES = ("float32", "bfloat16", "float16", "int8")
 #: what one input becomes: frame (T, D); utterance (D,) = mean over frames; tokens (E, D) = the outputs at the E
 #: utterance-token positions (emotion2vec checkpoints with extra tokens)
 GRANULARITIES = ("frame", "utterance", "tokens")

@@ -19,15 +19,22 @@ __all__ = ["DTYPES", "Backend", "ModelBackend", "UtteranceTokenBackend", "FbankB
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
-def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
-    """A dtype name, a torch dtype, or ``"auto"``: bfloat16 where ``device`` accelerates it (CPUs with AMX /
-    AVX512-BF16, GPUs with bf16), float32 elsewhere (:func:`emotion2vec.device.resolve_compute_dtype`, with a bad
-    name reported as an :class:`ExtractionError`)."""
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu",
+                  width: int | None = None) -> torch.dtype:
+    """A dtype name, a torch dtype, or ``"auto"``: the fastest measured for ``device`` and a model ``width`` wide
+    (:func:`emotion2vec.device.auto_dtype`: bfloat16 on GPUs with bf16 and on CPUs with AMX / AVX512-BF16 for models
+    768 wide and up, float32 elsewhere), with a bad name reported as an :class:`ExtractionError`. ``int8``
+    (torch.int8) only on a CPU."""
     from ..device import resolve_compute_dtype
     from ..models.config import ConfigError
 
+    if dtype in ("int8", torch.int8):
+        if torch.device(device).type != "cpu":
+            raise ExtractionError("--dtype int8 runs on a CPU (oneDNN's VNNI / AMX-INT8 kernels); on a GPU use "
+                                  "bfloat16 or auto")
+        return torch.int8
     try:
-        return resolve_compute_dtype(dtype, device)
+        return resolve_compute_dtype(dtype, device, width)
     except ConfigError as e:
         raise ExtractionError(str(e)) from None
 
@@ -64,23 +71,37 @@ class ModelBackend(Backend):
     """Any upstream (:mod:`emotion2vec.models.upstream`: emotion2vec / data2vec 2.0, data2vec (v1), ``hf:``) in eval
     mode; ``dtype`` other than float32 runs under autocast. ``name`` is the upstream's kind.
 
-    With a reduced ``dtype``, an emotion2vec model is prepared by :func:`emotion2vec.device.
-    reduced_precision_inference`: the large matrix multiplies in ``dtype`` with their weights stored in it once, the
-    small layers where bf16 costs accuracy for no speed in fp32.
+    An emotion2vec model on a CPU runs its CNN per input, in time tiles, and its Transformer on the padded batch
+    (:meth:`~emotion2vec.models.encoder.Emotion2VecModel.local_features_per_input`: the same valid frames, faster).
+    With a reduced ``dtype`` it is rewritten by :func:`emotion2vec.models.inference.prepare_inference`: the large
+    matrix multiplies in ``dtype`` with their weights stored once, the small layers where bf16 costs accuracy for
+    no speed in fp32, oneDNN's fused kernels on a CPU; ``int8`` (CPU only) quantises the Transformer's linear
+    layers and runs the rest in bf16 where the CPU has bf16 units, else fp32.
     """
 
     name = "emotion2vec"
 
     def __init__(self, model, device: torch.device, dtype: torch.dtype = torch.float32, description: str = "",
                  classifier=None):
+        from ..device import bf16_accelerated
         from ..models.upstream import upstream_kind
 
         self.model = model.eval().to(device)
         self.name = upstream_kind(model)
+        self.autocast: torch.dtype | None = None if dtype == torch.float32 else dtype
+        if dtype == torch.int8:
+            if self.name != "emotion2vec" or device.type != "cpu":
+                raise ExtractionError(f"--dtype int8: runs emotion2vec / data2vec 2.0 models on a CPU, not "
+                                      f"{self.name} models on {device.type}")
+            self.autocast = torch.bfloat16 if bf16_accelerated(device) else None
         if dtype != torch.float32 and self.name == "emotion2vec":
-            from ..device import reduced_precision_inference
+            from ..models.inference import prepare_inference
 
-            reduced_precision_inference(self.model, dtype)
+            try:
+                prepare_inference(self.model, dtype, bf16_units=self.autocast is not None)
+            except ValueError as e:
+                raise ExtractionError(f"--dtype {_dtype_name(dtype)}: {e}") from None
+        self.per_input = self.name == "emotion2vec" and device.type == "cpu"
         self.classifier = classifier  # the checkpoint's ClassifierSpec (emotion2vec+), or None
         self.cfg = model.cfg
         self.device, self.dtype = device, dtype
@@ -97,11 +118,13 @@ class ModelBackend(Backend):
         valid samples, computed on the device in the compute dtype."""
         batch = batch.to(self.device, non_blocking=True)
         lengths = lengths.to(self.device)
-        pad = None
-        if bool((lengths < batch.shape[1]).any()):
-            pad = torch.arange(batch.shape[1], device=self.device)[None, :] >= lengths[:, None]
-        autocast = self.dtype != torch.float32
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16,
+                                                    enabled=self.autocast is not None):
+            if self.per_input:
+                return self.model.extract_features(batch, layers=layers, ffn=(), lengths=lengths)
+            pad = None
+            if bool((lengths < batch.shape[1]).any()):
+                pad = torch.arange(batch.shape[1], device=self.device)[None, :] >= lengths[:, None]
             return self.model.extract_features(batch, pad, layers=layers, ffn=())
 
     def forward(self, batch: torch.Tensor, lengths: torch.Tensor, layers: list[int]) -> torch.Tensor:
@@ -205,9 +228,10 @@ def load_backend(checkpoint: str, device: str | torch.device = "cpu", dtype: str
         from .opensmile import OpenSmileBackend
 
         return OpenSmileBackend.from_spec(checkpoint)
-    dtype = resolve_dtype(dtype, device)
+    resolve_dtype(dtype, device)  # a bad name is refused before the checkpoint is read
     from ..models.upstream import load_upstream
 
     model, ckpt = load_upstream(checkpoint, trust=trust, preset_name=preset_name)
+    dtype = resolve_dtype(dtype, device, model.cfg.embed_dim)
     model.set_attention_implementation(attention)
     return ModelBackend(model, device, dtype, description=f"{checkpoint} ({ckpt.source})", classifier=ckpt.classifier)

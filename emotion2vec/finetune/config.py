@@ -98,7 +98,7 @@ class FinetuneConfig:
     clip_norm: float = 1.0            # 0: no clipping
     max_seconds: float | None = 15.0  # training crops of longer inputs (random position); None: whole inputs
     repeat_pad: float = 0.0           # training inputs shorter than this are repeated up to it (seconds); 0: off
-    precision: str = "fp32"           # fp32 | bf16 | fp16 (resolved from auto by the runner)
+    precision: str = "fp32"           # fp32 | bf16 | fp16 | auto (resolved by the runner once the model is loaded)
     # selection and splits
     select_metric: str | None = None
     patience: int | None = None
@@ -143,8 +143,8 @@ class FinetuneConfig:
             raise FinetuneError(f"--freeze all-but-top needs a number of blocks N >= 0, got {self.freeze_top!r}")
         if self.schedule not in SCHEDULES:
             raise FinetuneError(f"--schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
-        if self.precision not in PRECISIONS or self.precision == "auto":
-            raise FinetuneError(f"precision {self.precision!r}: choose fp32, bf16 or fp16")
+        if self.precision not in PRECISIONS:
+            raise FinetuneError(f"precision {self.precision!r}: choose auto, fp32, bf16 or fp16")
         if self.init_head not in INIT_HEAD:
             raise FinetuneError(f"--init-head {self.init_head!r}: choose from {', '.join(INIT_HEAD)}")
         if self.fusion not in FUSIONS:

@@ -51,6 +51,7 @@ Outputs in ``out`` (written by the first process; each file atomically):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -105,14 +106,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto``: bf16 where the device computes it natively (GPUs with bf16, CPUs with AMX / AVX512-BF16:
-    :func:`emotion2vec.device.bf16_accelerated`), else fp16 on a GPU and fp32 on a CPU. bf16 on a CPU without native
-    bf16 (emulated: slower than fp32) and fp16 on a CPU are refused."""
-    from ..device import bf16_accelerated
+def resolve_precision(name: str, device: torch.device, width: int | None = None) -> str:
+    """``auto``: what ``benchmarks/finetune_step.py`` measured fastest (:func:`emotion2vec.device.
+    auto_training_precision`): bf16 where the device computes it natively (GPUs with bf16; CPUs with AMX /
+    AVX512-BF16 for models ``width`` >= 768 wide), else fp16 on a GPU and fp32 on a CPU. bf16 on a CPU without
+    native bf16 (emulated: slower than fp32) and fp16 on a CPU are refused."""
+    from ..device import auto_training_precision, bf16_accelerated
 
     if name == "auto":
-        return "bf16" if bf16_accelerated(device) else "fp16" if device.type == "cuda" else "fp32"
+        return auto_training_precision(device, width)
     if name == "bf16" and not bf16_accelerated(device):
         where = "this GPU" if device.type == "cuda" else "this CPU (no AVX512-BF16 / AMX)"
         raise FinetuneError(f"--precision bf16: {where} does not compute bf16 natively; use "
@@ -767,6 +769,8 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
                           train_fraction)
     _check_other_corpora(test_data, test_label_map, corpus, config)
     start = _load_start(checkpoint, config, trust, corpus, world)                                          # 2
+    if config.precision == "auto":  # the fastest for this device and model width
+        config = dataclasses.replace(config, precision=resolve_precision("auto", dev, start.dim))
     settings = _settings(config, checkpoint, data_dir, protocol, corpus, world)                            # 3
     resumed = _check_settings(out, settings)
     # nothing was written before this point

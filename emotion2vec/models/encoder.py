@@ -228,6 +228,33 @@ class Emotion2VecModel(nn.Module):
         feats = self.feature_projection(self.feature_extractor(waveform))
         return feats, frames_padding_mask(self.feature_extractor, padding_mask, feats.shape[1])
 
+    def local_features_per_input(self, waveform: Tensor, lengths: Tensor,
+                                 tile_frames: int = 100) -> tuple[Tensor, Tensor | None]:
+        """:meth:`local_features` of a right-padded batch with the CNN and the projection run on each input's valid
+        samples alone, in exact time tiles (:meth:`ConvFeatureExtractor.forward_tiled`).
+
+        waveform (B, N), lengths (B,) valid samples -> local features (B, T, D) with padded frames set to 0, frame
+        padding mask (B, T) or None. Valid frames equal :meth:`local_features`'; padding costs no CNN work, and the
+        CNN's activations stay cache-sized, which on a CPU outweighs batching the CNN (the Transformer still runs
+        batched). One Python loop per input and tile: for CPUs, not GPUs.
+        """
+        T = int(self.feature_extractor.output_lengths(waveform.new_tensor([waveform.shape[1]], dtype=torch.long))[0])
+        frames = self.feature_extractor.output_lengths(lengths.to(torch.long))
+        out: Tensor | None = None
+        for b in range(waveform.shape[0]):
+            n = int(frames[b])
+            if n == 0:
+                continue
+            feats = self.feature_projection(self.feature_extractor.forward_tiled(
+                waveform[b, : int(lengths[b])], tile_frames)[None])[0]
+            if out is None:
+                out = feats.new_zeros(waveform.shape[0], T, feats.shape[-1])
+            out[b, :n] = feats
+        if out is None:  # every input shorter than one frame
+            out = waveform.new_zeros(waveform.shape[0], T, self.cfg.embed_dim)
+        mask = torch.arange(T, device=frames.device)[None, :] >= frames[:, None]
+        return out, (mask if bool(mask.any()) else None)
+
     def set_attention_implementation(self, implementation: str) -> "Emotion2VecModel":
         """``"sdpa"`` (fused, default) or ``"eager"`` (explicit fp32 softmax, as the original code). Returns self."""
         self.encoder.set_attention_implementation(implementation)
@@ -238,15 +265,21 @@ class Emotion2VecModel(nn.Module):
         return self.encoder.attention_implementation
 
     def extract_features(self, waveform: Tensor, padding_mask: Tensor | None = None,
-                         layers: Iterable[int] | None = None, ffn: Iterable[int] | None = ()) -> FeatureOutput:
+                         layers: Iterable[int] | None = None, ffn: Iterable[int] | None = (),
+                         lengths: Tensor | None = None) -> FeatureOutput:
         """Inference forward (call ``eval()`` first for deterministic features).
 
         waveform (B, N), already normalised per utterance; padding_mask (B, N) True = padding.
         ``layers`` / ``ffn``: block indices (prenet first, negative allowed) to return; None = all.
+        ``lengths`` (B,) valid samples, instead of ``padding_mask``: the CNN runs per input
+        (:meth:`local_features_per_input`; the same valid frames, faster on a CPU).
         -> :class:`FeatureOutput` with x (B, T, D) = output of the last block, and the utterance-token outputs of
         the same blocks (B, E, D) in ``token_outputs``.
         """
-        feats, frame_mask = self.local_features(waveform, padding_mask)
+        if lengths is not None:
+            feats, frame_mask = self.local_features_per_input(waveform, lengths)
+        else:
+            feats, frame_mask = self.local_features(waveform, padding_mask)
         out = self.encoder(feats, frame_mask, collect_layers=layers, collect_ffn=ffn)
         E = self.encoder.num_extra_tokens
 

@@ -13,8 +13,9 @@ One training step (per micro-batch):
 After every optimizer step u (1-based) call :meth:`Emotion2VecPretrainer.ema_step` with u.
 
 Speed settings (they change no algorithm):
-    attention_implementation  "auto" (default): the explicit-softmax attention on a CPU, where it is faster for the
-                              training step than SDPA with an additive ALiBi mask, and SDPA on a GPU
+    attention_implementation  "auto" (default): what benchmarks/pretrain_step.py measured faster for the device and
+                              compute dtype: the explicit-softmax attention for bf16 on a CPU with AMX, SDPA
+                              elsewhere (emotion2vec.device.auto_attention)
     compute_dtype             "float32" (default), "bfloat16" (autocast: matrix multiplies in bf16, norms, softmax
                               and losses in fp32) or "auto" (bfloat16 on CPUs with AMX / AVX512-BF16, float32
                               elsewhere). It applies to fp32 weights; with fairseq's common.fp16 / common.bf16 the
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..device import AUTO, resolve_compute_dtype
+from ..device import AUTO, auto_attention, resolve_compute_dtype
 from ..models.config import ATTENTION_IMPLEMENTATIONS, ConfigError, Emotion2VecConfig
 from ..models.encoder import ContextEncoder, Emotion2VecModel
 from .masking import mask_info, span_mask
@@ -79,8 +80,8 @@ class DistillationConfig:
     min_target_var: float = 0.1
     min_pred_var: float = 0.01
     collapse_check_after: int = 5000  # updates before the collapse guard is armed
-    # Speed only (see the module docstring): "auto" = eager attention on CPU, SDPA on GPU; "float32" | "bfloat16" |
-    # "auto" (bf16 autocast where the CPU accelerates it).
+    # Speed only (see the module docstring): attention "auto" = the one measured faster for the device and dtype;
+    # compute dtype "float32" | "bfloat16" | "auto" (bf16 autocast where the CPU accelerates it).
     attention_implementation: str = "auto"
     compute_dtype: str = "float32"
 
@@ -210,11 +211,13 @@ class Emotion2VecPretrainer(Emotion2VecModel):
 
     # -- speed settings (no effect on the algorithm) -----------------------------------------------------------
     def attention_for(self, device: torch.device) -> str:
-        """The attention implementation used on ``device``: ``auto`` = eager on a CPU (faster there for the
-        training step, ``benchmarks/pretrain_step.py``), SDPA elsewhere."""
+        """The attention implementation used on ``device``: ``auto`` = the one ``benchmarks/pretrain_step.py``
+        measured faster for this device and compute dtype (:func:`emotion2vec.device.auto_attention`: eager for bf16
+        on a CPU with AMX, SDPA elsewhere)."""
         choice = self.distill.attention_implementation
         if choice == AUTO:
-            return "eager" if device.type == "cpu" else "sdpa"
+            dtype = self.autocast_dtype(device) or self.feature_projection.linear.weight.dtype
+            return auto_attention(device, dtype)
         return choice
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:

@@ -62,7 +62,7 @@ def load_recognition(model: str, device, dtype: str = "float32", attention: str 
                                f"`emotion2vec extract`); use an emotion2vec+ model or one from `emotion2vec finetune`")
     recognizer = Recognizer.from_spec(ckpt.classifier, upstream.cfg.num_layers, upstream.cfg.embed_dim, model)
     upstream.set_attention_implementation(attention)
-    backend = ModelBackend(upstream, device, resolve_dtype(dtype, device), description=model)
+    backend = ModelBackend(upstream, device, resolve_dtype(dtype, device, upstream.cfg.embed_dim), description=model)
     engine = BatchedForward(backend, [recognizer.layer], max_tokens, chunk_seconds)
     return engine, recognizer.to(device)
 
