@@ -27,3 +27,19 @@ def fixtures_dir() -> Path:
 @pytest.fixture
 def urdu_dir() -> Path:
     return require(URDU, "URDU corpus")
+
+
+def urdu_subset(base: Path, per_emotion: int = 8) -> Path:
+    """``per_emotion`` URDU clips per emotion symlinked under ``base/audio`` in the corpus's layout, prepared with one
+    hold-out fold (8 per emotion: 23 train, 3 valid, 6 test) into ``base/manifest``; returns the manifest folder."""
+    from emotion2vec.cli import main as cli
+
+    root = require(URDU, "URDU corpus")
+    for label in ("Angry", "Happy", "Neutral", "Sad"):
+        (base / "audio" / label).mkdir(parents=True)
+        for f in sorted((root / label).glob("*.wav"))[:per_emotion]:
+            (base / "audio" / label / f.name).symlink_to(f)
+    out = base / "manifest"
+    assert cli(["prepare", "urdu", "--root", str(base / "audio"), "--out", str(out), "--protocol", "holdout",
+                "--no-audio-audit", "--quiet"]) == 0
+    return out

@@ -587,7 +587,7 @@ TABLE += [
     C("a resume with other folds", FT + " --fold 2 --out {copy:ft}", 2, ["fold1", "fold2"]),
     C("a conversation run", ROBUST.replace("{run}", "{conv_run}") + " --out {new}", 2,
       ["{conv_run}", "conversation"], ["re-run `emotion2vec probe`"]),
-    C("a fine-tuning run", ROBUST.replace("{run}", "{ft}") + " --out {new}", 2, ["{ft}", "finetune run"]),
+    C("a fine-tuning run (its exported models re-run)", ROBUST.replace("{run}", "{ft}") + " --out {new}", 0),
     C("results.json of version 99", "report {results_v99}", 2, ["{results_v99}/results.json", "version 99"]),
     C("results.json whose folds are a string", "report {results_folds_x}", 2,
       ["{results_folds_x}/results.json", "folds"]),

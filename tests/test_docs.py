@@ -542,7 +542,7 @@ def _check_config(name: str, overrides: list[str], config_dir: str | None, cwd: 
     import torch
 
     from emotion2vec.errors import Emotion2VecError
-    from emotion2vec.pretrain.launch import compose, config_problems
+    from emotion2vec.pretrain.launch import _machine_problems, compose, config_problems
 
     overrides = [o for o in overrides if not o.startswith("common.user_dir=")]  # the launcher adds it
     if config_dir and not (cwd / config_dir).is_dir():
@@ -556,8 +556,10 @@ def _check_config(name: str, overrides: list[str], config_dir: str | None, cwd: 
             if not (fairseq and m and _fairseq_knows(m.group(1))):
                 raise CheckError(str(e)) from None
             overrides = [o for o in overrides if o.split("=")[0].lstrip("+") != m.group(1)]
+    # the configuration itself, then what it asks of a machine with 8 GPUs; the files it names (the data folder,
+    # the downloaded init checkpoint) are on the machine that runs it, not here
     with mock.patch.object(torch.cuda, "device_count", return_value=8):
-        problems = config_problems(cfg, cuda_available=True, check_data=False)
+        problems = config_problems(cfg, machine=False) + _machine_problems(cfg, True)
     if problems:
         raise CheckError("; ".join(problems))
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import FIXTURES, URDU, require
+from conftest import FIXTURES, URDU, require, urdu_subset
 from emotion2vec import Emotion2Vec
 from emotion2vec.cli import main as cli
 from emotion2vec.finetune import FinetuneError
@@ -94,16 +94,7 @@ def urdu(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def subset(tmp_path_factory) -> Path:
     """8 clips per emotion (URDU layout, symlinked) prepared with one hold-out fold: 23 train, 3 valid, 6 test."""
-    root = require(URDU, "URDU corpus")
-    base = tmp_path_factory.mktemp("subset")
-    for label in ("Angry", "Happy", "Neutral", "Sad"):
-        (base / "audio" / label).mkdir(parents=True)
-        for f in sorted((root / label).glob("*.wav"))[:8]:
-            (base / "audio" / label / f.name).symlink_to(f)
-    out = base / "manifest"
-    assert cli(["prepare", "urdu", "--root", str(base / "audio"), "--out", str(out), "--protocol", "holdout",
-                "--no-audio-audit", "--quiet"]) == 0
-    return out
+    return urdu_subset(tmp_path_factory.mktemp("subset"))
 
 
 @pytest.fixture(scope="module")

@@ -358,15 +358,17 @@ def test_batcher_budget_and_a_cancelled_request_is_never_computed():
 
 
 def test_serve_options_are_checked(plus, tmp_path, monkeypatch, capsys):
-    assert cli(["serve", str(plus), "--max-queue", "0"]) == 2
-    assert "--max-queue 0: must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli(["serve", str(plus), "--max-queue", "0"])
+    assert e.value.code == 2 and "argument --max-queue: must be >= 1, got 0" in capsys.readouterr().err
     monkeypatch.setenv("EMOTION2VEC_API_KEY", "from-the-environment")
     assert cli(["serve", str(plus), "--api-key", "another-key-1"]) == 2
     assert "given twice (--api-key and $EMOTION2VEC_API_KEY)" in capsys.readouterr().err
     monkeypatch.delenv("EMOTION2VEC_API_KEY")
     assert cli(["serve", str(plus), "--api-key-file", str(tmp_path / "none.txt")]) == 2
     assert "none.txt: No such file" in capsys.readouterr().err
-    assert cli(["serve", str(tmp_path / "missing"), "--port", "0"]) == 2
+    assert cli(["serve", str(tmp_path / "missing"), "--port", "8765"]) == 2
+    assert "missing" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------------ real server

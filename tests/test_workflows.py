@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import URDU, require
+from conftest import URDU, require, urdu_subset
 from emotion2vec.cli import main as cli
 from emotion2vec.downstream import ProbeError
 from emotion2vec.downstream.epochs import lr_decay_factor, undersample
@@ -177,7 +177,7 @@ def test_paper_options_train_on_frames(tmp_path, capsys):
         ProbeConfig(task="regression", targets=("a",), undersample=True)
     with pytest.raises(SystemExit) as e:
         cli(["probe", "--features", str(fdir), "--data", str(ddir), "--out", str(tmp_path / "x"), "--lr-decay", "1.5"])
-    assert e.value.code == 2 and "--lr-decay: '1.5': the factor applied after every epoch must lie in (0, 1]" in \
+    assert e.value.code == 2 and "argument --lr-decay: must lie in (0, 1], got 1.5" in \
         capsys.readouterr().err
 
 
@@ -209,15 +209,7 @@ def subset(tmp_path_factory) -> Path:
     """8 clips per emotion, one hold-out fold (23 train, 3 valid, 6 test), with arousal / valence columns."""
     from emotion2vec.io.manifests import read_data_tsv, write_data_tsv
 
-    root = require(URDU, "URDU corpus")
-    base = tmp_path_factory.mktemp("subset")
-    for label in ("Angry", "Happy", "Neutral", "Sad"):
-        (base / "audio" / label).mkdir(parents=True)
-        for f in sorted((root / label).glob("*.wav"))[:8]:
-            (base / "audio" / label / f.name).symlink_to(f)
-    out = base / "manifest"
-    assert cli(["prepare", "urdu", "--root", str(base / "audio"), "--out", str(out), "--protocol", "holdout",
-                "--no-audio-audit", "--quiet"]) == 0
+    out = urdu_subset(tmp_path_factory.mktemp("subset"))
     rows = read_data_tsv(out / "data.tsv")
     for r in rows:
         r["arousal"], r["valence"] = f"{AROUSAL[r['label']]:.2f}", f"{VALENCE[r['label']]:.2f}"
