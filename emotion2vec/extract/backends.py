@@ -71,9 +71,8 @@ class ModelBackend(Backend):
     """Any upstream (:mod:`emotion2vec.models.upstream`: emotion2vec / data2vec 2.0, data2vec (v1), ``hf:``) in eval
     mode; ``dtype`` other than float32 runs under autocast. ``name`` is the upstream's kind.
 
-    An emotion2vec model on a CPU in fp32 runs its CNN per input, in time tiles, and its Transformer on the padded
-    batch (:meth:`~emotion2vec.models.encoder.Emotion2VecModel.local_features_per_input`: the same valid frames,
-    faster in fp32; in bf16 the CNN on the padded batch is faster).
+    An emotion2vec model on a CPU runs its CNN per input, in time tiles, and its Transformer on the padded batch
+    (:meth:`~emotion2vec.models.encoder.Emotion2VecModel.local_features_per_input`: the same valid frames, faster).
     With a reduced ``dtype`` it is rewritten by :func:`emotion2vec.models.inference.prepare_inference`: the large
     matrix multiplies in ``dtype`` with their weights stored once, the small layers where bf16 costs accuracy for
     no speed in fp32, oneDNN's fused kernels on a CPU; ``int8`` (CPU only) quantises the Transformer's linear
@@ -102,9 +101,9 @@ class ModelBackend(Backend):
                 prepare_inference(self.model, dtype, bf16_units=self.autocast is not None)
             except ValueError as e:
                 raise ExtractionError(f"--dtype {_dtype_name(dtype)}: {e}") from None
-        # the CNN per input pays in fp32 (1.09x); in bf16 the padded batch is faster (per input 0.92x):
-        # benchmarks/levers.py, "cnn per input"
-        self.per_input = self.name == "emotion2vec" and device.type == "cpu" and self.autocast is None
+        # the CNN per input: 1.09x in fp32 (benchmarks/levers.py); in bf16 faster on the whole corpus end to end
+        # (benchmarks/extract.py), although a 40-file A/B favours the padded batch (docs: performance, Levers)
+        self.per_input = self.name == "emotion2vec" and device.type == "cpu"
         self.classifier = classifier  # the checkpoint's ClassifierSpec (emotion2vec+), or None
         self.cfg = model.cfg
         self.device, self.dtype = device, dtype
