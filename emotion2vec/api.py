@@ -26,8 +26,8 @@ class Emotion2Vec:
     >>> frames = model.extract(wav, sample_rate=44100, granularity="frame", layers="all")   # (12, T, 768)
 
     ``dtype``: ``"float32"`` (default, exact), ``"bfloat16"``, ``"float16"``, ``"int8"`` (CPU) or ``"auto"`` (the
-    fastest measured: bfloat16 on GPUs with bf16 and on CPUs with AMX / AVX512-BF16 for models 768 wide and up,
-    float32 elsewhere; see :mod:`emotion2vec.device`).
+    fastest measured: bfloat16 on GPUs with bf16, on CPUs with AMX, and on CPUs with AVX512-BF16 alone for models
+    768 wide and up; float32 elsewhere; see :mod:`emotion2vec.device`).
     """
 
     def __init__(self, model, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",

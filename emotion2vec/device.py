@@ -78,20 +78,23 @@ def bf16_accelerated(device: str | torch.device) -> bool:
     return False
 
 
-#: Model width (embed_dim) from which bf16 is faster than fp32 on a CPU with bf16 units: measured faster at 768
-#: (the base geometry), slower at 128 (the ``small`` preset); widths between were not measured and stay fp32.
+#: Model width (embed_dim) from which bf16 is used on a CPU whose only bf16 unit is AVX512-BF16: measured faster there
+#: at 768 (the base geometry); narrower models were not measured on such a CPU and stay fp32. With AMX bf16 is faster
+#: at every width measured (128, the ``small`` preset, and 768: benchmarks/forward.py, benchmarks/finetune_step.py).
 BF16_MIN_WIDTH = 768
 
 
 def _bf16_pays(device: torch.device, width: int | None) -> bool:
     if not bf16_accelerated(device):
         return False
-    return device.type != "cpu" or width is None or width >= BF16_MIN_WIDTH
+    if device.type != "cpu" or cpu_bf16_acceleration() == "AMX":
+        return True
+    return width is None or width >= BF16_MIN_WIDTH
 
 
 def auto_dtype(device: str | torch.device, width: int | None = None) -> torch.dtype:
-    """bfloat16 where :func:`bf16_accelerated` and, on a CPU, the model is at least :data:`BF16_MIN_WIDTH` wide
-    (``width`` None: not known, taken as wide enough); float32 elsewhere."""
+    """bfloat16 where :func:`bf16_accelerated` (on a CPU with AVX512-BF16 but no AMX: for models at least
+    :data:`BF16_MIN_WIDTH` wide; ``width`` None: not known, taken as wide enough); float32 elsewhere."""
     return torch.bfloat16 if _bf16_pays(torch.device(device), width) else torch.float32
 
 

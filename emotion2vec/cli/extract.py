@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="compute dtype; outputs are always float32. float32 (default) is exact; bfloat16 runs the "
                    "matrix multiplies in bf16 (norms, softmax in fp32); int8 (CPU) also the Transformer's linear "
                    "layers in int8; auto = the fastest measured: bfloat16 where the hardware accelerates it (GPUs "
-                   "with bf16; CPUs with AMX or AVX512-BF16 for base-size models, 768 wide and up), else float32")
+                   "with bf16; CPUs with AMX; CPUs with AVX512-BF16 alone for models 768 wide and up), else float32")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
                    help="torch (default), or onnxruntime for a graph of `emotion2vec export` (the default for a "
                    ".onnx --checkpoint; CPU execution provider)")

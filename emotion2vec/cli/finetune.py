@@ -173,8 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="repeat shorter training inputs up to S seconds (default 0 = off)")
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="autocast precision; auto (default): the fastest measured for the device and model: bf16 "
-                            "on GPUs with bf16 and on CPUs with AMX / AVX512-BF16 for base-size models (768 wide and "
-                            "up), else fp16 on a GPU and fp32 on a CPU")
+                            "on GPUs with bf16, on CPUs with AMX, on CPUs with AVX512-BF16 alone for models 768 wide and "
+                            "up; else fp16 on a GPU and fp32 on a CPU")
     train.add_argument("--select-metric", choices=SELECT_METRICS, default=None,
                        help="valid metric choosing the epoch (default: the task's, as the probe)")
     train.add_argument("--patience", type=positive_int, default=None,

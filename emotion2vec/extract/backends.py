@@ -22,8 +22,8 @@ DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu",
                   width: int | None = None) -> torch.dtype:
     """A dtype name, a torch dtype, or ``"auto"``: the fastest measured for ``device`` and a model ``width`` wide
-    (:func:`emotion2vec.device.auto_dtype`: bfloat16 on GPUs with bf16 and on CPUs with AMX / AVX512-BF16 for models
-    768 wide and up, float32 elsewhere), with a bad name reported as an :class:`ExtractionError`. ``int8``
+    (:func:`emotion2vec.device.auto_dtype`: bfloat16 on GPUs with bf16, on CPUs with AMX, and on CPUs with
+    AVX512-BF16 alone for models 768 wide and up; float32 elsewhere), with a bad name reported as an :class:`ExtractionError`. ``int8``
     (torch.int8) only on a CPU."""
     from ..device import resolve_compute_dtype
     from ..models.config import ConfigError

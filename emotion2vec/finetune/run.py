@@ -108,8 +108,8 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_precision(name: str, device: torch.device, width: int | None = None) -> str:
     """``auto``: what ``benchmarks/finetune_step.py`` measured fastest (:func:`emotion2vec.device.
-    auto_training_precision`): bf16 where the device computes it natively (GPUs with bf16; CPUs with AMX /
-    AVX512-BF16 for models ``width`` >= 768 wide), else fp16 on a GPU and fp32 on a CPU. bf16 on a CPU without
+    auto_training_precision`): bf16 where the device computes it natively (GPUs with bf16; CPUs with AMX;
+    CPUs with AVX512-BF16 alone for models ``width`` >= 768 wide), else fp16 on a GPU and fp32 on a CPU. bf16 on a CPU without
     native bf16 (emulated: slower than fp32) and fp16 on a CPU are refused."""
     from ..device import auto_training_precision, bf16_accelerated
 
