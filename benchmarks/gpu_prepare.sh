@@ -46,8 +46,11 @@ done
   "${platforms[@]}" -d "$BUNDLE/wheels" "${specs[@]}"
 "$PY" -m pip wheel -q --no-deps --no-binary=:all: -w "$BUNDLE/wheels" \
   "antlr4-python3-runtime==$(version antlr4-python3-runtime)"
+had_build=$([ -e build ] && echo 1 || true)
+had_egg_info=$([ -e emotion2vec.egg-info ] && echo 1 || true)
 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$BUNDLE/wheels" . >/dev/null
-rm -rf build emotion2vec.egg-info
+[ -n "$had_build" ] || rm -rf build            # what building our wheel left here, and only that
+[ -n "$had_egg_info" ] || rm -rf emotion2vec.egg-info
 
 echo "== peers"
 cp "$SHARED"/peers/*.py "$SHARED"/peers/*.sh "$BUNDLE/shared/peers/"
