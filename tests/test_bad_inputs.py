@@ -551,6 +551,11 @@ TABLE += [
       ["--concat-features", "{feats}", "twice"]),
     C("--classes angry,angry", CONV + " --out {new} --classes angry,angry", 2, ["--classes", "twice"]),
     C("--group-by gender,gender", ENSEMBLE + " --out {new} --group-by gender,gender", 2, ["--group-by", "twice"]),
+    C("--group-by gender,gender", FT + " --out {new} --group-by gender,gender", 2, ["--group-by", "twice"]),
+    C("--group-by gender,gender", "evaluate {plus} --data {man} --out {new} --group-by gender,gender", 2,
+      ["--group-by", "twice"]),
+    C("--targets a,a", "evaluate {plus} --data {man} --out {new} --targets duration,duration", 2,
+      ["--targets", "twice"]),
     C("--perturbations gain,gain", ROBUST.replace("gain", "gain,gain") + " --out {new}", 2,
       ["--perturbations", "twice"]),
 ]

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis.ensemble import run_ensemble, select_members
 
-    group_by = [c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None
+    group_by = args.group_by.split(",") if args.group_by else None
     runs = select_members(args.runs, args.out, lambda msg: print(f"ensemble: note: {msg}", file=sys.stderr))
     run_ensemble(runs, args.out, vote=args.vote, weights=args.weights, search=args.search, name=args.name,
                  group_by=group_by, speaker_min=args.speaker_min_utterances, resamples=args.bootstrap,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from .options import device, max_tokens, non_negative_int, positive_int
+from .options import device, max_tokens, non_negative_int, positive_int, unique_list
 
 EXAMPLES = """
 examples:
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--only-corpus-classes", action="store_true",
                         help="score a classifier over the corpus's classes only (its probabilities renormalised over "
                              "them)")
-    labels.add_argument("--targets", default=None, metavar="COLS",
+    labels.add_argument("--targets", type=unique_list("column"), default=None, metavar="COLS",
                         help="regression: the model's targets to score (data.tsv columns of the same names; default: "
                              "every one the corpus has)")
     labels.add_argument("--target-range", default=None, metavar="LOW,HIGH",
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     analysis.add_argument("--bootstrap", type=non_negative_int, default=1000,
                           help="resamples of the 95%% interval (default 1000)")
     analysis.add_argument("--seed", type=int, default=42, help="seed of the bootstrap (default 42)")
-    analysis.add_argument("--group-by", default=None, metavar="COLS",
+    analysis.add_argument("--group-by", type=unique_list("column"), default=None, metavar="COLS",
                           help="data.tsv columns whose groups are scored (default: gender when present)")
     analysis.add_argument("--speaker-min-utterances", type=positive_int, default=20, metavar="N",
                           help="score every speaker with at least N test utterances (default 20)")
@@ -86,12 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_evaluate(args.model, args.data, args.out, features=args.features, label_map=args.label_map,
                           folds=args.folds, protocol=args.protocol, fold_seed=args.fold_seed,
-                          targets=[t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None,
+                          targets=args.targets.split(",") if args.targets else None,
                           target_range=parse_target_range(args.target_range),
                           only_corpus_classes=args.only_corpus_classes, name=args.name, device=args.device,
                           bootstrap=args.bootstrap, seed=args.seed,
-                          group_by=[c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by
-                          else None, speaker_min=args.speaker_min_utterances, trust=args.trust_checkpoint,
+                          group_by=args.group_by.split(",") if args.group_by else None,
+                          speaker_min=args.speaker_min_utterances, trust=args.trust_checkpoint,
                           max_tokens=args.max_tokens, num_workers=args.num_workers,
                           audit_audio=not args.no_audio_audit, verbose=not args.quiet)
     if args.quiet:

@@ -210,7 +210,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--embedding-colour", choices=EMBEDDING_COLOURS, default="label",
                        help="colour the map by label (default), the label's arousal or valence group (regression: "
                             "that target), speaker or gender")
-    sweep.add_argument("--group-by", default=None, metavar="COLS",
+    sweep.add_argument("--group-by", type=unique_list("column"), default=None, metavar="COLS",
                        help="data.tsv columns whose groups are scored (default: gender when present)")
     sweep.add_argument("--speaker-min-utterances", type=positive_int, default=20, metavar="N",
                        help="score every speaker with at least N test utterances (default 20)")
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
                    num_workers=args.num_workers, progress=not args.quiet, trust=args.trust_checkpoint,
                    tensorboard=not args.no_tensorboard, checksum_dir=args.checksum_dir,
                    audit_audio=not args.no_audio_audit, allow_unseen_test_labels=args.allow_unseen_test_labels,
-                   group_by=[c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None,
+                   group_by=args.group_by.split(",") if args.group_by else None,
                    speaker_min=args.speaker_min_utterances, test_data=args.test_data,
                    test_label_map=args.test_label_map, embedding=args.embedding,
                    embedding_colour=args.embedding_colour)

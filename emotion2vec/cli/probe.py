@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                    fold_seed=args.fold_seed, threads=args.threads,
                    allow_unseen_test_labels=args.allow_unseen_test_labels, test_features=args.test_features,
                    test_data=args.test_data, label_map=args.label_map, audit_audio=not args.no_audio_audit,
-                   group_by=[c.strip() for c in args.group_by.split(",") if c.strip()] if args.group_by else None,
+                   group_by=args.group_by.split(",") if args.group_by else None,
                    speaker_min=args.speaker_min_utterances, embedding=args.embedding,
                    concat_features=args.concat_features, concat_layer=args.concat_layer,
                    embedding_colour=args.embedding_colour)

@@ -48,9 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "10 on CPU, 62.5 on GPU, as emotion2vec extract's --max-tokens)")
     p.add_argument("--batch-wait-ms", type=non_negative_float, default=5.0, help="how long a request waits for others to share "
                    "its batch (default 5 ms)")
-    p.add_argument("--batching", choices=("auto", "on", "off"), default="auto", help="on: requests arriving "
-                   "together share a forward; off: each runs alone (same results); auto (default): on for a GPU, "
-                   "off on a CPU, where batches buy no compute")
+    p.add_argument("--batching", choices=("on", "off"), default="on", help="on (default): requests arriving "
+                   "together share a forward; off: each runs alone (same results)")
     p.add_argument("--max-queue", type=positive_int, default=64, help="requests in progress at once (default 64); more get "
                    "503 with Retry-After")
     p.add_argument("--upload-timeout", type=positive_float, default=300.0, help="seconds a request body may take to arrive "
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise ServeError(f"--port {args.port}: choose 1..65535")
     config = ServeConfig(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                          max_batch_seconds=args.max_batch_seconds, batch_wait_ms=args.batch_wait_ms,
-                         batching={"auto": None, "on": True, "off": False}[args.batching], max_queue=args.max_queue,
+                         batching=args.batching == "on", max_queue=args.max_queue,
                          upload_timeout=args.upload_timeout, api_key=_api_key(args))
     log = logging.getLogger("emotion2vec.serve")
     if not is_loopback(args.host) and config.api_key is None:

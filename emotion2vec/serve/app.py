@@ -94,7 +94,7 @@ def create_app(service: Service, config: ServeConfig | None = None) -> FastAPI:
     import anyio
 
     config = config or ServeConfig()
-    batching = config.batching if config.batching is not None else service.model.backend.device.type == "cuda"
+    batching = config.batching
     batcher = Batcher(service.run, service.max_tokens if config.max_batch_seconds is None
                       else int(config.max_batch_seconds * SAMPLE_RATE), config.batch_wait_ms / 1000, batching)
     admission = Admission(config.max_queue, batcher.retry_after)

@@ -18,9 +18,8 @@ class ServeConfig:
     max_batch_seconds: audio seconds one batch gathers (the engine's padded budget); None = the extraction engine's
         default for the device (10 s on a CPU, 62.5 s on a GPU).
     batch_wait_ms: how long the first request of a batch waits for others to join it.
-    batching: True = requests arriving together share a forward; False = every request runs alone (the results are
-        the same); None (default) = on for a GPU, off on a CPU, where a batch buys no compute and its padding costs
-        time (``benchmarks/serve_load.py`` measures both).
+    batching: True (default) = requests arriving together share a forward; False = every request runs alone (the
+        results are the same; ``benchmarks/serve_load.py`` measures both).
     max_queue: requests admitted at once (being received, waiting or computed); more get 503 with Retry-After.
     upload_timeout: seconds a request body may take to arrive; slower gets 408 (a client that trickles its upload
         would otherwise hold its place in max_queue for ever).
@@ -32,7 +31,7 @@ class ServeConfig:
     max_seconds: float = 600.0
     max_batch_seconds: float | None = None
     batch_wait_ms: float = 5.0
-    batching: bool | None = None
+    batching: bool = True
     max_queue: int = 64
     upload_timeout: float = 300.0
     api_key: str | None = None
