@@ -19,6 +19,18 @@ def require(path: Path, what: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module's in-process runs, as its subprocesses run (modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
     return require(FIXTURES, "golden checkpoint fixtures")

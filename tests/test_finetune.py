@@ -64,13 +64,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """In-process runs on one thread, as the subprocesses (two threads are slower on a busy 2-core machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # in-process runs on one thread, as the subprocesses
 
 
 @pytest.fixture(scope="module")

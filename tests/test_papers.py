@@ -32,12 +32,7 @@ def run(*args) -> int:
     return cli([str(a) for a in args])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # in-process runs on one thread, as the subprocesses
 
 
 def _tiny_cnn14(seed: int = 0) -> Cnn14Model:

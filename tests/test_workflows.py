@@ -28,12 +28,7 @@ AROUSAL = {"angry": 0.8, "happy": 0.7, "neutral": 0.3, "sad": 0.2}
 VALENCE = {"angry": 0.2, "happy": 0.8, "neutral": 0.5, "sad": 0.2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # in-process runs on one thread, as the subprocesses
 
 
 # ------------------------------------------------------------------------------------------------ URDU fixtures
