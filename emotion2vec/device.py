@@ -2,14 +2,15 @@
 
 ``dtype="auto"`` of extraction, recognition and the API (:func:`auto_dtype`):
 
-* a CPU with AMX (Sapphire Rapids and later Xeons) or AVX512-BF16 (Cooper Lake, Zen 4 and later) -> bfloat16 for
-  models at least :data:`BF16_MIN_WIDTH` wide (the base geometry and larger: ``benchmarks/extract.py``), float32 for
-  narrower ones (the 128-wide ``small`` preset runs slower in bf16: ``benchmarks/forward.py --preset small``);
+* a CPU with AMX (Sapphire Rapids and later Xeons) -> bfloat16 at every width (the base geometry:
+  ``benchmarks/extract.py``; the 128-wide ``small`` preset: ``benchmarks/forward.py --preset small``);
+* a CPU with AVX512-BF16 but no AMX (Cooper Lake, Zen 4 and later) -> bfloat16 for models at least
+  :data:`BF16_MIN_WIDTH` wide, the only width measured on such a CPU; float32 for narrower ones;
 * any other CPU -> float32: bf16 would be *emulated*, slower than fp32 and less accurate;
 * a CUDA GPU that supports bf16 (Ampere and later) -> bfloat16, else float32.
 
 ``finetune --precision auto`` (:func:`auto_training_precision`): the same rule for bf16 on a CPU
-(``benchmarks/finetune_step.py``: base 1.5-1.9x faster in bf16, ``small`` 0.82x with the CNN frozen), bf16 on a GPU
+(``benchmarks/finetune_step.py`` with AMX: base about 1.5x faster in bf16, ``small`` 1.07-1.15x), bf16 on a GPU
 that has it, else fp16 there.
 
 Pretraining's ``model.attention_implementation=auto`` (:func:`auto_attention`): SDPA, except bf16 autocast on a
