@@ -22,14 +22,17 @@ Explicit names (``float32``, ``bfloat16``, ``float16``) are taken as given.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Iterable
 
 import torch
 
+from .errors import Emotion2VecError
 from .models.config import ConfigError
 
 __all__ = ["AUTO", "BF16_MIN_WIDTH", "cpu_bf16_acceleration", "bf16_accelerated", "auto_dtype",
-           "auto_training_precision", "auto_attention", "resolve_compute_dtype", "bf16_acceleration_from_flags"]
+           "auto_training_precision", "auto_attention", "resolve_compute_dtype", "bf16_acceleration_from_flags",
+           "resolve_device"]
 
 AUTO = "auto"
 _NAMED = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -131,3 +134,29 @@ def resolve_compute_dtype(dtype: str | torch.dtype, device: str | torch.device =
     if dtype not in _NAMED:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(_NAMED)} or {AUTO}")
     return _NAMED[dtype]
+
+
+def resolve_device(name: str | torch.device, local_rank: int | None = None,
+                   error: type[Exception] = Emotion2VecError) -> torch.device:
+    """A ``--device`` value -> this process's torch device: ``auto`` = ``cuda`` where CUDA is available, else ``cpu``;
+    ``cuda`` without an index = ``cuda:LOCAL_RANK`` (one GPU per process under torchrun, ``cuda:0`` otherwise;
+    ``local_rank`` overrides the environment), checked against the GPUs the node has. A value that is not a device,
+    CUDA that is not there or a GPU the node lacks is ``error`` naming the value."""
+    local = int(os.environ.get("LOCAL_RANK", 0)) if local_rank is None else local_rank
+    given = name
+    if name == AUTO:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise error(f"--device {given!r}: {e}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise error(f"--device {given}: CUDA is not available")
+        if device.index is None:
+            device = torch.device("cuda", local)
+        if device.index >= torch.cuda.device_count():
+            raise error(f"--device {given}: this process (local rank {local}) needs cuda:{device.index} but the "
+                        f"node has {torch.cuda.device_count()} GPU(s); start at most that many processes per node "
+                        f"(--nproc_per_node)")
+    return device

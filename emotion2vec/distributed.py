@@ -161,20 +161,10 @@ def join(device: str | torch.device = "cpu") -> tuple[Processes, torch.device]:
     """
     import torch
 
+    from .device import resolve_device
+
     rank, world, local = _environment()
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise Emotion2VecError(f"--device {device!r}: {e}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise Emotion2VecError(f"--device {device}: CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", local if world > 1 else 0)
-        if dev.index >= torch.cuda.device_count():
-            raise Emotion2VecError(f"--device {device}: this process (local rank {local}) needs cuda:{dev.index} "
-                                   f"but the node has {torch.cuda.device_count()} GPU(s); start at most that many "
-                                   f"processes per node (--nproc_per_node)")
+    dev = resolve_device(device, local if world > 1 else 0)
     processes = Processes(rank, world, local)
     if world == 1:
         return processes, dev

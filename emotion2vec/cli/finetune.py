@@ -234,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
     from ..downstream.report import summary_markdown
     from ..finetune import FinetuneError
     from ..finetune.config import FinetuneConfig, parse_freeze
-    from ..finetune.run import resolve_device, resolve_precision, run_finetune
+    from ..device import resolve_device
+    from ..finetune.run import resolve_precision, run_finetune
 
     if args.threads is not None:
         if args.threads < 1:
@@ -242,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.num_workers < 0:
         raise FinetuneError(f"--num-workers must be >= 0, got {args.num_workers}")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, error=FinetuneError)
     freeze, top = parse_freeze(args.freeze)
     config = FinetuneConfig(
         task=args.task, loss=args.loss, targets=tuple(t.strip() for t in (args.targets or "").split(",") if t.strip()),

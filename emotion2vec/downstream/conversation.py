@@ -407,14 +407,14 @@ class _Inputs:
 def _inputs(features, samples: list[Sample], names: list[str], config: ConversationConfig, layer, concat_features,
             concat_layer, device: str, log) -> _Inputs:
     from .features import load_sources
-    from .probe import resolve_device
+    from ..device import resolve_device
 
     keys = sorted({k for s in samples for turn in s.context for k in turn.keys})
     log(f"conversation: loading {len(keys)} feature files from {features}"
         + "".join(f" + {c}" for c in concat_features))
     packed, info = load_sources(features, keys, layer, concat_features, concat_layer)
     position = {k: i for i, k in enumerate(keys)}
-    dev = resolve_device(device)
+    dev = resolve_device(device, error=ProbeError)
     x = _utterance_vectors(packed).to(dev)
     tensors = _tensors(samples, position, names, config.history)
     batches = _Batches(*(t.to(dev) for t in (tensors.turn_utts, tensors.turn_lengths, tensors.same_speaker,

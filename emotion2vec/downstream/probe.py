@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from . import ProbeError
 from .features import PackedFeatures, append_utterances, load_features, load_sources
 from .heads import Head, save_head
@@ -48,22 +49,10 @@ from .runs import (FoldOutcome, add_groups, audit_run, check_fold_labels, class_
 from .targets import Targets, apply_label_map, build_targets
 from .training import PROBE_HINT, ProbeConfig, head_config, train_fold
 
-__all__ = ["ProbeResult", "run_probe", "resolve_device", "cpu_settings"]
+__all__ = ["ProbeResult", "run_probe", "cpu_settings"]
 
 #: first-layer multiply-adds of an average batch below which training runs on one CPU thread
 SMALL_BATCH_WORK = 1 << 28
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ProbeError(f"--device {name!r}: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ProbeError(f"--device {name}: CUDA is not available")
-    return device
 
 
 @contextlib.contextmanager
@@ -436,7 +425,7 @@ def run_probe(features: str | os.PathLike, data: str | os.PathLike, out: str | o
     warnings += audit_warnings
     loaded = _load(features, corpus, names, config, layer, concat_features, concat_layer, test_features,    # 4
                    data_dir, log)
-    dev = resolve_device(device)
+    dev = resolve_device(device, error=ProbeError)
     loaded.packed = loaded.packed.to(dev)
     load_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in Head(head_config(config, loaded.packed, len(names))).parameters())

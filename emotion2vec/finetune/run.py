@@ -63,6 +63,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from ..downstream.heads import fold_target_scaling
 from ..downstream.runs import (FoldOutcome, FoldSplit, add_groups, audit_run, check_fold_labels, class_names,
                                head_entry, pick_folds, prediction_records, read_inputs, results_dict, run_folds,
@@ -81,7 +82,7 @@ from .model import (FinetuneModel, disable_layerdrop, head_config, kept_head, lo
 from .train import (FINETUNE_HINT, Collectives, FoldData, Runtime, evaluate, frame_statistics, load_model_state,
                     train_fold)
 
-__all__ = ["RUN_FORMAT", "resolve_device", "resolve_precision", "speaker_split", "run_finetune"]
+__all__ = ["RUN_FORMAT", "resolve_precision", "speaker_split", "run_finetune"]
 
 RUN_FORMAT = "emotion2vec-finetune-run"
 #: training utterances (a seeded sample) whose frames give the statistics of --standardize
@@ -89,23 +90,6 @@ STANDARDIZE_UTTERANCES = 64
 
 
 # ------------------------------------------------------------------------------------------------ environment
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available (cuda:LOCAL_RANK under torchrun), else cpu."""
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if name == "auto":
-        return torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise FinetuneError(f"--device {name!r}: {e}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise FinetuneError(f"--device {name}: CUDA is not available")
-        if device.index is None:
-            device = torch.device(f"cuda:{local}")
-    return device
-
-
 def resolve_precision(name: str, device: torch.device, width: int | None = None) -> str:
     """``auto``: what ``benchmarks/finetune_step.py`` measured fastest (:func:`emotion2vec.device.
     auto_training_precision`): bf16 where the device computes it natively (GPUs with bf16; CPUs with AMX;
@@ -757,7 +741,7 @@ def run_finetune(checkpoint: str, data: str | os.PathLike, out: str | os.PathLik
     from ..downstream.report import summary_markdown
 
     t0 = time.perf_counter()
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dev = device if isinstance(device, torch.device) else resolve_device(device, error=FinetuneError)
     rank, world = _init_distributed(dev)
     main = rank == 0
     log = (lambda msg: print(msg, flush=True)) if verbose and main else (lambda msg: None)
