@@ -29,7 +29,7 @@
 # Layout:  $OUT/manifests/<corpus>/{data.tsv,folds.json}   $OUT/features/<corpus>/<name>/
 #          $OUT/results/<corpus>[-<protocol>]/<name>/{results.json,results.md,predictions.tsv,confusion.png}
 
-RECIPES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RECIPES_DIR=$(cd -P "$(dirname "${BASH_SOURCE[0]}")" && pwd)  # physical: the repository even through a symlink
 if [[ -z ${PYTHON:-} ]]; then
   if [[ -n ${VIRTUAL_ENV:-} && -x $VIRTUAL_ENV/bin/python ]]; then PYTHON=$VIRTUAL_ENV/bin/python
   elif [[ -x $RECIPES_DIR/../.venv/bin/python ]]; then PYTHON=$RECIPES_DIR/../.venv/bin/python
